@@ -1,0 +1,157 @@
+// Records of run state as the store holds them: DAG rows, runs, task instances, tries, import
+// errors, and the queries that list them. Plain values; copy freely.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dagd/scheduler/dag.hpp"
+#include "dagd/scheduler/states.hpp"
+#include "dagd/scheduler/time.hpp"
+
+namespace dagd::scheduler {
+
+// One row of `dag`: what the DAG list shows, denormalised from its latest version.
+struct DagRecord {
+  std::string dag_id;
+  bool is_paused = false;
+  bool is_stale = false;  // its file is gone from the dags folder
+  std::string fileloc;
+  std::optional<TimePoint> last_parsed_time;
+  std::string description;
+  std::vector<std::string> tags;
+  std::vector<std::string> owners;
+  std::optional<std::string> schedule;
+  int max_active_runs = 16;
+  int max_active_tasks = 16;
+  int latest_version = 0;
+  bool has_import_errors = false;
+};
+
+struct DagVersionRecord {
+  std::string dag_id;
+  int version_number = 0;
+  std::string hash;
+  std::string document;
+  TimePoint created_at;
+};
+
+struct DagRun {
+  int64_t id = 0;  // store key
+  std::string dag_id;
+  std::string run_id;
+  int version_number = 0;  // the dag_version this run is pinned to
+  RunState state = RunState::kQueued;
+  RunType run_type = RunType::kManual;
+  std::optional<TimePoint> logical_date;
+  std::optional<TimePoint> queued_at;
+  std::optional<TimePoint> start_date;
+  std::optional<TimePoint> end_date;
+  std::optional<TimePoint> data_interval_start;
+  std::optional<TimePoint> data_interval_end;
+  std::optional<TimePoint> run_after;
+  std::optional<TimePoint> last_scheduling_decision;
+  Json conf = Json::object();
+  std::optional<std::string> note;
+  std::string triggered_by = "rest_api";
+};
+
+struct TaskInstance {
+  std::string id;  // uuid, assigned by the store
+  int64_t run_id_key = 0;  // DagRun::id
+  std::string dag_id;
+  std::string run_id;
+  std::string task_id;
+  int version_number = 0;
+  TaskState state = TaskState::kNone;
+  int try_number = 0;  // 0 until first queued; each new try increments it
+  int max_tries = 0;   // retries (+1 per interrupted try that did not count)
+  std::optional<TimePoint> scheduled_when;
+  std::optional<TimePoint> queued_when;
+  std::optional<TimePoint> start_date;
+  std::optional<TimePoint> end_date;
+  std::optional<double> duration;  // seconds
+  std::optional<TimePoint> next_retry_at;  // up_for_retry: not before this
+  std::string hostname;
+  std::string unixname;
+  std::optional<int> pid;
+  std::string operator_name;
+  std::string pool = "default_pool";
+  int pool_slots = 1;
+  int priority_weight = 1;
+  std::optional<std::string> note;
+};
+
+// One try of a task instance (task_instance_try); written with every transition of that try.
+struct TaskTry {
+  std::string ti_id;
+  std::string dag_id;
+  std::string run_id;
+  std::string task_id;
+  int try_number = 0;
+  TaskState state = TaskState::kNone;
+  std::optional<TimePoint> queued_when;
+  std::optional<TimePoint> start_date;
+  std::optional<TimePoint> end_date;
+  std::optional<double> duration;
+  std::string hostname;
+  std::optional<int> pid;
+  std::string operator_name;
+};
+
+struct ImportError {
+  int64_t id = 0;
+  std::string filename;
+  std::string message;  // all errors of the file, one per line
+  TimePoint timestamp;
+};
+
+struct XcomEntry {
+  std::string key;
+  Json value;
+};
+
+// --- Queries ------------------------------------------------------------------------------------
+
+struct Page {
+  int limit = 50;
+  int offset = 0;
+  // Field names as the API spells them, "-" prefix for descending. The store rejects unknown
+  // names with invalid_argument naming the field.
+  std::vector<std::string> order_by;
+};
+
+template <typename T>
+struct Listing {
+  std::vector<T> items;
+  int64_t total_entries = 0;
+};
+
+struct DagQuery {
+  Page page;
+  std::vector<std::string> tags;   // any of
+  std::string dag_id_pattern;      // SQL LIKE-style substring ("%" wildcards); empty = all
+  std::optional<bool> paused;
+  bool include_stale = false;
+};
+
+struct RunQuery {
+  Page page;
+  std::string dag_id;  // "~" or empty = all
+  std::vector<RunState> states;
+  std::vector<RunType> run_types;
+  std::optional<TimePoint> logical_date_gte, logical_date_lte;
+  std::optional<TimePoint> start_date_gte, start_date_lte;
+};
+
+struct TaskInstanceQuery {
+  Page page;
+  std::string dag_id;  // "~" or empty = all
+  std::string run_id;  // "~" or empty = all
+  std::vector<TaskState> states;
+  std::vector<std::string> task_ids;
+};
+
+}  // namespace dagd::scheduler

@@ -1,1 +1,20 @@
-int main() { return 0; }
+// dagd: the composition root. Parses the command line and runs the chosen command.
+#include <iostream>
+
+#include "config.hpp"
+#include "serve.hpp"
+#include "validate.hpp"
+
+int main(int argc, char** argv) {
+  using dagd::daemon::Command;
+  dagd::daemon::Invocation inv = dagd::daemon::ParseCommandLine(argc, argv);
+  switch (inv.command) {
+    case Command::kExit:
+      return inv.exit_code;
+    case Command::kValidate:
+      return dagd::daemon::ValidateFiles(inv.validate_files, std::cout, std::cerr);
+    case Command::kServe:
+      return dagd::daemon::Serve(inv.config);
+  }
+  return 1;
+}

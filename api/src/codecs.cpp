@@ -1,0 +1,392 @@
+#include "dagd/api/codecs.hpp"
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+
+namespace dagd::api {
+
+namespace {
+
+using scheduler::Dag;
+using scheduler::DagRecord;
+using scheduler::DagRun;
+using scheduler::TaskInstance;
+using scheduler::TaskSpec;
+using scheduler::TaskState;
+using scheduler::TaskTry;
+
+Json StringOrNull(const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); }
+
+Json OptionalStringOrNull(const std::optional<std::string>& s) {
+  return s ? Json(*s) : Json(nullptr);
+}
+
+Json StateOrNull(TaskState s) {
+  return s == TaskState::kNone ? Json(nullptr) : Json(std::string(scheduler::ToString(s)));
+}
+
+template <typename T>
+Json OptionalOrNull(const std::optional<T>& v) {
+  return v ? Json(*v) : Json(nullptr);
+}
+
+// Seconds between two optional time points, or null when either is missing.
+Json DurationBetween(const std::optional<scheduler::TimePoint>& start,
+                     const std::optional<scheduler::TimePoint>& end) {
+  if (!start || !end) return nullptr;
+  return std::chrono::duration<double>(*end - *start).count();
+}
+
+uint64_t Fnv1a64(std::string_view text, uint64_t seed) {
+  uint64_t h = seed;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+// A stable RFC 9562 version-8 (custom) UUID from `name`: clients parse dag_version.id as a UUID,
+// and dagd has no uuid column for versions, so derive one the same way every time.
+std::string StableUuid(std::string_view name) {
+  uint64_t hi = Fnv1a64(name, 14695981039346656037ULL);
+  uint64_t lo = Fnv1a64(name, 0x9e3779b97f4a7c15ULL);
+  hi = (hi & ~0xF000ULL) | 0x8000ULL;                          // version 8
+  lo = (lo & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // variant 10
+  char buf[37];
+  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx",
+                static_cast<unsigned>(hi >> 32), static_cast<unsigned>((hi >> 16) & 0xFFFF),
+                static_cast<unsigned>(hi & 0xFFFF), static_cast<unsigned>(lo >> 48),
+                static_cast<unsigned long long>(lo & 0xFFFFFFFFFFFFULL));
+  return buf;
+}
+
+std::string Base64Url(std::string_view in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
+  }
+  if (i + 1 == in.size()) {
+    uint32_t v = uint8_t(in[i]) << 16;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+  } else if (i + 2 == in.size()) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+  }
+  return out;
+}
+
+std::string RelativeFileloc(const std::string& fileloc) {
+  return std::filesystem::path(fileloc).filename().string();
+}
+
+// Airflow serialises DAG params as Param.dump(): the value plus its (empty) schema.
+Json ParamsToJson(const Json& params) {
+  Json out = Json::object();
+  if (!params.is_object()) return out;
+  for (const auto& [key, value] : params.items()) {
+    out[key] = {{"__class", "airflow.sdk.definitions.param.Param"},
+                {"value", value},
+                {"description", nullptr},
+                {"schema", Json::object()}};
+  }
+  return out;
+}
+
+Json TimetableDescription(const std::optional<std::string>& schedule) {
+  if (!schedule) return "Never, external triggers only";
+  return *schedule;
+}
+
+// Which fields of an operator are templated (Airflow's template_fields).
+Json TemplateFields(std::string_view operator_name) {
+  if (operator_name == scheduler::kOperatorBash) return {"bash_command", "env", "cwd"};
+  if (operator_name == scheduler::kOperatorTransform) return {"args"};
+  return Json::array();
+}
+
+Json VersionOrNull(const std::string& dag_id, int version_number) {
+  if (version_number <= 0) return nullptr;
+  return DagVersionToJson(dag_id, version_number);
+}
+
+}  // namespace
+
+std::string OperatorClassName(std::string_view operator_name) {
+  if (operator_name == scheduler::kOperatorBash) return "BashOperator";
+  if (operator_name == scheduler::kOperatorEmpty) return "EmptyOperator";
+  if (operator_name == scheduler::kOperatorTransform) return "TransformOperator";
+  return std::string(operator_name);
+}
+
+Json TimeOrNull(const std::optional<scheduler::TimePoint>& t) {
+  return t ? Json(scheduler::FormatRfc3339(*t)) : Json(nullptr);
+}
+
+Json TimeDeltaToJson(scheduler::Duration d) {
+  constexpr int64_t kMicrosPerSecond = 1000000;
+  constexpr int64_t kMicrosPerDay = 86400 * kMicrosPerSecond;
+  int64_t us = d.count();
+  // Python's timedelta keeps seconds and microseconds non-negative; days carries the sign.
+  int64_t days = us / kMicrosPerDay;
+  int64_t rest = us % kMicrosPerDay;
+  if (rest < 0) {
+    rest += kMicrosPerDay;
+    --days;
+  }
+  return {{"__type", "TimeDelta"},
+          {"days", days},
+          {"seconds", rest / kMicrosPerSecond},
+          {"microseconds", rest % kMicrosPerSecond}};
+}
+
+Json DagVersionToJson(const std::string& dag_id, int version_number,
+                      const std::optional<scheduler::TimePoint>& created_at) {
+  return {{"id", StableUuid(dag_id + "\n" + std::to_string(version_number))},
+          {"version_number", version_number},
+          {"dag_id", dag_id},
+          {"bundle_name", kBundleName},
+          {"bundle_version", nullptr},
+          {"created_at", TimeOrNull(created_at)},
+          {"dag_display_name", dag_id},
+          {"bundle_url", nullptr}};
+}
+
+Json DagToJson(const DagRecord& r) {
+  Json tags = Json::array();
+  for (const auto& tag : r.tags) tags.push_back({{"name", tag}, {"dag_id", r.dag_id}});
+  const std::string relative = RelativeFileloc(r.fileloc);
+  const Json file_token_payload = {{"bundle_name", kBundleName}, {"relative_fileloc", relative}};
+  return {
+      {"dag_id", r.dag_id},
+      {"dag_display_name", r.dag_id},
+      {"is_paused", r.is_paused},
+      {"is_stale", r.is_stale},
+      {"last_parsed_time", TimeOrNull(r.last_parsed_time)},
+      {"last_expired", nullptr},
+      {"bundle_name", kBundleName},
+      {"bundle_version", nullptr},
+      {"relative_fileloc", StringOrNull(relative)},
+      {"fileloc", r.fileloc},
+      {"description", StringOrNull(r.description)},
+      {"timetable_summary", OptionalStringOrNull(r.schedule)},
+      {"timetable_description", TimetableDescription(r.schedule)},
+      {"tags", std::move(tags)},
+      {"max_active_tasks", r.max_active_tasks},
+      {"max_active_runs", r.max_active_runs},
+      {"max_consecutive_failed_dag_runs", 0},
+      {"has_task_concurrency_limits", false},
+      {"has_import_errors", r.has_import_errors},
+      {"next_dagrun_logical_date", nullptr},
+      {"next_dagrun_data_interval_start", nullptr},
+      {"next_dagrun_data_interval_end", nullptr},
+      {"next_dagrun_run_after", nullptr},
+      {"owners", r.owners},
+      {"file_token", Base64Url(file_token_payload.dump())},
+  };
+}
+
+Json DagDetailsToJson(const scheduler::DagDetails& details) {
+  const DagRecord& r = details.record;
+  Json out = DagToJson(r);
+  const Dag* dag = details.dag.get();
+  out["catchup"] = dag ? dag->catchup : false;
+  out["dag_run_timeout"] =
+      dag && dag->dagrun_timeout ? TimeDeltaToJson(*dag->dagrun_timeout) : Json(nullptr);
+  out["asset_expression"] = nullptr;
+  out["doc_md"] = nullptr;
+  out["start_date"] = dag ? TimeOrNull(dag->start_date) : Json(nullptr);
+  out["end_date"] = nullptr;
+  out["is_paused_upon_creation"] = dag ? Json(dag->is_paused_upon_creation) : Json(nullptr);
+  out["params"] = dag ? ParamsToJson(dag->params) : Json::object();
+  out["render_template_as_native_obj"] = false;
+  out["template_search_path"] = nullptr;
+  out["timezone"] = dag ? Json(dag->timezone) : Json(nullptr);
+  out["last_parsed"] = TimeOrNull(r.last_parsed_time);
+  out["concurrency"] = r.max_active_tasks;
+  out["latest_dag_version"] = VersionOrNull(r.dag_id, r.latest_version);
+  out["owner_links"] = nullptr;
+  return out;
+}
+
+Json TaskToJson(const Dag& dag, const TaskSpec& task) {
+  Json downstream = Json::array();
+  if (auto index = dag.IndexOf(task.task_id); index && *index < dag.downstream.size()) {
+    for (size_t d : dag.downstream[*index]) downstream.push_back(dag.tasks[d].task_id);
+  }
+  const std::string class_name = OperatorClassName(task.operator_name);
+  return {
+      {"task_id", task.task_id},
+      {"task_display_name", task.task_id},
+      {"owner", dag.owners.empty() ? std::string("airflow") : dag.owners.front()},
+      {"start_date", TimeOrNull(dag.start_date)},
+      {"end_date", nullptr},
+      {"trigger_rule", std::string(scheduler::ToString(task.trigger_rule))},
+      {"depends_on_past", false},
+      {"wait_for_downstream", false},
+      {"retries", task.retries},
+      {"queue", "default"},
+      {"pool", task.pool},
+      {"pool_slots", task.pool_slots},
+      {"execution_timeout",
+       task.execution_timeout ? TimeDeltaToJson(*task.execution_timeout) : Json(nullptr)},
+      {"retry_delay", TimeDeltaToJson(task.retry_delay)},
+      // Airflow 3.1 turned this into a backoff multiplier; true meant 2.0.
+      {"retry_exponential_backoff", task.retry_exponential_backoff ? 2.0 : 0.0},
+      {"priority_weight", task.priority_weight},
+      {"weight_rule", "downstream"},
+      {"ui_color", "#fff"},
+      {"ui_fgcolor", "#000"},
+      {"template_fields", TemplateFields(task.operator_name)},
+      {"downstream_task_ids", std::move(downstream)},
+      {"doc_md", StringOrNull(task.doc)},
+      {"operator_name", class_name},
+      {"params", ParamsToJson(dag.params)},
+      {"class_ref", {{"module_path", "dagd.operators"}, {"class_name", class_name}}},
+      {"is_mapped", false},
+      {"has_outlets", false},
+      {"extra_links", Json::array()},
+  };
+}
+
+Json DagRunToJson(const DagRun& run) {
+  Json versions = Json::array();
+  if (run.version_number > 0) versions.push_back(DagVersionToJson(run.dag_id, run.version_number));
+  return {
+      {"dag_run_id", run.run_id},
+      {"dag_id", run.dag_id},
+      {"logical_date", TimeOrNull(run.logical_date)},
+      {"queued_at", TimeOrNull(run.queued_at)},
+      {"start_date", TimeOrNull(run.start_date)},
+      {"end_date", TimeOrNull(run.end_date)},
+      {"duration", DurationBetween(run.start_date, run.end_date)},
+      {"data_interval_start", TimeOrNull(run.data_interval_start)},
+      {"data_interval_end", TimeOrNull(run.data_interval_end)},
+      {"run_after", TimeOrNull(run.run_after)},
+      {"last_scheduling_decision", TimeOrNull(run.last_scheduling_decision)},
+      {"run_type", std::string(scheduler::ToString(run.run_type))},
+      {"state", std::string(scheduler::ToString(run.state))},
+      {"triggered_by", StringOrNull(run.triggered_by)},
+      {"triggering_user_name", nullptr},
+      {"conf", run.conf.is_null() ? Json::object() : run.conf},
+      {"note", OptionalStringOrNull(run.note)},
+      {"dag_versions", std::move(versions)},
+      {"bundle_version", nullptr},
+      {"dag_display_name", run.dag_id},
+  };
+}
+
+Json TaskInstanceToJson(const TaskInstance& ti, const DagRun* run) {
+  const std::string class_name = OperatorClassName(ti.operator_name);
+  return {
+      {"id", ti.id},
+      {"task_id", ti.task_id},
+      {"dag_id", ti.dag_id},
+      {"dag_run_id", ti.run_id},
+      {"map_index", -1},
+      {"logical_date", run ? TimeOrNull(run->logical_date) : Json(nullptr)},
+      {"run_after", run ? TimeOrNull(run->run_after) : Json(nullptr)},
+      {"start_date", TimeOrNull(ti.start_date)},
+      {"end_date", TimeOrNull(ti.end_date)},
+      {"duration", OptionalOrNull(ti.duration)},
+      {"state", StateOrNull(ti.state)},
+      {"try_number", ti.try_number},
+      {"max_tries", ti.max_tries},
+      {"task_display_name", ti.task_id},
+      {"dag_display_name", ti.dag_id},
+      {"hostname", StringOrNull(ti.hostname)},
+      {"unixname", StringOrNull(ti.unixname)},
+      {"pool", ti.pool},
+      {"pool_slots", ti.pool_slots},
+      {"queue", "default"},
+      {"priority_weight", ti.priority_weight},
+      {"operator", StringOrNull(class_name)},
+      {"operator_name", StringOrNull(class_name)},
+      {"queued_when", TimeOrNull(ti.queued_when)},
+      {"scheduled_when", TimeOrNull(ti.scheduled_when)},
+      {"pid", OptionalOrNull(ti.pid)},
+      {"executor", nullptr},
+      {"executor_config", "{}"},
+      {"note", OptionalStringOrNull(ti.note)},
+      {"rendered_map_index", nullptr},
+      {"rendered_fields", Json::object()},
+      {"trigger", nullptr},
+      {"triggerer_job", nullptr},
+      {"dag_version", VersionOrNull(ti.dag_id, ti.version_number)},
+  };
+}
+
+Json TaskTryToJson(const TaskTry& attempt, const TaskInstance& ti) {
+  const std::string class_name =
+      OperatorClassName(attempt.operator_name.empty() ? ti.operator_name : attempt.operator_name);
+  return {
+      {"task_id", attempt.task_id},
+      {"dag_id", attempt.dag_id},
+      {"dag_run_id", attempt.run_id},
+      {"map_index", -1},
+      {"start_date", TimeOrNull(attempt.start_date)},
+      {"end_date", TimeOrNull(attempt.end_date)},
+      {"duration", OptionalOrNull(attempt.duration)},
+      {"state", StateOrNull(attempt.state)},
+      {"try_number", attempt.try_number},
+      {"max_tries", ti.max_tries},
+      {"task_display_name", attempt.task_id},
+      {"dag_display_name", attempt.dag_id},
+      {"hostname", StringOrNull(attempt.hostname)},
+      {"unixname", StringOrNull(ti.unixname)},
+      {"pool", ti.pool},
+      {"pool_slots", ti.pool_slots},
+      {"queue", "default"},
+      {"priority_weight", ti.priority_weight},
+      {"operator", StringOrNull(class_name)},
+      {"operator_name", StringOrNull(class_name)},
+      {"queued_when", TimeOrNull(attempt.queued_when)},
+      {"scheduled_when", nullptr},
+      {"pid", OptionalOrNull(attempt.pid)},
+      {"executor", nullptr},
+      {"executor_config", "{}"},
+      {"dag_version", VersionOrNull(ti.dag_id, ti.version_number)},
+  };
+}
+
+Json ImportErrorToJson(const scheduler::ImportError& error) {
+  return {{"import_error_id", error.id},
+          {"timestamp", scheduler::FormatRfc3339(error.timestamp)},
+          {"filename", error.filename},
+          {"bundle_name", kBundleName},
+          {"stack_trace", error.message}};
+}
+
+Json LogToJson(std::string_view text) {
+  Json content = Json::array();
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(pos, end - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    pos = end + 1;
+    if (!line.empty() && line.front() == '{') {
+      Json parsed = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (parsed.is_object() && parsed.contains("event") && parsed["event"].is_string()) {
+        content.push_back(std::move(parsed));
+        continue;
+      }
+    }
+    content.push_back({{"event", std::string(line)}});
+  }
+  return {{"content", std::move(content)}, {"continuation_token", nullptr}};
+}
+
+}  // namespace dagd::api

@@ -1,0 +1,43 @@
+// The daemon's configuration: flags, DAGD_* environment variables and an optional config file
+// (TOML/INI, the same names as the flags without dashes), in that order of precedence.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dagd::daemon {
+
+struct Config {
+  std::filesystem::path dags_folder = "dags";
+  std::filesystem::path state_dir;  // default: /var/lib/dagd as root, ~/.local/state/dagd else
+  std::string database_url;         // empty: run the embedded PostgreSQL
+  std::optional<std::string> pg_user;
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 8080;
+  int parallelism = 8;
+  int api_threads = 4;
+  std::chrono::seconds shutdown_grace{30};
+  std::string log_level = "info";
+};
+
+enum class Command { kServe, kValidate, kExit };
+
+struct Invocation {
+  Command command = Command::kServe;
+  Config config;
+  std::vector<std::string> validate_files;  // `dagd dags validate FILE...`
+  int exit_code = 0;                        // kExit: --help, --version or a usage error
+};
+
+// Parses argv (CLI11 lives in this one translation unit: it is slow to compile). Usage errors
+// print to stderr and yield Command::kExit with a non-zero exit code.
+Invocation ParseCommandLine(int argc, char** argv);
+
+// "127.0.0.1:8080", "localhost:8080", "[::1]:8080", ":8080" (host defaults to 127.0.0.1).
+bool ParseListen(const std::string& text, std::string& host, uint16_t& port);
+
+}  // namespace dagd::daemon

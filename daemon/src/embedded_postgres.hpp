@@ -1,0 +1,82 @@
+// EmbeddedPostgres: a private PostgreSQL cluster run by dagd when no database URL is configured.
+//
+// Start() runs initdb into <state_dir>/postgres/data on first use (and creates the database
+// "dagd"), then starts `postgres` as a child process listening on a unix socket only, and returns
+// once PQping answers PQPING_OK. Stop() asks for a fast shutdown (SIGINT) and reaps the child.
+// The server's output goes to <state_dir>/postgres/postgres.log; every error message points there.
+//
+// Errors from Start():
+//   failed_precondition  no server binaries; running as root without run_as_user; the PostgreSQL
+//                        user cannot reach the state directory; the data directory belongs to
+//                        another user or is in use by another live postgres; the cluster was made
+//                        by a PostgreSQL major version that is not installed
+//   invalid_argument     run_as_user names no account (or, when not root, another account: only
+//                        root can switch users, so that is refused rather than ignored)
+//   internal             initdb failed, or a system call failed
+//   unavailable          postgres exited during startup
+//   deadline_exceeded    postgres did not accept connections within start_timeout
+//
+// Process rules: the postgres child gets PR_SET_PDEATHSIG=SIGINT, and Linux delivers it when the
+// *thread* that forked it exits — so call Start() from a thread that outlives the cluster (main).
+// The child runs in its own process group, so a terminal's Ctrl-C reaches only dagd, which then
+// stops the cluster last, after draining. Nothing else in the process may reap this child
+// (no waitpid(-1, ...), no SIGCHLD=SIG_IGN).
+// Thread-safety: Start/Stop/destructor from one thread; conninfo() is safe after Start returns ok.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dagd/scheduler/status.hpp"
+
+namespace dagd::daemon {
+
+struct EmbeddedPostgresOptions {
+  std::filesystem::path state_dir;  // cluster in state_dir/"postgres" (created when missing)
+  // Required when dagd runs as root (PostgreSQL refuses to): initdb and postgres run as this
+  // account, which must be able to traverse every parent directory of state_dir.
+  std::optional<std::string> run_as_user;
+  std::chrono::seconds start_timeout{30};
+  // Server binaries; default: the highest /usr/lib/postgresql/<major>/bin (or the cluster's major).
+  std::optional<std::filesystem::path> bin_dir;
+  // Extra server settings passed as `-c name=value`, e.g. "fsync=off" in tests.
+  std::vector<std::string> settings;
+};
+
+class EmbeddedPostgres {
+ public:
+  explicit EmbeddedPostgres(EmbeddedPostgresOptions options);
+  ~EmbeddedPostgres();  // Stop()
+  EmbeddedPostgres(const EmbeddedPostgres&) = delete;
+  EmbeddedPostgres& operator=(const EmbeddedPostgres&) = delete;
+
+  // Blocks until the server accepts connections on database "dagd" (first start ≈0.5 s, later
+  // ≈0.1 s). Calling Start on a running instance returns ok.
+  Status Start();
+  // Fast shutdown: SIGINT, then SIGQUIT after 10 s, then SIGKILL after 5 more; reaps the child.
+  // Idempotent; a no-op when not started.
+  void Stop();
+
+  bool running() const { return pid_ > 0; }
+  // libpq conninfo of database "dagd": "host=<socket dir> port=5432 user=dagd dbname=dagd".
+  std::string conninfo() const;
+  // Where initdb and postgres write; quoted in error messages.
+  std::filesystem::path log_path() const;
+
+ private:
+  std::string Conninfo(const std::string& dbname) const;
+  Status WaitUntilReady();
+  Status EnsureDatabase();
+
+  EmbeddedPostgresOptions options_;
+  std::filesystem::path cluster_dir_;  // state_dir/postgres
+  std::filesystem::path socket_dir_;   // set by Start
+  pid_t pid_ = -1;                     // the postmaster, while running
+};
+
+}  // namespace dagd::daemon

@@ -1,0 +1,136 @@
+#include "serve.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <memory>
+#include <optional>
+
+#include "dagd/api/http_server.hpp"
+#include "dagd/api/router.hpp"
+#include "dagd/dags/register.hpp"
+#include "dagd/executors/job_registry.hpp"
+#include "dagd/executors/thread_pool_executor.hpp"
+#include "dagd/scheduler/dag_sync.hpp"
+#include "dagd/scheduler/scheduler.hpp"
+#include "dagd/scheduler/scheduler_service.hpp"
+#include "dagd/storage/pg_state_store.hpp"
+#include "embedded_postgres.hpp"
+#include "logging.hpp"
+
+namespace dagd::daemon {
+namespace {
+
+int Fail(const std::string& what, const Status& status) {
+  Log()->critical("{} error=\"{}\"", what, status.message());
+  return 1;
+}
+
+void SyncFolder(scheduler::StateStore& store, const Config& config,
+                const scheduler::ParseOptions& options, const scheduler::Clock& clock) {
+  auto report = scheduler::SyncDagFolder(store, config.dags_folder, options, clock);
+  if (!report.ok()) {
+    Log()->error("DAG folder sync failed folder={} error=\"{}\"", config.dags_folder.string(),
+                 report.status().message());
+  }
+}
+
+}  // namespace
+
+int Serve(const Config& config) {
+  if (!SetUpLogging(config.log_level)) return 2;
+
+  // Signals are taken synchronously by this thread (sigwait); every thread started from here on
+  // inherits the blocked mask, so no other thread is interrupted by them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::error_code ec;
+  std::filesystem::create_directories(config.state_dir / "logs", ec);
+  if (ec) {
+    return Fail("cannot create the state directory " + config.state_dir.string(),
+                Status::Unavailable(ec.message()));
+  }
+
+  std::string database_url = config.database_url;
+  std::unique_ptr<EmbeddedPostgres> embedded;
+  if (database_url.empty()) {
+    if (geteuid() == 0 && !config.pg_user) {
+      Log()->critical(
+          "refusing to start: dagd runs as root without --database-url, and PostgreSQL will not "
+          "run as root; pass --pg-user postgres (the account for the embedded PostgreSQL) or "
+          "--database-url");
+      return 1;
+    }
+    EmbeddedPostgresOptions pg_options;
+    pg_options.state_dir = config.state_dir;
+    pg_options.run_as_user = config.pg_user;
+    embedded = std::make_unique<EmbeddedPostgres>(pg_options);
+    if (Status s = embedded->Start(); !s.ok()) return Fail("embedded PostgreSQL did not start", s);
+    database_url = embedded->conninfo();
+  }
+
+  storage::PgOptions pg;
+  pg.url = database_url;
+  pg.pool_size = config.api_threads + 2;
+  auto store = storage::PgStateStore::Open(pg);
+  if (!store.ok()) return Fail("cannot open the database", store.status());
+
+  scheduler::SystemClock clock;
+  executors::JobRegistry jobs;
+  dags::RegisterAllJobs(jobs);
+  scheduler::ParseOptions parse_options;
+  parse_options.job_exists = [&jobs](std::string_view job) { return jobs.Contains(job); };
+  SyncFolder(**store, config, parse_options, clock);
+
+  executors::ExecutorOptions executor_options;
+  executor_options.parallelism = config.parallelism;
+  executors::ThreadPoolExecutor executor(executor_options, jobs, clock);
+
+  scheduler::SchedulerOptions scheduler_options;
+  scheduler_options.logs_root = config.state_dir / "logs";
+  scheduler::Scheduler sched(scheduler_options, **store, executor, clock);
+  if (Status s = sched.Start(); !s.ok()) return Fail("scheduler did not start", s);
+
+  scheduler::ServiceOptions service_options;
+  service_options.logs_root = scheduler_options.logs_root;
+  scheduler::SchedulerService service(service_options, **store, sched, clock);
+  api::Router router(service);
+  api::ServerOptions server_options;
+  server_options.address = config.listen_host;
+  server_options.port = config.listen_port;
+  server_options.handler_threads = config.api_threads;
+  api::HttpServer server(server_options, router);
+  if (Status s = server.Start(); !s.ok()) {
+    sched.Shutdown(std::chrono::seconds(0));
+    return Fail("cannot serve HTTP", s);
+  }
+  Log()->info("dagd ready listen={}:{} dags_folder={} state_dir={} database={} parallelism={}",
+              config.listen_host, server.port(), config.dags_folder.string(),
+              config.state_dir.string(), embedded ? "embedded" : "external", config.parallelism);
+
+  while (true) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGHUP) {
+      Log()->info("SIGHUP: reloading DAGs folder={}", config.dags_folder.string());
+      SyncFolder(**store, config, parse_options, clock);
+      sched.Wake();
+      continue;
+    }
+    Log()->info("{}: stopping grace_s={}", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                config.shutdown_grace.count());
+    break;
+  }
+  // Shutdown order: stop accepting requests → stop starting tasks → drain or cancel within the
+  // grace period → flush the store → stop PostgreSQL.
+  server.Stop();
+  sched.Shutdown(config.shutdown_grace);
+  Log()->info("dagd stopped");
+  return 0;
+}
+
+}  // namespace dagd::daemon

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Developer entry point: installs missing Debian packages, builds, and runs.
+#   deploy/dev.sh run [dagd flags...]   build, then run dagd with dags/ on the embedded PostgreSQL
+#   deploy/dev.sh test [ctest args...]  build, then run every test (unit, integration, e2e)
+#   deploy/dev.sh test-asan             the same under AddressSanitizer + UBSan (build-asan/)
+#   deploy/dev.sh bench                 build optimised, then run the benchmarks in bench/
+# As root, the embedded PostgreSQL runs as the `postgres` account and the state directory is
+# /var/lib/dagd (PostgreSQL must be able to reach it); otherwise it is ./.dagd.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+command=${1:-}
+shift || true
+jobs=$(nproc)
+
+build() {  # build DIR TYPE SANITIZE
+  cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE="$2" -DDAGD_WERROR=ON -DDAGD_SANITIZE="$3" >/dev/null
+  cmake --build "$1" -j"$jobs"
+}
+
+case "$command" in
+  run)
+    deploy/install-deps.sh
+    build build RelWithDebInfo OFF
+    if [ "$(id -u)" = 0 ]; then
+      exec build/daemon/dagd --dags-folder dags --state-dir /var/lib/dagd --pg-user postgres "$@"
+    fi
+    exec build/daemon/dagd --dags-folder dags --state-dir "$PWD/.dagd" "$@"
+    ;;
+  test)
+    deploy/install-deps.sh
+    build build RelWithDebInfo OFF
+    exec tests/run-tests.sh build -j"$jobs" "$@"
+    ;;
+  test-asan)
+    deploy/install-deps.sh
+    build build-asan Debug ON
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+    exec tests/run-tests.sh build-asan -j"$jobs" "$@"
+    ;;
+  bench)
+    deploy/install-deps.sh
+    build build-release Release OFF
+    exec bench/run.sh build-release "$@"
+    ;;
+  *)
+    echo "usage: deploy/dev.sh run|test|test-asan|bench [args...]" >&2
+    exit 2
+    ;;
+esac

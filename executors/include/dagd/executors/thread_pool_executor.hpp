@@ -1,0 +1,106 @@
+// ThreadPoolExecutor: the TaskExecutor port on a bounded pool of worker threads.
+//
+// `parallelism` workers take assignments in submission (FIFO) order; the scheduler orders by
+// priority before submitting. Per try, a worker:
+//   1. sends kStarted (hostname, and the daemon's own pid for every operator: the pid of a bash
+//      child is written to the try's log instead, so kStarted never waits on a spawn);
+//   2. creates the per-try log at assignment.log_path (parent directories too), writes a header
+//      line, runs the operator, writes an outcome line;
+//   3. sends kFinished with the outcome. A failure to open the log or render a template is a
+//      kFailed outcome like any other; nothing a job or a command does can crash the daemon.
+// Operators: `empty` succeeds; `transform` runs the registered job in-process (a throwing job is
+// kFailed with the exception text); `bash` runs `/bin/bash -c` in its own process group with
+// stdout/stderr appended to the log (see bash_operator.cpp).
+//
+// execution_timeout: at the deadline the try's cancellation token is set and bash process groups
+// get SIGTERM, then SIGKILL after kill_grace; the try is kFailed "execution_timeout of Ns
+// exceeded" (for a transform job, once the job returns: cancellation is cooperative).
+// CancelRunning does the same for every running try, which then report kInterrupted.
+//
+// Thread-safety: every method may be called from any thread. The sink is called from a worker
+// thread, never with an executor lock held. The destructor stops accepting, cancels running tries
+// and joins every thread (so it blocks until running jobs return).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "dagd/executors/job_registry.hpp"
+#include "dagd/scheduler/ports.hpp"
+#include "dagd/scheduler/time.hpp"
+
+namespace dagd::executors {
+
+struct ExecutorOptions {
+  int parallelism = 8;  // worker threads; values below 1 mean 1
+  std::string hostname;  // reported in kStarted; empty = gethostname()
+  std::chrono::milliseconds kill_grace{5000};  // SIGTERM → SIGKILL for bash process groups
+};
+
+class TryLog;       // the per-try log file (private)
+struct TryControl;  // per running try: cancellation token, deadline, stop reason (private)
+
+class ThreadPoolExecutor final : public scheduler::TaskExecutor {
+ public:
+  // `registry` and `clock` must outlive the executor. The clock stamps events and log lines;
+  // timeouts are measured on std::chrono::steady_clock.
+  ThreadPoolExecutor(ExecutorOptions options, const JobRegistry& registry,
+                     const scheduler::Clock& clock);
+  ~ThreadPoolExecutor() override;
+  ThreadPoolExecutor(const ThreadPoolExecutor&) = delete;
+  ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
+
+  // Queues the assignment; dropped silently (no events) after StopAccepting.
+  void Submit(scheduler::TaskAssignment assignment, scheduler::TaskEventSink sink) override;
+  // Drops queued, not-started assignments (without events) and every later Submit.
+  void StopAccepting() override;
+  // Sets every running try's token, TERM→KILL to their process groups; they end kInterrupted.
+  void CancelRunning() override;
+  // True once nothing runs and nothing is queued; false when `timeout` passes first.
+  bool WaitIdle(std::chrono::milliseconds timeout) override;
+  size_t RunningCount() const override;
+
+  const ExecutorOptions& options() const { return options_; }
+
+ private:
+  struct Pending {
+    scheduler::TaskAssignment assignment;
+    scheduler::TaskEventSink sink;
+  };
+
+  void WorkerLoop();
+  void WatchdogLoop();
+  void RunOne(Pending& pending, const std::shared_ptr<TryControl>& control);
+  scheduler::TaskOutcome RunOperator(const scheduler::TaskAssignment& a, TryLog& log,
+                                     const std::shared_ptr<TryControl>& control);
+
+  const ExecutorOptions options_;
+  const JobRegistry& registry_;
+  const scheduler::Clock& clock_;
+  const int pid_;
+
+  mutable std::mutex mu_;  // guards queue_, accepting_, shutdown_, running_
+  std::condition_variable work_cv_;      // queue_ gained an item, or shutdown_
+  std::condition_variable idle_cv_;      // a try ended (running_ shrank) or the queue was dropped
+  std::condition_variable watchdog_cv_;  // a try with a deadline started, or shutdown_
+  std::deque<Pending> queue_;
+  bool accepting_ = true;
+  bool shutdown_ = false;
+  uint64_t next_try_key_ = 0;
+  std::unordered_map<uint64_t, std::shared_ptr<TryControl>> running_;
+
+  // Declared last: started after every member above exists, joined in the destructor.
+  std::vector<std::thread> workers_;
+  std::thread watchdog_;
+};
+
+}  // namespace dagd::executors

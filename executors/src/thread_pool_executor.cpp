@@ -1,0 +1,364 @@
+#include "dagd/executors/thread_pool_executor.hpp"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <string.h>
+#include <utility>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "bash_operator.hpp"
+#include "dagd/executors/template.hpp"
+#include "try_control.hpp"
+#include "try_log.hpp"
+
+namespace dagd::executors {
+namespace {
+
+using scheduler::TaskAssignment;
+using scheduler::TaskEvent;
+using scheduler::TaskOutcome;
+
+std::shared_ptr<spdlog::logger> Logger() {
+  auto logger = spdlog::get("executors");
+  return logger ? logger : spdlog::default_logger();
+}
+
+std::string DefaultHostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
+TaskOutcome Failed(std::string error) {
+  TaskOutcome o;
+  o.kind = TaskOutcome::Kind::kFailed;
+  o.error = std::move(error);
+  return o;
+}
+
+TaskOutcome Succeeded() {
+  TaskOutcome o;
+  o.kind = TaskOutcome::Kind::kSuccess;
+  return o;
+}
+
+TaskOutcome Interrupted() {
+  TaskOutcome o;
+  o.kind = TaskOutcome::Kind::kInterrupted;
+  o.error = "interrupted: the executor was asked to stop running tries";
+  return o;
+}
+
+// A stop request decides the outcome whatever the job or command did afterwards.
+std::optional<TaskOutcome> StopOutcome(const TryControl& control) {
+  switch (control.stop_reason()) {
+    case StopReason::kTimeout:
+      return Failed(TimeoutMessage(control.timeout));
+    case StopReason::kInterrupt:
+      return Interrupted();
+    case StopReason::kNone:
+      break;
+  }
+  return std::nullopt;
+}
+
+TaskOutcome FromWaitStatus(int status) {
+  if (WIFEXITED(status)) {
+    const int code = WEXITSTATUS(status);
+    if (code == 0) return Succeeded();
+    return Failed(fmt::format("command exited with status {}", code));
+  }
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const char* abbrev = sigabbrev_np(sig);
+    return Failed(fmt::format("command was killed by signal {}{} ({})", abbrev ? "SIG" : "",
+                              abbrev ? abbrev : std::to_string(sig), sig));
+  }
+  return Failed(fmt::format("command ended with wait status {}", status));
+}
+
+std::string_view KindName(TaskOutcome::Kind kind) {
+  switch (kind) {
+    case TaskOutcome::Kind::kSuccess:
+      return "success";
+    case TaskOutcome::Kind::kFailed:
+      return "failed";
+    case TaskOutcome::Kind::kInterrupted:
+      return "interrupted";
+  }
+  return "unknown";
+}
+
+void Emit(const scheduler::TaskEventSink& sink, TaskEvent event) {
+  if (!sink) return;
+  const std::string ti_id = event.ti_id;
+  try {
+    sink(std::move(event));
+  } catch (const std::exception& e) {
+    Logger()->error("event sink threw ti={} error=\"{}\"", ti_id, e.what());
+  } catch (...) {
+    Logger()->error("event sink threw ti={} error=\"unknown exception\"", ti_id);
+  }
+}
+
+}  // namespace
+
+std::string TimeoutMessage(scheduler::Duration timeout) {
+  const auto us = timeout.count();
+  std::string seconds;
+  if (us % 1'000'000 == 0) {
+    seconds = std::to_string(us / 1'000'000);
+  } else {
+    seconds = fmt::format("{:.6f}", static_cast<double>(us) / 1e6);
+    while (seconds.back() == '0') seconds.pop_back();
+  }
+  return "execution_timeout of " + seconds + "s exceeded";
+}
+
+ThreadPoolExecutor::ThreadPoolExecutor(ExecutorOptions options, const JobRegistry& registry,
+                                       const scheduler::Clock& clock)
+    : options_([&] {
+        if (options.parallelism < 1) options.parallelism = 1;
+        if (options.hostname.empty()) options.hostname = DefaultHostname();
+        if (options.kill_grace.count() < 0) options.kill_grace = std::chrono::milliseconds(0);
+        return std::move(options);
+      }()),
+      registry_(registry),
+      clock_(clock),
+      pid_(static_cast<int>(::getpid())) {
+  workers_.reserve(static_cast<size_t>(options_.parallelism));
+  for (int i = 0; i < options_.parallelism; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  watchdog_ = std::thread([this] { WatchdogLoop(); });
+}
+
+ThreadPoolExecutor::~ThreadPoolExecutor() {
+  StopAccepting();
+  CancelRunning();
+  {
+    std::lock_guard lock(mu_);
+    shutdown_ = true;
+  }
+  work_cv_.notify_all();
+  watchdog_cv_.notify_all();
+  for (auto& t : workers_) t.join();
+  watchdog_.join();
+}
+
+void ThreadPoolExecutor::Submit(scheduler::TaskAssignment assignment,
+                                scheduler::TaskEventSink sink) {
+  {
+    std::lock_guard lock(mu_);
+    if (!accepting_) return;
+    queue_.push_back({std::move(assignment), std::move(sink)});
+  }
+  work_cv_.notify_one();
+}
+
+void ThreadPoolExecutor::StopAccepting() {
+  std::deque<Pending> dropped;
+  {
+    std::lock_guard lock(mu_);
+    accepting_ = false;
+    dropped.swap(queue_);
+  }
+  idle_cv_.notify_all();
+  if (!dropped.empty()) {
+    Logger()->info("executor stopped accepting dropped_queued={}", dropped.size());
+  }
+}  // `dropped` (and the sinks it holds) is destroyed outside the lock
+
+void ThreadPoolExecutor::CancelRunning() {
+  std::lock_guard lock(mu_);
+  for (auto& [key, control] : running_) control->Stop(StopReason::kInterrupt);
+}
+
+bool ThreadPoolExecutor::WaitIdle(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::unique_lock lock(mu_);
+  while (!running_.empty() || !queue_.empty()) {
+    if (idle_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      return running_.empty() && queue_.empty();
+    }
+  }
+  return true;
+}
+
+size_t ThreadPoolExecutor::RunningCount() const {
+  std::lock_guard lock(mu_);
+  return running_.size();
+}
+
+void ThreadPoolExecutor::WorkerLoop() {
+  for (;;) {
+    Pending pending;
+    auto control = std::make_shared<TryControl>();
+    uint64_t key = 0;
+    {
+      std::unique_lock lock(mu_);
+      while (queue_.empty() && !shutdown_) work_cv_.wait(lock);
+      if (queue_.empty()) return;  // shutdown_
+      pending = std::move(queue_.front());
+      queue_.pop_front();
+      const auto& a = pending.assignment;
+      if (a.dag && a.task_index < a.dag->tasks.size() && a.task().execution_timeout) {
+        control->timeout = *a.task().execution_timeout;
+        control->deadline = std::chrono::steady_clock::now() + control->timeout;
+      }
+      key = next_try_key_++;
+      running_.emplace(key, control);
+    }
+    if (control->deadline) watchdog_cv_.notify_all();
+    RunOne(pending, control);
+    pending = Pending{};  // release the sink and the DAG before reporting idle
+    {
+      std::lock_guard lock(mu_);
+      running_.erase(key);
+    }
+    idle_cv_.notify_all();
+  }
+}
+
+void ThreadPoolExecutor::WatchdogLoop() {
+  std::unique_lock lock(mu_);
+  while (!shutdown_) {
+    const auto now = std::chrono::steady_clock::now();
+    std::optional<std::chrono::steady_clock::time_point> next;
+    for (auto& [key, control] : running_) {
+      if (!control->deadline || control->stop_reason() != StopReason::kNone) continue;
+      if (*control->deadline <= now) {
+        control->Stop(StopReason::kTimeout);
+      } else if (!next || *control->deadline < *next) {
+        next = control->deadline;
+      }
+    }
+    if (next) {
+      watchdog_cv_.wait_until(lock, *next);
+    } else {
+      watchdog_cv_.wait(lock);
+    }
+  }
+}
+
+void ThreadPoolExecutor::RunOne(Pending& pending, const std::shared_ptr<TryControl>& control) {
+  const TaskAssignment& a = pending.assignment;
+  TaskEvent started;
+  started.kind = TaskEvent::Kind::kStarted;
+  started.ti_id = a.ti_id;
+  started.try_number = a.try_number;
+  started.at = clock_.Now();
+  started.hostname = options_.hostname;
+  started.pid = pid_;
+  Emit(pending.sink, std::move(started));
+
+  TaskOutcome outcome;
+  if (!a.dag || a.task_index >= a.dag->tasks.size()) {
+    outcome = Failed("the assignment names no task of its DAG");
+    Logger()->error("bad assignment ti={} task_index={}", a.ti_id, a.task_index);
+  } else if (auto log = TryLog::Open(a.log_path, clock_); !log.ok()) {
+    outcome = Failed(log.status().message());
+    Logger()->warn("cannot open try log dag={} run={} task={} try={} error=\"{}\"", a.run.dag_id,
+                   a.run.run_id, a.task().task_id, a.try_number, log.status().message());
+  } else {
+    TryLog& try_log = **log;
+    try_log.Line(fmt::format("dagd: task={} try={} max_tries={} operator={} dag={} run={} host={}",
+                             a.task().task_id, a.try_number, a.max_tries, a.task().operator_name,
+                             a.dag->dag_id, a.run.run_id, options_.hostname));
+    try {
+      outcome = RunOperator(a, try_log, control);
+    } catch (const std::exception& e) {
+      outcome = Failed(fmt::format("internal error running the task: {}", e.what()));
+    } catch (...) {
+      outcome = Failed("internal error running the task");
+    }
+    if (outcome.kind == TaskOutcome::Kind::kSuccess) {
+      try_log.Line("dagd: outcome=success");
+    } else {
+      try_log.Line(fmt::format("dagd: outcome={} error=\"{}\"", KindName(outcome.kind),
+                               outcome.error));
+    }
+  }
+  Logger()->debug("try finished ti={} try={} outcome={} error=\"{}\"", a.ti_id, a.try_number,
+                  KindName(outcome.kind), outcome.error);
+
+  TaskEvent finished;
+  finished.kind = TaskEvent::Kind::kFinished;
+  finished.ti_id = a.ti_id;
+  finished.try_number = a.try_number;
+  finished.at = clock_.Now();
+  finished.outcome = std::move(outcome);
+  Emit(pending.sink, std::move(finished));
+}
+
+scheduler::TaskOutcome ThreadPoolExecutor::RunOperator(const TaskAssignment& a, TryLog& log,
+                                                       const std::shared_ptr<TryControl>& control) {
+  const scheduler::TaskSpec& task = a.task();
+  if (auto stopped = StopOutcome(*control)) return *stopped;
+  if (task.operator_name == scheduler::kOperatorEmpty) return Succeeded();
+
+  const TemplateContext tctx = MakeTemplateContext(a);
+  if (task.operator_name == scheduler::kOperatorTransform) {
+    const Job* job = registry_.Find(task.job);
+    if (job == nullptr) return Failed("job '" + task.job + "' is not registered");
+    auto args = RenderJson(task.args, tctx);
+    if (!args.ok()) return Failed(args.status().message());
+    JobInfo info;
+    info.args = std::move(*args);
+    info.params = tctx.params;
+    info.conf = tctx.conf;
+    info.dag_id = tctx.dag_id;
+    info.run_id = tctx.run_id;
+    info.task_id = tctx.task_id;
+    info.try_number = a.try_number;
+    info.logical_date = a.run.logical_date;
+    info.data_interval_start = a.run.data_interval_start;
+    info.data_interval_end = a.run.data_interval_end;
+    // The token aliases the control block, so it stays valid however long the job keeps it.
+    JobContext ctx(std::move(info), [&log](std::string_view line) { log.Line(line); },
+                   std::shared_ptr<const std::atomic<bool>>(control, &control->cancel));
+    std::optional<std::string> error;
+    try {
+      (*job)(ctx);
+    } catch (const std::exception& e) {
+      error = *e.what() ? e.what() : "job threw an exception with an empty message";
+    } catch (...) {
+      error = "job threw an exception that is not a std::exception";
+    }
+    if (auto stopped = StopOutcome(*control)) return *stopped;
+    if (error) return Failed(std::move(*error));
+    TaskOutcome ok = Succeeded();
+    ok.xcom = ctx.TakeXcom();
+    return ok;
+  }
+
+  if (task.operator_name == scheduler::kOperatorBash) {
+    BashCommand cmd;
+    auto command = RenderTemplate(task.bash_command, tctx);
+    if (!command.ok()) return Failed(command.status().message());
+    cmd.command = std::move(*command);
+    for (const auto& [name, value] : task.env) {
+      auto rendered = RenderTemplate(value, tctx);
+      if (!rendered.ok()) return Failed(rendered.status().message());
+      cmd.env[name] = std::move(*rendered);
+    }
+    cmd.env["DAGD_DAG_ID"] = tctx.dag_id;
+    cmd.env["DAGD_RUN_ID"] = tctx.run_id;
+    cmd.env["DAGD_TASK_ID"] = tctx.task_id;
+    cmd.env["DAGD_TRY_NUMBER"] = std::to_string(a.try_number);
+    cmd.cwd = task.cwd;
+    auto status = RunBash(cmd, log, *control, options_.kill_grace);
+    if (auto stopped = StopOutcome(*control)) return *stopped;
+    if (!status.ok()) return Failed(status.status().message());
+    return FromWaitStatus(*status);
+  }
+  return Failed("unknown operator '" + task.operator_name + "'");
+}
+
+}  // namespace dagd::executors

@@ -1,0 +1,35 @@
+// What the executor and a running try share: the cancellation token, the deadline and why the
+// try was asked to stop. The first reason wins (a try that timed out and is then cancelled by
+// shutdown still reports the timeout).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "dagd/scheduler/time.hpp"
+
+namespace dagd::executors {
+
+enum class StopReason : int { kNone = 0, kTimeout = 1, kInterrupt = 2 };
+
+struct TryControl {
+  std::atomic<bool> cancel{false};  // the token jobs and the bash wait loop watch
+  std::atomic<int> reason{0};       // a StopReason
+  // Set before the try is published to the watchdog, then never changed.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  scheduler::Duration timeout{0};
+
+  void Stop(StopReason r) {
+    int expected = static_cast<int>(StopReason::kNone);
+    reason.compare_exchange_strong(expected, static_cast<int>(r));
+    cancel.store(true, std::memory_order_release);
+  }
+  StopReason stop_reason() const { return static_cast<StopReason>(reason.load()); }
+};
+
+// "execution_timeout of 30s exceeded", "execution_timeout of 0.25s exceeded".
+std::string TimeoutMessage(scheduler::Duration timeout);
+
+}  // namespace dagd::executors

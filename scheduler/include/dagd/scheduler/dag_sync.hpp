@@ -1,0 +1,24 @@
+// Brings the store in line with a dags folder: every good DAG is synced (a changed document
+// becomes a new dag_version), the import-error list is replaced by this scan's errors, and DAGs
+// whose files are gone are marked stale. A bad file never affects the other DAGs.
+#pragma once
+
+#include <filesystem>
+
+#include "dagd/scheduler/dag_parser.hpp"
+#include "dagd/scheduler/ports.hpp"
+
+namespace dagd::scheduler {
+
+struct SyncReport {
+  int loaded = 0;      // DAGs synced
+  int new_versions = 0;  // of which got a new dag_version (or were new)
+  int failed_files = 0;  // files with errors
+};
+
+// Errors: only store failures (unavailable, internal); file problems go to import errors and
+// the log.
+StatusOr<SyncReport> SyncDagFolder(StateStore& store, const std::filesystem::path& folder,
+                                   const ParseOptions& options, const Clock& clock);
+
+}  // namespace dagd::scheduler

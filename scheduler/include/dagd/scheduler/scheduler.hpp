@@ -1,0 +1,107 @@
+// The scheduling loop: one thread that owns all scheduling state and reacts to events.
+//
+// Events are: a task event from the executor (started, finished), a Wake() after something changed
+// in the store (a run was triggered, a DAG paused or unpaused), a retry coming due, or the
+// heartbeat. Each iteration turns pending events into one Transition, commits it, and only then
+// acts on it (submits queued tries to the executor): a transition is committed before it is
+// acted on. Memory is a cache of the active runs that Start() rebuilds from the store.
+//
+// Thread-safety: Wake, GetDag, LastHeartbeat and the executor's event sink may be called from any
+// thread. Start and Shutdown from the owning thread only.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "dagd/scheduler/dag_parser.hpp"
+#include "dagd/scheduler/ports.hpp"
+#include "dagd/scheduler/time.hpp"
+
+namespace dagd::scheduler {
+
+struct SchedulerOptions {
+  std::filesystem::path logs_root;  // per-try logs: see log_paths.hpp
+  std::chrono::milliseconds heartbeat{5000};
+  std::chrono::milliseconds store_retry{1000};  // pause before retrying a failed commit
+};
+
+class Scheduler {
+ public:
+  Scheduler(SchedulerOptions options, StateStore& store, TaskExecutor& executor,
+            const Clock& clock);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Loads the active runs, recovers tries cut off by a previous stop (queued: submitted again;
+  // running: up_for_retry without using a retry), and starts the loop thread.
+  Status Start();
+
+  // Something changed in the store: re-read the active runs and paused flags soon.
+  void Wake();
+
+  // Stops gracefully: no new tries start; running tries get `grace` to finish, then are
+  // cancelled and recorded as up_for_retry; pending transitions are committed; the thread joins.
+  void Shutdown(std::chrono::milliseconds grace);
+
+  // A DAG version, parsed from the store and cached (versions are immutable). Thread-safe.
+  StatusOr<DagPtr> GetDag(const std::string& dag_id, int version_number);
+
+  std::optional<TimePoint> LastHeartbeat() const;
+
+ private:
+  struct ActiveRun {
+    DagRun run;
+    DagPtr dag;
+    std::vector<TaskInstance> tis;  // tis[i] belongs to dag->tasks[i]
+  };
+
+  void Loop();
+  void RefreshActiveRuns();
+  // One iteration: applies `events`, decides, commits, then submits. False when the commit failed
+  // (the events are then handed back for the next attempt).
+  bool Step(std::vector<TaskEvent>& events, TimePoint now);
+  void Submit(const ActiveRun& active, size_t task_index);
+
+  SchedulerOptions options_;
+  StateStore& store_;
+  TaskExecutor& executor_;
+  const Clock& clock_;
+
+  // What other threads hand to the loop. Shared with the executor's sinks so that a late event
+  // from a try that ignored cancellation can never touch a destroyed Scheduler.
+  struct Inbox {
+    std::mutex mu;  // guards every field below
+    std::condition_variable cv;
+    std::deque<TaskEvent> events;
+    bool wake = true;
+    bool stop = false;
+  };
+  std::shared_ptr<Inbox> inbox_ = std::make_shared<Inbox>();
+  std::atomic<bool> draining_{false};  // Shutdown began: start no new tries
+
+  std::mutex dags_mu_;  // guards dags_
+  std::map<std::pair<std::string, int>, DagPtr> dags_;
+
+  std::atomic<int64_t> heartbeat_us_{0};
+  TimePoint heartbeat_deadline_{};  // loop thread: when to iterate next without an event
+
+  // Owned by the loop thread (and by Start before the thread exists).
+  std::map<int64_t, ActiveRun> runs_;  // by DagRun::id, so older runs come first
+  std::unordered_map<std::string, std::pair<int64_t, size_t>> ti_index_;  // ti id → run, task
+  std::unordered_map<std::string, bool> paused_;                         // dag_id → is_paused
+  std::vector<std::pair<int64_t, size_t>> recovered_queued_;  // submitted once the loop starts
+
+  std::thread thread_;
+};
+
+}  // namespace dagd::scheduler

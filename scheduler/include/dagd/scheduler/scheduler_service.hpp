@@ -1,0 +1,46 @@
+// The Service the API uses, on top of the store and the scheduling loop. Reads go to the store;
+// writes go to the store and then wake the loop, so a triggered run starts within milliseconds.
+#pragma once
+
+#include <filesystem>
+
+#include "dagd/scheduler/scheduler.hpp"
+#include "dagd/scheduler/service.hpp"
+
+namespace dagd::scheduler {
+
+struct ServiceOptions {
+  std::filesystem::path logs_root;
+  // The scheduler counts as unhealthy when its last heartbeat is older than this.
+  std::chrono::seconds heartbeat_threshold{30};
+};
+
+class SchedulerService final : public Service {
+ public:
+  SchedulerService(ServiceOptions options, StateStore& store, Scheduler& scheduler,
+                   const Clock& clock);
+
+  HealthReport Health() override;
+  StatusOr<Listing<DagRecord>> ListDags(const DagQuery& query) override;
+  StatusOr<DagDetails> GetDag(const std::string& dag_id) override;
+  StatusOr<DagDetails> SetPaused(const std::string& dag_id, bool paused) override;
+  StatusOr<Listing<ImportError>> ListImportErrors(const Page& page) override;
+  StatusOr<DagRun> Trigger(const std::string& dag_id, const TriggerRequest& request) override;
+  StatusOr<Listing<DagRun>> ListRuns(const RunQuery& query) override;
+  StatusOr<DagRun> GetRun(const std::string& dag_id, const std::string& run_id) override;
+  StatusOr<Listing<TaskInstance>> ListTaskInstances(const TaskInstanceQuery& query) override;
+  StatusOr<TaskInstance> GetTaskInstance(const std::string& dag_id, const std::string& run_id,
+                                         const std::string& task_id) override;
+  StatusOr<std::vector<TaskTry>> ListTries(const std::string& dag_id, const std::string& run_id,
+                                           const std::string& task_id) override;
+  StatusOr<std::string> ReadLog(const std::string& dag_id, const std::string& run_id,
+                                const std::string& task_id, int try_number) override;
+
+ private:
+  ServiceOptions options_;
+  StateStore& store_;
+  Scheduler& scheduler_;
+  const Clock& clock_;
+};
+
+}  // namespace dagd::scheduler

@@ -1,0 +1,976 @@
+#include "dagd/storage/pg_state_store.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <stdexcept>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include "migrations.hpp"
+#include "pg.hpp"
+
+namespace dagd::storage {
+
+using scheduler::DagRecord;
+using scheduler::DagRun;
+using scheduler::DagVersionRecord;
+using scheduler::ImportError;
+using scheduler::Json;
+using scheduler::Listing;
+using scheduler::Page;
+using scheduler::RunState;
+using scheduler::TaskInstance;
+using scheduler::TaskState;
+using scheduler::TaskTry;
+using scheduler::TimePoint;
+using scheduler::XcomEntry;
+
+namespace {
+
+// --- Values in and out ---------------------------------------------------------------------------
+// Times cross the wire as bigint microseconds since the epoch (dagd_us / dagd_ts in the schema):
+// exact both ways, no time-zone or text parsing involved.
+
+Json Us(const std::optional<TimePoint>& t) {
+  if (!t) return nullptr;
+  return static_cast<int64_t>(t->time_since_epoch().count());
+}
+
+Json Us(TimePoint t) { return static_cast<int64_t>(t.time_since_epoch().count()); }
+
+Json OptText(const std::optional<std::string>& s) {
+  if (!s) return nullptr;
+  return *s;
+}
+
+Json StateJson(TaskState s) {
+  if (s == TaskState::kNone) return nullptr;
+  return std::string(scheduler::ToString(s));
+}
+
+TimePoint TimeOf(const pqxx::field& f) {
+  return TimePoint(std::chrono::microseconds(f.as<int64_t>()));
+}
+
+std::optional<TimePoint> OptTimeOf(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return TimeOf(f);
+}
+
+std::optional<std::string> OptTextOf(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return f.as<std::string>();
+}
+
+std::string TextOf(const pqxx::field& f) { return f.is_null() ? std::string() : f.as<std::string>(); }
+
+std::vector<std::string> TextArrayOf(const pqxx::field& f) {
+  // Selected as to_json(text[]): a JSON array of strings.
+  std::vector<std::string> out;
+  if (f.is_null()) return out;
+  for (const auto& v : Json::parse(f.c_str())) out.push_back(v.get<std::string>());
+  return out;
+}
+
+// A state the store itself wrote is always valid; anything else is corruption, reported as
+// internal by the exception mapping.
+RunState RunStateOf(const pqxx::field& f) {
+  auto s = scheduler::ParseRunState(f.c_str());
+  if (!s) throw std::runtime_error("unknown run state in database: " + f.as<std::string>());
+  return *s;
+}
+
+scheduler::RunType RunTypeOf(const pqxx::field& f) {
+  auto t = scheduler::ParseRunType(f.c_str());
+  if (!t) throw std::runtime_error("unknown run type in database: " + f.as<std::string>());
+  return *t;
+}
+
+TaskState TaskStateOf(const pqxx::field& f) {
+  if (f.is_null()) return TaskState::kNone;
+  auto s = scheduler::ParseTaskState(f.c_str());
+  if (!s) throw std::runtime_error("unknown task state in database: " + f.as<std::string>());
+  return *s;
+}
+
+// --- Rows ----------------------------------------------------------------------------------------
+// Column lists are unqualified so they serve SELECT ... FROM <table> and INSERT ... RETURNING.
+
+constexpr std::string_view kDagColumns =
+    "dag_id, is_paused, is_stale, fileloc, dagd_us(last_parsed_time) AS last_parsed_time, "
+    "description, to_json(tags)::text AS tags, to_json(owners)::text AS owners, schedule, "
+    "max_active_runs, max_active_tasks, latest_version, "
+    "EXISTS (SELECT 1 FROM import_error e WHERE e.filename = dag.fileloc) AS has_import_errors";
+
+DagRecord DagOf(const pqxx::row& r) {
+  DagRecord d;
+  d.dag_id = r["dag_id"].as<std::string>();
+  d.is_paused = r["is_paused"].as<bool>();
+  d.is_stale = r["is_stale"].as<bool>();
+  d.fileloc = r["fileloc"].as<std::string>();
+  d.last_parsed_time = OptTimeOf(r["last_parsed_time"]);
+  d.description = r["description"].as<std::string>();
+  d.tags = TextArrayOf(r["tags"]);
+  d.owners = TextArrayOf(r["owners"]);
+  d.schedule = OptTextOf(r["schedule"]);
+  d.max_active_runs = r["max_active_runs"].as<int>();
+  d.max_active_tasks = r["max_active_tasks"].as<int>();
+  d.latest_version = r["latest_version"].as<int>();
+  d.has_import_errors = r["has_import_errors"].as<bool>();
+  return d;
+}
+
+constexpr std::string_view kRunColumns =
+    "id, dag_id, run_id, version_number, state, run_type, "
+    "dagd_us(logical_date) AS logical_date, dagd_us(queued_at) AS queued_at, "
+    "dagd_us(start_date) AS start_date, dagd_us(end_date) AS end_date, "
+    "dagd_us(data_interval_start) AS data_interval_start, "
+    "dagd_us(data_interval_end) AS data_interval_end, dagd_us(run_after) AS run_after, "
+    "dagd_us(last_scheduling_decision) AS last_scheduling_decision, conf::text AS conf, note, "
+    "triggered_by";
+
+DagRun RunOf(const pqxx::row& r) {
+  DagRun run;
+  run.id = r["id"].as<int64_t>();
+  run.dag_id = r["dag_id"].as<std::string>();
+  run.run_id = r["run_id"].as<std::string>();
+  run.version_number = r["version_number"].as<int>();
+  run.state = RunStateOf(r["state"]);
+  run.run_type = RunTypeOf(r["run_type"]);
+  run.logical_date = OptTimeOf(r["logical_date"]);
+  run.queued_at = OptTimeOf(r["queued_at"]);
+  run.start_date = OptTimeOf(r["start_date"]);
+  run.end_date = OptTimeOf(r["end_date"]);
+  run.data_interval_start = OptTimeOf(r["data_interval_start"]);
+  run.data_interval_end = OptTimeOf(r["data_interval_end"]);
+  run.run_after = OptTimeOf(r["run_after"]);
+  run.last_scheduling_decision = OptTimeOf(r["last_scheduling_decision"]);
+  run.conf = Json::parse(r["conf"].c_str());
+  run.note = OptTextOf(r["note"]);
+  run.triggered_by = r["triggered_by"].as<std::string>();
+  return run;
+}
+
+constexpr std::string_view kTaskInstanceColumns =
+    "id::text AS id, dag_run, dag_id, run_id, task_id, version_number, state, try_number, "
+    "max_tries, dagd_us(scheduled_when) AS scheduled_when, dagd_us(queued_when) AS queued_when, "
+    "dagd_us(start_date) AS start_date, dagd_us(end_date) AS end_date, duration, "
+    "dagd_us(next_retry_at) AS next_retry_at, hostname, unixname, pid, operator, pool, "
+    "pool_slots, priority_weight, note";
+
+TaskInstance TaskInstanceOf(const pqxx::row& r) {
+  TaskInstance ti;
+  ti.id = r["id"].as<std::string>();
+  ti.run_id_key = r["dag_run"].as<int64_t>();
+  ti.dag_id = r["dag_id"].as<std::string>();
+  ti.run_id = r["run_id"].as<std::string>();
+  ti.task_id = r["task_id"].as<std::string>();
+  ti.version_number = r["version_number"].as<int>();
+  ti.state = TaskStateOf(r["state"]);
+  ti.try_number = r["try_number"].as<int>();
+  ti.max_tries = r["max_tries"].as<int>();
+  ti.scheduled_when = OptTimeOf(r["scheduled_when"]);
+  ti.queued_when = OptTimeOf(r["queued_when"]);
+  ti.start_date = OptTimeOf(r["start_date"]);
+  ti.end_date = OptTimeOf(r["end_date"]);
+  if (!r["duration"].is_null()) ti.duration = r["duration"].as<double>();
+  ti.next_retry_at = OptTimeOf(r["next_retry_at"]);
+  ti.hostname = r["hostname"].as<std::string>();
+  ti.unixname = r["unixname"].as<std::string>();
+  if (!r["pid"].is_null()) ti.pid = r["pid"].as<int>();
+  ti.operator_name = r["operator"].as<std::string>();
+  ti.pool = r["pool"].as<std::string>();
+  ti.pool_slots = r["pool_slots"].as<int>();
+  ti.priority_weight = r["priority_weight"].as<int>();
+  ti.note = OptTextOf(r["note"]);
+  return ti;
+}
+
+// The mutable columns of a task instance, as one element of a json_to_recordset batch.
+Json TaskInstanceJson(const TaskInstance& ti) {
+  return Json{{"task_id", ti.task_id},
+              {"version_number", ti.version_number},
+              {"state", StateJson(ti.state)},
+              {"try_number", ti.try_number},
+              {"max_tries", ti.max_tries},
+              {"scheduled_when", Us(ti.scheduled_when)},
+              {"queued_when", Us(ti.queued_when)},
+              {"start_date", Us(ti.start_date)},
+              {"end_date", Us(ti.end_date)},
+              {"duration", ti.duration ? Json(*ti.duration) : Json(nullptr)},
+              {"next_retry_at", Us(ti.next_retry_at)},
+              {"hostname", ti.hostname},
+              {"unixname", ti.unixname},
+              {"pid", ti.pid ? Json(*ti.pid) : Json(nullptr)},
+              {"operator", ti.operator_name},
+              {"pool", ti.pool},
+              {"pool_slots", ti.pool_slots},
+              {"priority_weight", ti.priority_weight},
+              {"note", OptText(ti.note)}};
+}
+
+// The record definition matching TaskInstanceJson, for json_to_recordset(...) AS x(<this>).
+constexpr std::string_view kTaskInstanceRecord =
+    "task_id text, version_number integer, state text, try_number integer, max_tries integer, "
+    "scheduled_when bigint, queued_when bigint, start_date bigint, end_date bigint, "
+    "duration double precision, next_retry_at bigint, hostname text, unixname text, pid integer, "
+    "operator text, pool text, pool_slots integer, priority_weight integer, note text";
+
+constexpr std::string_view kEventPayloadForTi =
+    "jsonb_build_object('ti_id', x.id, 'max_tries', x.max_tries, "
+    "'start_date', dagd_rfc3339(dagd_ts(x.start_date)), "
+    "'end_date', dagd_rfc3339(dagd_ts(x.end_date)), 'duration', x.duration, "
+    "'hostname', x.hostname)";
+
+// --- Queries -------------------------------------------------------------------------------------
+
+// Positional parameters of a query built at run time; every value is non-null text.
+class Params {
+ public:
+  std::string Add(std::string value) {
+    values_.push_back(std::move(value));
+    return "$" + std::to_string(values_.size());
+  }
+  std::string AddJsonArray(const Json& array) { return Add(array.dump()); }
+  const std::vector<std::string>& values() const { return values_; }
+
+ private:
+  std::vector<std::string> values_;
+};
+
+pqxx::result Exec(pqxx::work& tx, const std::string& sql, const Params& params) {
+  return tx.exec_params(sql, pqxx::prepare::make_dynamic_params(params.values()));
+}
+
+std::string Where(const std::vector<std::string>& conditions) {
+  if (conditions.empty()) return "";
+  std::string out = " WHERE ";
+  for (size_t i = 0; i < conditions.size(); ++i) {
+    if (i > 0) out += " AND ";
+    out += "(" + conditions[i] + ")";
+  }
+  return out;
+}
+
+using OrderFields = std::map<std::string_view, std::string_view>;  // API name → SQL expression
+
+// "ORDER BY ..." from API field names ("-" prefix: descending), then `tiebreak` so pages are
+// stable. Unknown names are the caller's error, worded as Airflow words it.
+StatusOr<std::string> OrderBy(const std::vector<std::string>& order_by, const OrderFields& fields,
+                              std::string_view default_order, std::string_view tiebreak) {
+  std::string out;
+  for (const std::string& item : order_by) {
+    if (item.empty()) continue;
+    const bool desc = item[0] == '-';
+    const std::string name = desc ? item.substr(1) : item;
+    auto it = fields.find(name);
+    if (it == fields.end()) {
+      return Status::InvalidArgument("Ordering with '" + name +
+                                     "' is disallowed or the attribute does not exist on the "
+                                     "model");
+    }
+    out += out.empty() ? " ORDER BY " : ", ";
+    out += std::string(it->second) + (desc ? " DESC" : " ASC");
+  }
+  if (out.empty()) out = " ORDER BY " + std::string(default_order);
+  out += ", " + std::string(tiebreak);
+  return out;
+}
+
+std::string LimitOffset(const Page& page, Params& params) {
+  return " LIMIT " + params.Add(std::to_string(std::max(page.limit, 0))) + " OFFSET " +
+         params.Add(std::to_string(std::max(page.offset, 0)));
+}
+
+// One page of `columns FROM from_where order`, with total_entries from count(*) OVER (), or from
+// a count query when the page itself is empty but rows may exist before it.
+template <typename T, typename RowFn>
+Listing<T> ListPage(pqxx::work& tx, std::string_view columns, const std::string& from_where,
+                    const std::string& order, const Page& page, Params params, RowFn row_fn) {
+  Params counted = params;
+  const std::string sql = "SELECT " + std::string(columns) + ", count(*) OVER () AS total_entries" +
+                          from_where + order + LimitOffset(page, params);
+  const pqxx::result rows = Exec(tx, sql, params);
+  Listing<T> listing;
+  listing.items.reserve(rows.size());
+  for (const auto& row : rows) listing.items.push_back(row_fn(row));
+  if (!rows.empty()) {
+    listing.total_entries = rows[0]["total_entries"].as<int64_t>();
+  } else if (page.offset > 0 || page.limit <= 0) {
+    listing.total_entries = Exec(tx, "SELECT count(*)" + from_where, counted)[0][0].as<int64_t>();
+  }
+  return listing;
+}
+
+bool IsAll(const std::string& id) { return id.empty() || id == "~"; }
+
+// A task-instance id as the store issues it (uuid text). Checked before it reaches SQL, so a
+// malformed id from a URL is "not found" rather than a database error.
+bool LooksLikeUuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Status DagNotFound(const std::string& dag_id) {
+  return Status::NotFound("DAG with dag_id: '" + dag_id + "' not found");
+}
+
+Status RunNotFound(const std::string& dag_id, const std::string& run_id) {
+  return Status::NotFound("The DagRun with dag_id: '" + dag_id + "' and run_id: '" + run_id +
+                          "' was not found");
+}
+
+Status TaskInstanceNotFound(const std::string& dag_id, const std::string& run_id,
+                            const std::string& task_id) {
+  return Status::NotFound("The Task Instance with dag_id: '" + dag_id + "', dag_run_id: '" +
+                          run_id + "', task_id: '" + task_id + "' was not found");
+}
+
+}  // namespace
+
+// --- Lifecycle -----------------------------------------------------------------------------------
+
+PgStateStore::PgStateStore(std::unique_ptr<pg::Pool> pool) : pool_(std::move(pool)) {}
+
+PgStateStore::~PgStateStore() = default;
+
+StatusOr<std::unique_ptr<PgStateStore>> PgStateStore::Open(const PgOptions& options) {
+  auto pool = std::make_unique<pg::Pool>(options.url, options.pool_size);
+  Status migrated = pool->WithConnection(
+      [](pqxx::connection_base& conn) { ApplyMigrations(conn, EmbeddedMigrations()); });
+  if (!migrated.ok()) return migrated;
+  return std::unique_ptr<PgStateStore>(new PgStateStore(std::move(pool)));
+}
+
+Status PgStateStore::Ping() {
+  return pool_->Run([](pqxx::work& tx) -> Status {
+    tx.exec("SELECT 1");
+    return Status::Ok();
+  });
+}
+
+// --- DAGs ----------------------------------------------------------------------------------------
+
+StatusOr<int> PgStateStore::SyncDag(const scheduler::Dag& dag, const std::string& fileloc,
+                                    TimePoint parsed_at) {
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<int> {
+    tx.exec_params("INSERT INTO dag (dag_id, is_paused) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                   dag.dag_id, dag.is_paused_upon_creation);
+    // The row lock serialises concurrent syncs of one DAG, so version numbers never collide.
+    tx.exec_params("SELECT 1 FROM dag WHERE dag_id = $1 FOR UPDATE", dag.dag_id);
+    const pqxx::result latest = tx.exec_params(
+        "SELECT version_number, hash FROM dag_version WHERE dag_id = $1 "
+        "ORDER BY version_number DESC LIMIT 1",
+        dag.dag_id);
+    int version = latest.empty() ? 0 : latest[0][0].as<int>();
+    if (latest.empty() || latest[0][1].as<std::string>() != dag.hash) {
+      ++version;
+      tx.exec_params(
+          "INSERT INTO dag_version (dag_id, version_number, hash, document) "
+          "VALUES ($1, $2, $3, $4)",
+          dag.dag_id, version, dag.hash, dag.document);
+    }
+    const Json fields = {{"fileloc", fileloc},
+                         {"last_parsed_time", Us(parsed_at)},
+                         {"description", dag.description},
+                         {"tags", dag.tags},
+                         {"owners", dag.owners},
+                         {"schedule", OptText(dag.schedule)},
+                         {"max_active_runs", dag.max_active_runs},
+                         {"max_active_tasks", dag.max_active_tasks}};
+    tx.exec_params(
+        "UPDATE dag SET fileloc = x.fileloc, last_parsed_time = dagd_ts(x.last_parsed_time), "
+        "  description = x.description, "
+        "  tags = ARRAY(SELECT jsonb_array_elements_text(x.tags)), "
+        "  owners = ARRAY(SELECT jsonb_array_elements_text(x.owners)), "
+        "  schedule = x.schedule, max_active_runs = x.max_active_runs, "
+        "  max_active_tasks = x.max_active_tasks, latest_version = $2, is_stale = false "
+        "FROM jsonb_to_record($1::jsonb) AS x(fileloc text, last_parsed_time bigint, "
+        "  description text, tags jsonb, owners jsonb, schedule text, max_active_runs integer, "
+        "  max_active_tasks integer) "
+        "WHERE dag.dag_id = $3",
+        fields.dump(), version, dag.dag_id);
+    return version;
+  });
+}
+
+Status PgStateStore::MarkStaleExcept(const std::vector<std::string>& present_dag_ids) {
+  return pool_->Run([&](pqxx::work& tx) -> Status {
+    tx.exec_params(
+        "UPDATE dag SET is_stale = true WHERE NOT is_stale "
+        "AND dag_id NOT IN (SELECT json_array_elements_text($1::json))",
+        Json(present_dag_ids).dump());
+    return Status::Ok();
+  });
+}
+
+Status PgStateStore::ReplaceImportErrors(const std::vector<ImportError>& errors) {
+  Json rows = Json::array();
+  for (const ImportError& e : errors) {
+    rows.push_back({{"filename", e.filename}, {"message", e.message}, {"ts", Us(e.timestamp)}});
+  }
+  return pool_->Run([&](pqxx::work& tx) -> Status {
+    tx.exec("DELETE FROM import_error");
+    tx.exec_params(
+        "INSERT INTO import_error (filename, message, timestamp) "
+        "SELECT x.filename, x.message, dagd_ts(x.ts) "
+        "FROM json_to_recordset($1::json) WITH ORDINALITY AS x(filename text, message text, "
+        "  ts bigint, ord bigint) ORDER BY x.ord",
+        rows.dump());
+    return Status::Ok();
+  });
+}
+
+StatusOr<Listing<ImportError>> PgStateStore::ListImportErrors(const Page& page) {
+  static const OrderFields kFields = {{"id", "id"},
+                                      {"import_error_id", "id"},
+                                      {"filename", "filename"},
+                                      {"timestamp", "timestamp"}};
+  auto order = OrderBy(page.order_by, kFields, "id", "id");
+  if (!order.ok()) return order.status();
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<Listing<ImportError>> {
+    return ListPage<ImportError>(
+        tx, "id, filename, message, dagd_us(timestamp) AS ts", " FROM import_error", *order, page,
+        Params(), [](const pqxx::row& r) {
+          ImportError e;
+          e.id = r["id"].as<int64_t>();
+          e.filename = r["filename"].as<std::string>();
+          e.message = r["message"].as<std::string>();
+          e.timestamp = TimeOf(r["ts"]);
+          return e;
+        });
+  });
+}
+
+StatusOr<Listing<DagRecord>> PgStateStore::ListDags(const scheduler::DagQuery& query) {
+  static const OrderFields kFields = {
+      {"dag_id", "dag.dag_id"},
+      {"dag_display_name", "dag.dag_id"},
+      {"is_paused", "dag.is_paused"},
+      {"is_stale", "dag.is_stale"},
+      {"fileloc", "dag.fileloc"},
+      {"last_parsed_time", "dag.last_parsed_time"},
+      {"description", "dag.description"},
+      {"max_active_runs", "dag.max_active_runs"},
+      {"max_active_tasks", "dag.max_active_tasks"},
+  };
+  auto order = OrderBy(query.page.order_by, kFields, "dag.dag_id", "dag.dag_id");
+  if (!order.ok()) return order.status();
+  Params params;
+  std::vector<std::string> where;
+  if (!query.include_stale) where.push_back("NOT dag.is_stale");
+  if (query.paused) where.push_back("dag.is_paused = " + params.Add(*query.paused ? "t" : "f"));
+  if (!query.dag_id_pattern.empty()) {
+    where.push_back("dag.dag_id ILIKE '%' || " + params.Add(query.dag_id_pattern) + " || '%'");
+  }
+  if (!query.tags.empty()) {
+    where.push_back("dag.tags && ARRAY(SELECT json_array_elements_text(" +
+                    params.AddJsonArray(query.tags) + "::json))");
+  }
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<Listing<DagRecord>> {
+    return ListPage<DagRecord>(tx, kDagColumns, " FROM dag" + Where(where), *order, query.page,
+                               params, DagOf);
+  });
+}
+
+StatusOr<DagRecord> PgStateStore::GetDag(const std::string& dag_id) {
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<DagRecord> {
+    const pqxx::result r =
+        tx.exec_params("SELECT " + std::string(kDagColumns) + " FROM dag WHERE dag_id = $1", dag_id);
+    if (r.empty()) return DagNotFound(dag_id);
+    return DagOf(r[0]);
+  });
+}
+
+Status PgStateStore::SetPaused(const std::string& dag_id, bool paused) {
+  return pool_->Run([&](pqxx::work& tx) -> Status {
+    const pqxx::result r = tx.exec_params(
+        "UPDATE dag SET is_paused = $2 WHERE dag_id = $1 RETURNING 1", dag_id, paused);
+    if (r.empty()) return DagNotFound(dag_id);
+    return Status::Ok();
+  });
+}
+
+StatusOr<DagVersionRecord> PgStateStore::GetDagVersion(const std::string& dag_id,
+                                                       int version_number) {
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<DagVersionRecord> {
+    const pqxx::result r = tx.exec_params(
+        "SELECT hash, document, dagd_us(created_at) FROM dag_version "
+        "WHERE dag_id = $1 AND version_number = $2",
+        dag_id, version_number);
+    if (r.empty()) {
+      return Status::NotFound("The DagVersion with dag_id: '" + dag_id +
+                              "' and version_number: '" + std::to_string(version_number) +
+                              "' was not found");
+    }
+    DagVersionRecord v;
+    v.dag_id = dag_id;
+    v.version_number = version_number;
+    v.hash = r[0][0].as<std::string>();
+    v.document = r[0][1].as<std::string>();
+    v.created_at = TimeOf(r[0][2]);
+    return v;
+  });
+}
+
+// --- Runs ----------------------------------------------------------------------------------------
+
+StatusOr<DagRun> PgStateStore::CreateRun(const DagRun& run, std::vector<TaskInstance>& tis) {
+  const Json run_json = {{"dag_id", run.dag_id},
+                         {"run_id", run.run_id},
+                         {"version_number", run.version_number},
+                         {"state", std::string(scheduler::ToString(run.state))},
+                         {"run_type", std::string(scheduler::ToString(run.run_type))},
+                         {"logical_date", Us(run.logical_date)},
+                         {"queued_at", Us(run.queued_at)},
+                         {"start_date", Us(run.start_date)},
+                         {"end_date", Us(run.end_date)},
+                         {"data_interval_start", Us(run.data_interval_start)},
+                         {"data_interval_end", Us(run.data_interval_end)},
+                         {"run_after", Us(run.run_after)},
+                         {"last_scheduling_decision", Us(run.last_scheduling_decision)},
+                         {"conf", run.conf.is_null() ? Json::object() : run.conf},
+                         {"note", OptText(run.note)},
+                         {"triggered_by", run.triggered_by}};
+  Json ti_rows = Json::array();
+  for (size_t i = 0; i < tis.size(); ++i) {
+    Json row = TaskInstanceJson(tis[i]);
+    row["ord"] = i;
+    ti_rows.push_back(std::move(row));
+  }
+  auto created = pool_->Run([&](pqxx::work& tx) -> StatusOr<DagRun> {
+    // The run and its event; ON CONFLICT turns a duplicate run id into "no row" instead of an
+    // error, so the message can name the run.
+    const pqxx::result r = tx.exec_params(
+        "WITH r AS ("
+        "  INSERT INTO dag_run (dag_id, run_id, version_number, state, run_type, logical_date,"
+        "    queued_at, start_date, end_date, data_interval_start, data_interval_end, run_after,"
+        "    last_scheduling_decision, conf, note, triggered_by)"
+        "  SELECT x.dag_id, x.run_id, x.version_number, x.state, x.run_type,"
+        "    dagd_ts(x.logical_date), dagd_ts(x.queued_at), dagd_ts(x.start_date),"
+        "    dagd_ts(x.end_date), dagd_ts(x.data_interval_start), dagd_ts(x.data_interval_end),"
+        "    dagd_ts(x.run_after), dagd_ts(x.last_scheduling_decision), x.conf, x.note,"
+        "    x.triggered_by"
+        "  FROM jsonb_to_record($1::jsonb) AS x(dag_id text, run_id text, version_number integer,"
+        "    state text, run_type text, logical_date bigint, queued_at bigint, start_date bigint,"
+        "    end_date bigint, data_interval_start bigint, data_interval_end bigint,"
+        "    run_after bigint, last_scheduling_decision bigint, conf jsonb, note text,"
+        "    triggered_by text)"
+        "  WHERE EXISTS (SELECT 1 FROM dag WHERE dag.dag_id = x.dag_id)"
+        "  ON CONFLICT (dag_id, run_id) DO NOTHING"
+        "  RETURNING *),"
+        " ev AS ("
+        "  INSERT INTO event (kind, dag_id, run_id, state, payload)"
+        "  SELECT 'dag_run', r.dag_id, r.run_id, r.state,"
+        "    jsonb_build_object('run_type', r.run_type, 'version_number', r.version_number,"
+        "      'logical_date', dagd_rfc3339(r.logical_date)) FROM r)"
+        "SELECT " +
+            std::string(kRunColumns) + " FROM r",
+        run_json.dump());
+    if (r.empty()) {
+      if (tx.exec_params("SELECT 1 FROM dag WHERE dag_id = $1", run.dag_id).empty()) {
+        return DagNotFound(run.dag_id);
+      }
+      return Status::AlreadyExists("DAG run '" + run.run_id + "' already exists for DAG '" +
+                                   run.dag_id + "'");
+    }
+    DagRun stored = RunOf(r[0]);
+    if (tis.empty()) return stored;
+    const pqxx::result ids = tx.exec_params(
+        "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(ord integer, " +
+            std::string(kTaskInstanceRecord) +
+            ")),"
+            " t AS ("
+            "  INSERT INTO task_instance (dag_run, dag_id, run_id, task_id, version_number, state,"
+            "    try_number, max_tries, scheduled_when, queued_when, start_date, end_date,"
+            "    duration, next_retry_at, hostname, unixname, pid, operator, pool, pool_slots,"
+            "    priority_weight, note)"
+            "  SELECT $2, $3, $4, x.task_id, x.version_number, x.state, x.try_number,"
+            "    x.max_tries, dagd_ts(x.scheduled_when), dagd_ts(x.queued_when),"
+            "    dagd_ts(x.start_date), dagd_ts(x.end_date), x.duration, dagd_ts(x.next_retry_at),"
+            "    x.hostname, x.unixname, x.pid, x.operator, x.pool, x.pool_slots,"
+            "    x.priority_weight, x.note"
+            "  FROM x ORDER BY x.ord"
+            "  RETURNING id, task_id, state, try_number),"
+            " ev AS ("
+            "  INSERT INTO event (kind, dag_id, run_id, task_id, try_number, state, payload)"
+            "  SELECT 'task_instance', $3, $4, t.task_id, t.try_number, t.state,"
+            "    jsonb_build_object('ti_id', t.id)"
+            "  FROM t JOIN x ON x.task_id = t.task_id ORDER BY x.ord)"
+            "SELECT id::text, task_id FROM t",
+        ti_rows.dump(), stored.id, stored.dag_id, stored.run_id);
+    std::unordered_map<std::string, std::string> id_of;
+    for (const auto& row : ids) id_of[row[1].as<std::string>()] = row[0].as<std::string>();
+    if (id_of.size() != tis.size()) {
+      return Status::Internal("CreateRun: inserted " + std::to_string(id_of.size()) + " of " +
+                              std::to_string(tis.size()) + " task instances");
+    }
+    for (TaskInstance& ti : tis) ti.id = id_of[ti.task_id];
+    return stored;
+  });
+  if (created.ok()) {
+    for (TaskInstance& ti : tis) {
+      ti.run_id_key = created->id;
+      ti.dag_id = created->dag_id;
+      ti.run_id = created->run_id;
+    }
+  } else {
+    for (TaskInstance& ti : tis) ti.id.clear();  // nothing was stored
+  }
+  return created;
+}
+
+StatusOr<DagRun> PgStateStore::GetRun(const std::string& dag_id, const std::string& run_id) {
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<DagRun> {
+    const pqxx::result r = tx.exec_params("SELECT " + std::string(kRunColumns) +
+                                              " FROM dag_run WHERE dag_id = $1 AND run_id = $2",
+                                          dag_id, run_id);
+    if (r.empty()) return RunNotFound(dag_id, run_id);
+    return RunOf(r[0]);
+  });
+}
+
+StatusOr<Listing<DagRun>> PgStateStore::ListRuns(const scheduler::RunQuery& query) {
+  static const OrderFields kFields = {
+      {"id", "dag_run.id"},
+      {"dag_id", "dag_run.dag_id"},
+      {"dag_run_id", "dag_run.run_id"},
+      {"run_id", "dag_run.run_id"},
+      {"state", "dag_run.state"},
+      {"run_type", "dag_run.run_type"},
+      {"logical_date", "dag_run.logical_date"},
+      {"queued_at", "dag_run.queued_at"},
+      {"start_date", "dag_run.start_date"},
+      {"end_date", "dag_run.end_date"},
+      {"run_after", "dag_run.run_after"},
+      {"data_interval_start", "dag_run.data_interval_start"},
+      {"data_interval_end", "dag_run.data_interval_end"},
+      {"last_scheduling_decision", "dag_run.last_scheduling_decision"},
+      {"conf", "dag_run.conf"},
+  };
+  auto order = OrderBy(query.page.order_by, kFields, "dag_run.id", "dag_run.id");
+  if (!order.ok()) return order.status();
+  Params params;
+  std::vector<std::string> where;
+  if (!IsAll(query.dag_id)) where.push_back("dag_run.dag_id = " + params.Add(query.dag_id));
+  if (!query.states.empty()) {
+    Json states = Json::array();
+    for (RunState s : query.states) states.push_back(std::string(scheduler::ToString(s)));
+    where.push_back("dag_run.state IN (SELECT json_array_elements_text(" +
+                    params.AddJsonArray(states) + "::json))");
+  }
+  if (!query.run_types.empty()) {
+    Json types = Json::array();
+    for (auto t : query.run_types) types.push_back(std::string(scheduler::ToString(t)));
+    where.push_back("dag_run.run_type IN (SELECT json_array_elements_text(" +
+                    params.AddJsonArray(types) + "::json))");
+  }
+  auto bound = [&](const std::optional<TimePoint>& t, std::string_view column,
+                   std::string_view op) {
+    if (!t) return;
+    where.push_back("dag_run." + std::string(column) + " " + std::string(op) + " dagd_ts(" +
+                    params.Add(std::to_string(t->time_since_epoch().count())) + "::bigint)");
+  };
+  bound(query.logical_date_gte, "logical_date", ">=");
+  bound(query.logical_date_lte, "logical_date", "<=");
+  bound(query.start_date_gte, "start_date", ">=");
+  bound(query.start_date_lte, "start_date", "<=");
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<Listing<DagRun>> {
+    return ListPage<DagRun>(tx, kRunColumns, " FROM dag_run" + Where(where), *order, query.page,
+                            params, RunOf);
+  });
+}
+
+StatusOr<std::vector<DagRun>> PgStateStore::LoadActiveRuns() {
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<std::vector<DagRun>> {
+    const pqxx::result r = tx.exec("SELECT " + std::string(kRunColumns) +
+                                   " FROM dag_run WHERE state IN ('queued', 'running') "
+                                   "ORDER BY queued_at, id");
+    std::vector<DagRun> runs;
+    runs.reserve(r.size());
+    for (const auto& row : r) runs.push_back(RunOf(row));
+    return runs;
+  });
+}
+
+StatusOr<std::vector<TaskInstance>> PgStateStore::LoadTaskInstances(int64_t run_key) {
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<std::vector<TaskInstance>> {
+    const pqxx::result r = tx.exec_params("SELECT " + std::string(kTaskInstanceColumns) +
+                                              " FROM task_instance WHERE dag_run = $1 "
+                                              "ORDER BY task_id",
+                                          run_key);
+    std::vector<TaskInstance> tis;
+    tis.reserve(r.size());
+    for (const auto& row : r) tis.push_back(TaskInstanceOf(row));
+    return tis;
+  });
+}
+
+// --- Task instances ------------------------------------------------------------------------------
+
+StatusOr<Listing<TaskInstance>> PgStateStore::ListTaskInstances(
+    const scheduler::TaskInstanceQuery& query) {
+  static const OrderFields kFields = {
+      {"id", "task_instance.id"},
+      {"task_id", "task_instance.task_id"},
+      {"dag_id", "task_instance.dag_id"},
+      {"dag_run_id", "task_instance.run_id"},
+      {"run_id", "task_instance.run_id"},
+      {"state", "task_instance.state"},
+      {"try_number", "task_instance.try_number"},
+      {"max_tries", "task_instance.max_tries"},
+      {"start_date", "task_instance.start_date"},
+      {"end_date", "task_instance.end_date"},
+      {"duration", "task_instance.duration"},
+      {"queued_when", "task_instance.queued_when"},
+      {"scheduled_when", "task_instance.scheduled_when"},
+      {"hostname", "task_instance.hostname"},
+      {"pid", "task_instance.pid"},
+      {"pool", "task_instance.pool"},
+      {"pool_slots", "task_instance.pool_slots"},
+      {"priority_weight", "task_instance.priority_weight"},
+      {"operator", "task_instance.operator"},
+      {"map_index", "task_instance.task_id"},  // dagd has no mapped tasks: map_index is always -1
+  };
+  auto order = OrderBy(query.page.order_by, kFields,
+                       "task_instance.dag_id, task_instance.dag_run, task_instance.task_id",
+                       "task_instance.id");
+  if (!order.ok()) return order.status();
+  Params params;
+  std::vector<std::string> where;
+  if (!IsAll(query.dag_id)) where.push_back("task_instance.dag_id = " + params.Add(query.dag_id));
+  if (!IsAll(query.run_id)) where.push_back("task_instance.run_id = " + params.Add(query.run_id));
+  if (!query.states.empty()) {
+    Json states = Json::array();
+    bool none = false;
+    for (TaskState s : query.states) {
+      if (s == TaskState::kNone) {
+        none = true;
+      } else {
+        states.push_back(std::string(scheduler::ToString(s)));
+      }
+    }
+    std::string cond = "task_instance.state IN (SELECT json_array_elements_text(" +
+                       params.AddJsonArray(states) + "::json))";
+    if (none) cond += " OR task_instance.state IS NULL";
+    where.push_back(cond);
+  }
+  if (!query.task_ids.empty()) {
+    where.push_back("task_instance.task_id IN (SELECT json_array_elements_text(" +
+                    params.AddJsonArray(query.task_ids) + "::json))");
+  }
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<Listing<TaskInstance>> {
+    return ListPage<TaskInstance>(tx, kTaskInstanceColumns, " FROM task_instance" + Where(where),
+                                  *order, query.page, params, TaskInstanceOf);
+  });
+}
+
+StatusOr<TaskInstance> PgStateStore::GetTaskInstance(const std::string& dag_id,
+                                                     const std::string& run_id,
+                                                     const std::string& task_id) {
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<TaskInstance> {
+    const pqxx::result r = tx.exec_params(
+        "SELECT " + std::string(kTaskInstanceColumns) +
+            " FROM task_instance WHERE dag_id = $1 AND run_id = $2 AND task_id = $3",
+        dag_id, run_id, task_id);
+    if (r.empty()) return TaskInstanceNotFound(dag_id, run_id, task_id);
+    return TaskInstanceOf(r[0]);
+  });
+}
+
+StatusOr<std::vector<TaskTry>> PgStateStore::ListTries(const std::string& dag_id,
+                                                       const std::string& run_id,
+                                                       const std::string& task_id) {
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<std::vector<TaskTry>> {
+    // LEFT JOIN: one query tells "unknown task instance" (no row) from "no tries yet".
+    const pqxx::result r = tx.exec_params(
+        "SELECT ti.id::text AS ti_id, t.try_number, t.state, "
+        "  dagd_us(t.queued_when) AS queued_when, dagd_us(t.start_date) AS start_date, "
+        "  dagd_us(t.end_date) AS end_date, t.duration, t.hostname, t.pid, t.operator "
+        "FROM task_instance ti LEFT JOIN task_instance_try t ON t.ti_id = ti.id "
+        "WHERE ti.dag_id = $1 AND ti.run_id = $2 AND ti.task_id = $3 "
+        "ORDER BY t.try_number",
+        dag_id, run_id, task_id);
+    if (r.empty()) return TaskInstanceNotFound(dag_id, run_id, task_id);
+    std::vector<TaskTry> tries;
+    for (const auto& row : r) {
+      if (row["try_number"].is_null()) continue;
+      TaskTry t;
+      t.ti_id = row["ti_id"].as<std::string>();
+      t.dag_id = dag_id;
+      t.run_id = run_id;
+      t.task_id = task_id;
+      t.try_number = row["try_number"].as<int>();
+      t.state = TaskStateOf(row["state"]);
+      t.queued_when = OptTimeOf(row["queued_when"]);
+      t.start_date = OptTimeOf(row["start_date"]);
+      t.end_date = OptTimeOf(row["end_date"]);
+      if (!row["duration"].is_null()) t.duration = row["duration"].as<double>();
+      t.hostname = TextOf(row["hostname"]);
+      if (!row["pid"].is_null()) t.pid = row["pid"].as<int>();
+      t.operator_name = TextOf(row["operator"]);
+      tries.push_back(std::move(t));
+    }
+    return tries;
+  });
+}
+
+StatusOr<std::vector<XcomEntry>> PgStateStore::ListXcom(const std::string& ti_id) {
+  if (!LooksLikeUuid(ti_id)) return std::vector<XcomEntry>{};
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<std::vector<XcomEntry>> {
+    const pqxx::result r = tx.exec_params(
+        "SELECT key, value::text FROM xcom WHERE ti_id = $1::uuid ORDER BY key", ti_id);
+    std::vector<XcomEntry> out;
+    out.reserve(r.size());
+    for (const auto& row : r) {
+      out.push_back({row[0].as<std::string>(),
+                     row[1].is_null() ? Json(nullptr) : Json::parse(row[1].c_str())});
+    }
+    return out;
+  });
+}
+
+// --- Transitions ---------------------------------------------------------------------------------
+
+Status PgStateStore::Apply(const scheduler::Transition& t) {
+  if (t.empty()) return Status::Ok();
+  // Everything goes to the server as three JSON arrays and is written by ONE statement: the hot
+  // path costs one round trip (plus BEGIN/COMMIT) however many rows the batch holds.
+  //
+  // A row may appear several times in a batch (queued then running). Its columns take the last
+  // entry ("last"), a try row the last entry of that try ("last_try"), and every entry gets its
+  // own event. Event order ("ord"): runs that start, then task instances, then runs that end, so
+  // the stream reads naturally even though the batch has no order across kinds.
+  std::unordered_map<int64_t, size_t> last_run;
+  for (size_t i = 0; i < t.runs.size(); ++i) last_run[t.runs[i].id] = i;
+  std::unordered_map<std::string, size_t> last_ti;
+  std::map<std::pair<std::string, int>, size_t> last_try;
+  for (size_t i = 0; i < t.task_instances.size(); ++i) {
+    last_ti[t.task_instances[i].id] = i;
+    last_try[{t.task_instances[i].id, t.task_instances[i].try_number}] = i;
+  }
+  const size_t n_runs = t.runs.size();
+  const size_t n_tis = t.task_instances.size();
+
+  Json runs = Json::array();
+  for (size_t i = 0; i < n_runs; ++i) {
+    const DagRun& r = t.runs[i];
+    const bool ends = scheduler::IsTerminal(r.state);
+    runs.push_back({{"ord", ends ? n_runs + n_tis + i : i},
+                    {"last", last_run[r.id] == i},
+                    {"id", r.id},
+                    {"state", std::string(scheduler::ToString(r.state))},
+                    {"version_number", r.version_number},
+                    {"queued_at", Us(r.queued_at)},
+                    {"start_date", Us(r.start_date)},
+                    {"end_date", Us(r.end_date)},
+                    {"last_scheduling_decision", Us(r.last_scheduling_decision)},
+                    {"note", OptText(r.note)}});
+  }
+  Json tis = Json::array();
+  for (size_t i = 0; i < n_tis; ++i) {
+    const TaskInstance& ti = t.task_instances[i];
+    Json row = TaskInstanceJson(ti);
+    row["ord"] = n_runs + i;
+    row["id"] = ti.id;
+    row["last"] = last_ti[ti.id] == i;
+    row["last_try"] = last_try[{ti.id, ti.try_number}] == i;
+    tis.push_back(std::move(row));
+  }
+  std::map<std::pair<std::string, std::string>, const Json*> last_xcom;
+  for (const auto& x : t.xcoms) last_xcom[{x.ti_id, x.entry.key}] = &x.entry.value;
+  Json xcoms = Json::array();
+  for (const auto& [key, value] : last_xcom) {
+    xcoms.push_back({{"ti_id", key.first}, {"key", key.second}, {"value", *value}});
+  }
+
+  static const std::string kSql =
+      "WITH rx AS ("
+      "  SELECT * FROM json_to_recordset($1::json) AS x(ord bigint, last boolean, id bigint,"
+      "    state text, version_number integer, queued_at bigint, start_date bigint,"
+      "    end_date bigint, last_scheduling_decision bigint, note text)),"
+      " ru AS ("
+      "  UPDATE dag_run r SET state = rx.state, version_number = rx.version_number,"
+      "    queued_at = dagd_ts(rx.queued_at), start_date = dagd_ts(rx.start_date),"
+      "    end_date = dagd_ts(rx.end_date),"
+      "    last_scheduling_decision = dagd_ts(rx.last_scheduling_decision), note = rx.note"
+      "  FROM rx WHERE rx.last AND r.id = rx.id"
+      "  RETURNING r.id, r.dag_id, r.run_id, r.run_type),"
+      " tx AS ("
+      "  SELECT * FROM json_to_recordset($2::json) AS x(ord bigint, last boolean,"
+      "    last_try boolean, id uuid, " +
+      std::string(kTaskInstanceRecord) +
+      ")),"
+      " tu AS ("
+      "  UPDATE task_instance t SET version_number = tx.version_number, state = tx.state,"
+      "    try_number = tx.try_number, max_tries = tx.max_tries,"
+      "    scheduled_when = dagd_ts(tx.scheduled_when), queued_when = dagd_ts(tx.queued_when),"
+      "    start_date = dagd_ts(tx.start_date), end_date = dagd_ts(tx.end_date),"
+      "    duration = tx.duration, next_retry_at = dagd_ts(tx.next_retry_at),"
+      "    hostname = tx.hostname, unixname = tx.unixname, pid = tx.pid,"
+      "    operator = tx.operator, pool = tx.pool, pool_slots = tx.pool_slots,"
+      "    priority_weight = tx.priority_weight, note = tx.note"
+      "  FROM tx WHERE tx.last AND t.id = tx.id"
+      "  RETURNING t.id, t.dag_id, t.run_id, t.task_id),"
+      " tt AS ("
+      "  INSERT INTO task_instance_try AS old (ti_id, try_number, state, queued_when, start_date,"
+      "    end_date, duration, hostname, pid, operator)"
+      "  SELECT tx.id, tx.try_number, tx.state, dagd_ts(tx.queued_when),"
+      "    dagd_ts(tx.start_date), dagd_ts(tx.end_date), tx.duration, tx.hostname, tx.pid,"
+      "    tx.operator"
+      "  FROM tx JOIN tu ON tu.id = tx.id WHERE tx.last_try AND tx.try_number > 0"
+      "  ON CONFLICT (ti_id, try_number) DO UPDATE SET state = excluded.state,"
+      "    queued_when = excluded.queued_when, start_date = excluded.start_date,"
+      "    end_date = excluded.end_date, duration = excluded.duration,"
+      "    hostname = excluded.hostname, pid = excluded.pid, operator = excluded.operator),"
+      " xc AS ("
+      "  INSERT INTO xcom (ti_id, key, value)"
+      "  SELECT x.ti_id, x.key, x.value"
+      "  FROM json_to_recordset($3::json) AS x(ti_id uuid, key text, value jsonb)"
+      "  ON CONFLICT (ti_id, key) DO UPDATE SET value = excluded.value),"
+      " ev AS ("
+      "  INSERT INTO event (kind, dag_id, run_id, task_id, try_number, state, payload)"
+      "  SELECT e.kind, e.dag_id, e.run_id, e.task_id, e.try_number, e.state, e.payload FROM ("
+      "    SELECT rx.ord, 'dag_run' AS kind, ru.dag_id, ru.run_id, NULL::text AS task_id,"
+      "      NULL::integer AS try_number, rx.state,"
+      "      jsonb_build_object('run_type', ru.run_type,"
+      "        'start_date', dagd_rfc3339(dagd_ts(rx.start_date)),"
+      "        'end_date', dagd_rfc3339(dagd_ts(rx.end_date))) AS payload"
+      "    FROM rx JOIN ru ON ru.id = rx.id"
+      "    UNION ALL"
+      "    SELECT x.ord, 'task_instance', tu.dag_id, tu.run_id, tu.task_id, x.try_number,"
+      "      x.state, " +
+      std::string(kEventPayloadForTi) +
+      "    FROM tx AS x JOIN tu ON tu.id = x.id) AS e"
+      "  ORDER BY e.ord)"
+      "SELECT (SELECT count(*) FROM ru), (SELECT count(*) FROM tu)";
+
+  return pool_->Run([&](pqxx::work& tx) -> Status {
+    const pqxx::row counts = tx.exec_params1(kSql, runs.dump(), tis.dump(), xcoms.dump());
+    const auto updated_runs = counts[0].as<size_t>();
+    const auto updated_tis = counts[1].as<size_t>();
+    // An id the store does not know means the caller's view is stale: write nothing.
+    if (updated_runs != last_run.size()) {
+      return Status::NotFound("Apply: " + std::to_string(last_run.size() - updated_runs) +
+                              " of " + std::to_string(last_run.size()) +
+                              " dag runs do not exist");
+    }
+    if (updated_tis != last_ti.size()) {
+      return Status::NotFound("Apply: " + std::to_string(last_ti.size() - updated_tis) + " of " +
+                              std::to_string(last_ti.size()) + " task instances do not exist");
+    }
+    return Status::Ok();
+  });
+}
+
+}  // namespace dagd::storage

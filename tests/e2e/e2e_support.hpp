@@ -1,0 +1,106 @@
+// Shared helpers of the end-to-end tests: a temporary directory, a dagd started on the test
+// PostgreSQL, and polling for run states over HTTP.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dagd_process.hpp"
+#include "http_client.hpp"
+#include "test_database.hpp"
+
+namespace dagd::testing {
+
+using Json = nlohmann::json;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "dagd-e2e.XXXXXX").string();
+    path_ = mkdtemp(pattern.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline std::string ExampleDags() { return std::string(DAGD_SOURCE_DIR) + "/dags"; }
+
+// A dagd on its own test database, state directory and port.
+struct Daemon {
+  TestDatabase db;
+  TempDir state;
+  int port = FreePort();
+  std::unique_ptr<DagdProcess> process;
+
+  explicit Daemon(std::string dags_folder = ExampleDags(), std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--database-url", db.url(), "--state-dir",
+                                     state.path().string(), "--dags-folder", dags_folder,
+                                     "--listen", "127.0.0.1:" + std::to_string(port)};
+    args.insert(args.end(), extra.begin(), extra.end());
+    process = std::make_unique<DagdProcess>(args, (state.path() / "dagd.log").string(), port);
+  }
+  // Starts (again, after a stop) the same daemon: same database, state and port.
+  void Start() { process->Start(); }
+  std::string Url(const std::string& path) const { return process->base_url() + path; }
+};
+
+inline Json GetJson(const std::string& url) {
+  HttpResponse r = HttpGet(url);
+  EXPECT_EQ(r.status, 200) << url << ": " << r.body;
+  return Json::parse(r.body, nullptr, false);
+}
+
+inline std::string Trigger(const Daemon& d, const std::string& dag_id, const std::string& run_id,
+                           const Json& conf = Json::object()) {
+  Json body = {{"logical_date", nullptr}, {"dag_run_id", run_id}, {"conf", conf}};
+  HttpResponse r = HttpPostJson(d.Url("/api/v2/dags/" + dag_id + "/dagRuns"), body.dump());
+  EXPECT_EQ(r.status, 200) << r.body;
+  return run_id;
+}
+
+// Polls the run until its state is one of `states`; returns the last run JSON seen.
+inline Json WaitForRun(const Daemon& d, const std::string& dag_id, const std::string& run_id,
+                       std::vector<std::string> states = {"success", "failed"},
+                       std::chrono::seconds timeout = std::chrono::seconds(60)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  Json run;
+  while (std::chrono::steady_clock::now() < deadline) {
+    HttpResponse r = HttpGet(d.Url("/api/v2/dags/" + dag_id + "/dagRuns/" + run_id));
+    if (r.status == 200) {
+      run = Json::parse(r.body, nullptr, false);
+      for (const auto& s : states) {
+        if (run.value("state", "") == s) return run;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << "run " << run_id << " did not reach an expected state; last: " << run.dump()
+                << "\n--- daemon log ---\n" << d.process->Log();
+  return run;
+}
+
+inline std::map<std::string, Json> TaskInstancesById(const Daemon& d, const std::string& dag_id,
+                                                     const std::string& run_id) {
+  Json list = GetJson(d.Url("/api/v2/dags/" + dag_id + "/dagRuns/" + run_id +
+                            "/taskInstances?limit=1000"));
+  std::map<std::string, Json> by_id;
+  for (const auto& ti : list["task_instances"]) by_id[ti["task_id"]] = ti;
+  return by_id;
+}
+
+}  // namespace dagd::testing

@@ -1,0 +1,92 @@
+// Schema migrations applied by PgStateStore::Open, against a real PostgreSQL.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dagd/storage/pg_state_store.hpp"
+#include "test_database.hpp"
+
+namespace dagd::storage {
+namespace {
+
+TEST(PgStateStoreMigrations, OpenAppliesTheSchemaOnceAndRecordsIt) {
+  testing::TestDatabase db;
+  {
+    auto store = PgStateStore::Open({db.url(), 2});
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+  }
+  EXPECT_EQ(db.Query("SELECT version || ':' || name FROM schema_migration ORDER BY version"),
+            std::vector<std::string>{"1:001_initial"});
+  for (const char* table : {"dag", "dag_version", "dag_run", "task_instance", "task_instance_try",
+                            "xcom", "event", "import_error"}) {
+    EXPECT_EQ(db.Query(std::string("SELECT to_regclass('") + table + "') IS NOT NULL")[0], "t")
+        << table;
+  }
+  const std::string applied_at = db.Query("SELECT applied_at FROM schema_migration")[0];
+
+  // Opening again is a no-op: nothing re-applied, the record untouched.
+  auto again = PgStateStore::Open({db.url(), 2});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "1");
+  EXPECT_EQ(db.Query("SELECT applied_at FROM schema_migration")[0], applied_at);
+  EXPECT_TRUE((*again)->Ping().ok());
+}
+
+TEST(PgStateStoreMigrations, StoresOpeningAtOnceOnAFreshDatabaseAllSucceed) {
+  testing::TestDatabase db;
+  constexpr int kOpeners = 6;
+  std::atomic<int> failures{0};
+  std::vector<std::string> errors(kOpeners);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kOpeners; ++i) {
+    threads.emplace_back([&, i] {
+      auto store = PgStateStore::Open({db.url(), 1});
+      if (!store.ok()) {
+        ++failures;
+        errors[static_cast<size_t>(i)] = store.status().ToString();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0) << errors[0] << errors[1];
+  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "1");
+}
+
+TEST(PgStateStoreMigrations, OpenWithAnUnreachableDatabaseIsUnavailable) {
+  auto store = PgStateStore::Open({"host=/nonexistent-dagd-socket-dir port=1 dbname=x", 1});
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kUnavailable) << store.status().ToString();
+}
+
+TEST(PgStateStoreMigrations, OpenAcceptsAUriConnectionString) {
+  testing::TestDatabase db;
+  // DAGD_TEST_PG is conninfo "host=/dir port=N user=U"; turn it into a URI with the socket
+  // directory as a query parameter.
+  std::string host, port, user;
+  std::string conninfo = db.url();
+  size_t pos = 0;
+  while (pos < conninfo.size()) {
+    size_t end = conninfo.find(' ', pos);
+    if (end == std::string::npos) end = conninfo.size();
+    const std::string kv = conninfo.substr(pos, end - pos);
+    const size_t eq = kv.find('=');
+    if (eq != std::string::npos) {
+      const std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
+      if (k == "host") host = v;
+      if (k == "port") port = v;
+      if (k == "user") user = v;
+    }
+    pos = end + 1;
+  }
+  const std::string uri = "postgresql://" + user + "@/" + db.name() + "?host=" + host +
+                          (port.empty() ? "" : "&port=" + port);
+  auto store = PgStateStore::Open({uri, 1});
+  ASSERT_TRUE(store.ok()) << uri << ": " << store.status().ToString();
+  EXPECT_TRUE((*store)->Ping().ok());
+}
+
+}  // namespace
+}  // namespace dagd::storage

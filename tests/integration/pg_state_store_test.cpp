@@ -1,0 +1,723 @@
+// PgStateStore against a real PostgreSQL (one throwaway database per test).
+#include "dagd/storage/pg_state_store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dagd/scheduler/dag_parser.hpp"
+#include "test_database.hpp"
+
+namespace dagd::storage {
+namespace {
+
+using scheduler::DagPtr;
+using scheduler::DagRun;
+using scheduler::RunState;
+using scheduler::TaskInstance;
+using scheduler::TaskState;
+using scheduler::TimePoint;
+using Us = std::chrono::microseconds;
+
+TimePoint At(int64_t micros) { return TimePoint(Us(micros)); }
+
+// 2026-01-02T03:04:05.123457Z: a time with every microsecond digit significant.
+const TimePoint kT0 = At(1767323045123457);
+
+DagPtr MakeDag(const std::string& dag_id, const std::string& description = "demo",
+               bool paused_upon_creation = false) {
+  const std::string json = R"({"dag_id": ")" + dag_id + R"(", "description": ")" + description +
+                           R"(", "tags": ["etl", "daily"], "owners": ["ops"], "schedule": "0 * * * *",
+    "max_active_runs": 3, "is_paused_upon_creation": )" +
+                           (paused_upon_creation ? "true" : "false") + R"(,
+    "tasks": [{"task_id": "extract", "operator": "empty"},
+              {"task_id": "transform", "operator": "empty", "upstream": ["extract"]},
+              {"task_id": "load", "operator": "empty", "upstream": ["transform"]}]})";
+  auto parsed = scheduler::ParseDag(json, {});
+  if (!parsed.dag) {
+    std::string all;
+    for (const auto& e : parsed.errors) all += e + "; ";
+    throw std::runtime_error("test DAG does not parse: " + all);
+  }
+  return parsed.dag;
+}
+
+DagRun MakeRun(const std::string& dag_id, const std::string& run_id, int version = 1) {
+  DagRun run;
+  run.dag_id = dag_id;
+  run.run_id = run_id;
+  run.version_number = version;
+  run.state = RunState::kQueued;
+  run.logical_date = kT0;
+  run.queued_at = kT0;
+  run.data_interval_start = kT0 - std::chrono::hours(1);
+  run.data_interval_end = kT0;
+  run.run_after = kT0;
+  run.conf = {{"input", "s3://raw"}, {"n", 3}};
+  run.note = "first";
+  return run;
+}
+
+std::vector<TaskInstance> MakeTis(const scheduler::Dag& dag, int version = 1) {
+  std::vector<TaskInstance> tis;
+  for (const auto& task : dag.tasks) {
+    TaskInstance ti;
+    ti.task_id = task.task_id;
+    ti.version_number = version;
+    ti.operator_name = task.operator_name;
+    ti.max_tries = task.retries;
+    tis.push_back(ti);
+  }
+  return tis;
+}
+
+class PgStateStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto opened = PgStateStore::Open({db_.url(), 4});
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    store_ = std::move(opened).value();
+  }
+
+  int64_t Count(const std::string& sql) { return std::stoll(db_.Query(sql).at(0)); }
+
+  // Syncs `dag` and creates a run with all its task instances; returns the run.
+  DagRun CreateRunOf(const scheduler::Dag& dag, const std::string& run_id,
+                     std::vector<TaskInstance>* tis_out = nullptr) {
+    auto version = store_->SyncDag(dag, "/dags/" + dag.dag_id + ".json", kT0);
+    EXPECT_TRUE(version.ok()) << version.status().ToString();
+    auto tis = MakeTis(dag, *version);
+    auto run = store_->CreateRun(MakeRun(dag.dag_id, run_id, *version), tis);
+    EXPECT_TRUE(run.ok()) << run.status().ToString();
+    if (tis_out != nullptr) *tis_out = tis;
+    return *run;
+  }
+
+  testing::TestDatabase db_;
+  std::unique_ptr<PgStateStore> store_;
+};
+
+// --- DAGs ----------------------------------------------------------------------------------------
+
+TEST_F(PgStateStoreTest, PingSucceedsOnAnOpenStore) { EXPECT_TRUE(store_->Ping().ok()); }
+
+TEST_F(PgStateStoreTest, SyncDagKeepsTheVersionForTheSameDocumentAndAddsOneWhenItChanges) {
+  auto v1 = store_->SyncDag(*MakeDag("etl", "one"), "/dags/etl.json", kT0);
+  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
+  EXPECT_EQ(*v1, 1);
+  auto again = store_->SyncDag(*MakeDag("etl", "one"), "/dags/etl.json", kT0);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 1);
+  auto v2 = store_->SyncDag(*MakeDag("etl", "two"), "/dags/etl.json", kT0);
+  ASSERT_TRUE(v2.ok());
+  EXPECT_EQ(*v2, 2);
+  // Changing back is a change too: versions are a history, not a set of documents.
+  auto v3 = store_->SyncDag(*MakeDag("etl", "one"), "/dags/etl.json", kT0);
+  ASSERT_TRUE(v3.ok());
+  EXPECT_EQ(*v3, 3);
+  EXPECT_EQ(Count("SELECT count(*) FROM dag_version WHERE dag_id = 'etl'"), 3);
+
+  auto dag = store_->GetDag("etl");
+  ASSERT_TRUE(dag.ok());
+  EXPECT_EQ(dag->latest_version, 3);
+  EXPECT_EQ(dag->description, "one");
+
+  auto version2 = store_->GetDagVersion("etl", 2);
+  ASSERT_TRUE(version2.ok()) << version2.status().ToString();
+  EXPECT_EQ(version2->hash, MakeDag("etl", "two")->hash);
+  EXPECT_EQ(version2->document, MakeDag("etl", "two")->document);
+  EXPECT_EQ(version2->version_number, 2);
+
+  auto missing = store_->GetDagVersion("etl", 9);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(PgStateStoreTest, SyncDagStoresTheDenormalisedFieldsOfTheLatestVersion) {
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("etl"), "/dags/etl.json", kT0).ok());
+  auto dag = store_->GetDag("etl");
+  ASSERT_TRUE(dag.ok()) << dag.status().ToString();
+  EXPECT_EQ(dag->dag_id, "etl");
+  EXPECT_EQ(dag->fileloc, "/dags/etl.json");
+  EXPECT_EQ(dag->last_parsed_time, kT0);
+  EXPECT_EQ(dag->description, "demo");
+  EXPECT_EQ(dag->tags, (std::vector<std::string>{"etl", "daily"}));
+  EXPECT_EQ(dag->owners, (std::vector<std::string>{"ops"}));
+  EXPECT_EQ(dag->schedule, "0 * * * *");
+  EXPECT_EQ(dag->max_active_runs, 3);
+  EXPECT_FALSE(dag->is_paused);
+  EXPECT_FALSE(dag->is_stale);
+  EXPECT_FALSE(dag->has_import_errors);
+}
+
+TEST_F(PgStateStoreTest, SyncDagPausesANewDagWhenAskedAndNeverOverridesALaterUnpause) {
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("p", "d", true), "/dags/p.json", kT0).ok());
+  EXPECT_TRUE(store_->GetDag("p")->is_paused);
+  ASSERT_TRUE(store_->SetPaused("p", false).ok());
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("p", "changed", true), "/dags/p.json", kT0).ok());
+  EXPECT_FALSE(store_->GetDag("p")->is_paused);
+  Status missing = store_->SetPaused("nope", true);
+  EXPECT_EQ(missing.code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.message(), "DAG with dag_id: 'nope' not found");
+}
+
+TEST_F(PgStateStoreTest, ConcurrentSyncsOfOneDagCreateOneVersion) {
+  auto dag = MakeDag("race");
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&] {
+      auto v = store_->SyncDag(*dag, "/dags/race.json", kT0);
+      if (!v.ok() || *v != 1) ++failures;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM dag_version WHERE dag_id = 'race'"), 1);
+}
+
+TEST_F(PgStateStoreTest, MarkStaleExceptHidesMissingDagsUntilTheyAreSyncedAgain) {
+  for (const char* id : {"a", "b", "c"}) {
+    ASSERT_TRUE(store_->SyncDag(*MakeDag(id), std::string("/dags/") + id, kT0).ok());
+  }
+  ASSERT_TRUE(store_->MarkStaleExcept({"a", "c"}).ok());
+  EXPECT_TRUE(store_->GetDag("b")->is_stale);
+  EXPECT_FALSE(store_->GetDag("a")->is_stale);
+
+  scheduler::DagQuery q;
+  auto visible = store_->ListDags(q);
+  ASSERT_TRUE(visible.ok());
+  EXPECT_EQ(visible->total_entries, 2);
+  q.include_stale = true;
+  EXPECT_EQ(store_->ListDags(q)->total_entries, 3);
+
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("b"), "/dags/b", kT0).ok());
+  EXPECT_FALSE(store_->GetDag("b")->is_stale);
+}
+
+TEST_F(PgStateStoreTest, ImportErrorsAreReplacedListedAndFlagTheirDag) {
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("etl"), "/dags/etl.json", kT0).ok());
+  ASSERT_TRUE(store_->ReplaceImportErrors({{0, "/dags/old.json", "stale", kT0}}).ok());
+  ASSERT_TRUE(store_
+                  ->ReplaceImportErrors({{0, "/dags/etl.json", "task 'b': unknown upstream 'x'", kT0},
+                                         {0, "/dags/z.json", "bad", kT0 + Us(1)}})
+                  .ok());
+  scheduler::Page page;
+  auto errors = store_->ListImportErrors(page);
+  ASSERT_TRUE(errors.ok()) << errors.status().ToString();
+  ASSERT_EQ(errors->total_entries, 2);
+  EXPECT_EQ(errors->items[0].filename, "/dags/etl.json");
+  EXPECT_EQ(errors->items[0].message, "task 'b': unknown upstream 'x'");
+  EXPECT_EQ(errors->items[1].timestamp, kT0 + Us(1));
+  EXPECT_GT(errors->items[0].id, 0);
+  EXPECT_TRUE(store_->GetDag("etl")->has_import_errors);
+
+  page.order_by = {"-filename"};
+  EXPECT_EQ(store_->ListImportErrors(page)->items[0].filename, "/dags/z.json");
+}
+
+TEST_F(PgStateStoreTest, ListDagsFiltersByPatternTagsAndPausedWithPaging) {
+  for (const char* id : {"sales_daily", "sales_hourly", "users", "Sales_weekly"}) {
+    ASSERT_TRUE(store_->SyncDag(*MakeDag(id), "/dags/x", kT0).ok());
+  }
+  ASSERT_TRUE(store_->SetPaused("users", true).ok());
+
+  scheduler::DagQuery q;
+  q.dag_id_pattern = "sales";
+  auto sales = store_->ListDags(q);
+  ASSERT_TRUE(sales.ok()) << sales.status().ToString();
+  EXPECT_EQ(sales->total_entries, 3);  // case-insensitive substring
+
+  q.dag_id_pattern = "sales%ly";
+  EXPECT_EQ(store_->ListDags(q)->total_entries, 3);
+
+  q = {};
+  q.paused = true;
+  auto paused = store_->ListDags(q);
+  ASSERT_EQ(paused->items.size(), 1u);
+  EXPECT_EQ(paused->items[0].dag_id, "users");
+
+  q = {};
+  q.tags = {"nope", "daily"};
+  EXPECT_EQ(store_->ListDags(q)->total_entries, 4);
+  q.tags = {"nope"};
+  EXPECT_EQ(store_->ListDags(q)->total_entries, 0);
+
+  q = {};
+  q.page.limit = 2;
+  q.page.offset = 1;
+  auto page = store_->ListDags(q);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->total_entries, 4);
+  ASSERT_EQ(page->items.size(), 2u);
+  // Default order is dag_id (byte order in the C.UTF-8 test cluster: "S" < "s").
+  EXPECT_EQ(page->items[0].dag_id, "sales_daily");
+  EXPECT_EQ(page->items[1].dag_id, "sales_hourly");
+
+  q.page.offset = 10;
+  auto beyond = store_->ListDags(q);
+  ASSERT_TRUE(beyond.ok());
+  EXPECT_TRUE(beyond->items.empty());
+  EXPECT_EQ(beyond->total_entries, 4);
+
+  q.page = {};
+  q.page.order_by = {"-dag_id"};
+  EXPECT_EQ(store_->ListDags(q)->items.front().dag_id, "users");
+}
+
+TEST_F(PgStateStoreTest, GetDagOfAnUnknownIdIsNotFoundInAirflowsWords) {
+  auto dag = store_->GetDag("ghost");
+  ASSERT_FALSE(dag.ok());
+  EXPECT_EQ(dag.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(dag.status().message(), "DAG with dag_id: 'ghost' not found");
+}
+
+// --- Runs ----------------------------------------------------------------------------------------
+
+TEST_F(PgStateStoreTest, CreateRunStoresTheRunAndItsTaskInstancesWithIdsAndEvents) {
+  auto dag = MakeDag("etl");
+  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0).ok());
+  auto tis = MakeTis(*dag);
+  auto run = store_->CreateRun(MakeRun("etl", "manual__1"), tis);
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  EXPECT_GT(run->id, 0);
+  EXPECT_EQ(run->run_id, "manual__1");
+  EXPECT_EQ(run->state, RunState::kQueued);
+  EXPECT_EQ(run->conf, (scheduler::Json{{"input", "s3://raw"}, {"n", 3}}));
+  EXPECT_EQ(run->note, "first");
+  std::set<std::string> ids;
+  for (const auto& ti : tis) {
+    EXPECT_EQ(ti.id.size(), 36u) << ti.task_id;
+    EXPECT_EQ(ti.run_id_key, run->id);
+    EXPECT_EQ(ti.run_id, "manual__1");
+    ids.insert(ti.id);
+  }
+  EXPECT_EQ(ids.size(), 3u);
+
+  auto stored = store_->LoadTaskInstances(run->id);
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), 3u);
+  EXPECT_EQ((*stored)[0].task_id, "extract");  // ordered by task_id
+  EXPECT_EQ((*stored)[0].state, TaskState::kNone);
+  EXPECT_EQ(Count("SELECT count(*) FROM task_instance WHERE state IS NULL"), 3);
+
+  // One event for the run, then one per task instance in the order given.
+  EXPECT_EQ(db_.Query("SELECT coalesce(task_id, '-') || ':' || coalesce(state, 'null') FROM event "
+                      "ORDER BY id"),
+            (std::vector<std::string>{"-:queued", "extract:null", "transform:null", "load:null"}));
+}
+
+TEST_F(PgStateStoreTest, CreateRunWithATakenRunIdIsAlreadyExistsAndWritesNothing) {
+  auto dag = MakeDag("etl");
+  CreateRunOf(*dag, "r1");
+  const int64_t events = Count("SELECT count(*) FROM event");
+  auto tis = MakeTis(*dag);
+  auto again = store_->CreateRun(MakeRun("etl", "r1"), tis);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(again.status().message(), "DAG run 'r1' already exists for DAG 'etl'");
+  EXPECT_EQ(Count("SELECT count(*) FROM event"), events);
+  EXPECT_EQ(Count("SELECT count(*) FROM task_instance"), 3);
+  for (const auto& ti : tis) EXPECT_TRUE(ti.id.empty());
+}
+
+TEST_F(PgStateStoreTest, CreateRunForAnUnknownDagIsNotFound) {
+  std::vector<TaskInstance> tis;
+  auto run = store_->CreateRun(MakeRun("ghost", "r1"), tis);
+  ASSERT_FALSE(run.ok());
+  EXPECT_EQ(run.status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(PgStateStoreTest, TimesRoundTripToTheMicrosecond) {
+  auto dag = MakeDag("etl");
+  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0).ok());
+  DagRun run = MakeRun("etl", "times");
+  run.logical_date = At(1767323045123457);
+  run.start_date = At(1);              // just after the epoch
+  run.end_date = At(-1234567);         // before it
+  run.run_after = At(4102444799999999);  // 2099-12-31T23:59:59.999999Z
+  run.last_scheduling_decision = std::nullopt;
+  std::vector<TaskInstance> tis;
+  ASSERT_TRUE(store_->CreateRun(run, tis).ok());
+  auto got = store_->GetRun("etl", "times");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->logical_date, run.logical_date);
+  EXPECT_EQ(got->start_date, run.start_date);
+  EXPECT_EQ(got->end_date, run.end_date);
+  EXPECT_EQ(got->run_after, run.run_after);
+  EXPECT_EQ(got->data_interval_start, run.data_interval_start);
+  EXPECT_FALSE(got->last_scheduling_decision.has_value());
+  // And the database holds the same instant, not a shifted one.
+  EXPECT_EQ(db_.Query("SELECT to_char(logical_date AT TIME ZONE 'UTC', "
+                      "'YYYY-MM-DD\"T\"HH24:MI:SS.US') FROM dag_run")[0],
+            "2026-01-02T03:04:05.123457");
+}
+
+TEST_F(PgStateStoreTest, GetRunOfAnUnknownRunIsNotFoundInAirflowsWords) {
+  auto run = store_->GetRun("etl", "nope");
+  ASSERT_FALSE(run.ok());
+  EXPECT_EQ(run.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(run.status().message(),
+            "The DagRun with dag_id: 'etl' and run_id: 'nope' was not found");
+}
+
+TEST_F(PgStateStoreTest, ListRunsFiltersPagesAndOrders) {
+  auto dag = MakeDag("etl");
+  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0).ok());
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("other"), "/dags/other.json", kT0).ok());
+  for (int i = 0; i < 5; ++i) {
+    DagRun run = MakeRun("etl", "run_" + std::to_string(i));
+    run.logical_date = kT0 + std::chrono::hours(i);
+    run.state = i % 2 == 0 ? RunState::kSuccess : RunState::kFailed;
+    run.run_type = i == 4 ? scheduler::RunType::kScheduled : scheduler::RunType::kManual;
+    std::vector<TaskInstance> none;
+    ASSERT_TRUE(store_->CreateRun(run, none).ok());
+  }
+  std::vector<TaskInstance> none;
+  ASSERT_TRUE(store_->CreateRun(MakeRun("other", "x"), none).ok());
+
+  scheduler::RunQuery q;
+  q.dag_id = "etl";
+  auto all = store_->ListRuns(q);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(all->total_entries, 5);
+  EXPECT_EQ(all->items.front().run_id, "run_0");  // default: creation order
+
+  q.dag_id = "~";
+  EXPECT_EQ(store_->ListRuns(q)->total_entries, 6);
+  q.dag_id = "";
+  EXPECT_EQ(store_->ListRuns(q)->total_entries, 6);
+
+  q.dag_id = "etl";
+  q.states = {RunState::kSuccess};
+  EXPECT_EQ(store_->ListRuns(q)->total_entries, 3);
+  q.states = {RunState::kSuccess, RunState::kFailed};
+  EXPECT_EQ(store_->ListRuns(q)->total_entries, 5);
+  q.states = {};
+  q.run_types = {scheduler::RunType::kScheduled};
+  auto scheduled = store_->ListRuns(q);
+  ASSERT_EQ(scheduled->items.size(), 1u);
+  EXPECT_EQ(scheduled->items[0].run_id, "run_4");
+  q.run_types = {};
+
+  q.logical_date_gte = kT0 + std::chrono::hours(1);
+  q.logical_date_lte = kT0 + std::chrono::hours(3);
+  EXPECT_EQ(store_->ListRuns(q)->total_entries, 3);
+  q.logical_date_gte = kT0 + std::chrono::hours(1) + Us(1);  // bounds are exact to the µs
+  EXPECT_EQ(store_->ListRuns(q)->total_entries, 2);
+  q.logical_date_gte.reset();
+  q.logical_date_lte.reset();
+
+  q.page.order_by = {"-logical_date"};
+  q.page.limit = 2;
+  q.page.offset = 1;
+  auto page = store_->ListRuns(q);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->total_entries, 5);
+  ASSERT_EQ(page->items.size(), 2u);
+  EXPECT_EQ(page->items[0].run_id, "run_3");
+  EXPECT_EQ(page->items[1].run_id, "run_2");
+
+  q.page = {};
+  q.page.order_by = {"state", "-dag_run_id"};
+  auto by_state = store_->ListRuns(q);
+  ASSERT_TRUE(by_state.ok());
+  EXPECT_EQ(by_state->items[0].run_id, "run_3");  // failed < success, then run id descending
+  EXPECT_EQ(by_state->items[2].run_id, "run_4");
+
+  q.page.order_by = {"-nonsense"};
+  auto bad = store_->ListRuns(q);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().message(),
+            "Ordering with 'nonsense' is disallowed or the attribute does not exist on the model");
+}
+
+TEST_F(PgStateStoreTest, LoadActiveRunsReturnsQueuedAndRunningOldestQueuedFirst) {
+  auto dag = MakeDag("etl");
+  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0).ok());
+  const std::vector<std::pair<std::string, RunState>> runs = {
+      {"late", RunState::kQueued}, {"early", RunState::kRunning}, {"done", RunState::kSuccess}};
+  for (size_t i = 0; i < runs.size(); ++i) {
+    DagRun run = MakeRun("etl", runs[i].first);
+    run.state = runs[i].second;
+    run.queued_at = runs[i].first == "late" ? kT0 + std::chrono::seconds(10) : kT0;
+    std::vector<TaskInstance> none;
+    ASSERT_TRUE(store_->CreateRun(run, none).ok());
+  }
+  auto active = store_->LoadActiveRuns();
+  ASSERT_TRUE(active.ok()) << active.status().ToString();
+  ASSERT_EQ(active->size(), 2u);
+  EXPECT_EQ((*active)[0].run_id, "early");
+  EXPECT_EQ((*active)[1].run_id, "late");
+}
+
+// --- Transitions ---------------------------------------------------------------------------------
+
+TEST_F(PgStateStoreTest, ApplyWritesRunsTaskInstancesTriesXcomsAndEventsTogether) {
+  auto dag = MakeDag("etl");
+  std::vector<TaskInstance> tis;
+  DagRun run = CreateRunOf(*dag, "r1", &tis);
+  const int64_t events_before = Count("SELECT count(*) FROM event");
+
+  scheduler::Transition t;
+  run.state = RunState::kRunning;
+  run.start_date = kT0 + Us(5);
+  run.last_scheduling_decision = kT0 + Us(6);
+  t.runs.push_back(run);
+  TaskInstance extract = tis[0];
+  extract.state = TaskState::kQueued;
+  extract.try_number = 1;
+  extract.queued_when = kT0 + Us(7);
+  t.task_instances.push_back(extract);
+  extract.state = TaskState::kRunning;  // the same TI twice in one batch: last one wins
+  extract.start_date = kT0 + Us(8);
+  extract.hostname = "host-a";
+  extract.pid = 4242;
+  t.task_instances.push_back(extract);
+  TaskInstance transform = tis[1];
+  transform.state = TaskState::kScheduled;
+  transform.scheduled_when = kT0 + Us(9);
+  t.task_instances.push_back(transform);
+  t.xcoms.push_back({extract.id, {"return_value", {{"rows", 12}}}});
+  t.xcoms.push_back({extract.id, {"note", "text value"}});
+
+  Status applied = store_->Apply(t);
+  ASSERT_TRUE(applied.ok()) << applied.ToString();
+
+  auto stored_run = store_->GetRun("etl", "r1");
+  ASSERT_TRUE(stored_run.ok());
+  EXPECT_EQ(stored_run->state, RunState::kRunning);
+  EXPECT_EQ(stored_run->start_date, kT0 + Us(5));
+  EXPECT_EQ(stored_run->last_scheduling_decision, kT0 + Us(6));
+
+  auto got = store_->GetTaskInstance("etl", "r1", "extract");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->state, TaskState::kRunning);
+  EXPECT_EQ(got->try_number, 1);
+  EXPECT_EQ(got->queued_when, kT0 + Us(7));
+  EXPECT_EQ(got->start_date, kT0 + Us(8));
+  EXPECT_EQ(got->hostname, "host-a");
+  EXPECT_EQ(got->pid, 4242);
+  EXPECT_EQ(store_->GetTaskInstance("etl", "r1", "transform")->state, TaskState::kScheduled);
+  EXPECT_EQ(store_->GetTaskInstance("etl", "r1", "load")->state, TaskState::kNone);
+
+  auto tries = store_->ListTries("etl", "r1", "extract");
+  ASSERT_TRUE(tries.ok()) << tries.status().ToString();
+  ASSERT_EQ(tries->size(), 1u);
+  EXPECT_EQ((*tries)[0].state, TaskState::kRunning);
+  EXPECT_EQ((*tries)[0].pid, 4242);
+  EXPECT_EQ((*tries)[0].task_id, "extract");
+  // try_number 0 (never queued) has no try row.
+  EXPECT_TRUE(store_->ListTries("etl", "r1", "transform")->empty());
+
+  auto xcom = store_->ListXcom(extract.id);
+  ASSERT_TRUE(xcom.ok()) << xcom.status().ToString();
+  ASSERT_EQ(xcom->size(), 2u);
+  EXPECT_EQ((*xcom)[0].key, "note");
+  EXPECT_EQ((*xcom)[0].value, "text value");
+  EXPECT_EQ((*xcom)[1].value, (scheduler::Json{{"rows", 12}}));
+
+  // One event per entry: the starting run first, then the task instances in batch order.
+  EXPECT_EQ(Count("SELECT count(*) FROM event") - events_before, 4);
+  EXPECT_EQ(db_.Query("SELECT kind || ':' || coalesce(task_id, '-') || ':' || coalesce(state, "
+                      "'null') || ':' || coalesce(try_number::text, '-') FROM event WHERE id > " +
+                      std::to_string(events_before) + " ORDER BY id"),
+            (std::vector<std::string>{"dag_run:-:running:-", "task_instance:extract:queued:1",
+                                      "task_instance:extract:running:1",
+                                      "task_instance:transform:scheduled:0"}));
+}
+
+TEST_F(PgStateStoreTest, ApplyKeepsOneTryRowPerTryAcrossRetries) {
+  auto dag = MakeDag("etl");
+  std::vector<TaskInstance> tis;
+  DagRun run = CreateRunOf(*dag, "r1", &tis);
+  TaskInstance ti = tis[0];
+  ti.max_tries = 1;
+  auto step = [&](TaskState state, int try_number) {
+    ti.state = state;
+    ti.try_number = try_number;
+    scheduler::Transition t;
+    t.task_instances.push_back(ti);
+    Status s = store_->Apply(t);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  };
+  step(TaskState::kQueued, 1);
+  step(TaskState::kRunning, 1);
+  step(TaskState::kUpForRetry, 1);
+  step(TaskState::kQueued, 2);
+  step(TaskState::kRunning, 2);
+  step(TaskState::kSuccess, 2);
+  auto tries = store_->ListTries("etl", "r1", "extract");
+  ASSERT_TRUE(tries.ok());
+  ASSERT_EQ(tries->size(), 2u);
+  EXPECT_EQ((*tries)[0].try_number, 1);
+  EXPECT_EQ((*tries)[0].state, TaskState::kUpForRetry);
+  EXPECT_EQ((*tries)[1].try_number, 2);
+  EXPECT_EQ((*tries)[1].state, TaskState::kSuccess);
+
+  // The run finishing after its last task: the run's event comes after the task's.
+  run.state = RunState::kSuccess;
+  run.end_date = kT0 + std::chrono::seconds(1);
+  scheduler::Transition t;
+  t.runs.push_back(run);
+  for (size_t i = 1; i < tis.size(); ++i) {
+    tis[i].state = TaskState::kSkipped;
+    t.task_instances.push_back(tis[i]);
+  }
+  ASSERT_TRUE(store_->Apply(t).ok());
+  EXPECT_EQ(db_.Query("SELECT kind FROM event ORDER BY id DESC LIMIT 1")[0], "dag_run");
+  EXPECT_EQ(db_.Query("SELECT state FROM event ORDER BY id DESC LIMIT 1")[0], "success");
+}
+
+TEST_F(PgStateStoreTest, ApplyWithAnUnknownTaskInstanceWritesNothing) {
+  auto dag = MakeDag("etl");
+  std::vector<TaskInstance> tis;
+  DagRun run = CreateRunOf(*dag, "r1", &tis);
+  const int64_t events_before = Count("SELECT count(*) FROM event");
+  scheduler::Transition t;
+  run.state = RunState::kRunning;
+  t.runs.push_back(run);
+  tis[0].state = TaskState::kQueued;
+  tis[0].try_number = 1;
+  t.task_instances.push_back(tis[0]);
+  TaskInstance ghost = tis[1];
+  ghost.id = "00000000-0000-0000-0000-000000000000";
+  t.task_instances.push_back(ghost);
+  Status s = store_->Apply(t);
+  EXPECT_EQ(s.code(), StatusCode::kNotFound) << s.ToString();
+  EXPECT_EQ(Count("SELECT count(*) FROM event"), events_before);
+  EXPECT_EQ(store_->GetRun("etl", "r1")->state, RunState::kQueued);
+  EXPECT_EQ(store_->GetTaskInstance("etl", "r1", "extract")->state, TaskState::kNone);
+  EXPECT_EQ(Count("SELECT count(*) FROM task_instance_try"), 0);
+}
+
+TEST_F(PgStateStoreTest, ApplyWritesAThousandTaskFanOutInOneBatch) {
+  std::string json = R"({"dag_id": "fan", "tasks": [{"task_id": "root", "operator": "empty"})";
+  for (int i = 0; i < 1000; ++i) {
+    json += R"(, {"task_id": "t)" + std::to_string(i) +
+            R"(", "operator": "empty", "upstream": ["root"]})";
+  }
+  json += "]}";
+  auto parsed = scheduler::ParseDag(json, {});
+  ASSERT_TRUE(parsed.dag) << (parsed.errors.empty() ? "" : parsed.errors[0]);
+  std::vector<TaskInstance> tis;
+  CreateRunOf(*parsed.dag, "big", &tis);
+  ASSERT_EQ(tis.size(), 1001u);
+  scheduler::Transition t;
+  for (auto& ti : tis) {
+    ti.state = TaskState::kQueued;
+    ti.try_number = 1;
+    ti.queued_when = kT0;
+    t.task_instances.push_back(ti);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  Status s = store_->Apply(t);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Count("SELECT count(*) FROM task_instance WHERE state = 'queued'"), 1001);
+  EXPECT_EQ(Count("SELECT count(*) FROM task_instance_try"), 1001);
+  EXPECT_EQ(Count("SELECT count(*) FROM event WHERE state = 'queued'"), 1001);
+  // One statement for the whole batch: far below a second even on a loaded 2-core machine.
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(), 3000);
+}
+
+TEST_F(PgStateStoreTest, ListTaskInstancesFiltersByStateIncludingNoneAndTaskIds) {
+  auto dag = MakeDag("etl");
+  std::vector<TaskInstance> tis;
+  CreateRunOf(*dag, "r1", &tis);
+  CreateRunOf(*dag, "r2");
+  scheduler::Transition t;
+  tis[0].state = TaskState::kSuccess;
+  tis[1].state = TaskState::kFailed;
+  t.task_instances = {tis[0], tis[1]};
+  ASSERT_TRUE(store_->Apply(t).ok());
+
+  scheduler::TaskInstanceQuery q;
+  q.dag_id = "etl";
+  q.run_id = "r1";
+  auto all = store_->ListTaskInstances(q);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(all->total_entries, 3);
+  EXPECT_EQ(all->items[0].task_id, "extract");
+
+  q.run_id = "~";
+  EXPECT_EQ(store_->ListTaskInstances(q)->total_entries, 6);
+  q.run_id = "r1";
+
+  q.states = {TaskState::kNone};
+  auto none = store_->ListTaskInstances(q);
+  ASSERT_EQ(none->items.size(), 1u);
+  EXPECT_EQ(none->items[0].task_id, "load");
+  q.states = {TaskState::kNone, TaskState::kFailed};
+  EXPECT_EQ(store_->ListTaskInstances(q)->total_entries, 2);
+  q.states = {TaskState::kSuccess};
+  EXPECT_EQ(store_->ListTaskInstances(q)->items.at(0).task_id, "extract");
+  q.states = {};
+
+  q.task_ids = {"load", "transform"};
+  EXPECT_EQ(store_->ListTaskInstances(q)->total_entries, 2);
+  q.task_ids = {};
+
+  q.page.order_by = {"-task_id"};
+  q.page.limit = 1;
+  auto first = store_->ListTaskInstances(q);
+  ASSERT_EQ(first->items.size(), 1u);
+  EXPECT_EQ(first->items[0].task_id, "transform");
+  EXPECT_EQ(first->total_entries, 3);
+
+  q.page.order_by = {"bogus"};
+  EXPECT_EQ(store_->ListTaskInstances(q).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(PgStateStoreTest, UnknownTaskInstancesAreNotFoundInAirflowsWords) {
+  const std::string expected =
+      "The Task Instance with dag_id: 'etl', dag_run_id: 'r1', task_id: 'zzz' was not found";
+  auto ti = store_->GetTaskInstance("etl", "r1", "zzz");
+  ASSERT_FALSE(ti.ok());
+  EXPECT_EQ(ti.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(ti.status().message(), expected);
+  auto tries = store_->ListTries("etl", "r1", "zzz");
+  ASSERT_FALSE(tries.ok());
+  EXPECT_EQ(tries.status().message(), expected);
+  auto xcom = store_->ListXcom("not-a-uuid");
+  ASSERT_TRUE(xcom.ok());
+  EXPECT_TRUE(xcom->empty());
+}
+
+TEST_F(PgStateStoreTest, ManyThreadsShareASmallPool) {
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("etl"), "/dags/etl.json", kT0).ok());
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 12; ++i) {
+    threads.emplace_back([&] {
+      for (int j = 0; j < 20; ++j) {
+        if (!store_->GetDag("etl").ok() || !store_->Ping().ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  // The pool never opens more connections than its size (4 here).
+  EXPECT_LE(Count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND pid <> pg_backend_pid()"),
+            4);
+}
+
+TEST_F(PgStateStoreTest, ALostConnectionIsUnavailableOnceAndThenReconnects) {
+  ASSERT_TRUE(store_->Ping().ok());
+  // Kill every backend of this store; its next call on that connection fails or reconnects.
+  db_.Query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+  Status first = store_->Ping();
+  if (!first.ok()) EXPECT_EQ(first.code(), StatusCode::kUnavailable) << first.ToString();
+  Status second = store_->Ping();
+  EXPECT_TRUE(second.ok()) << second.ToString();
+}
+
+}  // namespace
+}  // namespace dagd::storage

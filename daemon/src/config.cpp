@@ -101,8 +101,11 @@ Invocation ParseCommandLine(int argc, char** argv) {
     inv.exit_code = 2;
     return inv;
   }
-  c.dags_folder = dags_folder;
-  c.state_dir = state_dir.empty() ? DefaultStateDir() : std::filesystem::path(state_dir);
+  // Absolute, so DAG file locations and log paths do not depend on a later working directory.
+  c.dags_folder = std::filesystem::absolute(dags_folder).lexically_normal();
+  c.state_dir = std::filesystem::absolute(state_dir.empty() ? DefaultStateDir()
+                                                            : std::filesystem::path(state_dir))
+                    .lexically_normal();
   if (!pg_user.empty()) c.pg_user = pg_user;
   c.shutdown_grace = std::chrono::seconds(grace);
   inv.command = validate->parsed() ? Command::kValidate : Command::kServe;

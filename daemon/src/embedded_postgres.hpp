@@ -44,7 +44,8 @@ struct EmbeddedPostgresOptions {
   std::chrono::seconds start_timeout{30};
   // Server binaries; default: the highest /usr/lib/postgresql/<major>/bin (or the cluster's major).
   std::optional<std::filesystem::path> bin_dir;
-  // Extra server settings passed as `-c name=value`, e.g. "fsync=off" in tests.
+  // Extra server settings passed as `-c name=value`. Tests pass "fsync=off" (exactly that
+  // spelling), which also makes the first-start initdb skip its sync (--no-sync).
   std::vector<std::string> settings;
 };
 

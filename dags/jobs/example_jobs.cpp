@@ -10,8 +10,8 @@
 namespace dagd::dags {
 namespace {
 
-using executors::Json;
 using executors::JobContext;
+using executors::Json;
 
 // Reads an integer arg that may arrive as a number or, after templating, as text.
 long long IntArg(const JobContext& ctx, const char* name, long long fallback) {
@@ -53,7 +53,8 @@ void Work(JobContext& ctx) {
       ctx.Log("progress " + std::to_string(done_ms) + "/" + std::to_string(total_ms) + " ms");
     }
   }
-  ctx.XcomPush("result", Json{{"task_id", ctx.task_id()}, {"worked_ms", total_ms},
+  ctx.XcomPush("result", Json{{"task_id", ctx.task_id()},
+                              {"worked_ms", total_ms},
                               {"index", ctx.args().value("index", Json())}});
 }
 

@@ -14,9 +14,9 @@
 namespace dagd::executors {
 
 struct BashCommand {
-  std::string command;                      // rendered
+  std::string command;                     // rendered
   std::map<std::string, std::string> env;  // added to (and overriding) the daemon's environment
-  std::string cwd;                          // "" = the daemon's working directory
+  std::string cwd;                         // "" = the daemon's working directory
 };
 
 // Runs the command to its end and returns its wait status (as from waitpid). stdin is /dev/null;

@@ -24,8 +24,8 @@ bool JobContext::WaitFor(std::chrono::milliseconds duration) const {
   while (!cancelled()) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return true;
-    std::this_thread::sleep_for(
-        std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::milliseconds(10)));
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+        deadline - now, std::chrono::milliseconds(10)));
   }
   return false;
 }

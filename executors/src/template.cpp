@@ -90,7 +90,7 @@ StatusOr<Json> Walk(const Json& root, std::string name, std::string_view path) {
 // `path` after `prefix` when `expr` is `prefix` or `prefix.<path>`.
 std::optional<std::string_view> After(std::string_view expr, std::string_view prefix) {
   if (expr == prefix) return std::string_view{};
-  if (expr.size() > prefix.size() && expr.substr(0, prefix.size()) == prefix &&
+  if (expr.size() > prefix.size() + 1 && expr.substr(0, prefix.size()) == prefix &&
       expr[prefix.size()] == '.') {
     return expr.substr(prefix.size() + 1);
   }

@@ -1,18 +1,14 @@
 #include "dagd/executors/thread_pool_executor.hpp"
 
-#include <signal.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cstring>
+#include <cstring>  // sigabbrev_np
 #include <exception>
 #include <optional>
-#include <string.h>
 #include <utility>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "bash_operator.hpp"
 #include "dagd/executors/template.hpp"
@@ -281,8 +277,8 @@ void ThreadPoolExecutor::RunOne(Pending& pending, const std::shared_ptr<TryContr
     if (outcome.kind == TaskOutcome::Kind::kSuccess) {
       try_log.Line("dagd: outcome=success");
     } else {
-      try_log.Line(fmt::format("dagd: outcome={} error=\"{}\"", KindName(outcome.kind),
-                               outcome.error));
+      try_log.Line(
+          fmt::format("dagd: outcome={} error=\"{}\"", KindName(outcome.kind), outcome.error));
     }
   }
   Logger()->debug("try finished ti={} try={} outcome={} error=\"{}\"", a.ti_id, a.try_number,
@@ -321,8 +317,9 @@ scheduler::TaskOutcome ThreadPoolExecutor::RunOperator(const TaskAssignment& a, 
     info.data_interval_start = a.run.data_interval_start;
     info.data_interval_end = a.run.data_interval_end;
     // The token aliases the control block, so it stays valid however long the job keeps it.
-    JobContext ctx(std::move(info), [&log](std::string_view line) { log.Line(line); },
-                   std::shared_ptr<const std::atomic<bool>>(control, &control->cancel));
+    JobContext ctx(
+        std::move(info), [&log](std::string_view line) { log.Line(line); },
+        std::shared_ptr<const std::atomic<bool>>(control, &control->cancel));
     std::optional<std::string> error;
     try {
       (*job)(ctx);

@@ -10,7 +10,6 @@
 #include <set>
 #include <sstream>
 #include <system_error>
-#include <unordered_set>
 #include <utility>
 
 #include "dag_graph.hpp"

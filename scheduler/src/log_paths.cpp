@@ -27,11 +27,12 @@ uint64_t Fnv1a64(std::string_view data) {
   return hash;
 }
 
-// File names are limited to 255 bytes (NAME_MAX); ids are ≤ 250 chars but a run id full of ':'
-// triples when encoded. Long names keep a readable prefix plus a hash of the whole id. '~' never
-// appears in an encoded name (it is escaped), so a shortened name cannot equal a plain one.
-constexpr size_t kMaxComponent = 200;
-constexpr size_t kKeptPrefix = 180;
+// File names are limited to 255 bytes (NAME_MAX). Valid ids (≤ 250 safe chars) are kept whole,
+// but a run id full of ':' triples when encoded: such names keep a readable prefix plus a hash of
+// the whole id (230 + 1 + 16 bytes). '~' never appears in an encoded name (it is escaped), so a
+// shortened name cannot equal a plain one.
+constexpr size_t kMaxComponent = 250;
+constexpr size_t kKeptPrefix = 230;
 
 }  // namespace
 

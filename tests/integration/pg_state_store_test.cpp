@@ -37,7 +37,7 @@ DagPtr MakeDag(const std::string& dag_id, const std::string& description = "demo
     "tasks": [{"task_id": "extract", "operator": "empty"},
               {"task_id": "transform", "operator": "empty", "upstream": ["extract"]},
               {"task_id": "load", "operator": "empty", "upstream": ["transform"]}]})";
-  auto parsed = scheduler::ParseDag(json, {});
+  auto parsed = scheduler::ParseDag(std::string_view(json), scheduler::ParseOptions{});
   if (!parsed.dag) {
     std::string all;
     for (const auto& e : parsed.errors) all += e + "; ";
@@ -603,7 +603,7 @@ TEST_F(PgStateStoreTest, ApplyWritesAThousandTaskFanOutInOneBatch) {
             R"(", "operator": "empty", "upstream": ["root"]})";
   }
   json += "]}";
-  auto parsed = scheduler::ParseDag(json, {});
+  auto parsed = scheduler::ParseDag(std::string_view(json), scheduler::ParseOptions{});
   ASSERT_TRUE(parsed.dag) << (parsed.errors.empty() ? "" : parsed.errors[0]);
   std::vector<TaskInstance> tis;
   CreateRunOf(*parsed.dag, "big", &tis);
@@ -714,7 +714,9 @@ TEST_F(PgStateStoreTest, ALostConnectionIsUnavailableOnceAndThenReconnects) {
   db_.Query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()");
   Status first = store_->Ping();
-  if (!first.ok()) EXPECT_EQ(first.code(), StatusCode::kUnavailable) << first.ToString();
+  if (!first.ok()) {
+    EXPECT_EQ(first.code(), StatusCode::kUnavailable) << first.ToString();
+  }
   Status second = store_->Ping();
   EXPECT_TRUE(second.ok()) << second.ToString();
 }

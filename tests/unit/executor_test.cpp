@@ -1,6 +1,4 @@
 // ThreadPoolExecutor with a real thread pool and real child processes.
-#include "dagd/executors/thread_pool_executor.hpp"
-
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -21,6 +19,7 @@
 #include <vector>
 
 #include "dagd/executors/job_registry.hpp"
+#include "dagd/executors/thread_pool_executor.hpp"
 #include "dagd/scheduler/dag.hpp"
 #include "dagd/scheduler/ports.hpp"
 #include "dagd/scheduler/time.hpp"
@@ -129,7 +128,8 @@ class ExecutorTest : public ::testing::Test {
     a.run.dag_id = "test_dag";
     a.run.run_id = "manual__1";
     a.run.conf = std::move(conf);
-    a.run.logical_date = scheduler::TimePoint(std::chrono::sys_days{2026y / 1 / 2}.time_since_epoch());
+    a.run.logical_date =
+        scheduler::TimePoint(std::chrono::sys_days{2026y / 1 / 2}.time_since_epoch());
     a.ti_id = dag->tasks[0].task_id;
     a.try_number = try_number;
     a.max_tries = 2;
@@ -137,7 +137,8 @@ class ExecutorTest : public ::testing::Test {
     return a;
   }
   fs::path LogPath(const std::string& task_id, int try_number) const {
-    return dir_ / "logs" / "test_dag" / "manual__1" / task_id / (std::to_string(try_number) + ".log");
+    return dir_ / "logs" / "test_dag" / "manual__1" / task_id /
+           (std::to_string(try_number) + ".log");
   }
 
   std::unique_ptr<ThreadPoolExecutor> MakeExecutor(int parallelism = 4,
@@ -198,8 +199,8 @@ TEST_F(ExecutorTest, TransformRunsTheJobWithRenderedArgsAndReturnsItsXcom) {
     ctx.XcomPush("ids", Json{ctx.dag_id(), ctx.run_id(), ctx.task_id(), ctx.try_number()});
     if (!ctx.logical_date()) throw std::runtime_error("no logical date");
   });
-  auto a = Assign(Transform("echo", "test.echo", Json{{"path", "{{ params.root }}/{{ ds }}"}}),
-                  2, Json{{"who", "me"}});
+  auto a = Assign(Transform("echo", "test.echo", Json{{"path", "{{ params.root }}/{{ ds }}"}}), 2,
+                  Json{{"who", "me"}});
   a.log_path = LogPath("echo", 2);
   const TaskOutcome outcome = RunOne(std::move(a));
   ASSERT_EQ(outcome.kind, TaskOutcome::Kind::kSuccess) << outcome.error;

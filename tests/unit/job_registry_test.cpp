@@ -83,7 +83,8 @@ TEST(JobContext, WaitForReturnsFalsePromptlyOnceCancelled) {
 
 TEST(JobContext, LogLinesGoToTheSink) {
   std::vector<std::string> lines;
-  JobContext ctx(JobInfo{}, [&lines](std::string_view l) { lines.emplace_back(l); }, nullptr);
+  JobContext ctx(
+      JobInfo{}, [&lines](std::string_view l) { lines.emplace_back(l); }, nullptr);
   ctx.Log("one");
   ctx.Log("two");
   EXPECT_EQ(lines, (std::vector<std::string>{"one", "two"}));
@@ -124,8 +125,7 @@ TEST(ExampleJobs, FlakyFailsOnTriesOneAndTwoAndSucceedsOnThree) {
 TEST(ExampleJobs, WorkPushesItsResult) {
   JobRegistry registry;
   dags::RegisterAllJobs(registry);
-  JobContext ctx(InfoFor("work_3", 1, Json{{"sleep_ms", "30"}, {"index", "3"}}), nullptr,
-                 nullptr);
+  JobContext ctx(InfoFor("work_3", 1, Json{{"sleep_ms", "30"}, {"index", "3"}}), nullptr, nullptr);
   (*registry.Find("example.work"))(ctx);
   auto xcom = ctx.TakeXcom();
   ASSERT_EQ(xcom.size(), 1u);

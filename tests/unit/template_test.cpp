@@ -126,8 +126,7 @@ TEST(Template, DataIntervalBoundsRenderAsRfc3339) {
 TEST(Template, IdsHaveTheirAirflowSpellings) {
   EXPECT_EQ(Render("{{ dag.dag_id }} {{ dag_id }}"), "etl etl");
   EXPECT_EQ(Render("{{ task.task_id }} {{ task_id }}"), "load load");
-  EXPECT_EQ(Render("{{ run_id }} {{ dag_run.run_id }}"),
-            "manual__2026-01-02 manual__2026-01-02");
+  EXPECT_EQ(Render("{{ run_id }} {{ dag_run.run_id }}"), "manual__2026-01-02 manual__2026-01-02");
   EXPECT_EQ(Render("{{ ti.try_number }}"), "2");
 }
 
@@ -151,6 +150,10 @@ TEST(Template, UnknownExpressionIsAnError) {
   EXPECT_EQ(ErrorOf("{{ params.who | upper }}").find("template '{{ params.who | upper }}'"), 0u);
   EXPECT_EQ(ErrorOf("{{ paramsx }}"),
             "template '{{ paramsx }}' in task 'load': unknown expression 'paramsx'");
+  EXPECT_EQ(ErrorOf("{{ params. }}"),
+            "template '{{ params. }}' in task 'load': unknown expression 'params.'");
+  EXPECT_EQ(ErrorOf("{{ params..who }}"),
+            "template '{{ params..who }}' in task 'load': empty key after params");
 }
 
 TEST(Template, UnterminatedAndEmptyTemplatesAreErrors) {

@@ -41,8 +41,8 @@
 namespace dagd::executors {
 
 struct ExecutorOptions {
-  int parallelism = 8;  // worker threads; values below 1 mean 1
-  std::string hostname;  // reported in kStarted; empty = gethostname()
+  int parallelism = 8;                         // worker threads; values below 1 mean 1
+  std::string hostname;                        // reported in kStarted; empty = gethostname()
   std::chrono::milliseconds kill_grace{5000};  // SIGTERM → SIGKILL for bash process groups
 };
 
@@ -88,7 +88,7 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   const scheduler::Clock& clock_;
   const int pid_;
 
-  mutable std::mutex mu_;  // guards queue_, accepting_, shutdown_, running_
+  mutable std::mutex mu_;                // guards queue_, accepting_, shutdown_, running_
   std::condition_variable work_cv_;      // queue_ gained an item, or shutdown_
   std::condition_variable idle_cv_;      // a try ended (running_ shrank) or the queue was dropped
   std::condition_variable watchdog_cv_;  // a try with a deadline started, or shutdown_

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages dagd needs to build, run and test — only the missing ones.
+# Safe to run repeatedly: when everything is present it prints one line and touches nothing.
+# Non-interactive (CI, cloud-init). Uses sudo when not root.
+#
+# Note: on a fresh host, installing `postgresql` also starts the distribution's own cluster on
+# port 5432. dagd does not use it (its embedded cluster listens on a unix socket in its state
+# directory), so it is left alone.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libboost-dev libboost-graph-dev
+  libpqxx-dev libpq-dev postgresql
+  nlohmann-json3-dev libsimdjson-dev
+  libspdlog-dev libssl-dev libcurl4-openssl-dev
+  libhowardhinnant-date-dev tzdata libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  curl ca-certificates
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+  [[ $status == "install ok installed" ]] || missing+=("$package")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+if ((EUID == 0)); then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  echo "install-deps: missing packages: ${missing[*]}" >&2
+  echo "install-deps: installing them needs root, and sudo is not available; run this script as root" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt_options=(-y -q -o DPkg::Lock::Timeout=300)
+
+echo "install-deps: installing ${missing[*]}"
+for attempt in 1 2 3; do
+  if "${as_root[@]}" apt-get "${apt_options[@]}" update; then
+    break
+  elif ((attempt == 3)); then
+    echo "install-deps: apt-get update failed 3 times" >&2
+    exit 1
+  fi
+  echo "install-deps: apt-get update failed (attempt $attempt of 3); retrying in $((attempt * 5)) s" >&2
+  sleep $((attempt * 5))
+done
+
+# env: sudo drops DEBIAN_FRONTEND by default.
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get "${apt_options[@]}" install --no-install-recommends "${missing[@]}"
+echo "install-deps: done"

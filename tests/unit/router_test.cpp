@@ -1,0 +1,555 @@
+// Router: every endpoint's status and shape, driven through a FakeService (no I/O).
+#include "dagd/api/router.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <stdexcept>
+
+#include "dagd/scheduler/time.hpp"
+
+namespace dagd::api {
+namespace {
+
+using scheduler::DagRun;
+using scheduler::ParseRfc3339;
+using scheduler::TaskInstance;
+using scheduler::TaskTry;
+using scheduler::TimePoint;
+
+TimePoint At(const char* text) { return *ParseRfc3339(text); }
+
+// An in-memory Service that records the last query of each kind.
+class FakeService : public scheduler::Service {
+ public:
+  FakeService() {
+    auto dag = std::make_shared<scheduler::Dag>();
+    dag->dag_id = "etl";
+    dag->description = "Songs to a star schema";
+    dag->tags = {"etl"};
+    dag->owners = {"data"};
+    dag->params = {{"input", "s3://raw"}};
+    dag->start_date = At("2026-01-01T00:00:00Z");
+    dag->catchup = true;
+    scheduler::TaskSpec extract;
+    extract.task_id = "extract";
+    extract.operator_name = "bash";
+    extract.retries = 2;
+    extract.retry_delay = std::chrono::seconds(30);
+    extract.execution_timeout = std::chrono::minutes(10);
+    scheduler::TaskSpec load;
+    load.task_id = "load";
+    load.operator_name = "transform";
+    load.upstream = {"extract"};
+    dag->tasks = {extract, load};
+    dag->upstream = {{}, {0}};
+    dag->downstream = {{1}, {}};
+    dag->index_ = {{"extract", 0}, {"load", 1}};
+    details.dag = dag;
+    details.record.dag_id = "etl";
+    details.record.fileloc = "/dags/etl.json";
+    details.record.tags = {"etl"};
+    details.record.owners = {"data"};
+    details.record.latest_version = 3;
+
+    run.id = 7;
+    run.dag_id = "etl";
+    run.run_id = "manual__2026-01-01T00:00:00+00:00";
+    run.version_number = 3;
+    run.state = scheduler::RunState::kRunning;
+    run.logical_date = At("2026-01-01T00:00:00Z");
+    run.run_after = At("2026-01-01T00:00:00Z");
+    run.queued_at = At("2026-01-01T00:00:01Z");
+
+    ti.id = "0190d3f6-0000-7000-8000-000000000001";
+    ti.dag_id = "etl";
+    ti.run_id = run.run_id;
+    ti.task_id = "extract";
+    ti.version_number = 3;
+    ti.state = scheduler::TaskState::kFailed;
+    ti.try_number = 2;
+    ti.max_tries = 2;
+    ti.operator_name = "bash";
+
+    for (int n = 1; n <= 2; ++n) {
+      TaskTry t;
+      t.ti_id = ti.id;
+      t.dag_id = "etl";
+      t.run_id = run.run_id;
+      t.task_id = "extract";
+      t.try_number = n;
+      t.state = n == 1 ? scheduler::TaskState::kUpForRetry : scheduler::TaskState::kFailed;
+      tries.push_back(t);
+    }
+  }
+
+  scheduler::HealthReport Health() override {
+    if (throw_on_health) throw std::runtime_error("boom");
+    return {true, false, At("2026-01-02T03:04:05Z")};
+  }
+  StatusOr<scheduler::Listing<scheduler::DagRecord>> ListDags(
+      const scheduler::DagQuery& q) override {
+    last_dag_query = q;
+    if (next_error) return *next_error;
+    return scheduler::Listing<scheduler::DagRecord>{{details.record}, 1};
+  }
+  StatusOr<scheduler::DagDetails> GetDag(const std::string& dag_id) override {
+    if (dag_id != "etl") return Status::NotFound("DAG '" + dag_id + "' not found");
+    return details;
+  }
+  StatusOr<scheduler::DagDetails> SetPaused(const std::string& dag_id, bool paused) override {
+    if (dag_id != "etl") return Status::NotFound("DAG '" + dag_id + "' not found");
+    details.record.is_paused = paused;
+    return details;
+  }
+  StatusOr<scheduler::Listing<scheduler::ImportError>> ListImportErrors(
+      const scheduler::Page& page) override {
+    last_page = page;
+    scheduler::ImportError e{4, "/dags/bad.json", "task 'b': unknown upstream 'x'",
+                             At("2026-01-01T00:00:00Z")};
+    return scheduler::Listing<scheduler::ImportError>{{e}, 1};
+  }
+  StatusOr<DagRun> Trigger(const std::string& dag_id,
+                           const scheduler::TriggerRequest& request) override {
+    last_trigger = request;
+    if (next_error) return *next_error;
+    if (dag_id != "etl") return Status::NotFound("DAG '" + dag_id + "' not found");
+    DagRun r = run;
+    r.run_id = request.dag_run_id.value_or("manual__generated");
+    r.logical_date = request.logical_date;
+    r.conf = request.conf;
+    r.note = request.note;
+    r.state = scheduler::RunState::kQueued;
+    return r;
+  }
+  StatusOr<scheduler::Listing<DagRun>> ListRuns(const scheduler::RunQuery& q) override {
+    last_run_query = q;
+    return scheduler::Listing<DagRun>{{run}, 1};
+  }
+  StatusOr<DagRun> GetRun(const std::string& dag_id, const std::string& run_id) override {
+    if (dag_id != run.dag_id || run_id != run.run_id) {
+      return Status::NotFound("DAG run '" + run_id + "' of DAG '" + dag_id + "' not found");
+    }
+    return run;
+  }
+  StatusOr<scheduler::Listing<TaskInstance>> ListTaskInstances(
+      const scheduler::TaskInstanceQuery& q) override {
+    last_ti_query = q;
+    return scheduler::Listing<TaskInstance>{{ti}, 1};
+  }
+  StatusOr<TaskInstance> GetTaskInstance(const std::string& dag_id, const std::string& run_id,
+                                         const std::string& task_id) override {
+    if (dag_id != ti.dag_id || run_id != ti.run_id || task_id != ti.task_id) {
+      return Status::NotFound("task instance '" + task_id + "' not found");
+    }
+    return ti;
+  }
+  StatusOr<std::vector<TaskTry>> ListTries(const std::string& dag_id, const std::string& run_id,
+                                           const std::string& task_id) override {
+    auto found = GetTaskInstance(dag_id, run_id, task_id);
+    if (!found.ok()) return found.status();
+    return tries;
+  }
+  StatusOr<std::string> ReadLog(const std::string& dag_id, const std::string& run_id,
+                                const std::string& task_id, int try_number) override {
+    auto found = GetTaskInstance(dag_id, run_id, task_id);
+    if (!found.ok()) return found.status();
+    if (try_number != 1) return Status::NotFound("no log for try " + std::to_string(try_number));
+    return std::string("starting\n{\"event\":\"structured\",\"level\":\"info\"}\ndone\n");
+  }
+
+  scheduler::DagDetails details;
+  DagRun run;
+  TaskInstance ti;
+  std::vector<TaskTry> tries;
+  std::optional<Status> next_error;
+  bool throw_on_health = false;
+  scheduler::DagQuery last_dag_query;
+  scheduler::RunQuery last_run_query;
+  scheduler::TaskInstanceQuery last_ti_query;
+  scheduler::Page last_page;
+  scheduler::TriggerRequest last_trigger;
+};
+
+class RouterTest : public ::testing::Test {
+ protected:
+  Response Call(const std::string& method, const std::string& target,
+                const std::string& body = "", std::map<std::string, std::string> headers = {}) {
+    return router_.Handle(Request{method, target, std::move(headers), body});
+  }
+  static nlohmann::json Body(const Response& r) { return nlohmann::json::parse(r.body); }
+
+  FakeService service_;
+  Router router_{service_};
+};
+
+const std::string kRun = "/api/v2/dags/etl/dagRuns/manual__2026-01-01T00%3A00%3A00%2B00%3A00";
+
+TEST_F(RouterTest, VersionReportsVersionAndGitVersion) {
+  Response r = Call("GET", "/api/v2/version");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type, "application/json");
+  auto body = Body(r);
+  EXPECT_EQ(body["version"], DAGD_VERSION);
+  EXPECT_TRUE(body.contains("git_version"));
+}
+
+TEST_F(RouterTest, HealthHasAirflowShapeAndIsAlways200) {
+  Response r = Call("GET", "/api/v2/monitor/health");
+  ASSERT_EQ(r.status, 200);
+  auto body = Body(r);
+  EXPECT_EQ(body["metadatabase"]["status"], "healthy");
+  EXPECT_EQ(body["scheduler"]["status"], "unhealthy");
+  EXPECT_EQ(body["scheduler"]["latest_scheduler_heartbeat"], "2026-01-02T03:04:05Z");
+  EXPECT_TRUE(body["triggerer"]["status"].is_null());
+  EXPECT_TRUE(body["triggerer"].contains("latest_triggerer_heartbeat"));
+  EXPECT_TRUE(body["dag_processor"].contains("latest_dag_processor_heartbeat"));
+}
+
+TEST_F(RouterTest, AServiceExceptionBecomes500WithDetail) {
+  service_.throw_on_health = true;
+  Response r = Call("GET", "/api/v2/monitor/health");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_NE(Body(r)["detail"].get<std::string>().find("boom"), std::string::npos);
+}
+
+TEST_F(RouterTest, ListDagsForwardsPagingAndFilters) {
+  Response r = Call("GET",
+                    "/api/v2/dags?limit=5&offset=10&order_by=-dag_id&order_by=is_paused&tags=etl"
+                    "&tags=daily&dag_id_pattern=sp%25&paused=false");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto& q = service_.last_dag_query;
+  EXPECT_EQ(q.page.limit, 5);
+  EXPECT_EQ(q.page.offset, 10);
+  EXPECT_EQ(q.page.order_by, (std::vector<std::string>{"-dag_id", "is_paused"}));
+  EXPECT_EQ(q.tags, (std::vector<std::string>{"etl", "daily"}));
+  EXPECT_EQ(q.dag_id_pattern, "sp%");
+  EXPECT_EQ(q.paused, false);
+  auto body = Body(r);
+  EXPECT_EQ(body["total_entries"], 1);
+  ASSERT_EQ(body["dags"].size(), 1u);
+  EXPECT_EQ(body["dags"][0]["dag_id"], "etl");
+}
+
+TEST_F(RouterTest, ListDagsUsesAirflowDefaults) {
+  ASSERT_EQ(Call("GET", "/api/v2/dags").status, 200);
+  EXPECT_EQ(service_.last_dag_query.page.limit, 50);
+  EXPECT_EQ(service_.last_dag_query.page.offset, 0);
+  EXPECT_FALSE(service_.last_dag_query.paused.has_value());
+  EXPECT_FALSE(service_.last_dag_query.include_stale);
+}
+
+TEST_F(RouterTest, NegativeLimitIs422NamingTheQueryParameter) {
+  Response r = Call("GET", "/api/v2/dags?limit=-1");
+  ASSERT_EQ(r.status, 422);
+  auto detail = Body(r)["detail"];
+  ASSERT_EQ(detail.size(), 1u);
+  EXPECT_EQ(detail[0]["loc"], nlohmann::json({"query", "limit"}));
+  EXPECT_EQ(detail[0]["type"], "greater_than_equal");
+}
+
+TEST_F(RouterTest, NonNumericLimitIs422) {
+  Response r = Call("GET", "/api/v2/dags/etl/dagRuns?limit=abc");
+  ASSERT_EQ(r.status, 422);
+  EXPECT_EQ(Body(r)["detail"][0]["loc"], nlohmann::json({"query", "limit"}));
+  EXPECT_EQ(Body(r)["detail"][0]["type"], "int_parsing");
+}
+
+TEST_F(RouterTest, InvalidArgumentFromTheServiceIs400) {
+  service_.next_error = Status::InvalidArgument("cannot order by 'nope'");
+  Response r = Call("GET", "/api/v2/dags?order_by=nope");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(Body(r)["detail"], "cannot order by 'nope'");
+}
+
+TEST_F(RouterTest, UnavailableServiceIs503) {
+  service_.next_error = Status::Unavailable("database unreachable");
+  EXPECT_EQ(Call("GET", "/api/v2/dags").status, 503);
+}
+
+TEST_F(RouterTest, GetDagReturnsDagResponse) {
+  Response r = Call("GET", "/api/v2/dags/etl");
+  ASSERT_EQ(r.status, 200);
+  auto body = Body(r);
+  EXPECT_EQ(body["dag_id"], "etl");
+  EXPECT_EQ(body["tags"][0]["name"], "etl");
+  EXPECT_FALSE(body.contains("catchup"));
+}
+
+TEST_F(RouterTest, UnknownDagIs404WithTheServiceSentence) {
+  Response r = Call("GET", "/api/v2/dags/nope");
+  ASSERT_EQ(r.status, 404);
+  EXPECT_EQ(Body(r)["detail"], "DAG 'nope' not found");
+}
+
+TEST_F(RouterTest, DagDetailsAddCatchupParamsAndStartDate) {
+  Response r = Call("GET", "/api/v2/dags/etl/details");
+  ASSERT_EQ(r.status, 200);
+  auto body = Body(r);
+  EXPECT_EQ(body["catchup"], true);
+  EXPECT_EQ(body["start_date"], "2026-01-01T00:00:00Z");
+  EXPECT_EQ(body["params"]["input"]["value"], "s3://raw");
+  EXPECT_EQ(body["timezone"], "UTC");
+  EXPECT_EQ(body["latest_dag_version"]["version_number"], 3);
+  EXPECT_TRUE(body.contains("dag_run_timeout"));
+}
+
+TEST_F(RouterTest, PatchDagPausesIt) {
+  Response r = Call("PATCH", "/api/v2/dags/etl?update_mask=is_paused", R"({"is_paused": true})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r)["is_paused"], true);
+  EXPECT_TRUE(service_.details.record.is_paused);
+}
+
+TEST_F(RouterTest, PatchDagWithoutIsPausedIs422) {
+  Response r = Call("PATCH", "/api/v2/dags/etl", R"({})");
+  ASSERT_EQ(r.status, 422);
+  EXPECT_EQ(Body(r)["detail"][0]["loc"], nlohmann::json({"body", "is_paused"}));
+  EXPECT_EQ(Body(r)["detail"][0]["type"], "missing");
+}
+
+TEST_F(RouterTest, PatchDagWithAnotherUpdateMaskIs400) {
+  EXPECT_EQ(Call("PATCH", "/api/v2/dags/etl?update_mask=description", R"({"is_paused":true})")
+                .status,
+            400);
+}
+
+TEST_F(RouterTest, ListTasksReturnsEveryTaskWithDownstreams) {
+  Response r = Call("GET", "/api/v2/dags/etl/tasks");
+  ASSERT_EQ(r.status, 200);
+  auto body = Body(r);
+  EXPECT_EQ(body["total_entries"], 2);
+  EXPECT_EQ(body["tasks"][0]["task_id"], "extract");
+  EXPECT_EQ(body["tasks"][0]["downstream_task_ids"], nlohmann::json({"load"}));
+  EXPECT_EQ(body["tasks"][0]["operator_name"], "BashOperator");
+  EXPECT_EQ(body["tasks"][0]["retry_delay"],
+            nlohmann::json({{"__type", "TimeDelta"}, {"days", 0}, {"seconds", 30},
+                            {"microseconds", 0}}));
+}
+
+TEST_F(RouterTest, GetTaskFindsItOr404) {
+  Response r = Call("GET", "/api/v2/dags/etl/tasks/load");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(Body(r)["operator_name"], "TransformOperator");
+  EXPECT_EQ(Call("GET", "/api/v2/dags/etl/tasks/nope").status, 404);
+}
+
+TEST_F(RouterTest, TriggerReturnsDagRunResponse) {
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns",
+                    R"({"logical_date": "2026-02-01T00:00:00Z", "dag_run_id": "my_run",
+                        "conf": {"k": 1}, "note": "hi"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto body = Body(r);
+  EXPECT_EQ(body["dag_run_id"], "my_run");
+  EXPECT_EQ(body["dag_id"], "etl");
+  EXPECT_EQ(body["logical_date"], "2026-02-01T00:00:00Z");
+  EXPECT_EQ(body["state"], "queued");
+  EXPECT_EQ(body["run_type"], "manual");
+  EXPECT_EQ(body["conf"], nlohmann::json({{"k", 1}}));
+  EXPECT_EQ(body["note"], "hi");
+  EXPECT_EQ(body["dag_versions"][0]["version_number"], 3);
+  EXPECT_EQ(service_.last_trigger.logical_date, At("2026-02-01T00:00:00Z"));
+  EXPECT_EQ(service_.last_trigger.dag_run_id, "my_run");
+}
+
+TEST_F(RouterTest, TriggerAcceptsANullLogicalDate) {
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(Body(r)["logical_date"].is_null());
+  EXPECT_FALSE(service_.last_trigger.logical_date.has_value());
+  EXPECT_FALSE(service_.last_trigger.dag_run_id.has_value());
+}
+
+TEST_F(RouterTest, TriggerWithoutLogicalDateKeyIs422) {
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns", R"({"conf": {}})");
+  ASSERT_EQ(r.status, 422);
+  auto detail = Body(r)["detail"];
+  ASSERT_EQ(detail.size(), 1u);
+  EXPECT_EQ(detail[0]["type"], "missing");
+  EXPECT_EQ(detail[0]["loc"], nlohmann::json({"body", "logical_date"}));
+  EXPECT_EQ(detail[0]["msg"], "Field required");
+}
+
+TEST_F(RouterTest, TriggerWithAnUnknownKeyIs422) {
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns",
+                    R"({"logical_date": null, "execution_date": "2026-01-01T00:00:00Z"})");
+  ASSERT_EQ(r.status, 422);
+  auto detail = Body(r)["detail"];
+  EXPECT_EQ(detail[0]["type"], "extra_forbidden");
+  EXPECT_EQ(detail[0]["loc"], nlohmann::json({"body", "execution_date"}));
+}
+
+TEST_F(RouterTest, TriggerWithABadDateIs422) {
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": "yesterday"})");
+  ASSERT_EQ(r.status, 422);
+  EXPECT_EQ(Body(r)["detail"][0]["loc"], nlohmann::json({"body", "logical_date"}));
+  EXPECT_EQ(Body(r)["detail"][0]["input"], "yesterday");
+}
+
+TEST_F(RouterTest, TriggerWithHalfADataIntervalIs422) {
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns",
+                    R"({"logical_date": null, "data_interval_start": "2026-01-01T00:00:00Z"})");
+  ASSERT_EQ(r.status, 422);
+  EXPECT_EQ(Body(r)["detail"][0]["type"], "value_error");
+}
+
+TEST_F(RouterTest, TriggerWithMalformedJsonIs422JsonInvalid) {
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": )");
+  ASSERT_EQ(r.status, 422);
+  EXPECT_EQ(Body(r)["detail"][0]["type"], "json_invalid");
+  EXPECT_EQ(Body(r)["detail"][0]["loc"][0], "body");
+}
+
+TEST_F(RouterTest, TriggerWithATakenRunIdIs409) {
+  service_.next_error = Status::AlreadyExists("DAG run 'x' already exists");
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null})");
+  EXPECT_EQ(r.status, 409);
+  EXPECT_EQ(Body(r)["detail"], "DAG run 'x' already exists");
+}
+
+TEST_F(RouterTest, TriggerOfAnUnknownDagIs404WithDetail) {
+  Response r = Call("POST", "/api/v2/dags/nope/dagRuns", R"({"logical_date": null})");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(Body(r)["detail"], "DAG 'nope' not found");
+}
+
+TEST_F(RouterTest, ListRunsForwardsFiltersAndPaging) {
+  Response r = Call("GET",
+                    "/api/v2/dags/etl/dagRuns?state=failed&state=running&run_type=manual"
+                    "&logical_date_gte=2026-01-01T00:00:00Z&limit=2&offset=1&order_by=-start_date");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto& q = service_.last_run_query;
+  EXPECT_EQ(q.dag_id, "etl");
+  EXPECT_EQ(q.states, (std::vector<scheduler::RunState>{scheduler::RunState::kFailed,
+                                                         scheduler::RunState::kRunning}));
+  EXPECT_EQ(q.run_types, (std::vector<scheduler::RunType>{scheduler::RunType::kManual}));
+  EXPECT_EQ(q.logical_date_gte, At("2026-01-01T00:00:00Z"));
+  EXPECT_EQ(q.page.limit, 2);
+  EXPECT_EQ(q.page.offset, 1);
+  EXPECT_EQ(q.page.order_by, std::vector<std::string>{"-start_date"});
+  auto body = Body(r);
+  EXPECT_EQ(body["total_entries"], 1);
+  EXPECT_EQ(body["dag_runs"][0]["dag_run_id"], service_.run.run_id);
+}
+
+TEST_F(RouterTest, ListRunsOfEveryDagWithTilde) {
+  ASSERT_EQ(Call("GET", "/api/v2/dags/~/dagRuns").status, 200);
+  EXPECT_EQ(service_.last_run_query.dag_id, "~");
+}
+
+TEST_F(RouterTest, ListRunsOfAnUnknownDagIs404) {
+  EXPECT_EQ(Call("GET", "/api/v2/dags/nope/dagRuns").status, 404);
+}
+
+TEST_F(RouterTest, BogusStateFilterIs422) {
+  Response r = Call("GET", "/api/v2/dags/etl/dagRuns?state=bogus");
+  ASSERT_EQ(r.status, 422);
+  EXPECT_EQ(Body(r)["detail"][0]["loc"], nlohmann::json({"query", "state"}));
+}
+
+TEST_F(RouterTest, RunIdsArePercentDecoded) {
+  Response r = Call("GET", kRun);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r)["dag_run_id"], "manual__2026-01-01T00:00:00+00:00");
+}
+
+TEST_F(RouterTest, UnknownRunIs404) {
+  EXPECT_EQ(Call("GET", "/api/v2/dags/etl/dagRuns/nope").status, 404);
+}
+
+TEST_F(RouterTest, ListTaskInstancesCarriesTheRunsDates) {
+  Response r = Call("GET", kRun + "/taskInstances?state=failed&state=none&task_id=extract&limit=3");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto& q = service_.last_ti_query;
+  EXPECT_EQ(q.dag_id, "etl");
+  EXPECT_EQ(q.run_id, service_.run.run_id);
+  EXPECT_EQ(q.states, (std::vector<scheduler::TaskState>{scheduler::TaskState::kFailed,
+                                                          scheduler::TaskState::kNone}));
+  EXPECT_EQ(q.task_ids, std::vector<std::string>{"extract"});
+  EXPECT_EQ(q.page.limit, 3);
+  auto body = Body(r);
+  EXPECT_EQ(body["total_entries"], 1);
+  EXPECT_EQ(body["task_instances"][0]["logical_date"], "2026-01-01T00:00:00Z");
+  EXPECT_EQ(body["task_instances"][0]["run_after"], "2026-01-01T00:00:00Z");
+}
+
+TEST_F(RouterTest, TaskInstancesOfAnUnknownRunAre404) {
+  EXPECT_EQ(Call("GET", "/api/v2/dags/etl/dagRuns/nope/taskInstances").status, 404);
+}
+
+TEST_F(RouterTest, GetTaskInstance) {
+  Response r = Call("GET", kRun + "/taskInstances/extract");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto body = Body(r);
+  EXPECT_EQ(body["task_id"], "extract");
+  EXPECT_EQ(body["state"], "failed");
+  EXPECT_EQ(body["operator"], "BashOperator");
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/nope").status, 404);
+}
+
+TEST_F(RouterTest, TriesListEveryTryAndOneTryByNumber) {
+  Response r = Call("GET", kRun + "/taskInstances/extract/tries");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto body = Body(r);
+  EXPECT_EQ(body["total_entries"], 2);
+  EXPECT_EQ(body["task_instances"][0]["state"], "up_for_retry");
+  EXPECT_EQ(body["task_instances"][1]["try_number"], 2);
+
+  Response one = Call("GET", kRun + "/taskInstances/extract/tries/2");
+  ASSERT_EQ(one.status, 200);
+  EXPECT_EQ(Body(one)["state"], "failed");
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/tries/9").status, 404);
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/tries/x").status, 422);
+}
+
+TEST_F(RouterTest, LogIsPlainTextWhenAskedFor) {
+  Response r = Call("GET", kRun + "/taskInstances/extract/logs/1", "", {{"accept", "text/plain"}});
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type.rfind("text/plain", 0), 0u);
+  EXPECT_EQ(r.body, "starting\n{\"event\":\"structured\",\"level\":\"info\"}\ndone\n");
+}
+
+TEST_F(RouterTest, LogIsStructuredJsonByDefault) {
+  Response r = Call("GET", kRun + "/taskInstances/extract/logs/1");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type, "application/json");
+  auto body = Body(r);
+  ASSERT_EQ(body["content"].size(), 3u);
+  EXPECT_EQ(body["content"][0]["event"], "starting");
+  EXPECT_EQ(body["content"][1]["level"], "info");
+  EXPECT_TRUE(body["continuation_token"].is_null());
+}
+
+TEST_F(RouterTest, LogOfAnUnknownTryIs404) {
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/logs/5").status, 404);
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/nope/logs/1").status, 404);
+}
+
+TEST_F(RouterTest, ImportErrorsAreListedWithPaging) {
+  Response r = Call("GET", "/api/v2/importErrors?limit=10&offset=0");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(service_.last_page.limit, 10);
+  auto body = Body(r);
+  EXPECT_EQ(body["total_entries"], 1);
+  EXPECT_EQ(body["import_errors"][0]["filename"], "/dags/bad.json");
+  EXPECT_EQ(body["import_errors"][0]["stack_trace"], "task 'b': unknown upstream 'x'");
+}
+
+TEST_F(RouterTest, UnknownPathIs404NotFound) {
+  for (const char* target : {"/", "/api/v1/dags", "/api/v2/nothing", "/api/v2/dags/etl/nothing"}) {
+    Response r = Call("GET", target);
+    EXPECT_EQ(r.status, 404) << target;
+    EXPECT_EQ(Body(r)["detail"], "Not Found") << target;
+  }
+}
+
+TEST_F(RouterTest, WrongMethodOnAKnownPathIs405) {
+  Response r = Call("DELETE", "/api/v2/version");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(Body(r)["detail"], "Method Not Allowed");
+  EXPECT_EQ(Call("POST", "/api/v2/dags/etl").status, 405);
+}
+
+}  // namespace
+}  // namespace dagd::api

@@ -22,7 +22,9 @@ port=5432  # unix socket only: the port just names the socket file in $cluster
 
 cleanup() {
   if [ -n "${pg_pid:-}" ]; then
-    kill -INT "$pg_pid" 2>/dev/null || true
+    # Signal the postmaster itself: as root $pg_pid is runuser, which does not forward SIGINT.
+    postmaster=$(head -n 1 "$cluster/data/postmaster.pid" 2>/dev/null || true)
+    kill -INT "${postmaster:-$pg_pid}" 2>/dev/null || true
     wait "$pg_pid" 2>/dev/null || true
   fi
   rm -rf "$cluster"

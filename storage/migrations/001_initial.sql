@@ -70,7 +70,7 @@ CREATE INDEX dag_run_dag_logical_date_idx ON dag_run (dag_id, logical_date);
 
 CREATE TABLE task_instance (
   id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-  dag_run         bigint NOT NULL REFERENCES dag_run (id) ON DELETE CASCADE,
+  dag_run_id      bigint NOT NULL REFERENCES dag_run (id) ON DELETE CASCADE,
   dag_id          text NOT NULL,
   run_id          text NOT NULL,
   task_id         text NOT NULL,
@@ -92,7 +92,7 @@ CREATE TABLE task_instance (
   pool_slots      integer NOT NULL DEFAULT 1,
   priority_weight integer NOT NULL DEFAULT 1,
   note            text,
-  UNIQUE (dag_run, task_id)
+  UNIQUE (dag_run_id, task_id)
 );
 CREATE INDEX task_instance_dag_run_idx ON task_instance (dag_id, run_id, task_id);
 CREATE INDEX task_instance_state_idx ON task_instance (state) WHERE state IS NOT NULL;

@@ -1,7 +1,6 @@
 #include "migrations.hpp"
 
 #include <pqxx/pqxx>
-
 #include <string>
 
 namespace dagd::storage {
@@ -21,7 +20,8 @@ int ApplyMigrations(pqxx::connection_base& conn, const std::vector<Migration>& m
       "  version    integer PRIMARY KEY,"
       "  name       text NOT NULL,"
       "  applied_at timestamptz NOT NULL DEFAULT clock_timestamp())");
-  const int current = tx.exec1("SELECT coalesce(max(version), 0) FROM schema_migration")[0].as<int>();
+  const int current =
+      tx.exec1("SELECT coalesce(max(version), 0) FROM schema_migration")[0].as<int>();
   int applied = 0;
   for (const Migration& m : migrations) {
     if (m.version <= current) continue;

@@ -3,11 +3,10 @@
 // file in storage/ talks to PostgreSQL through this, so a move to libpqxx 7 touches little.
 #pragma once
 
-#include <pqxx/pqxx>
-
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <pqxx/pqxx>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -48,10 +47,9 @@ class Pool {
       return result;
     } catch (...) {
       Status status = MapCurrentException();
-      // After a lost connection or a commit of unknown outcome the session is not trusted.
-      if (status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kInternal) {
-        lease.Discard();
-      }
+      // A lost connection is re-opened by the next user of this slot (a commit of unknown
+      // outcome also leaves the connection closed, which Connection() notices).
+      if (status.code() == StatusCode::kUnavailable) lease.Discard();
       return Result(std::move(status));
     }
   }

@@ -33,6 +33,10 @@ namespace {
 // Times cross the wire as bigint microseconds since the epoch (dagd_us / dagd_ts in the schema):
 // exact both ways, no time-zone or text parsing involved.
 
+// JSON text for a parameter. Invalid UTF-8 (from a URL or a job) becomes U+FFFD instead of an
+// exception: PostgreSQL would refuse those bytes anyway.
+std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
 Json Us(const std::optional<TimePoint>& t) {
   if (!t) return nullptr;
   return static_cast<int64_t>(t->time_since_epoch().count());
@@ -64,7 +68,9 @@ std::optional<std::string> OptTextOf(const pqxx::field& f) {
   return f.as<std::string>();
 }
 
-std::string TextOf(const pqxx::field& f) { return f.is_null() ? std::string() : f.as<std::string>(); }
+std::string TextOf(const pqxx::field& f) {
+  return f.is_null() ? std::string() : f.as<std::string>();
+}
 
 std::vector<std::string> TextArrayOf(const pqxx::field& f) {
   // Selected as to_json(text[]): a JSON array of strings.
@@ -154,7 +160,7 @@ DagRun RunOf(const pqxx::row& r) {
 }
 
 constexpr std::string_view kTaskInstanceColumns =
-    "id::text AS id, dag_run, dag_id, run_id, task_id, version_number, state, try_number, "
+    "id::text AS id, dag_run_id, dag_id, run_id, task_id, version_number, state, try_number, "
     "max_tries, dagd_us(scheduled_when) AS scheduled_when, dagd_us(queued_when) AS queued_when, "
     "dagd_us(start_date) AS start_date, dagd_us(end_date) AS end_date, duration, "
     "dagd_us(next_retry_at) AS next_retry_at, hostname, unixname, pid, operator, pool, "
@@ -163,7 +169,7 @@ constexpr std::string_view kTaskInstanceColumns =
 TaskInstance TaskInstanceOf(const pqxx::row& r) {
   TaskInstance ti;
   ti.id = r["id"].as<std::string>();
-  ti.run_id_key = r["dag_run"].as<int64_t>();
+  ti.run_id_key = r["dag_run_id"].as<int64_t>();
   ti.dag_id = r["dag_id"].as<std::string>();
   ti.run_id = r["run_id"].as<std::string>();
   ti.task_id = r["task_id"].as<std::string>();
@@ -233,7 +239,7 @@ class Params {
     values_.push_back(std::move(value));
     return "$" + std::to_string(values_.size());
   }
-  std::string AddJsonArray(const Json& array) { return Add(array.dump()); }
+  std::string AddJsonArray(const Json& array) { return Add(Dump(array)); }
   const std::vector<std::string>& values() const { return values_; }
 
  private:
@@ -399,7 +405,7 @@ StatusOr<int> PgStateStore::SyncDag(const scheduler::Dag& dag, const std::string
         "  description text, tags jsonb, owners jsonb, schedule text, max_active_runs integer, "
         "  max_active_tasks integer) "
         "WHERE dag.dag_id = $3",
-        fields.dump(), version, dag.dag_id);
+        Dump(fields), version, dag.dag_id);
     return version;
   });
 }
@@ -409,24 +415,26 @@ Status PgStateStore::MarkStaleExcept(const std::vector<std::string>& present_dag
     tx.exec_params(
         "UPDATE dag SET is_stale = true WHERE NOT is_stale "
         "AND dag_id NOT IN (SELECT json_array_elements_text($1::json))",
-        Json(present_dag_ids).dump());
+        Dump(Json(present_dag_ids)));
     return Status::Ok();
   });
 }
 
 Status PgStateStore::ReplaceImportErrors(const std::vector<ImportError>& errors) {
   Json rows = Json::array();
-  for (const ImportError& e : errors) {
-    rows.push_back({{"filename", e.filename}, {"message", e.message}, {"ts", Us(e.timestamp)}});
+  for (size_t i = 0; i < errors.size(); ++i) {
+    const ImportError& e = errors[i];
+    rows.push_back(
+        {{"ord", i}, {"filename", e.filename}, {"message", e.message}, {"ts", Us(e.timestamp)}});
   }
   return pool_->Run([&](pqxx::work& tx) -> Status {
     tx.exec("DELETE FROM import_error");
     tx.exec_params(
         "INSERT INTO import_error (filename, message, timestamp) "
         "SELECT x.filename, x.message, dagd_ts(x.ts) "
-        "FROM json_to_recordset($1::json) WITH ORDINALITY AS x(filename text, message text, "
-        "  ts bigint, ord bigint) ORDER BY x.ord",
-        rows.dump());
+        "FROM json_to_recordset($1::json) AS x(ord bigint, filename text, message text, "
+        "  ts bigint) ORDER BY x.ord",
+        Dump(rows));
     return Status::Ok();
   });
 }
@@ -439,16 +447,16 @@ StatusOr<Listing<ImportError>> PgStateStore::ListImportErrors(const Page& page) 
   auto order = OrderBy(page.order_by, kFields, "id", "id");
   if (!order.ok()) return order.status();
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<Listing<ImportError>> {
-    return ListPage<ImportError>(
-        tx, "id, filename, message, dagd_us(timestamp) AS ts", " FROM import_error", *order, page,
-        Params(), [](const pqxx::row& r) {
-          ImportError e;
-          e.id = r["id"].as<int64_t>();
-          e.filename = r["filename"].as<std::string>();
-          e.message = r["message"].as<std::string>();
-          e.timestamp = TimeOf(r["ts"]);
-          return e;
-        });
+    return ListPage<ImportError>(tx, "id, filename, message, dagd_us(timestamp) AS ts",
+                                 " FROM import_error", *order, page, Params(),
+                                 [](const pqxx::row& r) {
+                                   ImportError e;
+                                   e.id = r["id"].as<int64_t>();
+                                   e.filename = r["filename"].as<std::string>();
+                                   e.message = r["message"].as<std::string>();
+                                   e.timestamp = TimeOf(r["ts"]);
+                                   return e;
+                                 });
   });
 }
 
@@ -485,8 +493,8 @@ StatusOr<Listing<DagRecord>> PgStateStore::ListDags(const scheduler::DagQuery& q
 
 StatusOr<DagRecord> PgStateStore::GetDag(const std::string& dag_id) {
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<DagRecord> {
-    const pqxx::result r =
-        tx.exec_params("SELECT " + std::string(kDagColumns) + " FROM dag WHERE dag_id = $1", dag_id);
+    const pqxx::result r = tx.exec_params(
+        "SELECT " + std::string(kDagColumns) + " FROM dag WHERE dag_id = $1", dag_id);
     if (r.empty()) return DagNotFound(dag_id);
     return DagOf(r[0]);
   });
@@ -509,9 +517,8 @@ StatusOr<DagVersionRecord> PgStateStore::GetDagVersion(const std::string& dag_id
         "WHERE dag_id = $1 AND version_number = $2",
         dag_id, version_number);
     if (r.empty()) {
-      return Status::NotFound("The DagVersion with dag_id: '" + dag_id +
-                              "' and version_number: '" + std::to_string(version_number) +
-                              "' was not found");
+      return Status::NotFound("The DagVersion with dag_id: '" + dag_id + "' and version_number: '" +
+                              std::to_string(version_number) + "' was not found");
     }
     DagVersionRecord v;
     v.dag_id = dag_id;
@@ -576,7 +583,7 @@ StatusOr<DagRun> PgStateStore::CreateRun(const DagRun& run, std::vector<TaskInst
         "      'logical_date', dagd_rfc3339(r.logical_date)) FROM r)"
         "SELECT " +
             std::string(kRunColumns) + " FROM r",
-        run_json.dump());
+        Dump(run_json));
     if (r.empty()) {
       if (tx.exec_params("SELECT 1 FROM dag WHERE dag_id = $1", run.dag_id).empty()) {
         return DagNotFound(run.dag_id);
@@ -591,7 +598,8 @@ StatusOr<DagRun> PgStateStore::CreateRun(const DagRun& run, std::vector<TaskInst
             std::string(kTaskInstanceRecord) +
             ")),"
             " t AS ("
-            "  INSERT INTO task_instance (dag_run, dag_id, run_id, task_id, version_number, state,"
+            "  INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, version_number, "
+            "state,"
             "    try_number, max_tries, scheduled_when, queued_when, start_date, end_date,"
             "    duration, next_retry_at, hostname, unixname, pid, operator, pool, pool_slots,"
             "    priority_weight, note)"
@@ -608,7 +616,7 @@ StatusOr<DagRun> PgStateStore::CreateRun(const DagRun& run, std::vector<TaskInst
             "    jsonb_build_object('ti_id', t.id)"
             "  FROM t JOIN x ON x.task_id = t.task_id ORDER BY x.ord)"
             "SELECT id::text, task_id FROM t",
-        ti_rows.dump(), stored.id, stored.dag_id, stored.run_id);
+        Dump(ti_rows), stored.id, stored.dag_id, stored.run_id);
     std::unordered_map<std::string, std::string> id_of;
     for (const auto& row : ids) id_of[row[1].as<std::string>()] = row[0].as<std::string>();
     if (id_of.size() != tis.size()) {
@@ -632,9 +640,9 @@ StatusOr<DagRun> PgStateStore::CreateRun(const DagRun& run, std::vector<TaskInst
 
 StatusOr<DagRun> PgStateStore::GetRun(const std::string& dag_id, const std::string& run_id) {
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<DagRun> {
-    const pqxx::result r = tx.exec_params("SELECT " + std::string(kRunColumns) +
-                                              " FROM dag_run WHERE dag_id = $1 AND run_id = $2",
-                                          dag_id, run_id);
+    const pqxx::result r = tx.exec_params(
+        "SELECT " + std::string(kRunColumns) + " FROM dag_run WHERE dag_id = $1 AND run_id = $2",
+        dag_id, run_id);
     if (r.empty()) return RunNotFound(dag_id, run_id);
     return RunOf(r[0]);
   });
@@ -706,7 +714,7 @@ StatusOr<std::vector<DagRun>> PgStateStore::LoadActiveRuns() {
 StatusOr<std::vector<TaskInstance>> PgStateStore::LoadTaskInstances(int64_t run_key) {
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<std::vector<TaskInstance>> {
     const pqxx::result r = tx.exec_params("SELECT " + std::string(kTaskInstanceColumns) +
-                                              " FROM task_instance WHERE dag_run = $1 "
+                                              " FROM task_instance WHERE dag_run_id = $1 "
                                               "ORDER BY task_id",
                                           run_key);
     std::vector<TaskInstance> tis;
@@ -743,7 +751,7 @@ StatusOr<Listing<TaskInstance>> PgStateStore::ListTaskInstances(
       {"map_index", "task_instance.task_id"},  // dagd has no mapped tasks: map_index is always -1
   };
   auto order = OrderBy(query.page.order_by, kFields,
-                       "task_instance.dag_id, task_instance.dag_run, task_instance.task_id",
+                       "task_instance.dag_id, task_instance.dag_run_id, task_instance.task_id",
                        "task_instance.id");
   if (!order.ok()) return order.status();
   Params params;
@@ -779,10 +787,10 @@ StatusOr<TaskInstance> PgStateStore::GetTaskInstance(const std::string& dag_id,
                                                      const std::string& run_id,
                                                      const std::string& task_id) {
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<TaskInstance> {
-    const pqxx::result r = tx.exec_params(
-        "SELECT " + std::string(kTaskInstanceColumns) +
-            " FROM task_instance WHERE dag_id = $1 AND run_id = $2 AND task_id = $3",
-        dag_id, run_id, task_id);
+    const pqxx::result r =
+        tx.exec_params("SELECT " + std::string(kTaskInstanceColumns) +
+                           " FROM task_instance WHERE dag_id = $1 AND run_id = $2 AND task_id = $3",
+                       dag_id, run_id, task_id);
     if (r.empty()) return TaskInstanceNotFound(dag_id, run_id, task_id);
     return TaskInstanceOf(r[0]);
   });
@@ -956,14 +964,13 @@ Status PgStateStore::Apply(const scheduler::Transition& t) {
       "SELECT (SELECT count(*) FROM ru), (SELECT count(*) FROM tu)";
 
   return pool_->Run([&](pqxx::work& tx) -> Status {
-    const pqxx::row counts = tx.exec_params1(kSql, runs.dump(), tis.dump(), xcoms.dump());
+    const pqxx::row counts = tx.exec_params1(kSql, Dump(runs), Dump(tis), Dump(xcoms));
     const auto updated_runs = counts[0].as<size_t>();
     const auto updated_tis = counts[1].as<size_t>();
     // An id the store does not know means the caller's view is stale: write nothing.
     if (updated_runs != last_run.size()) {
-      return Status::NotFound("Apply: " + std::to_string(last_run.size() - updated_runs) +
-                              " of " + std::to_string(last_run.size()) +
-                              " dag runs do not exist");
+      return Status::NotFound("Apply: " + std::to_string(last_run.size() - updated_runs) + " of " +
+                              std::to_string(last_run.size()) + " dag runs do not exist");
     }
     if (updated_tis != last_ti.size()) {
       return Status::NotFound("Apply: " + std::to_string(last_ti.size() - updated_tis) + " of " +

@@ -54,13 +54,13 @@ TEST(ExampleChain, RunsEndToEndOverHttpInOrderAndServesItsLogs) {
       d.Url("/api/v2/dags/example_chain/dagRuns/" + encoded + "/taskInstances/b/logs/1"),
       {{"Accept", "text/plain"}});
   ASSERT_EQ(log.status, 200) << log.body;
-  EXPECT_NE(log.body.find("hello me"), std::string::npos) << log.body;
+  EXPECT_NE(log.body.find("hello again me from b"), std::string::npos) << log.body;
 
   HttpResponse json_log = HttpGet(
       d.Url("/api/v2/dags/example_chain/dagRuns/" + encoded + "/taskInstances/b/logs/1"),
       {{"Accept", "application/json"}});
   ASSERT_EQ(json_log.status, 200);
-  EXPECT_NE(json_log.body.find("hello me"), std::string::npos) << json_log.body;
+  EXPECT_NE(json_log.body.find("hello again me from b"), std::string::npos) << json_log.body;
 }
 
 TEST(ExampleChain, BadRequestsGetClearErrorsAndTheDaemonKeepsServing) {

@@ -2,7 +2,7 @@
 //
 // ParseDag never throws and never executes anything from the document. On failure it returns
 // every error it found, each naming its place: `task 'b': unknown upstream 'x'`,
-// `cycle a → b → c → a`, `task 'x' field 'retries': expected a non-negative integer`.
+// `cycle: a → b → c → a`, `task 'x' field 'retries': expected a non-negative integer`.
 #pragma once
 
 #include <filesystem>
@@ -28,6 +28,10 @@ struct ParseResult {
 
 ParseResult ParseDag(std::string_view json_text, const ParseOptions& options);
 ParseResult ParseDag(const Json& document, const ParseOptions& options);
+// Text held in a std::string (otherwise ambiguous between the two overloads above).
+inline ParseResult ParseDag(const std::string& json_text, const ParseOptions& options) {
+  return ParseDag(std::string_view(json_text), options);
+}
 
 // Ids: DAG and task ids are 1–250 chars of [A-Za-z0-9_.-].
 bool IsValidId(std::string_view id);

@@ -52,8 +52,7 @@ class PgStateStore final : public scheduler::StateStore {
 
   StatusOr<scheduler::DagRun> CreateRun(const scheduler::DagRun& run,
                                         std::vector<scheduler::TaskInstance>& tis) override;
-  StatusOr<scheduler::DagRun> GetRun(const std::string& dag_id,
-                                     const std::string& run_id) override;
+  StatusOr<scheduler::DagRun> GetRun(const std::string& dag_id, const std::string& run_id) override;
   StatusOr<scheduler::Listing<scheduler::DagRun>> ListRuns(
       const scheduler::RunQuery& query) override;
   StatusOr<std::vector<scheduler::DagRun>> LoadActiveRuns() override;

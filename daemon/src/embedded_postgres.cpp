@@ -361,7 +361,9 @@ constexpr const char* kStageNames[] = {"setpgid", "dup2",  "switching user",
 // fork + exec with everything allocated before fork (the daemon is multi-threaded by now).
 StatusOr<pid_t> Spawn(const ChildSpec& spec) {
   std::vector<std::string> args_storage;
-  args_storage.push_back(spec.program.filename().string());
+  // The full path: initdb and postgres locate their sibling programs from argv[0], and PATH need
+  // not contain the PostgreSQL bin directory.
+  args_storage.push_back(spec.program.string());
   args_storage.insert(args_storage.end(), spec.args.begin(), spec.args.end());
   std::vector<char*> argv;
   for (auto& arg : args_storage) argv.push_back(arg.data());

@@ -30,9 +30,7 @@ Scheduler::~Scheduler() {
 }
 
 Status Scheduler::Start() {
-  auto active = store_.LoadActiveRuns();
-  if (!active.ok()) return active.status();
-  RefreshActiveRuns();
+  if (Status s = RefreshActiveRuns(); !s.ok()) return s;
 
   // Tries the previous process left behind: queued ones never started and are submitted again;
   // running ones were cut off and go up_for_retry without using a retry.
@@ -111,11 +109,11 @@ std::optional<TimePoint> Scheduler::LastHeartbeat() const {
   return TimePoint(Duration(us));
 }
 
-void Scheduler::RefreshActiveRuns() {
+Status Scheduler::RefreshActiveRuns() {
   auto active = store_.LoadActiveRuns();
   if (!active.ok()) {
     Log()->warn("cannot load active runs error=\"{}\"", active.status().message());
-    return;
+    return active.status();
   }
   for (DagRun& run : *active) {
     if (runs_.count(run.id) != 0) continue;
@@ -154,6 +152,7 @@ void Scheduler::RefreshActiveRuns() {
     auto record = store_.GetDag(dag_id);
     if (record.ok()) paused_[dag_id] = record->is_paused;
   }
+  return Status::Ok();
 }
 
 bool Scheduler::Step(std::vector<TaskEvent>& events, TimePoint now) {
@@ -328,10 +327,17 @@ void Scheduler::Loop() {
     const TimePoint now = clock_.Now();
     heartbeat_us_ = Micros(now);
     heartbeat_deadline_ = now + options_.heartbeat;
-    if (wake) RefreshActiveRuns();
+    const bool refresh_failed = wake && !RefreshActiveRuns().ok();
     if (Step(events, now)) {
       failed_commits = 0;
       if (stop) break;
+      if (refresh_failed) {  // the store is unreachable: try again shortly, without spinning
+        {
+          std::lock_guard lock(inbox_->mu);
+          inbox_->wake = true;
+        }
+        std::this_thread::sleep_for(options_.store_retry);
+      }
       continue;
     }
     // The commit failed (database unreachable?): hand the events back and try again shortly.

@@ -66,7 +66,8 @@ class Scheduler {
   };
 
   void Loop();
-  void RefreshActiveRuns();
+  // Adds active runs the cache does not have yet and refreshes paused flags.
+  Status RefreshActiveRuns();
   // One iteration: applies `events`, decides, commits, then submits. False when the commit failed
   // (the events are then handed back for the next attempt).
   bool Step(std::vector<TaskEvent>& events, TimePoint now);

@@ -35,7 +35,8 @@ case "$command" in
   test-asan)
     deploy/install-deps.sh
     build build-asan Debug ON
-    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+    export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    export LSAN_OPTIONS=suppressions=$PWD/tests/sanitizers/lsan.supp
     exec tests/run-tests.sh build-asan -j"$jobs" "$@"
     ;;
   bench)

@@ -870,12 +870,20 @@ Status PgStateStore::Apply(const scheduler::Transition& t) {
   const size_t n_runs = t.runs.size();
   const size_t n_tis = t.task_instances.size();
 
+  // A run row also changes without a transition (last_scheduling_decision): only entries whose
+  // state differs from the one before get an event. Within the batch that is decided here
+  // ("emit"); for a run's first entry the SQL compares with the stored state (emit = null).
+  std::unordered_map<int64_t, scheduler::RunState> previous_state;
   Json runs = Json::array();
   for (size_t i = 0; i < n_runs; ++i) {
     const DagRun& r = t.runs[i];
     const bool ends = scheduler::IsTerminal(r.state);
+    auto previous = previous_state.find(r.id);
+    Json emit = previous == previous_state.end() ? Json(nullptr) : Json(previous->second != r.state);
+    previous_state[r.id] = r.state;
     runs.push_back({{"ord", ends ? n_runs + n_tis + i : i},
                     {"last", last_run[r.id] == i},
+                    {"emit", emit},
                     {"id", r.id},
                     {"state", std::string(scheduler::ToString(r.state))},
                     {"version_number", r.version_number},
@@ -904,9 +912,11 @@ Status PgStateStore::Apply(const scheduler::Transition& t) {
 
   static const std::string kSql =
       "WITH rx AS ("
-      "  SELECT * FROM json_to_recordset($1::json) AS x(ord bigint, last boolean, id bigint,"
-      "    state text, version_number integer, queued_at bigint, start_date bigint,"
+      "  SELECT * FROM json_to_recordset($1::json) AS x(ord bigint, last boolean, emit boolean,"
+      "    id bigint, state text, version_number integer, queued_at bigint, start_date bigint,"
       "    end_date bigint, last_scheduling_decision bigint, note text)),"
+      // Every part of one statement sees the same snapshot: these are the states before it.
+      " rold AS (SELECT id, state FROM dag_run WHERE id IN (SELECT id FROM rx)),"
       " ru AS ("
       "  UPDATE dag_run r SET state = rx.state, version_number = rx.version_number,"
       "    queued_at = dagd_ts(rx.queued_at), start_date = dagd_ts(rx.start_date),"
@@ -954,7 +964,8 @@ Status PgStateStore::Apply(const scheduler::Transition& t) {
       "      jsonb_build_object('run_type', ru.run_type,"
       "        'start_date', dagd_rfc3339(dagd_ts(rx.start_date)),"
       "        'end_date', dagd_rfc3339(dagd_ts(rx.end_date))) AS payload"
-      "    FROM rx JOIN ru ON ru.id = rx.id"
+      "    FROM rx JOIN ru ON ru.id = rx.id JOIN rold ON rold.id = rx.id"
+      "    WHERE coalesce(rx.emit, rx.state IS DISTINCT FROM rold.state)"
       "    UNION ALL"
       "    SELECT x.ord, 'task_instance', tu.dag_id, tu.run_id, tu.task_id, x.try_number,"
       "      x.state, " +

@@ -50,6 +50,14 @@ TEST(ExampleChain, RunsEndToEndOverHttpInOrderAndServesItsLogs) {
   EXPECT_LE(tis["a"]["end_date"].get<std::string>(), tis["b"]["start_date"].get<std::string>());
   EXPECT_LE(tis["b"]["end_date"].get<std::string>(), tis["c"]["start_date"].get<std::string>());
 
+  // Every transition is in the event log, in commit order: the run's and task b's.
+  auto run_events = d.db.Query(
+      "SELECT state FROM event WHERE kind = 'dag_run' AND run_id = '" + run_id + "' ORDER BY id");
+  EXPECT_EQ(run_events, (std::vector<std::string>{"queued", "running", "success"}));
+  auto b_events = d.db.Query("SELECT coalesce(state, 'none') || '/' || try_number FROM event "
+                             "WHERE task_id = 'b' AND run_id = '" + run_id + "' ORDER BY id");
+  EXPECT_EQ(b_events, (std::vector<std::string>{"none/0", "queued/1", "running/1", "success/1"}));
+
   HttpResponse log = HttpGet(
       d.Url("/api/v2/dags/example_chain/dagRuns/" + encoded + "/taskInstances/b/logs/1"),
       {{"Accept", "text/plain"}});

@@ -576,6 +576,27 @@ TEST_F(PgStateStoreTest, ApplyKeepsOneTryRowPerTryAcrossRetries) {
   EXPECT_EQ(db_.Query("SELECT state FROM event ORDER BY id DESC LIMIT 1")[0], "success");
 }
 
+TEST_F(PgStateStoreTest, ApplyRecordsARunEventOnlyWhenTheRunStateChanges) {
+  auto dag = MakeDag("etl");
+  DagRun run = CreateRunOf(*dag, "r1", nullptr);
+  auto apply = [&](std::vector<RunState> states) {
+    scheduler::Transition t;
+    for (RunState state : states) {
+      run.state = state;
+      run.last_scheduling_decision = kT0 + std::chrono::seconds(t.runs.size());
+      t.runs.push_back(run);
+    }
+    Status s = store_->Apply(t);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  };
+  apply({RunState::kRunning});
+  apply({RunState::kRunning});  // a scheduling decision without a transition
+  apply({RunState::kRunning, RunState::kRunning, RunState::kSuccess});
+  EXPECT_EQ(db_.Query("SELECT state FROM event WHERE kind = 'dag_run' ORDER BY id"),
+            (std::vector<std::string>{"queued", "running", "success"}));
+  EXPECT_EQ(store_->GetRun("etl", "r1")->last_scheduling_decision, kT0 + std::chrono::seconds(2));
+}
+
 TEST_F(PgStateStoreTest, ApplyWithAnUnknownTaskInstanceWritesNothing) {
   auto dag = MakeDag("etl");
   std::vector<TaskInstance> tis;

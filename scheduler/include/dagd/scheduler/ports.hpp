@@ -16,8 +16,9 @@ namespace dagd::scheduler {
 
 // A batch of state transitions, written atomically.
 struct Transition {
-  // Full rows: the store writes each row's mutable columns and appends one `event` row per entry
-  // (kind dag_run / task_instance, with the new state), in the same transaction.
+  // Full rows: the store writes each row's mutable columns and appends `event` rows (kind
+  // dag_run / task_instance, with the new state) in the same transaction: one per task-instance
+  // entry, and one per run entry whose state differs from the run's previous state.
   std::vector<DagRun> runs;
   std::vector<TaskInstance> task_instances;
   struct Xcom {

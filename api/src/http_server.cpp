@@ -11,6 +11,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
@@ -37,6 +38,12 @@ namespace {
 constexpr std::chrono::seconds kLingerTime{2};
 // How long Stop waits for in-flight requests before it stops the I/O threads regardless.
 constexpr std::chrono::seconds kDrainTime{10};
+// After a failed accept (EMFILE, ENFILE, ENOBUFS...) the pending connection stays queued and the
+// next accept fails at once again: wait before retrying, doubling while failures continue, so an
+// exhausted process does not spin and flood the log. At most one warning per kAcceptLogInterval.
+constexpr std::chrono::milliseconds kAcceptRetryMin{50};
+constexpr std::chrono::milliseconds kAcceptRetryMax{1000};
+constexpr std::chrono::seconds kAcceptLogInterval{1};
 
 std::string Endpoint(const net::ip::address& address, uint16_t port) {
   std::string host = address.to_string();
@@ -69,6 +76,7 @@ class HttpServer::Impl {
         logger_(spdlog::get("api") ? spdlog::get("api") : spdlog::default_logger()),
         ioc_(std::max(1, options_.io_threads)),
         acceptor_(net::make_strand(ioc_)),
+        accept_retry_timer_(acceptor_.get_executor()),
         handlers_(static_cast<size_t>(std::max(1, options_.handler_threads))) {}
 
   ~Impl() {
@@ -87,11 +95,15 @@ class HttpServer::Impl {
   spdlog::logger& log() { return *logger_; }
   // False once Stop has begun: the session must close at once.
   bool Register(const std::shared_ptr<Session>& session);
+  // Called by every Session's destructor (registered or not): frees its connection slot.
   void Unregister(Session* session);
 
  private:
+  // The accept loop runs on the acceptor's strand (DoAccept, OnAccept, OnAcceptRetry).
   void DoAccept();
   void OnAccept(beast::error_code ec, tcp::socket socket);
+  void OnAcceptError(const beast::error_code& ec);
+  size_t MaxConnections() const { return std::max<size_t>(1, options_.max_connections); }
 
   const ServerOptions options_;
   const Router& router_;
@@ -103,10 +115,21 @@ class HttpServer::Impl {
   std::condition_variable sessions_changed_;
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
   bool stopping_ = false;
+  // Sessions constructed and not yet destroyed (a superset of sessions_: it counts them from
+  // accept on). When it reaches options_.max_connections the accept loop pauses
+  // (accept_paused_) and the Unregister that frees a slot resumes it.
+  size_t open_sessions_ = 0;
+  bool accept_paused_ = false;
 
   net::io_context ioc_;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
   tcp::acceptor acceptor_;
+  // Accept-failure backoff and log rate limit; touched only on the acceptor's strand.
+  net::steady_timer accept_retry_timer_;
+  std::chrono::milliseconds accept_retry_delay_{0};  // 0: the last accept succeeded
+  std::chrono::steady_clock::time_point accept_last_log_{};
+  size_t accept_failures_suppressed_ = 0;  // failures not logged since the last warning
+  size_t accept_failures_ = 0;             // consecutive failures, reported on recovery
   net::thread_pool handlers_;  // runs Router::Handle, which may block on the database
   std::vector<std::thread> io_threads_;
   uint16_t port_ = 0;
@@ -301,6 +324,12 @@ bool HttpServer::Impl::Register(const std::shared_ptr<Session>& session) {
 void HttpServer::Impl::Unregister(Session* session) {
   std::lock_guard lock(mu_);
   sessions_.erase(session);
+  --open_sessions_;
+  if (accept_paused_ && !stopping_ && open_sessions_ < MaxConnections()) {
+    accept_paused_ = false;
+    // DoAccept checks acceptor_.is_open(), so this is harmless if Stop closed it meanwhile.
+    net::post(acceptor_.get_executor(), [this] { DoAccept(); });
+  }
   sessions_changed_.notify_all();
 }
 
@@ -356,18 +385,52 @@ Status HttpServer::Impl::Start() {
 }
 
 void HttpServer::Impl::DoAccept() {
+  if (!acceptor_.is_open()) return;
   acceptor_.async_accept(net::make_strand(ioc_),
                          beast::bind_front_handler(&Impl::OnAccept, this));
 }
 
 void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
   if (!acceptor_.is_open()) return;
-  if (ec) {
-    logger_->warn("http accept failed error=\"{}\"", ec.message());
-  } else {
-    std::make_shared<Session>(std::move(socket), *this)->Run();
+  if (ec) return OnAcceptError(ec);
+  if (accept_failures_ > 0) {
+    logger_->info("http accept recovered failures={}", accept_failures_);
+    accept_failures_ = 0;
+    accept_failures_suppressed_ = 0;
   }
-  DoAccept();
+  accept_retry_delay_ = std::chrono::milliseconds{0};
+  bool full = false;
+  {
+    std::lock_guard lock(mu_);
+    ++open_sessions_;  // before Run: the session's destructor decrements it
+    full = open_sessions_ >= MaxConnections();
+    accept_paused_ = full;
+  }
+  std::make_shared<Session>(std::move(socket), *this)->Run();
+  // When full, Unregister resumes accepting once a connection closes; meanwhile new clients
+  // wait in the kernel's listen backlog.
+  if (!full) DoAccept();
+}
+
+void HttpServer::Impl::OnAcceptError(const beast::error_code& ec) {
+  ++accept_failures_;
+  accept_retry_delay_ = accept_retry_delay_.count() == 0
+                            ? kAcceptRetryMin
+                            : std::min(accept_retry_delay_ * 2, kAcceptRetryMax);
+  const auto now = std::chrono::steady_clock::now();
+  if (now - accept_last_log_ >= kAcceptLogInterval) {
+    logger_->warn("http accept failed error=\"{}\" retry_ms={} suppressed={}", ec.message(),
+                  accept_retry_delay_.count(), accept_failures_suppressed_);
+    accept_last_log_ = now;
+    accept_failures_suppressed_ = 0;
+  } else {
+    ++accept_failures_suppressed_;
+  }
+  accept_retry_timer_.expires_after(accept_retry_delay_);
+  accept_retry_timer_.async_wait([this](beast::error_code wait_ec) {
+    if (wait_ec) return;  // cancelled by Stop
+    DoAccept();
+  });
 }
 
 void HttpServer::Impl::Stop() {
@@ -379,6 +442,7 @@ void HttpServer::Impl::Stop() {
   net::post(acceptor_.get_executor(), [this, &closed] {
     beast::error_code ignored;
     acceptor_.close(ignored);
+    accept_retry_timer_.cancel();
     closed.set_value();
   });
   closed.get_future().wait();

@@ -79,6 +79,12 @@ int Serve(const Config& config) {
   auto store = storage::PgStateStore::Open(pg);
   if (!store.ok()) return Fail("cannot open the database", store.status());
 
+  // One scheduler per database: a second dagd on the same database would take the first one's
+  // running tries for orphans. Checked before anything is changed.
+  if (Status s = (*store)->AcquireSchedulerLock(); !s.ok()) {
+    return Fail("cannot become this database's scheduler", s);
+  }
+
   scheduler::SystemClock clock;
   executors::JobRegistry jobs;
   dags::RegisterAllJobs(jobs);
@@ -93,8 +99,6 @@ int Serve(const Config& config) {
   scheduler::SchedulerOptions scheduler_options;
   scheduler_options.logs_root = config.state_dir / "logs";
   scheduler::Scheduler sched(scheduler_options, **store, executor, clock);
-  if (Status s = sched.Start(); !s.ok()) return Fail("scheduler did not start", s);
-
   scheduler::ServiceOptions service_options;
   service_options.logs_root = scheduler_options.logs_root;
   scheduler::SchedulerService service(service_options, **store, sched, clock);
@@ -104,9 +108,11 @@ int Serve(const Config& config) {
   server_options.port = config.listen_port;
   server_options.handler_threads = config.api_threads;
   api::HttpServer server(server_options, router);
-  if (Status s = server.Start(); !s.ok()) {
-    sched.Shutdown(std::chrono::seconds(0));
-    return Fail("cannot serve HTTP", s);
+  // The port first: a daemon that cannot serve stops before it has touched any run.
+  if (Status s = server.Start(); !s.ok()) return Fail("cannot serve HTTP", s);
+  if (Status s = sched.Start(); !s.ok()) {
+    server.Stop();
+    return Fail("scheduler did not start", s);
   }
   Log()->info("dagd ready listen={}:{} dags_folder={} state_dir={} database={} parallelism={}",
               config.listen_host, server.port(), config.dags_folder.string(),

@@ -1,6 +1,7 @@
 #include "dagd/executors/job_api.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 
@@ -30,7 +31,32 @@ bool JobContext::WaitFor(std::chrono::milliseconds duration) const {
   return false;
 }
 
+namespace {
+
+// PostgreSQL cannot store U+0000 in text or jsonb; say so where the job can still be fixed.
+bool HoldsNul(const Json& value) {
+  if (value.is_string()) return value.get_ref<const std::string&>().find('\0') != std::string::npos;
+  if (value.is_object()) {
+    for (const auto& [k, v] : value.items()) {
+      if (k.find('\0') != std::string::npos || HoldsNul(v)) return true;
+    }
+  }
+  if (value.is_array()) {
+    for (const auto& v : value) {
+      if (HoldsNul(v)) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 void JobContext::XcomPush(std::string key, Json value) {
+  if (key.empty() || key.find('\0') != std::string::npos || HoldsNul(value)) {
+    throw std::invalid_argument("XCom '" + key.substr(0, key.find('\0')) +
+                                "': keys must be non-empty and neither key nor value may contain "
+                                "a NUL character (U+0000)");
+  }
   std::lock_guard lock(xcom_mu_);
   auto it = std::find_if(xcom_.begin(), xcom_.end(),
                          [&](const scheduler::XcomEntry& e) { return e.key == key; });

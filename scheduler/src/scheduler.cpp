@@ -30,30 +30,11 @@ Scheduler::~Scheduler() {
 }
 
 Status Scheduler::Start() {
-  if (Status s = RefreshActiveRuns(); !s.ok()) return s;
-
-  // Tries the previous process left behind: queued ones never started and are submitted again;
-  // running ones were cut off and go up_for_retry without using a retry.
-  const TimePoint now = clock_.Now();
-  Transition recovered;
-  for (auto& [key, run] : runs_) {
-    for (size_t i = 0; i < run.tis.size(); ++i) {
-      TaskInstance& ti = run.tis[i];
-      if (ti.state == TaskState::kQueued) {
-        recovered_queued_.emplace_back(key, i);
-      } else if (ti.state == TaskState::kRunning) {
-        ti = RecoverOrphan(ti, now);
-        recovered.task_instances.push_back(ti);
-        Log()->warn("task recovered after restart dag={} run={} task={} try={} state={}",
-                    ti.dag_id, ti.run_id, ti.task_id, ti.try_number, ToString(ti.state));
-      }
-    }
+  // What cannot be loaded now is loaded by the loop's first iterations (the inbox starts awake).
+  if (Status s = RefreshActiveRuns(); !s.ok()) {
+    Log()->warn("some active runs not loaded yet, retrying error=\"{}\"", s.message());
   }
-  if (!recovered.empty()) {
-    if (Status s = store_.Apply(recovered); !s.ok()) return s;
-  }
-  Log()->info("scheduler started active_runs={} resubmitted={} recovered={}", runs_.size(),
-              recovered_queued_.size(), recovered.task_instances.size());
+  Log()->info("scheduler started active_runs={}", runs_.size());
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
 }
@@ -115,43 +96,87 @@ Status Scheduler::RefreshActiveRuns() {
     Log()->warn("cannot load active runs error=\"{}\"", active.status().message());
     return active.status();
   }
+  Status result = Status::Ok();
   for (DagRun& run : *active) {
     if (runs_.count(run.id) != 0) continue;
-    auto dag = GetDag(run.dag_id, run.version_number);
-    if (!dag.ok()) {
-      Log()->error("run skipped dag={} run={} error=\"{}\"", run.dag_id, run.run_id,
-                   dag.status().message());
+    auto loaded = LoadRun(std::move(run));
+    if (!loaded.ok()) {
+      result = loaded.status();  // retried on the next refresh
       continue;
     }
-    auto tis = store_.LoadTaskInstances(run.id);
-    if (!tis.ok()) {
-      Log()->warn("cannot load task instances dag={} run={} error=\"{}\"", run.dag_id,
-                  run.run_id, tis.status().message());
+    if (!loaded->has_value()) continue;  // cannot be scheduled at all; logged
+    ActiveRun& active_run = **loaded;
+    if (Status s = RecoverTries(active_run); !s.ok()) {
+      result = s;
       continue;
     }
-    ActiveRun active_run{run, *dag, std::vector<TaskInstance>((*dag)->tasks.size())};
-    std::vector<bool> seen((*dag)->tasks.size(), false);
-    for (TaskInstance& ti : *tis) {
-      auto index = (*dag)->IndexOf(ti.task_id);
-      if (!index) continue;  // a task instance of a task this version does not have
-      seen[*index] = true;
-      active_run.tis[*index] = std::move(ti);
+    const int64_t key = active_run.run.id;
+    for (size_t i = 0; i < active_run.tis.size(); ++i) ti_index_[active_run.tis[i].id] = {key, i};
+    auto& inserted = runs_.emplace(key, std::move(active_run)).first->second;
+    for (size_t i = 0; i < inserted.tis.size(); ++i) {
+      if (inserted.tis[i].state == TaskState::kQueued) Submit(inserted, i);
     }
-    if (std::find(seen.begin(), seen.end(), false) != seen.end()) {
-      Log()->error("run skipped: task instances missing dag={} run={}", run.dag_id, run.run_id);
-      continue;
-    }
-    for (size_t i = 0; i < active_run.tis.size(); ++i) {
-      ti_index_[active_run.tis[i].id] = {run.id, i};
-    }
-    runs_.emplace(run.id, std::move(active_run));
   }
   std::set<std::string> dag_ids;
   for (const auto& [key, run] : runs_) dag_ids.insert(run.run.dag_id);
   for (const auto& dag_id : dag_ids) {
     auto record = store_.GetDag(dag_id);
-    if (record.ok()) paused_[dag_id] = record->is_paused;
+    if (record.ok()) {
+      paused_[dag_id] = record->is_paused;
+    } else {
+      result = record.status();
+    }
   }
+  return result;
+}
+
+StatusOr<std::optional<Scheduler::ActiveRun>> Scheduler::LoadRun(DagRun run) {
+  auto dag = GetDag(run.dag_id, run.version_number);
+  if (!dag.ok()) {
+    Log()->error("run cannot be scheduled dag={} run={} error=\"{}\"", run.dag_id, run.run_id,
+                 dag.status().message());
+    if (dag.status().code() == StatusCode::kUnavailable) return dag.status();
+    return std::optional<ActiveRun>();
+  }
+  auto tis = store_.LoadTaskInstances(run.id);
+  if (!tis.ok()) {
+    Log()->warn("cannot load task instances dag={} run={} error=\"{}\"", run.dag_id, run.run_id,
+                tis.status().message());
+    return tis.status();
+  }
+  ActiveRun active{std::move(run), *dag, std::vector<TaskInstance>((*dag)->tasks.size())};
+  std::vector<bool> seen(active.tis.size(), false);
+  for (TaskInstance& ti : *tis) {
+    auto index = active.dag->IndexOf(ti.task_id);
+    if (!index) continue;  // a task instance of a task this version does not have
+    seen[*index] = true;
+    active.tis[*index] = std::move(ti);
+  }
+  if (std::find(seen.begin(), seen.end(), false) != seen.end()) {
+    Log()->error("run cannot be scheduled: task instances missing dag={} run={}",
+                 active.run.dag_id, active.run.run_id);
+    return std::optional<ActiveRun>();
+  }
+  return std::optional<ActiveRun>(std::move(active));
+}
+
+Status Scheduler::RecoverTries(ActiveRun& active) {
+  // This process holds the scheduler lock, so a try that is running in the store but unknown to
+  // this process was cut off by a crash or a stop: it goes up_for_retry without using a retry.
+  // Queued tries never started; the caller submits them again.
+  const TimePoint now = clock_.Now();
+  Transition recovered;
+  std::vector<TaskInstance> tis = active.tis;
+  for (TaskInstance& ti : tis) {
+    if (ti.state != TaskState::kRunning) continue;
+    ti = RecoverOrphan(ti, now);
+    recovered.task_instances.push_back(ti);
+    Log()->warn("task recovered after restart dag={} run={} task={} try={} state={}", ti.dag_id,
+                ti.run_id, ti.task_id, ti.try_number, ToString(ti.state));
+  }
+  if (recovered.empty()) return Status::Ok();
+  if (Status s = store_.Apply(recovered); !s.ok()) return s;
+  active.tis = std::move(tis);
   return Status::Ok();
 }
 
@@ -165,7 +190,7 @@ bool Scheduler::Step(std::vector<TaskEvent>& events, TimePoint now) {
     if (it == changed.end()) it = changed.emplace(key, runs_.at(key)).first;
     return it->second;
   };
-  Transition t;
+  std::map<int64_t, std::vector<Transition::Xcom>> xcoms;  // by run
 
   for (const TaskEvent& event : events) {
     auto where = ti_index_.find(event.ti_id);
@@ -180,7 +205,7 @@ bool Scheduler::Step(std::vector<TaskEvent>& events, TimePoint now) {
     } else {
       if (ti.state != TaskState::kQueued && ti.state != TaskState::kRunning) continue;
       ti = Finish(ti, active.dag->tasks[index], event.outcome, event.at);
-      for (const XcomEntry& x : event.outcome.xcom) t.xcoms.push_back({ti.id, x});
+      for (const XcomEntry& x : event.outcome.xcom) xcoms[key].push_back({ti.id, x});
       if (ti.state != TaskState::kSuccess) {
         Log()->info("task {} dag={} run={} task={} try={}/{} error=\"{}\"", ToString(ti.state),
                     ti.dag_id, ti.run_id, ti.task_id, ti.try_number, ti.max_tries + 1,
@@ -202,6 +227,10 @@ bool Scheduler::Step(std::vector<TaskEvent>& events, TimePoint now) {
     if (paused_[view.run.dag_id]) continue;
     if (view.run.state == RunState::kQueued) {
       if (draining_ || running_runs[view.run.dag_id] >= dag.max_active_runs) continue;
+      if (view.run.run_after && *view.run.run_after > now) {  // triggered for later
+        if (!next_wakeup || *view.run.run_after < *next_wakeup) next_wakeup = view.run.run_after;
+        continue;
+      }
       ActiveRun& active = touch(key);
       active.run.state = RunState::kRunning;
       active.run.start_date = now;
@@ -241,24 +270,27 @@ bool Scheduler::Step(std::vector<TaskEvent>& events, TimePoint now) {
     changed_runs.insert(key);
   }
 
+  // One part per run, so that a run whose rows the store rejects for good cannot block the rest.
+  std::map<int64_t, Transition> parts;
   for (const auto& [key, indices] : changed_tis) {
-    for (size_t i : indices) t.task_instances.push_back(changed.at(key).tis[i]);
+    for (size_t i : indices) parts[key].task_instances.push_back(changed.at(key).tis[i]);
   }
-  for (int64_t key : changed_runs) t.runs.push_back(changed.at(key).run);
-
-  if (!t.empty()) {
-    if (Status s = store_.Apply(t); !s.ok()) {
-      Log()->error("commit failed, will retry error=\"{}\" rows={}", s.message(),
-                   t.task_instances.size() + t.runs.size());
-      return false;
-    }
+  for (int64_t key : changed_runs) parts[key].runs.push_back(changed.at(key).run);
+  for (auto& [key, entries] : xcoms) parts[key].xcoms = std::move(entries);
+  if (Status s = Commit(parts); !s.ok()) return false;
+  for (const auto& [key, part] : parts) {
+    if (part.empty()) changed.erase(key);  // rejected: keep the cached view of this run
   }
+  to_submit.erase(std::remove_if(to_submit.begin(), to_submit.end(),
+                                 [&](auto entry) { return changed.count(entry.first) == 0; }),
+                  to_submit.end());
 
   for (auto& [key, active] : changed) {
     const bool over = IsTerminal(active.run.state);
     if (over) {
       Log()->info("run {} dag={} run={}", ToString(active.run.state), active.run.dag_id,
                   active.run.run_id);
+      next_wakeup = now;  // a queued run held back by max_active_runs may start now
       for (const TaskInstance& ti : active.tis) ti_index_.erase(ti.id);
       runs_.erase(key);
     } else {
@@ -273,6 +305,40 @@ bool Scheduler::Step(std::vector<TaskEvent>& events, TimePoint now) {
     heartbeat_deadline_ = std::min(heartbeat_deadline_, *next_wakeup);
   }
   return true;
+}
+
+Status Scheduler::Commit(std::map<int64_t, Transition>& parts) {
+  Transition all;
+  for (const auto& [key, part] : parts) {
+    all.runs.insert(all.runs.end(), part.runs.begin(), part.runs.end());
+    all.task_instances.insert(all.task_instances.end(), part.task_instances.begin(),
+                              part.task_instances.end());
+    all.xcoms.insert(all.xcoms.end(), part.xcoms.begin(), part.xcoms.end());
+  }
+  if (all.empty()) return Status::Ok();
+  Status status = store_.Apply(all);
+  if (status.ok()) return status;
+  if (status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kAborted) {
+    Log()->error("commit failed, will retry error=\"{}\" rows={}", status.message(),
+                 all.task_instances.size() + all.runs.size());
+    return status;
+  }
+  // Rejected for good (a bug, or data the database cannot hold): find the run it comes from and
+  // commit the others. A rejected part is emptied; its events are not retried.
+  for (auto& [key, part] : parts) {
+    Status s = store_.Apply(part);
+    if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kAborted) return s;
+    if (!s.ok()) {
+      const std::string dag_id = part.runs.empty() ? part.task_instances.front().dag_id
+                                                   : part.runs.front().dag_id;
+      const std::string run_id = part.runs.empty() ? part.task_instances.front().run_id
+                                                   : part.runs.front().run_id;
+      Log()->critical("transition rejected by the store, dropped dag={} run={} error=\"{}\"",
+                      dag_id, run_id, s.message());
+      part = Transition();
+    }
+  }
+  return Status::Ok();
 }
 
 void Scheduler::Submit(const ActiveRun& active, size_t task_index) {
@@ -299,12 +365,6 @@ void Scheduler::Submit(const ActiveRun& active, size_t task_index) {
 }
 
 void Scheduler::Loop() {
-  for (auto [key, index] : recovered_queued_) {
-    auto it = runs_.find(key);
-    if (it != runs_.end()) Submit(it->second, index);
-  }
-  recovered_queued_.clear();
-
   int failed_commits = 0;
   while (true) {
     std::vector<TaskEvent> events;
@@ -352,6 +412,7 @@ void Scheduler::Loop() {
       break;
     }
     std::this_thread::sleep_for(options_.store_retry);
+    heartbeat_deadline_ = clock_.Now();  // decide again at once, events or not
   }
   Log()->info("scheduler stopped");
 }

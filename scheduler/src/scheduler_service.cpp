@@ -1,7 +1,7 @@
 #include "dagd/scheduler/scheduler_service.hpp"
 
+#include <algorithm>
 #include <fstream>
-#include <sstream>
 
 #include "dagd/scheduler/log_paths.hpp"
 
@@ -134,12 +134,23 @@ StatusOr<std::string> SchedulerService::ReadLog(const std::string& dag_id,
                             "' has no try " + std::to_string(try_number) + " (tries so far: " +
                             std::to_string(ti->try_number) + ")");
   }
-  std::ifstream in(TryLogPath(options_.logs_root, dag_id, run_id, task_id, try_number),
-                   std::ios::binary);
+  const auto path = TryLogPath(options_.logs_root, dag_id, run_id, task_id, try_number);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return std::string();  // queued: the try has not written its log yet
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
+  const auto size = static_cast<size_t>(std::max<std::streamoff>(in.tellg(), 0));
+  std::string content;
+  size_t keep = size;
+  if (size > options_.max_log_bytes) {
+    keep = options_.max_log_bytes;
+    content = "[dagd: this log has " + std::to_string(size) + " bytes; showing the last " +
+              std::to_string(keep) + ". The whole file: " + path.string() + "]\n";
+  }
+  const size_t header = content.size();
+  content.resize(header + keep);
+  in.seekg(static_cast<std::streamoff>(size - keep));
+  in.read(content.data() + header, static_cast<std::streamsize>(keep));
+  content.resize(header + static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+  return content;
 }
 
 }  // namespace dagd::scheduler

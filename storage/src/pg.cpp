@@ -1,8 +1,42 @@
 #include "pg.hpp"
 
 #include <exception>
+#include <optional>
+#include <string>
+#include <string_view>
 
 namespace dagd::storage::pg {
+namespace {
+
+// PostgreSQL's own words for an error, as one line. libpq's text is "ERROR:  primary\n" then
+// optional "DETAIL:  ...", "HINT:  ...", "CONTEXT:  ..." lines; only primary, detail and hint are
+// kept: CONTEXT quotes the statement's input, which for a batch can be megabytes of JSON.
+std::string ServerMessage(const pqxx::sql_error& e) {
+  auto after = [](std::string_view line,
+                  std::string_view prefix) -> std::optional<std::string_view> {
+    if (line.substr(0, prefix.size()) != prefix) return std::nullopt;
+    line.remove_prefix(prefix.size());
+    while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+    return line;
+  };
+  std::string out;
+  std::string_view text = e.what();
+  for (bool first = true; !text.empty(); first = false) {
+    const size_t end = text.find('\n');
+    const std::string_view line = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+    if (first) {
+      out = std::string(after(line, "ERROR:").value_or(line));
+      continue;
+    }
+    auto extra = after(line, "DETAIL:");
+    if (!extra) extra = after(line, "HINT:");
+    if (extra && !extra->empty()) out += ": " + std::string(*extra);
+  }
+  return out;
+}
+
+}  // namespace
 
 Status MapCurrentException() {
   try {
@@ -21,7 +55,13 @@ Status MapCurrentException() {
     return Status::Aborted(std::string("transaction rolled back: ") + e.what());
   } catch (const pqxx::unique_violation& e) {
     return Status::AlreadyExists(e.what());
+  } catch (const pqxx::data_exception& e) {
+    return Status::InvalidArgument(ServerMessage(e));
   } catch (const pqxx::sql_error& e) {
+    // Values PostgreSQL refuses (class 22: \u0000 in JSON, a string too long, a bad date) are
+    // the caller's data, not a fault of the store; libpqxx maps only some of class 22 to
+    // data_exception, so the SQLSTATE decides.
+    if (e.sqlstate().rfind("22", 0) == 0) return Status::InvalidArgument(ServerMessage(e));
     // Server errors during a shutdown or restart (admin_shutdown, cannot_connect_now) mean the
     // database is going away, not that our SQL is wrong.
     const std::string& state = e.sqlstate();

@@ -18,7 +18,9 @@ namespace dagd::storage::pg {
 
 // Maps the exception currently being handled (call only inside a catch block):
 // broken_connection → unavailable; serialization_failure, deadlock_detected → aborted;
-// unique_violation → already_exists; in_doubt_error and everything else → internal.
+// unique_violation → already_exists; data exceptions (SQLSTATE class 22: \u0000 in JSON, string
+// too long, bad datetime) → invalid_argument with PostgreSQL's message; in_doubt_error and
+// everything else → internal.
 Status MapCurrentException();
 
 inline const Status& StatusOf(const Status& s) { return s; }

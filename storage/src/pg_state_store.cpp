@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string_view>
 #include <unordered_map>
@@ -28,6 +29,9 @@ using scheduler::TimePoint;
 using scheduler::XcomEntry;
 
 namespace {
+
+// Any fixed number, distinct from the migrations lock: held by the one scheduler of a database.
+constexpr int64_t kSchedulerLockKey = 0x64616764'73636864;  // "dagdschd"
 
 // --- Values in and out ---------------------------------------------------------------------------
 // Times cross the wire as bigint microseconds since the epoch (dagd_us / dagd_ts in the schema):
@@ -346,16 +350,38 @@ Status TaskInstanceNotFound(const std::string& dag_id, const std::string& run_id
 
 // --- Lifecycle -----------------------------------------------------------------------------------
 
-PgStateStore::PgStateStore(std::unique_ptr<pg::Pool> pool) : pool_(std::move(pool)) {}
+// The scheduler lock's connection lives outside the pool: the pool discards and reopens
+// connections on errors, and closing this one would silently release the lock.
+struct PgStateStore::SchedulerLock {
+  std::mutex mu;
+  std::unique_ptr<pqxx::connection> conn;  // open ⇔ (as far as we know) the lock is held
+};
 
-PgStateStore::~PgStateStore() = default;
+PgStateStore::PgStateStore(std::string url, std::unique_ptr<pg::Pool> pool)
+    : url_(std::move(url)),
+      pool_(std::move(pool)),
+      scheduler_lock_(std::make_unique<SchedulerLock>()) {}
+
+PgStateStore::~PgStateStore() {
+  // Release explicitly: the server frees a closed session's locks only when its backend has
+  // exited, a moment after the client hangs up; a successor started right after this store is
+  // destroyed should find the lock free.
+  std::lock_guard guard(scheduler_lock_->mu);
+  if (!scheduler_lock_->conn) return;
+  try {
+    pqxx::nontransaction tx(*scheduler_lock_->conn);
+    tx.exec("SELECT pg_advisory_unlock_all()");
+  } catch (...) {
+    // The connection is gone, and the lock with it.
+  }
+}
 
 StatusOr<std::unique_ptr<PgStateStore>> PgStateStore::Open(const PgOptions& options) {
   auto pool = std::make_unique<pg::Pool>(options.url, options.pool_size);
   Status migrated = pool->WithConnection(
       [](pqxx::connection_base& conn) { ApplyMigrations(conn, EmbeddedMigrations()); });
   if (!migrated.ok()) return migrated;
-  return std::unique_ptr<PgStateStore>(new PgStateStore(std::move(pool)));
+  return std::unique_ptr<PgStateStore>(new PgStateStore(options.url, std::move(pool)));
 }
 
 Status PgStateStore::Ping() {
@@ -363,6 +389,57 @@ Status PgStateStore::Ping() {
     tx.exec("SELECT 1");
     return Status::Ok();
   });
+}
+
+Status PgStateStore::AcquireSchedulerLock() {
+  std::lock_guard guard(scheduler_lock_->mu);
+  auto& conn = scheduler_lock_->conn;
+  // A connection we already hold may have died (and taken the lock with it) since the last call:
+  // then one more attempt on a fresh connection.
+  for (int attempt = 0;; ++attempt) {
+    const bool reused = conn != nullptr;
+    try {
+      if (!conn) {
+        conn = std::make_unique<pqxx::connection>(url_);
+        pqxx::nontransaction tx(*conn);
+        tx.exec("SELECT set_config('application_name', 'dagd-scheduler', false)");
+      }
+      pqxx::nontransaction tx(*conn);
+      // Session locks nest, so taking it again on the holding connection just succeeds.
+      if (tx.exec_params1("SELECT pg_try_advisory_lock($1)", kSchedulerLockKey)[0].as<bool>()) {
+        return Status::Ok();
+      }
+      std::string holder;
+      const pqxx::result found = tx.exec_params(
+          "SELECT a.pid, a.application_name, host(a.client_addr), "
+          "  to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+          "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+          "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+          "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+          "  AND l.classid::bigint = ($1::bigint >> 32) "
+          "  AND l.objid::bigint = ($1::bigint & 4294967295) "
+          "LIMIT 1",
+          kSchedulerLockKey);
+      if (!found.empty()) {
+        const pqxx::row r = found[0];
+        holder = " (PostgreSQL backend pid " + r[0].as<std::string>();
+        const std::string app = TextOf(r[1]);
+        if (!app.empty() && app != "dagd-scheduler") holder += ", application '" + app + "'";
+        if (!r[2].is_null()) holder += ", client " + r[2].as<std::string>();
+        if (!r[3].is_null()) holder += ", connected since " + r[3].as<std::string>();
+        holder += ")";
+      }
+      conn.reset();
+      return Status::FailedPrecondition("another dagd scheduler already runs on this database" +
+                                        holder +
+                                        "; stop it first or point this one at another database");
+    } catch (...) {
+      conn.reset();
+      Status status = pg::MapCurrentException();
+      if (reused && attempt == 0 && status.code() == StatusCode::kUnavailable) continue;
+      return status;
+    }
+  }
 }
 
 // --- DAGs ----------------------------------------------------------------------------------------

@@ -73,5 +73,28 @@ TEST(Restart, KillNineMidRunIsRecoveredAfterRestart) {
   EXPECT_EQ(run["state"], "success") << d.process->Log();
 }
 
+TEST(Restart, ASecondDaemonOnTheSameDatabaseIsRefusedAndTouchesNoRunningTask) {
+  Daemon first(ExampleDags(), {"--parallelism", "4"});
+  first.Start();
+  Trigger(first, "example_fanout", "f4");
+  WaitForRunning(first, "example_fanout", "f4", 2);
+
+  TempDir state;
+  int port = FreePort();
+  DagdProcess second({"--database-url", first.db.url(), "--state-dir", state.path().string(),
+                      "--dags-folder", ExampleDags(), "--listen",
+                      "127.0.0.1:" + std::to_string(port)},
+                     (state.path() / "dagd.log").string(), port);
+  EXPECT_THROW(second.Start(std::chrono::seconds(20)), std::runtime_error);
+  EXPECT_NE(second.Log().find("another dagd scheduler already runs on this database"),
+            std::string::npos)
+      << second.Log();
+
+  EXPECT_EQ(WaitForRun(first, "example_fanout", "f4")["state"], "success");
+  for (const auto& [id, ti] : TaskInstancesById(first, "example_fanout", "f4")) {
+    EXPECT_EQ(ti["try_number"], 1) << id << " ran twice";
+  }
+}
+
 }  // namespace
 }  // namespace dagd::testing

@@ -732,6 +732,110 @@ TEST_F(PgStateStoreTest, ManyThreadsShareASmallPool) {
             4);
 }
 
+// --- Data the database refuses -----------------------------------------------------------------
+
+TEST_F(PgStateStoreTest, CreateRunWithANulInItsConfIsInvalidArgumentAndWritesNothing) {
+  auto dag = MakeDag("etl");
+  auto version = store_->SyncDag(*dag, "/dags/etl.json", kT0);
+  ASSERT_TRUE(version.ok()) << version.status().ToString();
+  const int64_t events = Count("SELECT count(*) FROM event");
+  DagRun run = MakeRun("etl", "r1", *version);
+  run.conf = {{"k", std::string("a\0b", 3)}};  // jsonb cannot hold \u0000
+  auto tis = MakeTis(*dag, *version);
+  auto created = store_->CreateRun(run, tis);
+  ASSERT_FALSE(created.ok());
+  EXPECT_EQ(created.status().code(), StatusCode::kInvalidArgument) << created.status().ToString();
+  EXPECT_EQ(created.status().message(),
+            "unsupported Unicode escape sequence: \\u0000 cannot be converted to text.");
+  EXPECT_EQ(Count("SELECT count(*) FROM dag_run"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM task_instance"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM event"), events);
+  for (const auto& ti : tis) EXPECT_TRUE(ti.id.empty());
+}
+
+TEST_F(PgStateStoreTest, ApplyWithANulInAnXcomValueIsInvalidArgumentAndWritesNothing) {
+  auto dag = MakeDag("etl");
+  std::vector<TaskInstance> tis;
+  DagRun run = CreateRunOf(*dag, "r1", &tis);
+  const int64_t events_before = Count("SELECT count(*) FROM event");
+  scheduler::Transition t;
+  run.state = RunState::kRunning;
+  t.runs.push_back(run);
+  tis[0].state = TaskState::kSuccess;
+  tis[0].try_number = 1;
+  t.task_instances.push_back(tis[0]);
+  t.xcoms.push_back({tis[0].id, {"good", "fine"}});
+  t.xcoms.push_back({tis[0].id, {"return_value", {{"out", std::string("x\0y", 3)}}}});
+  Status s = store_->Apply(t);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("unsupported Unicode escape sequence"), std::string::npos)
+      << s.message();
+  EXPECT_EQ(Count("SELECT count(*) FROM event"), events_before);
+  EXPECT_EQ(Count("SELECT count(*) FROM xcom"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM task_instance_try"), 0);
+  EXPECT_EQ(store_->GetRun("etl", "r1")->state, RunState::kQueued);
+  EXPECT_EQ(store_->GetTaskInstance("etl", "r1", "extract")->state, TaskState::kNone);
+  // The store is fine afterwards: the same batch without the bad value goes through.
+  t.xcoms.pop_back();
+  EXPECT_TRUE(store_->Apply(t).ok());
+  EXPECT_EQ(Count("SELECT count(*) FROM xcom"), 1);
+}
+
+// --- The scheduler lock --------------------------------------------------------------------------
+
+TEST_F(PgStateStoreTest, OnlyOneStorePerDatabaseGetsTheSchedulerLockUntilItIsDestroyed) {
+  ASSERT_TRUE(store_->AcquireSchedulerLock().ok());
+  auto opened = PgStateStore::Open({db_.url(), 1});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<PgStateStore> second = std::move(opened).value();
+
+  // The holder, as PostgreSQL knows it: the first store's dedicated connection.
+  const auto holder = db_.Query(
+      "SELECT pid || ' ' || to_char(backend_start AT TIME ZONE 'UTC', "
+      "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM pg_stat_activity "
+      "WHERE datname = current_database() AND application_name = 'dagd-scheduler'");
+  ASSERT_EQ(holder.size(), 1u);
+  const std::string pid = holder[0].substr(0, holder[0].find(' '));
+  const std::string since = holder[0].substr(holder[0].find(' ') + 1);
+
+  Status refused = second->AcquireSchedulerLock();
+  EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition) << refused.ToString();
+  EXPECT_EQ(refused.message(),
+            "another dagd scheduler already runs on this database (PostgreSQL backend pid " + pid +
+                ", connected since " + since +
+                "); stop it first or point this one at another database");
+  // Refusal keeps no connection open: still only the holder's.
+  EXPECT_EQ(Count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND application_name = 'dagd-scheduler'"),
+            1);
+
+  store_.reset();
+  Status taken = second->AcquireSchedulerLock();
+  EXPECT_TRUE(taken.ok()) << taken.ToString();
+}
+
+TEST_F(PgStateStoreTest, AcquiringTheSchedulerLockTwiceOnOneStoreIsOkAndUsesOneConnection) {
+  ASSERT_TRUE(store_->AcquireSchedulerLock().ok());
+  Status again = store_->AcquireSchedulerLock();
+  EXPECT_TRUE(again.ok()) << again.ToString();
+  EXPECT_EQ(Count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND application_name = 'dagd-scheduler'"),
+            1);
+}
+
+TEST_F(PgStateStoreTest, TheSchedulerLockIsTakenAgainAfterItsConnectionIsLost) {
+  ASSERT_TRUE(store_->AcquireSchedulerLock().ok());
+  db_.Query(
+      "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "  // waits for the exit
+      "WHERE datname = current_database() AND application_name = 'dagd-scheduler'");
+  Status again = store_->AcquireSchedulerLock();
+  EXPECT_TRUE(again.ok()) << again.ToString();
+  // A second store now sees the lock held again.
+  auto opened = PgStateStore::Open({db_.url(), 1});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EXPECT_EQ((*opened)->AcquireSchedulerLock().code(), StatusCode::kFailedPrecondition);
+}
+
 TEST_F(PgStateStoreTest, ALostConnectionIsUnavailableOnceAndThenReconnects) {
   ASSERT_TRUE(store_->Ping().ok());
   // Kill every backend of this store; its next call on that connection fails or reconnects.

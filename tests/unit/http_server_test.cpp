@@ -4,15 +4,22 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <future>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "http_client.hpp"
 
@@ -82,17 +89,28 @@ class FakeService : public scheduler::Service {
 // not valid HTTP.
 class RawConnection {
  public:
-  explicit RawConnection(uint16_t port) {
+  // connect_now=false: only the socket is created; call Connect() later (a connect needs no
+  // new file descriptor, which the accept-failure test relies on).
+  explicit RawConnection(uint16_t port, bool connect_now = true) : port_(port) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    timeval tv{5, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SetReceiveTimeout(5s);
+    if (connect_now) Connect();
   }
   ~RawConnection() { ::close(fd_); }
+
+  bool Connect() {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port_);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    return connected_;
+  }
+  void SetReceiveTimeout(std::chrono::milliseconds timeout) {
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
 
   bool connected() const { return connected_; }
   bool Send(const std::string& data) {
@@ -126,6 +144,7 @@ class RawConnection {
   }
 
  private:
+  uint16_t port_;
   int fd_ = -1;
   bool connected_ = false;
   std::string buffer_;
@@ -285,6 +304,107 @@ TEST_F(HttpServerTest, AnIdleConnectionIsClosedAfterTheReadTimeout) {
   const auto started = std::chrono::steady_clock::now();
   EXPECT_TRUE(c.ClosedByPeer());
   EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+}
+
+TEST_F(HttpServerTest, AtMaxConnectionsANewClientWaitsUntilAnOpenConnectionCloses) {
+  ServerOptions options;
+  options.max_connections = 2;
+  StartServer(options);
+  const std::string request = "GET /api/v2/version HTTP/1.1\r\nHost: x\r\n\r\n";
+  auto first = std::make_unique<RawConnection>(server_->port());
+  RawConnection second(server_->port());
+  for (RawConnection* c : {first.get(), &second}) {
+    ASSERT_TRUE(c->Send(request));
+    ASSERT_EQ(c->ReadResponse().rfind("HTTP/1.1 200", 0), 0u);  // both open and idle now
+  }
+
+  // The third connect succeeds (kernel backlog) but the server does not accept it yet.
+  RawConnection third(server_->port());
+  ASSERT_TRUE(third.connected());
+  ASSERT_TRUE(third.Send(request));
+  third.SetReceiveTimeout(400ms);
+  EXPECT_EQ(third.ReadResponse(), "") << "served beyond max_connections";
+
+  first.reset();  // frees a slot
+  third.SetReceiveTimeout(5s);
+  const std::string response = third.ReadResponse();
+  EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
+  // The still-open second connection keeps working.
+  ASSERT_TRUE(second.Send(request));
+  EXPECT_EQ(second.ReadResponse().rfind("HTTP/1.1 200", 0), 0u);
+}
+
+// Lowers this process's RLIMIT_NOFILE and fills every descriptor below it, so accept() fails
+// with EMFILE; the destructor frees them and restores the limit.
+class FileDescriptorExhaustion {
+ public:
+  FileDescriptorExhaustion() {
+    ::getrlimit(RLIMIT_NOFILE, &saved_);
+    const int probe = ::dup(2);
+    ::close(probe);
+    rlimit lowered = saved_;
+    lowered.rlim_cur = std::min<rlim_t>(saved_.rlim_cur, static_cast<rlim_t>(probe) + 16);
+    ok_ = ::setrlimit(RLIMIT_NOFILE, &lowered) == 0;
+    for (int fd; ok_ && (fd = ::dup(2)) >= 0;) fds_.push_back(fd);
+    ok_ = ok_ && errno == EMFILE;
+  }
+  ~FileDescriptorExhaustion() {
+    for (int fd : fds_) ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  rlimit saved_{};
+  std::vector<int> fds_;
+  bool ok_ = false;
+};
+
+double ProcessCpuSeconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + double(ts.tv_nsec) / 1e9;
+}
+
+TEST_F(HttpServerTest, AcceptFailuresBackOffWithoutSpinningOrFloodingTheLogAndThenRecover) {
+  // Capture the server's log: HttpServer uses the "api" logger when one is registered.
+  auto log = std::make_shared<std::ostringstream>();
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(*log);
+  auto logger = std::make_shared<spdlog::logger>("api", sink);
+  logger->set_level(spdlog::level::debug);
+  spdlog::drop("api");
+  spdlog::register_logger(logger);
+  struct DropLogger {
+    ~DropLogger() { spdlog::drop("api"); }
+  } drop_logger;
+
+  StartServer();
+  RawConnection client(server_->port(), /*connect_now=*/false);
+  std::string response;
+  double cpu_seconds = 0;
+  {
+    FileDescriptorExhaustion exhaustion;
+    ASSERT_TRUE(exhaustion.ok()) << "could not exhaust file descriptors";
+    const double cpu_before = ProcessCpuSeconds();
+    ASSERT_TRUE(client.Connect());  // queued by the kernel; the server's accept() hits EMFILE
+    ASSERT_TRUE(client.Send("GET /api/v2/version HTTP/1.1\r\nHost: x\r\n\r\n"));
+    std::this_thread::sleep_for(700ms);
+    cpu_seconds = ProcessCpuSeconds() - cpu_before;
+  }
+  response = client.ReadResponse();  // descriptors are free again: served after the backoff
+
+  // A busy retry loop burns a whole core (~0.7 s); the backoff sleeps.
+  EXPECT_LT(cpu_seconds, 0.2);
+  logger->flush();
+  const std::string text = log->str();
+  size_t warnings = 0;
+  for (size_t at = 0; (at = text.find("http accept failed", at)) != std::string::npos; ++at) {
+    ++warnings;
+  }
+  EXPECT_EQ(warnings, 1u) << text.substr(0, 2000);  // at most one per second, and 700 ms passed
+  EXPECT_NE(text.find("Too many open files"), std::string::npos) << text.substr(0, 2000);
+  EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
+  EXPECT_NE(text.find("http accept recovered"), std::string::npos) << text.substr(0, 2000);
 }
 
 }  // namespace

@@ -5,6 +5,13 @@
 // slow query never stalls other connections. Keep-alive, a per-request read timeout, a body
 // limit (413), 400 on unparsable HTTP.
 //
+// At most `max_connections` connections are open at once: at the limit the server stops
+// accepting, so further clients wait in the kernel's listen backlog (their connect succeeds,
+// their requests are answered once an open connection closes; idle keep-alive connections close
+// after `read_timeout`). This is chosen over accept-and-503 because it needs no file descriptor
+// per rejected client, which is the resource usually exhausted. A failed accept (e.g. EMFILE)
+// is retried after a backoff of 50 ms doubling to 1 s, and logged at most once per second.
+//
 // Authentication is not implemented yet, so Start refuses any non-loopback address
 // (failed_precondition). Start: unavailable when the address cannot be bound (message names
 // address:port and the OS error), invalid_argument for an unparsable address.
@@ -31,6 +38,7 @@ struct ServerOptions {
   int handler_threads = 4;
   size_t body_limit = 1 << 20;  // bytes; a larger request body is answered with 413
   std::chrono::seconds read_timeout{30};  // for reading one request (and idle keep-alive)
+  size_t max_connections = 1024;  // open connections; at the limit, accepting pauses (see above)
 };
 
 class HttpServer {

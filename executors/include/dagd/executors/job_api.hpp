@@ -74,6 +74,8 @@ class JobContext {
   bool WaitFor(std::chrono::milliseconds duration) const;
 
   // Records an XCom returned with a successful outcome. Pushing a key twice keeps the last value.
+  // Throws std::invalid_argument (failing the try) for an empty key or a NUL character anywhere
+  // in key or value: PostgreSQL cannot store U+0000.
   void XcomPush(std::string key, Json value);
 
   // The XComs pushed so far, in first-push order; leaves the context without them.

@@ -39,6 +39,12 @@ class StateStore {
 
   virtual Status Ping() = 0;
 
+  // Makes this process the database's only scheduler for as long as the store lives (a
+  // PostgreSQL session-level advisory lock on a dedicated connection). failed_precondition,
+  // naming the holder when known, when another process holds it; unavailable when the database
+  // is unreachable. Idempotent.
+  virtual Status AcquireSchedulerLock() = 0;
+
   // --- DAGs ---
   // Records `dag`, read from `fileloc`: creates the dag row on first sight (paused when
   // is_paused_upon_creation), appends a dag_version when the hash differs from the latest one,

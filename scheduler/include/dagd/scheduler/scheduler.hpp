@@ -42,8 +42,9 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Loads the active runs, recovers tries cut off by a previous stop (queued: submitted again;
-  // running: up_for_retry without using a retry), and starts the loop thread.
+  // Loads the active runs and starts the loop thread. Tries a previous process left behind are
+  // recovered whenever a run is first loaded: queued ones are submitted again, running ones go
+  // up_for_retry without using a retry. The caller must hold the database's scheduler lock.
   Status Start();
 
   // Something changed in the store: re-read the active runs and paused flags soon.
@@ -66,11 +67,20 @@ class Scheduler {
   };
 
   void Loop();
-  // Adds active runs the cache does not have yet and refreshes paused flags.
+  // Adds active runs the cache does not have yet (recovering their tries) and refreshes paused
+  // flags. Not ok when something could not be read: the caller retries later.
   Status RefreshActiveRuns();
+  // A run with its DAG version and task instances; nullopt when it can never be scheduled
+  // (logged), an error when the store failed.
+  StatusOr<std::optional<ActiveRun>> LoadRun(DagRun run);
+  Status RecoverTries(ActiveRun& active);
   // One iteration: applies `events`, decides, commits, then submits. False when the commit failed
   // (the events are then handed back for the next attempt).
   bool Step(std::vector<TaskEvent>& events, TimePoint now);
+  // Commits the parts (one per run) in one transaction. Not ok only when the store is
+  // unavailable or the transaction conflicted: retry later. A part the store rejects for good
+  // is logged and emptied, and the other parts are committed.
+  Status Commit(std::map<int64_t, Transition>& parts);
   void Submit(const ActiveRun& active, size_t task_index);
 
   SchedulerOptions options_;
@@ -100,7 +110,6 @@ class Scheduler {
   std::map<int64_t, ActiveRun> runs_;  // by DagRun::id, so older runs come first
   std::unordered_map<std::string, std::pair<int64_t, size_t>> ti_index_;  // ti id → run, task
   std::unordered_map<std::string, bool> paused_;                         // dag_id → is_paused
-  std::vector<std::pair<int64_t, size_t>> recovered_queued_;  // submitted once the loop starts
 
   std::thread thread_;
 };

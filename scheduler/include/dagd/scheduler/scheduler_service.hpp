@@ -13,6 +13,8 @@ struct ServiceOptions {
   std::filesystem::path logs_root;
   // The scheduler counts as unhealthy when its last heartbeat is older than this.
   std::chrono::seconds heartbeat_threshold{30};
+  // ReadLog returns at most this many bytes of a log (its end).
+  size_t max_log_bytes = 8 << 20;
 };
 
 class SchedulerService final : public Service {

@@ -60,7 +60,9 @@ class Service {
   virtual StatusOr<std::vector<TaskTry>> ListTries(const std::string& dag_id,
                                                    const std::string& run_id,
                                                    const std::string& task_id) = 0;
-  // The whole per-try log. not_found for unknown ids or a try that never started.
+  // The per-try log: the whole file, or when it is larger than the service's limit a first line
+  // saying so followed by the file's last bytes (a response must not cost the daemon gigabytes).
+  // not_found for unknown ids or a try that never started.
   virtual StatusOr<std::string> ReadLog(const std::string& dag_id, const std::string& run_id,
                                         const std::string& task_id, int try_number) = 0;
 };

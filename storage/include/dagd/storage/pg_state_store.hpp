@@ -5,8 +5,12 @@
 // transaction on one pooled connection; no exception escapes: libpqxx errors become
 // unavailable (connection lost; the connection is re-opened on next use), aborted (serialization
 // failure, deadlock: retry the call), already_exists (unique violation), internal (anything else,
-// including a commit whose outcome is unknown). Thread-safe; a caller blocks while all
+// including a commit whose outcome is unknown); data PostgreSQL refuses (SQLSTATE class 22, e.g.
+// \u0000 in a JSON string) is invalid_argument. Thread-safe; a caller blocks while all
 // connections are busy.
+//
+// AcquireSchedulerLock uses one more connection, outside the pool, that stays open (holding the
+// lock) until the store is destroyed; it shows as application_name 'dagd-scheduler'.
 #pragma once
 
 #include <memory>
@@ -36,6 +40,7 @@ class PgStateStore final : public scheduler::StateStore {
   PgStateStore& operator=(const PgStateStore&) = delete;
 
   Status Ping() override;
+  Status AcquireSchedulerLock() override;
 
   StatusOr<int> SyncDag(const scheduler::Dag& dag, const std::string& fileloc,
                         scheduler::TimePoint parsed_at) override;
@@ -71,9 +76,13 @@ class PgStateStore final : public scheduler::StateStore {
   Status Apply(const scheduler::Transition& t) override;
 
  private:
-  explicit PgStateStore(std::unique_ptr<pg::Pool> pool);
+  struct SchedulerLock;
 
+  PgStateStore(std::string url, std::unique_ptr<pg::Pool> pool);
+
+  const std::string url_;
   std::unique_ptr<pg::Pool> pool_;
+  std::unique_ptr<SchedulerLock> scheduler_lock_;
 };
 
 }  // namespace dagd::storage

@@ -1,0 +1,275 @@
+// The scheduling loop in-process, on a real PostgreSQL store and a real thread-pool executor, with
+// a store decorator that injects faults (test double for failures only; every write that succeeds
+// goes to PostgreSQL).
+#include "dagd/scheduler/scheduler.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "dagd/executors/job_registry.hpp"
+#include "dagd/executors/thread_pool_executor.hpp"
+#include "dagd/scheduler/dag_parser.hpp"
+#include "dagd/scheduler/scheduler_service.hpp"
+#include "dagd/storage/pg_state_store.hpp"
+#include "test_database.hpp"
+
+namespace dagd::scheduler {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Forwards to a real store; Apply and LoadTaskInstances can be made to fail.
+class FaultyStore final : public StateStore {
+ public:
+  explicit FaultyStore(StateStore& inner) : inner_(inner) {}
+
+  // Returns a non-ok Status to fail that Apply (nothing is written), or ok to let it through.
+  std::function<Status(const Transition&)> apply_fault;
+  std::atomic<int> fail_next_task_instance_loads{0};
+
+  Status Ping() override { return inner_.Ping(); }
+  Status AcquireSchedulerLock() override { return inner_.AcquireSchedulerLock(); }
+  StatusOr<int> SyncDag(const Dag& dag, const std::string& fileloc, TimePoint at) override {
+    return inner_.SyncDag(dag, fileloc, at);
+  }
+  Status MarkStaleExcept(const std::vector<std::string>& ids) override {
+    return inner_.MarkStaleExcept(ids);
+  }
+  Status ReplaceImportErrors(const std::vector<ImportError>& errors) override {
+    return inner_.ReplaceImportErrors(errors);
+  }
+  StatusOr<Listing<ImportError>> ListImportErrors(const Page& page) override {
+    return inner_.ListImportErrors(page);
+  }
+  StatusOr<Listing<DagRecord>> ListDags(const DagQuery& q) override { return inner_.ListDags(q); }
+  StatusOr<DagRecord> GetDag(const std::string& id) override { return inner_.GetDag(id); }
+  Status SetPaused(const std::string& id, bool paused) override {
+    return inner_.SetPaused(id, paused);
+  }
+  StatusOr<DagVersionRecord> GetDagVersion(const std::string& id, int n) override {
+    return inner_.GetDagVersion(id, n);
+  }
+  StatusOr<DagRun> CreateRun(const DagRun& run, std::vector<TaskInstance>& tis) override {
+    return inner_.CreateRun(run, tis);
+  }
+  StatusOr<DagRun> GetRun(const std::string& dag_id, const std::string& run_id) override {
+    return inner_.GetRun(dag_id, run_id);
+  }
+  StatusOr<Listing<DagRun>> ListRuns(const RunQuery& q) override { return inner_.ListRuns(q); }
+  StatusOr<std::vector<DagRun>> LoadActiveRuns() override { return inner_.LoadActiveRuns(); }
+  StatusOr<std::vector<TaskInstance>> LoadTaskInstances(int64_t run_key) override {
+    if (fail_next_task_instance_loads > 0) {
+      --fail_next_task_instance_loads;
+      return Status::Unavailable("injected: connection lost");
+    }
+    return inner_.LoadTaskInstances(run_key);
+  }
+  StatusOr<Listing<TaskInstance>> ListTaskInstances(const TaskInstanceQuery& q) override {
+    return inner_.ListTaskInstances(q);
+  }
+  StatusOr<TaskInstance> GetTaskInstance(const std::string& d, const std::string& r,
+                                         const std::string& t) override {
+    return inner_.GetTaskInstance(d, r, t);
+  }
+  StatusOr<std::vector<TaskTry>> ListTries(const std::string& d, const std::string& r,
+                                           const std::string& t) override {
+    return inner_.ListTries(d, r, t);
+  }
+  StatusOr<std::vector<XcomEntry>> ListXcom(const std::string& ti_id) override {
+    return inner_.ListXcom(ti_id);
+  }
+  Status Apply(const Transition& t) override {
+    if (apply_fault) {
+      if (Status s = apply_fault(t); !s.ok()) return s;
+    }
+    return inner_.Apply(t);
+  }
+
+ private:
+  StateStore& inner_;
+};
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage::PgOptions options;
+    options.url = db_.url();
+    auto store = storage::PgStateStore::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    pg_ = std::move(store).value();
+    faulty_ = std::make_unique<FaultyStore>(*pg_);
+    logs_ = std::filesystem::temp_directory_path() / ("dagd-sched-" + db_.name());
+    executor_ = std::make_unique<executors::ThreadPoolExecutor>(executors::ExecutorOptions{},
+                                                                jobs_, clock_);
+  }
+  void TearDown() override {
+    if (scheduler_) scheduler_->Shutdown(5s);
+    std::filesystem::remove_all(logs_);
+  }
+
+  void AddDag(const std::string& json) {
+    ParseResult parsed = ParseDag(json, ParseOptions{});
+    ASSERT_TRUE(parsed.dag) << parsed.errors.front();
+    ASSERT_TRUE(pg_->SyncDag(*parsed.dag, "/dags/x.json", clock_.Now()).ok());
+  }
+
+  void StartScheduler(std::chrono::milliseconds heartbeat = 60s) {
+    SchedulerOptions options;
+    options.logs_root = logs_;
+    options.heartbeat = heartbeat;
+    options.store_retry = 50ms;
+    scheduler_ = std::make_unique<Scheduler>(options, *faulty_, *executor_, clock_);
+    ServiceOptions service_options;
+    service_options.logs_root = logs_;
+    service_ = std::make_unique<SchedulerService>(service_options, *faulty_, *scheduler_, clock_);
+    ASSERT_TRUE(scheduler_->Start().ok());
+  }
+
+  void Trigger(const std::string& dag_id, const std::string& run_id,
+               std::optional<TimePoint> run_after = std::nullopt) {
+    TriggerRequest request;
+    request.dag_run_id = run_id;
+    request.run_after = run_after;
+    auto run = service_->Trigger(dag_id, request);
+    ASSERT_TRUE(run.ok()) << run.status().ToString();
+  }
+
+  DagRun WaitForEnd(const std::string& dag_id, const std::string& run_id,
+                    std::chrono::seconds timeout = 20s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto run = pg_->GetRun(dag_id, run_id);
+      if (run.ok() && IsTerminal(run->state)) return *run;
+      std::this_thread::sleep_for(10ms);
+    }
+    ADD_FAILURE() << "run " << run_id << " did not end";
+    return *pg_->GetRun(dag_id, run_id);
+  }
+
+  testing::TestDatabase db_;
+  SystemClock clock_;
+  executors::JobRegistry jobs_;
+  std::unique_ptr<storage::PgStateStore> pg_;
+  std::unique_ptr<FaultyStore> faulty_;
+  std::filesystem::path logs_;
+  std::unique_ptr<executors::ThreadPoolExecutor> executor_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<SchedulerService> service_;
+};
+
+const char* kTwoStep = R"({"dag_id": "two", "tasks": [
+  {"task_id": "a", "operator": "empty"},
+  {"task_id": "b", "operator": "empty", "upstream": ["a"]}]})";
+
+TEST_F(SchedulerTest, ARunTheStoreRejectsForGoodDoesNotBlockOtherRuns) {
+  AddDag(kTwoStep);
+  std::atomic<int> rejected{0};
+  faulty_->apply_fault = [&](const Transition& t) {
+    for (const auto& ti : t.task_instances) {
+      if (ti.run_id == "poisoned") {
+        ++rejected;
+        return Status::Internal("injected: rows rejected");
+      }
+    }
+    return Status::Ok();
+  };
+  StartScheduler();
+  Trigger("two", "poisoned");
+  Trigger("two", "healthy");
+  EXPECT_EQ(WaitForEnd("two", "healthy").state, RunState::kSuccess);
+  EXPECT_GT(rejected.load(), 0);
+  EXPECT_EQ(pg_->GetTaskInstance("two", "poisoned", "a")->state, TaskState::kNone);
+}
+
+TEST_F(SchedulerTest, AnUnavailableStoreDelaysCommitsButLosesNoTaskResult) {
+  AddDag(kTwoStep);
+  std::atomic<int> failures{3};
+  faulty_->apply_fault = [&](const Transition&) {
+    if (failures > 0) {
+      --failures;
+      return Status::Unavailable("injected: database restarting");
+    }
+    return Status::Ok();
+  };
+  StartScheduler();
+  Trigger("two", "r1");
+  EXPECT_EQ(WaitForEnd("two", "r1").state, RunState::kSuccess);
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(pg_->GetTaskInstance("two", "r1", "b")->state, TaskState::kSuccess);
+}
+
+TEST_F(SchedulerTest, ANewRunWhoseFirstLoadFailsIsLoadedAgainWithoutWaitingForAHeartbeat) {
+  AddDag(kTwoStep);
+  StartScheduler(/*heartbeat=*/60s);
+  faulty_->fail_next_task_instance_loads = 1;
+  Trigger("two", "r1");
+  EXPECT_EQ(WaitForEnd("two", "r1", 10s).state, RunState::kSuccess);
+  EXPECT_EQ(faulty_->fail_next_task_instance_loads.load(), 0);
+}
+
+TEST_F(SchedulerTest, AQueuedRunStartsAsSoonAsThePreviousRunEndsUnderMaxActiveRuns) {
+  AddDag(R"({"dag_id": "one_at_a_time", "max_active_runs": 1, "tasks": [
+    {"task_id": "a", "operator": "bash", "bash_command": "sleep 0.2"}]})");
+  StartScheduler(/*heartbeat=*/60s);
+  Trigger("one_at_a_time", "r1");
+  Trigger("one_at_a_time", "r2");
+  Trigger("one_at_a_time", "r3");
+  DagRun r1 = WaitForEnd("one_at_a_time", "r1", 10s);
+  DagRun r2 = WaitForEnd("one_at_a_time", "r2", 10s);
+  DagRun r3 = WaitForEnd("one_at_a_time", "r3", 10s);
+  EXPECT_EQ(r3.state, RunState::kSuccess);
+  // Never two at once.
+  EXPECT_LE(*r1.end_date, *r2.start_date);
+  EXPECT_LE(*r2.end_date, *r3.start_date);
+}
+
+TEST_F(SchedulerTest, ARunTriggeredForLaterWaitsForItsRunAfter) {
+  AddDag(kTwoStep);
+  StartScheduler(/*heartbeat=*/60s);
+  const TimePoint later = clock_.Now() + 1500ms;
+  Trigger("two", "later", later);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(pg_->GetRun("two", "later")->state, RunState::kQueued);
+  DagRun run = WaitForEnd("two", "later", 10s);
+  EXPECT_EQ(run.state, RunState::kSuccess);
+  EXPECT_GE(*run.start_date, later);
+}
+
+TEST_F(SchedulerTest, RunningTriesLeftByAStoppedProcessAreRetriedWithoutUsingARetry) {
+  AddDag(kTwoStep);
+  // A previous process queued and started `a`, then vanished.
+  {
+    SchedulerOptions options;
+    options.logs_root = logs_;
+    Scheduler unused(options, *faulty_, *executor_, clock_);
+    ServiceOptions service_options;
+    SchedulerService service(service_options, *faulty_, unused, clock_);
+    TriggerRequest request;
+    request.dag_run_id = "orphaned";
+    ASSERT_TRUE(service.Trigger("two", request).ok());
+  }
+  TaskInstance a = *pg_->GetTaskInstance("two", "orphaned", "a");
+  a.state = TaskState::kRunning;
+  a.try_number = 1;
+  a.start_date = clock_.Now();
+  Transition t;
+  t.task_instances.push_back(a);
+  ASSERT_TRUE(pg_->Apply(t).ok());
+
+  StartScheduler();
+  EXPECT_EQ(WaitForEnd("two", "orphaned").state, RunState::kSuccess);
+  TaskInstance after = *pg_->GetTaskInstance("two", "orphaned", "a");
+  EXPECT_EQ(after.try_number, 2);
+  EXPECT_EQ(after.max_tries, 1);  // the cut-off try did not use the task's (zero) retries
+  auto tries = pg_->ListTries("two", "orphaned", "a");
+  ASSERT_EQ(tries->size(), 2u);
+  EXPECT_EQ((*tries)[0].state, TaskState::kUpForRetry);
+}
+
+}  // namespace
+}  // namespace dagd::scheduler

@@ -61,8 +61,8 @@ double Seconds(const std::string& from, const std::string& to) {
   return std::chrono::duration<double>(*ParseRfc3339(to) - *ParseRfc3339(from)).count();
 }
 
-void Measure(const dagd::testing::DagdProcess& dagd, const std::string& dag_id,
-             const Json& dag, const std::string& run_id) {
+void Measure(const dagd::testing::DagdProcess& dagd, const std::string& dag_id, const Json& dag,
+             const std::string& run_id) {
   const std::string base = dagd.base_url() + "/api/v2/dags/" + dag_id + "/dagRuns";
   Json body = {{"logical_date", nullptr}, {"dag_run_id", run_id}};
   auto posted = std::chrono::steady_clock::now();
@@ -78,8 +78,8 @@ void Measure(const dagd::testing::DagdProcess& dagd, const std::string& dag_id,
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - posted).count();
-  Json tis = Json::parse(
-      dagd::testing::HttpGet(base + "/" + run_id + "/taskInstances?limit=5000").body);
+  Json tis =
+      Json::parse(dagd::testing::HttpGet(base + "/" + run_id + "/taskInstances?limit=5000").body);
   std::map<std::string, Json> by_id;
   for (const auto& ti : tis["task_instances"]) by_id[ti["task_id"]] = ti;
 
@@ -101,11 +101,12 @@ void Measure(const dagd::testing::DagdProcess& dagd, const std::string& dag_id,
     last_end = std::max(last_end, ti["end_date"].get<std::string>());
   }
   double total = Seconds(run["queued_at"], run["end_date"]);
-  std::printf("%-14s state=%-7s tasks=%5zu total=%7.3fs (trigger→seen done %7.3fs) "
-              "tasks_per_s=%8.1f hop_p50=%7.2fms hop_p99=%7.2fms\n",
-              dag_id.c_str(), run["state"].get<std::string>().c_str(), by_id.size(), total,
-              wall, static_cast<double>(by_id.size()) / Seconds(first_start, last_end),
-              Percentile(hops_ms, 0.5), Percentile(hops_ms, 0.99));
+  std::printf(
+      "%-14s state=%-7s tasks=%5zu total=%7.3fs (trigger→seen done %7.3fs) "
+      "tasks_per_s=%8.1f hop_p50=%7.2fms hop_p99=%7.2fms\n",
+      dag_id.c_str(), run["state"].get<std::string>().c_str(), by_id.size(), total, wall,
+      static_cast<double>(by_id.size()) / Seconds(first_start, last_end), Percentile(hops_ms, 0.5),
+      Percentile(hops_ms, 0.99));
 }
 
 }  // namespace
@@ -120,8 +121,8 @@ int main() {
   int port = dagd::testing::FreePort();
   dagd::testing::DagdProcess dagd(
       {"--database-url", db.url(), "--state-dir", (dir / "state").string(), "--dags-folder",
-       (dir / "dags").string(), "--listen", "127.0.0.1:" + std::to_string(port),
-       "--parallelism", "8", "--log-level", "warn"},
+       (dir / "dags").string(), "--listen", "127.0.0.1:" + std::to_string(port), "--parallelism",
+       "8", "--log-level", "warn"},
       (dir / "dagd.log").string(), port);
   dagd.Start();
   for (int round = 1; round <= 3; ++round) {

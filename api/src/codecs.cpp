@@ -52,12 +52,12 @@ uint64_t Fnv1a64(std::string_view text, uint64_t seed) {
 std::string StableUuid(std::string_view name) {
   uint64_t hi = Fnv1a64(name, 14695981039346656037ULL);
   uint64_t lo = Fnv1a64(name, 0x9e3779b97f4a7c15ULL);
-  hi = (hi & ~0xF000ULL) | 0x8000ULL;                          // version 8
+  hi = (hi & ~0xF000ULL) | 0x8000ULL;                         // version 8
   lo = (lo & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // variant 10
   char buf[37];
-  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx",
-                static_cast<unsigned>(hi >> 32), static_cast<unsigned>((hi >> 16) & 0xFFFF),
-                static_cast<unsigned>(hi & 0xFFFF), static_cast<unsigned>(lo >> 48),
+  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
+                static_cast<unsigned>((hi >> 16) & 0xFFFF), static_cast<unsigned>(hi & 0xFFFF),
+                static_cast<unsigned>(lo >> 48),
                 static_cast<unsigned long long>(lo & 0xFFFFFFFFFFFFULL));
   return buf;
 }

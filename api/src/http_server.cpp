@@ -1,6 +1,4 @@
 // The only translation unit that includes Beast (it is heavy to compile).
-#include <utility>  // before Asio: Boost 1.74 Asio under C++20 on GCC 12 needs std::exchange
-
 #include "dagd/api/http_server.hpp"
 
 #include <spdlog/spdlog.h>
@@ -22,6 +20,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <utility>  // before Asio: Boost 1.74 Asio under C++20 on GCC 12 needs std::exchange
 #include <vector>
 
 namespace dagd::api {
@@ -130,7 +129,7 @@ class HttpServer::Impl {
   std::chrono::steady_clock::time_point accept_last_log_{};
   size_t accept_failures_suppressed_ = 0;  // failures not logged since the last warning
   size_t accept_failures_ = 0;             // consecutive failures, reported on recovery
-  net::thread_pool handlers_;  // runs Router::Handle, which may block on the database
+  net::thread_pool handlers_;              // runs Router::Handle, which may block on the database
   std::vector<std::thread> io_threads_;
   uint16_t port_ = 0;
   bool started_ = false;
@@ -141,8 +140,7 @@ class HttpServer::Impl {
 // immutable ones read by the handler thread (server_, keep-alive flag copied into the task).
 class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, Impl& server)
-      : stream_(std::move(socket)), server_(server) {
+  Session(tcp::socket&& socket, Impl& server) : stream_(std::move(socket)), server_(server) {
     beast::error_code ec;
     auto remote = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = Endpoint(remote.address(), remote.port());
@@ -183,7 +181,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     // curl and others wait for "100 Continue" before sending a large body.
     if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
-                                                                      parser_->get().version());
+                                                                     parser_->get().version());
       http::async_write(stream_, *cont,
                         [self = shared_from_this(), cont](beast::error_code wec, size_t) {
                           if (wec) return self->DoClose();
@@ -334,7 +332,8 @@ void HttpServer::Impl::Unregister(Session* session) {
 }
 
 Status HttpServer::Impl::Start() {
-  if (started_ || stopped_) return Status::FailedPrecondition("the HTTP server was already started");
+  if (started_ || stopped_)
+    return Status::FailedPrecondition("the HTTP server was already started");
   beast::error_code ec;
   const std::string host = options_.address == "localhost" ? "127.0.0.1" : options_.address;
   const auto address = net::ip::make_address(host, ec);
@@ -386,8 +385,7 @@ Status HttpServer::Impl::Start() {
 
 void HttpServer::Impl::DoAccept() {
   if (!acceptor_.is_open()) return;
-  acceptor_.async_accept(net::make_strand(ioc_),
-                         beast::bind_front_handler(&Impl::OnAccept, this));
+  acceptor_.async_accept(net::make_strand(ioc_), beast::bind_front_handler(&Impl::OnAccept, this));
 }
 
 void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {

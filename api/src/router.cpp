@@ -313,7 +313,8 @@ class Api {
     if (!listing.ok()) return ErrorResponse(listing.status());
     Json dags = Json::array();
     for (const auto& r : listing->items) dags.push_back(DagToJson(r));
-    return JsonResponse(200, {{"dags", std::move(dags)}, {"total_entries", listing->total_entries}});
+    return JsonResponse(200,
+                        {{"dags", std::move(dags)}, {"total_entries", listing->total_entries}});
   }
 
   Response GetDag(const Call& c) {
@@ -434,8 +435,9 @@ class Api {
     }
     string_field("note", request.note);
     static const std::set<std::string, std::less<>> kFields = {
-        "dag_run_id", "data_interval_start", "data_interval_end", "logical_date",
-        "run_after",  "conf",                "note"};
+        "dag_run_id",   "data_interval_start", "data_interval_end",
+        "logical_date", "run_after",           "conf",
+        "note"};
     for (const auto& [key, value] : body->items()) {
       if (!kFields.contains(key)) {
         errors.Add("extra_forbidden", {"body", key}, "Extra inputs are not permitted", value);
@@ -459,8 +461,8 @@ class Api {
     scheduler::RunQuery q;
     q.page = c.query.Page(errors);
     q.dag_id = c.params[0];
-    q.states = c.query.Enums<scheduler::RunState>("state", scheduler::ParseRunState, kRunStates,
-                                                  errors);
+    q.states =
+        c.query.Enums<scheduler::RunState>("state", scheduler::ParseRunState, kRunStates, errors);
     q.run_types =
         c.query.Enums<scheduler::RunType>("run_type", scheduler::ParseRunType, kRunTypes, errors);
     q.logical_date_gte = c.query.Time("logical_date_gte", errors);
@@ -493,8 +495,8 @@ class Api {
     q.page = c.query.Page(errors);
     q.dag_id = c.params[0];
     q.run_id = c.params[1];
-    q.states = c.query.Enums<scheduler::TaskState>("state", scheduler::ParseTaskState,
-                                                   kTaskStates, errors);
+    q.states = c.query.Enums<scheduler::TaskState>("state", scheduler::ParseTaskState, kTaskStates,
+                                                   errors);
     q.task_ids = c.query.All("task_id");
     if (!errors.empty()) return errors.ToResponse();
     RunCache runs(service_);
@@ -650,10 +652,8 @@ const std::vector<Route>& Routes() {
       {{"dags", "{}", "dagRuns", "{}", "taskInstances"}, "GET", &Api::ListTaskInstances},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}"}, "GET", &Api::GetTaskInstance},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "tries"}, "GET", &Api::ListTries},
-      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "tries", "{}"}, "GET",
-       &Api::GetTry},
-      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "logs", "{}"}, "GET",
-       &Api::GetLog},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "tries", "{}"}, "GET", &Api::GetTry},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "logs", "{}"}, "GET", &Api::GetLog},
       {{"importErrors"}, "GET", &Api::ListImportErrors},
   };
   return kRoutes;

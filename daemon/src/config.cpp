@@ -84,7 +84,8 @@ Invocation ParseCommandLine(int argc, char** argv) {
       ->capture_default_str();
 
   auto* dags = app.add_subcommand("dags", "Work with DAG documents");
-  auto* validate = dags->add_subcommand("validate", "Check DAG files offline; non-zero exit on errors");
+  auto* validate =
+      dags->add_subcommand("validate", "Check DAG files offline; non-zero exit on errors");
   validate->add_option("files", inv.validate_files, "DAG files")->required();
   dags->require_subcommand(1);
 

@@ -2,8 +2,9 @@
 // scheduler, storage, executors, api). Messages are an event plus key=value fields.
 #pragma once
 
-#include <memory>
 #include <spdlog/spdlog.h>
+
+#include <memory>
 #include <string>
 
 namespace dagd::daemon {

@@ -30,8 +30,8 @@ const TaskSpec* Dag::Find(std::string_view task_id) const {
 bool IsValidId(std::string_view id) {
   if (id.empty() || id.size() > 250) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
   });
 }
 
@@ -47,25 +47,52 @@ constexpr std::uintmax_t kMaxFileBytes = 16 * 1024 * 1024;
 constexpr std::string_view kInvalidIdHint = "use letters, digits, '_', '.', '-' (at most 250)";
 constexpr std::string_view kDurationHint = "(use e.g. 30s, 10m, 2h)";
 
-const std::set<std::string, std::less<>> kTopLevelFields = {
-    "dag_id",       "description",     "schedule",
-    "timezone",     "start_date",      "catchup",
-    "max_active_runs", "max_active_tasks", "dagrun_timeout",
-    "tags",         "owner",           "owners",
-    "params",       "is_paused_upon_creation", "default_args",
-    "doc_md",       "tasks"};
+const std::set<std::string, std::less<>> kTopLevelFields = {"dag_id",
+                                                            "description",
+                                                            "schedule",
+                                                            "timezone",
+                                                            "start_date",
+                                                            "catchup",
+                                                            "max_active_runs",
+                                                            "max_active_tasks",
+                                                            "dagrun_timeout",
+                                                            "tags",
+                                                            "owner",
+                                                            "owners",
+                                                            "params",
+                                                            "is_paused_upon_creation",
+                                                            "default_args",
+                                                            "doc_md",
+                                                            "tasks"};
 
 // Task fields every operator accepts.
-const std::set<std::string, std::less<>> kCommonTaskFields = {
-    "task_id",     "operator",   "upstream",         "downstream",
-    "trigger_rule", "retries",   "retry_delay",      "retry_exponential_backoff",
-    "max_retry_delay", "execution_timeout", "pool",  "pool_slots",
-    "priority_weight", "doc_md", "owner"};
+const std::set<std::string, std::less<>> kCommonTaskFields = {"task_id",
+                                                              "operator",
+                                                              "upstream",
+                                                              "downstream",
+                                                              "trigger_rule",
+                                                              "retries",
+                                                              "retry_delay",
+                                                              "retry_exponential_backoff",
+                                                              "max_retry_delay",
+                                                              "execution_timeout",
+                                                              "pool",
+                                                              "pool_slots",
+                                                              "priority_weight",
+                                                              "doc_md",
+                                                              "owner"};
 
 // The fields default_args may set: task fields that are not identity, wiring or operator input.
-const std::set<std::string, std::less<>> kDefaultableFields = {
-    "retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay",
-    "execution_timeout", "trigger_rule", "pool", "pool_slots", "priority_weight", "owner"};
+const std::set<std::string, std::less<>> kDefaultableFields = {"retries",
+                                                               "retry_delay",
+                                                               "retry_exponential_backoff",
+                                                               "max_retry_delay",
+                                                               "execution_timeout",
+                                                               "trigger_rule",
+                                                               "pool",
+                                                               "pool_slots",
+                                                               "priority_weight",
+                                                               "owner"};
 
 struct OperatorFields {
   std::string_view name;
@@ -201,10 +228,10 @@ class FieldReader {
     bool fits = number && *number >= std::numeric_limits<int>::min() &&
                 *number <= std::numeric_limits<int>::max() && (!min || *number >= *min);
     if (!fits) {
-      std::string expected = !min            ? "an integer"
-                             : *min == 0     ? "a non-negative integer"
-                             : *min == 1     ? "a positive integer"
-                                             : "an integer ≥ " + std::to_string(*min);
+      std::string expected = !min        ? "an integer"
+                             : *min == 0 ? "a non-negative integer"
+                             : *min == 1 ? "a positive integer"
+                                         : "an integer ≥ " + std::to_string(*min);
       FieldError(key, "expected " + expected + ", got " + ShowJson(*value));
       return std::nullopt;
     }
@@ -231,8 +258,8 @@ class FieldReader {
       FieldError(key, "invalid duration " + Quoted(text) + " " + std::string(kDurationHint));
       return std::nullopt;
     }
-    FieldError(key, "expected a duration (seconds, or text like 30s, 10m, 2h), got " +
-                        ShowJson(*value));
+    FieldError(key,
+               "expected a duration (seconds, or text like 30s, 10m, 2h), got " + ShowJson(*value));
     return std::nullopt;
   }
 
@@ -241,8 +268,8 @@ class FieldReader {
     if (!text) return std::nullopt;
     auto rule = ParseTriggerRule(*text);
     if (!rule) {
-      FieldError(key, "unknown trigger rule " + Quoted(*text) + " (known: " +
-                          JoinedTriggerRules() + ")");
+      FieldError(
+          key, "unknown trigger rule " + Quoted(*text) + " (known: " + JoinedTriggerRules() + ")");
     }
     return rule;
   }
@@ -251,8 +278,8 @@ class FieldReader {
                                                       std::string_view what = "strings") {
     const Json* value = Get(key);
     if (value == nullptr) return std::nullopt;
-    bool ok = value->is_array() &&
-              std::all_of(value->begin(), value->end(), [](const Json& v) { return v.is_string(); });
+    bool ok = value->is_array() && std::all_of(value->begin(), value->end(),
+                                               [](const Json& v) { return v.is_string(); });
     if (!ok) {
       FieldError(key, "expected an array of " + std::string(what) + ", got " + ShowJson(*value));
       return std::nullopt;
@@ -315,15 +342,14 @@ TaskDraft ReadTask(const Json& item, size_t position, const TaskSpec& defaults,
   if (id_it == item.end()) {
     errors.push_back(draft.place + ": missing required field 'task_id'");
   } else if (!id_it->is_string()) {
-    errors.push_back(draft.place + " field 'task_id': expected a string, got " +
-                     ShowJson(*id_it));
+    errors.push_back(draft.place + " field 'task_id': expected a string, got " + ShowJson(*id_it));
   } else {
     draft.has_id = true;
     draft.spec.task_id = id_it->get<std::string>();
     draft.place = "task " + Quoted(draft.spec.task_id);
     if (!IsValidId(draft.spec.task_id)) {
-      errors.push_back("task id " + Quoted(draft.spec.task_id) + " is invalid: " +
-                       std::string(kInvalidIdHint));
+      errors.push_back("task id " + Quoted(draft.spec.task_id) +
+                       " is invalid: " + std::string(kInvalidIdHint));
     }
   }
 
@@ -376,8 +402,8 @@ TaskDraft ReadTask(const Json& item, size_t position, const TaskSpec& defaults,
           if (name.empty() || name.find_first_of(std::string_view("=\0", 2)) != std::string::npos) {
             reader.FieldError("env", "invalid variable name " + Quoted(name));
           } else if (!value.is_string()) {
-            reader.FieldError("env", "variable " + Quoted(name) + ": expected a string, got " +
-                                         ShowJson(value));
+            reader.FieldError(
+                "env", "variable " + Quoted(name) + ": expected a string, got " + ShowJson(value));
           } else {
             draft.spec.env[name] = value.get<std::string>();
           }

@@ -36,8 +36,8 @@ StatusOr<SyncReport> SyncDagFolder(StateStore& store, const std::filesystem::pat
   }
   if (Status s = store.ReplaceImportErrors(import_errors); !s.ok()) return s;
   if (Status s = store.MarkStaleExcept(present); !s.ok()) return s;
-  Log()->info("DAG folder synced folder={} dags={} new_versions={} bad_files={}",
-              folder.string(), report.loaded, report.new_versions, report.failed_files);
+  Log()->info("DAG folder synced folder={} dags={} new_versions={} bad_files={}", folder.string(),
+              report.loaded, report.new_versions, report.failed_files);
   return report;
 }
 

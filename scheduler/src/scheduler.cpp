@@ -153,8 +153,8 @@ StatusOr<std::optional<Scheduler::ActiveRun>> Scheduler::LoadRun(DagRun run) {
     active.tis[*index] = std::move(ti);
   }
   if (std::find(seen.begin(), seen.end(), false) != seen.end()) {
-    Log()->error("run cannot be scheduled: task instances missing dag={} run={}",
-                 active.run.dag_id, active.run.run_id);
+    Log()->error("run cannot be scheduled: task instances missing dag={} run={}", active.run.dag_id,
+                 active.run.run_id);
     return std::optional<ActiveRun>();
   }
   return std::optional<ActiveRun>(std::move(active));
@@ -329,10 +329,10 @@ Status Scheduler::Commit(std::map<int64_t, Transition>& parts) {
     Status s = store_.Apply(part);
     if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kAborted) return s;
     if (!s.ok()) {
-      const std::string dag_id = part.runs.empty() ? part.task_instances.front().dag_id
-                                                   : part.runs.front().dag_id;
-      const std::string run_id = part.runs.empty() ? part.task_instances.front().run_id
-                                                   : part.runs.front().run_id;
+      const std::string dag_id =
+          part.runs.empty() ? part.task_instances.front().dag_id : part.runs.front().dag_id;
+      const std::string run_id =
+          part.runs.empty() ? part.task_instances.front().run_id : part.runs.front().run_id;
       Log()->critical("transition rejected by the store, dropped dag={} run={} error=\"{}\"",
                       dag_id, run_id, s.message());
       part = Transition();
@@ -374,9 +374,8 @@ void Scheduler::Loop() {
       std::unique_lock lock(inbox_->mu);
       const auto deadline = std::chrono::system_clock::now() +
                             std::max<Duration>(heartbeat_deadline_ - clock_.Now(), Duration(0));
-      inbox_->cv.wait_until(lock, deadline, [&] {
-        return inbox_->stop || inbox_->wake || !inbox_->events.empty();
-      });
+      inbox_->cv.wait_until(
+          lock, deadline, [&] { return inbox_->stop || inbox_->wake || !inbox_->events.empty(); });
       events.assign(std::make_move_iterator(inbox_->events.begin()),
                     std::make_move_iterator(inbox_->events.end()));
       inbox_->events.clear();
@@ -407,8 +406,10 @@ void Scheduler::Loop() {
                             std::make_move_iterator(events.end()));
     }
     if (stop && ++failed_commits >= 5) {
-      Log()->error("stopping with uncommitted task results events={}; their tries are retried "
-                   "after restart", events.size());
+      Log()->error(
+          "stopping with uncommitted task results events={}; their tries are retried "
+          "after restart",
+          events.size());
       break;
     }
     std::this_thread::sleep_for(options_.store_retry);

@@ -7,8 +7,8 @@
 
 namespace dagd::scheduler {
 
-SchedulerService::SchedulerService(ServiceOptions options, StateStore& store,
-                                   Scheduler& scheduler, const Clock& clock)
+SchedulerService::SchedulerService(ServiceOptions options, StateStore& store, Scheduler& scheduler,
+                                   const Clock& clock)
     : options_(std::move(options)), store_(store), scheduler_(scheduler), clock_(clock) {}
 
 HealthReport SchedulerService::Health() {
@@ -66,8 +66,8 @@ StatusOr<DagRun> SchedulerService::Trigger(const std::string& dag_id,
     run.data_interval_start = run.logical_date;
     run.data_interval_end = run.logical_date;
   }
-  run.run_id = request.dag_run_id.value_or(
-      "manual__" + FormatRfc3339(request.logical_date.value_or(now)));
+  run.run_id =
+      request.dag_run_id.value_or("manual__" + FormatRfc3339(request.logical_date.value_or(now)));
   if (run.run_id.empty() || run.run_id.size() > 250) {
     return Status::InvalidArgument("dag_run_id must be 1 to 250 characters long");
   }
@@ -130,9 +130,9 @@ StatusOr<std::string> SchedulerService::ReadLog(const std::string& dag_id,
   auto ti = store_.GetTaskInstance(dag_id, run_id, task_id);
   if (!ti.ok()) return ti.status();
   if (try_number < 1 || try_number > ti->try_number) {
-    return Status::NotFound("Task instance '" + task_id + "' of run '" + run_id +
-                            "' has no try " + std::to_string(try_number) + " (tries so far: " +
-                            std::to_string(ti->try_number) + ")");
+    return Status::NotFound("Task instance '" + task_id + "' of run '" + run_id + "' has no try " +
+                            std::to_string(try_number) +
+                            " (tries so far: " + std::to_string(ti->try_number) + ")");
   }
   const auto path = TryLogPath(options_.logs_root, dag_id, run_id, task_id, try_number);
   std::ifstream in(path, std::ios::binary | std::ios::ate);

@@ -7,12 +7,23 @@ UpstreamSummary Summarize(const std::vector<TaskState>& upstream_states) {
   s.total = static_cast<int>(upstream_states.size());
   for (TaskState state : upstream_states) {
     switch (state) {
-      case TaskState::kSuccess: ++s.success; break;
-      case TaskState::kFailed: ++s.failed; break;
-      case TaskState::kUpstreamFailed: ++s.upstream_failed; break;
-      case TaskState::kSkipped: ++s.skipped; break;
-      case TaskState::kRemoved: ++s.removed; break;
-      default: break;
+      case TaskState::kSuccess:
+        ++s.success;
+        break;
+      case TaskState::kFailed:
+        ++s.failed;
+        break;
+      case TaskState::kUpstreamFailed:
+        ++s.upstream_failed;
+        break;
+      case TaskState::kSkipped:
+        ++s.skipped;
+        break;
+      case TaskState::kRemoved:
+        ++s.removed;
+        break;
+      default:
+        break;
     }
   }
   return s;

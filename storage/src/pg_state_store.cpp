@@ -956,7 +956,8 @@ Status PgStateStore::Apply(const scheduler::Transition& t) {
     const DagRun& r = t.runs[i];
     const bool ends = scheduler::IsTerminal(r.state);
     auto previous = previous_state.find(r.id);
-    Json emit = previous == previous_state.end() ? Json(nullptr) : Json(previous->second != r.state);
+    Json emit =
+        previous == previous_state.end() ? Json(nullptr) : Json(previous->second != r.state);
     previous_state[r.id] = r.state;
     runs.push_back({{"ord", ends ? n_runs + n_tis + i : i},
                     {"last", last_run[r.id] == i},

@@ -27,8 +27,9 @@ TEST(BadDags, CycleIsReportedWithItsPathWhileOtherDagsKeepWorking) {
   TempDir dags;
   Write(dags.path() / "good.json", kGood);
   Write(dags.path() / "loopy.json", kCycle);
-  Write(dags.path() / "typo.json",
-        R"({"dag_id": "typo", "tasks": [{"task_id": "t", "operator": "bash", "bash_comand": "x"}]})");
+  Write(
+      dags.path() / "typo.json",
+      R"({"dag_id": "typo", "tasks": [{"task_id": "t", "operator": "bash", "bash_comand": "x"}]})");
   Daemon d(dags.path().string());
   d.Start();
 
@@ -74,8 +75,9 @@ TEST(BadDags, SighupReloadsAChangedDagAsANewVersionAndRunsStayPinned) {
   auto v2 = TaskInstancesById(d, "good", "v2");
   EXPECT_TRUE(v1.count("y") == 1 && v1.count("z") == 0);
   EXPECT_TRUE(v2.count("z") == 1 && v2.count("y") == 0);
-  auto versions = d.db.Query("SELECT version_number FROM dag_version WHERE dag_id = 'good' "
-                             "ORDER BY version_number");
+  auto versions = d.db.Query(
+      "SELECT version_number FROM dag_version WHERE dag_id = 'good' "
+      "ORDER BY version_number");
   EXPECT_EQ(versions, (std::vector<std::string>{"1", "2"}));
 }
 
@@ -95,15 +97,14 @@ TEST(BadDags, ValidateCommandChecksFilesOfflineAndExitsNonZeroOnErrors) {
   Write(dags.path() / "loopy.json", kCycle);
   Write(dags.path() / "unknown_job.json", R"({"dag_id": "j", "tasks": [
     {"task_id": "t", "operator": "transform", "job": "no.such.job"}]})");
-  auto [ok_code, ok_out] =
-      RunCommand(std::string(DAGD_BINARY) + " dags validate " + (dags.path() / "good.json").string());
+  auto [ok_code, ok_out] = RunCommand(std::string(DAGD_BINARY) + " dags validate " +
+                                      (dags.path() / "good.json").string());
   EXPECT_EQ(ok_code, 0) << ok_out;
   EXPECT_NE(ok_out.find("ok"), std::string::npos) << ok_out;
 
-  auto [bad_code, bad_out] = RunCommand(std::string(DAGD_BINARY) + " dags validate " +
-                                        (dags.path() / "good.json").string() + " " +
-                                        (dags.path() / "loopy.json").string() + " " +
-                                        (dags.path() / "unknown_job.json").string());
+  auto [bad_code, bad_out] = RunCommand(
+      std::string(DAGD_BINARY) + " dags validate " + (dags.path() / "good.json").string() + " " +
+      (dags.path() / "loopy.json").string() + " " + (dags.path() / "unknown_job.json").string());
   EXPECT_EQ(bad_code, 1) << bad_out;
   EXPECT_NE(bad_out.find("a \u2192 b \u2192 c \u2192 a"), std::string::npos) << bad_out;
   EXPECT_NE(bad_out.find("no.such.job"), std::string::npos) << bad_out;

@@ -24,8 +24,7 @@ using Json = nlohmann::json;
 class TempDir {
  public:
   TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "dagd-e2e.XXXXXX").string();
+    std::string pattern = (std::filesystem::temp_directory_path() / "dagd-e2e.XXXXXX").string();
     path_ = mkdtemp(pattern.data());
   }
   ~TempDir() {
@@ -48,9 +47,9 @@ struct Daemon {
   std::unique_ptr<DagdProcess> process;
 
   explicit Daemon(std::string dags_folder = ExampleDags(), std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--database-url", db.url(), "--state-dir",
-                                     state.path().string(), "--dags-folder", dags_folder,
-                                     "--listen", "127.0.0.1:" + std::to_string(port)};
+    std::vector<std::string> args = {
+        "--database-url", db.url(),    "--state-dir", state.path().string(),
+        "--dags-folder",  dags_folder, "--listen",    "127.0.0.1:" + std::to_string(port)};
     args.insert(args.end(), extra.begin(), extra.end());
     process = std::make_unique<DagdProcess>(args, (state.path() / "dagd.log").string(), port);
   }
@@ -90,14 +89,15 @@ inline Json WaitForRun(const Daemon& d, const std::string& dag_id, const std::st
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ADD_FAILURE() << "run " << run_id << " did not reach an expected state; last: " << run.dump()
-                << "\n--- daemon log ---\n" << d.process->Log();
+                << "\n--- daemon log ---\n"
+                << d.process->Log();
   return run;
 }
 
 inline std::map<std::string, Json> TaskInstancesById(const Daemon& d, const std::string& dag_id,
                                                      const std::string& run_id) {
-  Json list = GetJson(d.Url("/api/v2/dags/" + dag_id + "/dagRuns/" + run_id +
-                            "/taskInstances?limit=1000"));
+  Json list =
+      GetJson(d.Url("/api/v2/dags/" + dag_id + "/dagRuns/" + run_id + "/taskInstances?limit=1000"));
   std::map<std::string, Json> by_id;
   for (const auto& ti : list["task_instances"]) by_id[ti["task_id"]] = ti;
   return by_id;

@@ -14,9 +14,9 @@ TEST(EmbeddedPostgres, DaemonRunsAChainOnItsOwnDatabaseAndStopsIt) {
   // The embedded cluster may run as another account (root → postgres): let it in.
   chmod(state.path().c_str(), 0755);
   int port = FreePort();
-  std::vector<std::string> args = {"--state-dir", state.path().string(), "--dags-folder",
-                                   ExampleDags(), "--listen",
-                                   "127.0.0.1:" + std::to_string(port)};
+  std::vector<std::string> args = {"--state-dir",   state.path().string(),
+                                   "--dags-folder", ExampleDags(),
+                                   "--listen",      "127.0.0.1:" + std::to_string(port)};
   if (geteuid() == 0) {
     args.push_back("--pg-user");
     args.push_back("postgres");
@@ -27,9 +27,9 @@ TEST(EmbeddedPostgres, DaemonRunsAChainOnItsOwnDatabaseAndStopsIt) {
   EXPECT_EQ(health["metadatabase"]["status"], "healthy") << health.dump();
 
   Json body = {{"logical_date", nullptr}, {"dag_run_id", "e1"}};
-  ASSERT_EQ(HttpPostJson(dagd.base_url() + "/api/v2/dags/example_chain/dagRuns", body.dump())
-                .status,
-            200);
+  ASSERT_EQ(
+      HttpPostJson(dagd.base_url() + "/api/v2/dags/example_chain/dagRuns", body.dump()).status,
+      200);
   std::string state_seen;
   for (int i = 0; i < 600 && state_seen != "success" && state_seen != "failed"; ++i) {
     auto r = HttpGet(dagd.base_url() + "/api/v2/dags/example_chain/dagRuns/e1");

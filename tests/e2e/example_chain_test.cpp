@@ -51,22 +51,24 @@ TEST(ExampleChain, RunsEndToEndOverHttpInOrderAndServesItsLogs) {
   EXPECT_LE(tis["b"]["end_date"].get<std::string>(), tis["c"]["start_date"].get<std::string>());
 
   // Every transition is in the event log, in commit order: the run's and task b's.
-  auto run_events = d.db.Query(
-      "SELECT state FROM event WHERE kind = 'dag_run' AND run_id = '" + run_id + "' ORDER BY id");
+  auto run_events = d.db.Query("SELECT state FROM event WHERE kind = 'dag_run' AND run_id = '" +
+                               run_id + "' ORDER BY id");
   EXPECT_EQ(run_events, (std::vector<std::string>{"queued", "running", "success"}));
-  auto b_events = d.db.Query("SELECT coalesce(state, 'none') || '/' || try_number FROM event "
-                             "WHERE task_id = 'b' AND run_id = '" + run_id + "' ORDER BY id");
+  auto b_events = d.db.Query(
+      "SELECT coalesce(state, 'none') || '/' || try_number FROM event "
+      "WHERE task_id = 'b' AND run_id = '" +
+      run_id + "' ORDER BY id");
   EXPECT_EQ(b_events, (std::vector<std::string>{"none/0", "queued/1", "running/1", "success/1"}));
 
-  HttpResponse log = HttpGet(
-      d.Url("/api/v2/dags/example_chain/dagRuns/" + encoded + "/taskInstances/b/logs/1"),
-      {{"Accept", "text/plain"}});
+  HttpResponse log =
+      HttpGet(d.Url("/api/v2/dags/example_chain/dagRuns/" + encoded + "/taskInstances/b/logs/1"),
+              {{"Accept", "text/plain"}});
   ASSERT_EQ(log.status, 200) << log.body;
   EXPECT_NE(log.body.find("hello again me from b"), std::string::npos) << log.body;
 
-  HttpResponse json_log = HttpGet(
-      d.Url("/api/v2/dags/example_chain/dagRuns/" + encoded + "/taskInstances/b/logs/1"),
-      {{"Accept", "application/json"}});
+  HttpResponse json_log =
+      HttpGet(d.Url("/api/v2/dags/example_chain/dagRuns/" + encoded + "/taskInstances/b/logs/1"),
+              {{"Accept", "application/json"}});
   ASSERT_EQ(json_log.status, 200);
   EXPECT_NE(json_log.body.find("hello again me from b"), std::string::npos) << json_log.body;
 }
@@ -97,8 +99,7 @@ TEST(ExampleChain, BadRequestsGetClearErrorsAndTheDaemonKeepsServing) {
   EXPECT_NE(dup.body.find("once"), std::string::npos) << dup.body;
 
   EXPECT_EQ(HttpGet(d.Url("/api/v2/dags/example_chain/dagRuns/nope")).status, 404);
-  EXPECT_EQ(HttpGet(d.Url("/api/v2/dags/example_chain/dagRuns/once/taskInstances/zz")).status,
-            404);
+  EXPECT_EQ(HttpGet(d.Url("/api/v2/dags/example_chain/dagRuns/once/taskInstances/zz")).status, 404);
   EXPECT_EQ(HttpGet(d.Url("/api/v2/version")).status, 200);
   Json run = WaitForRun(d, "example_chain", "once");
   EXPECT_EQ(run["state"], "success");
@@ -107,8 +108,7 @@ TEST(ExampleChain, BadRequestsGetClearErrorsAndTheDaemonKeepsServing) {
 TEST(ExampleChain, PausedDagKeepsItsRunQueuedUntilUnpaused) {
   Daemon d;
   d.Start();
-  HttpResponse pause =
-      HttpPatchJson(d.Url("/api/v2/dags/example_chain"), R"({"is_paused": true})");
+  HttpResponse pause = HttpPatchJson(d.Url("/api/v2/dags/example_chain"), R"({"is_paused": true})");
   ASSERT_EQ(pause.status, 200) << pause.body;
   EXPECT_EQ(Json::parse(pause.body)["is_paused"], true);
   Trigger(d, "example_chain", "paused_run");

@@ -18,22 +18,22 @@ TEST(ExampleRetry, FlakyTaskSucceedsOnItsThirdTryAndEveryTryIsRecorded) {
   EXPECT_EQ(tis["flaky"]["try_number"], 3);
   EXPECT_EQ(tis["after"]["state"], "success");
 
-  Json tries =
-      GetJson(d.Url("/api/v2/dags/example_retry/dagRuns/r1/taskInstances/flaky/tries"));
+  Json tries = GetJson(d.Url("/api/v2/dags/example_retry/dagRuns/r1/taskInstances/flaky/tries"));
   ASSERT_EQ(tries["task_instances"].size(), 3u) << tries.dump();
   EXPECT_EQ(tries["task_instances"][0]["state"], "up_for_retry");
   EXPECT_EQ(tries["task_instances"][2]["state"], "success");
   // Each try has its own log.
   for (int n = 1; n <= 3; ++n) {
-    HttpResponse log = HttpGet(d.Url("/api/v2/dags/example_retry/dagRuns/r1/taskInstances/flaky/logs/" +
-                                     std::to_string(n)),
-                               {{"Accept", "text/plain"}});
+    HttpResponse log =
+        HttpGet(d.Url("/api/v2/dags/example_retry/dagRuns/r1/taskInstances/flaky/logs/" +
+                      std::to_string(n)),
+                {{"Accept", "text/plain"}});
     EXPECT_EQ(log.status, 200);
     EXPECT_FALSE(log.body.empty()) << "try " << n;
   }
-  EXPECT_EQ(HttpGet(d.Url("/api/v2/dags/example_retry/dagRuns/r1/taskInstances/flaky/logs/4"))
-                .status,
-            404);
+  EXPECT_EQ(
+      HttpGet(d.Url("/api/v2/dags/example_retry/dagRuns/r1/taskInstances/flaky/logs/4")).status,
+      404);
 }
 
 TEST(ExampleRetry, ExhaustedRetriesFailTheRunAndMarkDownstreamUpstreamFailed) {

@@ -104,8 +104,8 @@ class SchedulerTest : public ::testing::Test {
     pg_ = std::move(store).value();
     faulty_ = std::make_unique<FaultyStore>(*pg_);
     logs_ = std::filesystem::temp_directory_path() / ("dagd-sched-" + db_.name());
-    executor_ = std::make_unique<executors::ThreadPoolExecutor>(executors::ExecutorOptions{},
-                                                                jobs_, clock_);
+    executor_ = std::make_unique<executors::ThreadPoolExecutor>(executors::ExecutorOptions{}, jobs_,
+                                                                clock_);
   }
   void TearDown() override {
     if (scheduler_) scheduler_->Shutdown(5s);

@@ -14,8 +14,7 @@ size_t Append(char* data, size_t size, size_t n, void* out) {
 
 }  // namespace
 
-HttpResponse HttpRequest(const std::string& method, const std::string& url,
-                         const std::string& body,
+HttpResponse HttpRequest(const std::string& method, const std::string& url, const std::string& body,
                          const std::map<std::string, std::string>& headers) {
   static std::once_flag init;
   std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });

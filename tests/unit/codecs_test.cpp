@@ -38,11 +38,26 @@ TEST(Codecs, DagRunHasEveryAirflowFieldWithNullsAndZDates) {
   run.end_date = At("2026-01-01T00:00:03.500000Z");
   run.run_after = At("2026-01-01T00:00:00Z");
   Json j = DagRunToJson(run);
-  ExpectExactlyFields(j, {"dag_run_id", "dag_id", "logical_date", "queued_at", "start_date",
-                          "end_date", "duration", "data_interval_start", "data_interval_end",
-                          "run_after", "last_scheduling_decision", "run_type", "state",
-                          "triggered_by", "triggering_user_name", "conf", "note", "dag_versions",
-                          "bundle_version", "dag_display_name"});
+  ExpectExactlyFields(j, {"dag_run_id",
+                          "dag_id",
+                          "logical_date",
+                          "queued_at",
+                          "start_date",
+                          "end_date",
+                          "duration",
+                          "data_interval_start",
+                          "data_interval_end",
+                          "run_after",
+                          "last_scheduling_decision",
+                          "run_type",
+                          "state",
+                          "triggered_by",
+                          "triggering_user_name",
+                          "conf",
+                          "note",
+                          "dag_versions",
+                          "bundle_version",
+                          "dag_display_name"});
   EXPECT_EQ(j["logical_date"], "2026-01-01T00:00:00Z");
   EXPECT_TRUE(EndsWithZ(j["end_date"]));
   EXPECT_DOUBLE_EQ(j["duration"].get<double>(), 2.5);
@@ -56,9 +71,9 @@ TEST(Codecs, DagRunHasEveryAirflowFieldWithNullsAndZDates) {
   EXPECT_EQ(j["conf"], Json::object());
   EXPECT_EQ(j["dag_display_name"], "etl");
   ASSERT_EQ(j["dag_versions"].size(), 1u);
-  ExpectExactlyFields(j["dag_versions"][0], {"id", "version_number", "dag_id", "bundle_name",
-                                             "bundle_version", "created_at", "dag_display_name",
-                                             "bundle_url"});
+  ExpectExactlyFields(j["dag_versions"][0],
+                      {"id", "version_number", "dag_id", "bundle_name", "bundle_version",
+                       "created_at", "dag_display_name", "bundle_url"});
   EXPECT_EQ(j["dag_versions"][0]["version_number"], 2);
 }
 
@@ -94,13 +109,40 @@ TEST(Codecs, TaskInstanceHasEveryAirflowField) {
   run.logical_date = At("2026-01-01T00:00:00Z");
   run.run_after = At("2026-01-01T01:00:00Z");
   Json j = TaskInstanceToJson(ti, &run);
-  ExpectExactlyFields(
-      j, {"id", "task_id", "dag_id", "dag_run_id", "map_index", "logical_date", "run_after",
-          "start_date", "end_date", "duration", "state", "try_number", "max_tries",
-          "task_display_name", "dag_display_name", "hostname", "unixname", "pool", "pool_slots",
-          "queue", "priority_weight", "operator", "operator_name", "queued_when",
-          "scheduled_when", "pid", "executor", "executor_config", "note", "rendered_map_index",
-          "rendered_fields", "trigger", "triggerer_job", "dag_version"});
+  ExpectExactlyFields(j, {"id",
+                          "task_id",
+                          "dag_id",
+                          "dag_run_id",
+                          "map_index",
+                          "logical_date",
+                          "run_after",
+                          "start_date",
+                          "end_date",
+                          "duration",
+                          "state",
+                          "try_number",
+                          "max_tries",
+                          "task_display_name",
+                          "dag_display_name",
+                          "hostname",
+                          "unixname",
+                          "pool",
+                          "pool_slots",
+                          "queue",
+                          "priority_weight",
+                          "operator",
+                          "operator_name",
+                          "queued_when",
+                          "scheduled_when",
+                          "pid",
+                          "executor",
+                          "executor_config",
+                          "note",
+                          "rendered_map_index",
+                          "rendered_fields",
+                          "trigger",
+                          "triggerer_job",
+                          "dag_version"});
   EXPECT_TRUE(j["state"].is_null()) << "kNone is Airflow's null state";
   EXPECT_EQ(j["map_index"], -1);
   EXPECT_EQ(j["dag_run_id"], "r1");
@@ -142,12 +184,32 @@ TEST(Codecs, TaskTryHasEveryHistoryField) {
   t.pid = 42;
   t.start_date = At("2026-01-01T00:00:00.250000Z");
   Json j = TaskTryToJson(t, ti);
-  ExpectExactlyFields(j, {"task_id", "dag_id", "dag_run_id", "map_index", "start_date",
-                          "end_date", "duration", "state", "try_number", "max_tries",
-                          "task_display_name", "dag_display_name", "hostname", "unixname",
-                          "pool", "pool_slots", "queue", "priority_weight", "operator",
-                          "operator_name", "queued_when", "scheduled_when", "pid", "executor",
-                          "executor_config", "dag_version"});
+  ExpectExactlyFields(j, {"task_id",
+                          "dag_id",
+                          "dag_run_id",
+                          "map_index",
+                          "start_date",
+                          "end_date",
+                          "duration",
+                          "state",
+                          "try_number",
+                          "max_tries",
+                          "task_display_name",
+                          "dag_display_name",
+                          "hostname",
+                          "unixname",
+                          "pool",
+                          "pool_slots",
+                          "queue",
+                          "priority_weight",
+                          "operator",
+                          "operator_name",
+                          "queued_when",
+                          "scheduled_when",
+                          "pid",
+                          "executor",
+                          "executor_config",
+                          "dag_version"});
   EXPECT_EQ(j["max_tries"], 3);
   EXPECT_EQ(j["pid"], 42);
   EXPECT_EQ(j["operator"], "TransformOperator");
@@ -163,14 +225,31 @@ TEST(Codecs, DagHasEveryAirflowField) {
   r.schedule = "0 * * * *";
   r.last_parsed_time = At("2026-01-01T00:00:00Z");
   Json j = DagToJson(r);
-  ExpectExactlyFields(
-      j, {"dag_id", "dag_display_name", "is_paused", "is_stale", "last_parsed_time",
-          "last_expired", "bundle_name", "bundle_version", "relative_fileloc", "fileloc",
-          "description", "timetable_summary", "timetable_description", "tags",
-          "max_active_tasks", "max_active_runs", "max_consecutive_failed_dag_runs",
-          "has_task_concurrency_limits", "has_import_errors", "next_dagrun_logical_date",
-          "next_dagrun_data_interval_start", "next_dagrun_data_interval_end",
-          "next_dagrun_run_after", "owners", "file_token"});
+  ExpectExactlyFields(j, {"dag_id",
+                          "dag_display_name",
+                          "is_paused",
+                          "is_stale",
+                          "last_parsed_time",
+                          "last_expired",
+                          "bundle_name",
+                          "bundle_version",
+                          "relative_fileloc",
+                          "fileloc",
+                          "description",
+                          "timetable_summary",
+                          "timetable_description",
+                          "tags",
+                          "max_active_tasks",
+                          "max_active_runs",
+                          "max_consecutive_failed_dag_runs",
+                          "has_task_concurrency_limits",
+                          "has_import_errors",
+                          "next_dagrun_logical_date",
+                          "next_dagrun_data_interval_start",
+                          "next_dagrun_data_interval_end",
+                          "next_dagrun_run_after",
+                          "owners",
+                          "file_token"});
   EXPECT_EQ(j["tags"], Json::parse(R"([{"name":"a","dag_id":"etl"},{"name":"b","dag_id":"etl"}])"));
   EXPECT_EQ(j["relative_fileloc"], "etl.json");
   EXPECT_EQ(j["timetable_summary"], "0 * * * *");
@@ -184,8 +263,8 @@ TEST(Codecs, DagDetailsWithoutAParsedVersionStillHaveEveryField) {
   scheduler::DagDetails d;
   d.record.dag_id = "etl";
   Json j = DagDetailsToJson(d);
-  for (const char* f : {"catchup", "dag_run_timeout", "doc_md", "start_date", "end_date",
-                        "params", "timezone", "last_parsed", "concurrency", "latest_dag_version"}) {
+  for (const char* f : {"catchup", "dag_run_timeout", "doc_md", "start_date", "end_date", "params",
+                        "timezone", "last_parsed", "concurrency", "latest_dag_version"}) {
     EXPECT_TRUE(j.contains(f)) << f;
   }
   EXPECT_TRUE(j["latest_dag_version"].is_null());
@@ -202,13 +281,34 @@ TEST(Codecs, TaskHasEveryAirflowField) {
   dag.downstream = {{}};
   dag.index_ = {{"a", 0}};
   Json j = TaskToJson(dag, dag.tasks[0]);
-  ExpectExactlyFields(
-      j, {"task_id", "task_display_name", "owner", "start_date", "end_date", "trigger_rule",
-          "depends_on_past", "wait_for_downstream", "retries", "queue", "pool", "pool_slots",
-          "execution_timeout", "retry_delay", "retry_exponential_backoff", "priority_weight",
-          "weight_rule", "ui_color", "ui_fgcolor", "template_fields", "downstream_task_ids",
-          "doc_md", "operator_name", "params", "class_ref", "is_mapped", "has_outlets",
-          "extra_links"});
+  ExpectExactlyFields(j, {"task_id",
+                          "task_display_name",
+                          "owner",
+                          "start_date",
+                          "end_date",
+                          "trigger_rule",
+                          "depends_on_past",
+                          "wait_for_downstream",
+                          "retries",
+                          "queue",
+                          "pool",
+                          "pool_slots",
+                          "execution_timeout",
+                          "retry_delay",
+                          "retry_exponential_backoff",
+                          "priority_weight",
+                          "weight_rule",
+                          "ui_color",
+                          "ui_fgcolor",
+                          "template_fields",
+                          "downstream_task_ids",
+                          "doc_md",
+                          "operator_name",
+                          "params",
+                          "class_ref",
+                          "is_mapped",
+                          "has_outlets",
+                          "extra_links"});
   EXPECT_EQ(j["trigger_rule"], "all_success");
   EXPECT_TRUE(j["execution_timeout"].is_null());
   EXPECT_EQ(j["retry_delay"]["seconds"], 300);
@@ -217,8 +317,7 @@ TEST(Codecs, TaskHasEveryAirflowField) {
 
 TEST(Codecs, TimeDeltaNormalisesLikePython) {
   Json j = TimeDeltaToJson(std::chrono::hours(25) + std::chrono::microseconds(7));
-  EXPECT_EQ(j, Json::parse(
-                   R"({"__type":"TimeDelta","days":1,"seconds":3600,"microseconds":7})"));
+  EXPECT_EQ(j, Json::parse(R"({"__type":"TimeDelta","days":1,"seconds":3600,"microseconds":7})"));
   Json neg = TimeDeltaToJson(std::chrono::seconds(-1));
   EXPECT_EQ(neg["days"], -1);
   EXPECT_EQ(neg["seconds"], 86399);
@@ -227,8 +326,8 @@ TEST(Codecs, TimeDeltaNormalisesLikePython) {
 TEST(Codecs, ImportErrorHasEveryAirflowField) {
   scheduler::ImportError e{9, "/dags/x.json", "bad", At("2026-01-01T00:00:00Z")};
   Json j = ImportErrorToJson(e);
-  ExpectExactlyFields(j, {"import_error_id", "timestamp", "filename", "bundle_name",
-                          "stack_trace"});
+  ExpectExactlyFields(j,
+                      {"import_error_id", "timestamp", "filename", "bundle_name", "stack_trace"});
   EXPECT_EQ(j["import_error_id"], 9);
   EXPECT_EQ(j["timestamp"], "2026-01-01T00:00:00Z");
 }

@@ -148,9 +148,9 @@ TEST(DagParser, DefaultArgsApplyToEveryTaskUnlessTheTaskSetsTheField) {
   EXPECT_EQ(stage.pool, "etl");
 
   const TaskSpec& songs = *dag.Find("songs");
-  EXPECT_EQ(songs.retries, 5);                          // task wins
-  EXPECT_EQ(songs.execution_timeout, std::nullopt);     // explicit null wins too
-  EXPECT_EQ(songs.retry_delay, Duration(30s));          // default kept
+  EXPECT_EQ(songs.retries, 5);                       // task wins
+  EXPECT_EQ(songs.execution_timeout, std::nullopt);  // explicit null wins too
+  EXPECT_EQ(songs.retry_delay, Duration(30s));       // default kept
 
   const TaskSpec& notify = *dag.Find("notify");
   EXPECT_EQ(notify.retry_delay, Duration(1500ms));
@@ -285,11 +285,12 @@ TEST(DagParser, ReportsInvalidIds) {
     {"task_id": "../x", "operator": "empty"}
   ]})");
   EXPECT_EQ(result.dag, nullptr);
-  EXPECT_THAT(result.errors,
-              ElementsAre("dag_id 'my dag' is invalid: use letters, digits, '_', '.', '-' (at most 250)",
-                          "task id 'a b' is invalid: use letters, digits, '_', '.', '-' (at most 250)",
-                          "task id '' is invalid: use letters, digits, '_', '.', '-' (at most 250)",
-                          "task id '../x' is invalid: use letters, digits, '_', '.', '-' (at most 250)"));
+  EXPECT_THAT(
+      result.errors,
+      ElementsAre("dag_id 'my dag' is invalid: use letters, digits, '_', '.', '-' (at most 250)",
+                  "task id 'a b' is invalid: use letters, digits, '_', '.', '-' (at most 250)",
+                  "task id '' is invalid: use letters, digits, '_', '.', '-' (at most 250)",
+                  "task id '../x' is invalid: use letters, digits, '_', '.', '-' (at most 250)"));
 }
 
 TEST(DagParser, IdsAreOneTo250SafeCharacters) {
@@ -351,11 +352,11 @@ TEST(DagParser, ReportsUnknownFieldsInsteadOfIgnoringTypos) {
     {"task_id": "a", "operator": "empty"},
     {"task_id": "b", "operator": "empty", "upsteam": ["a"]}
   ], "default_args": {"retires": 1, "job": "x"}})");
-  EXPECT_THAT(result.errors,
-              ElementsAre("unknown field 'schedual'",
-                          "default_args: field 'job' cannot be defaulted (set it on each task)",
-                          "default_args: unknown field 'retires'",
-                          "task 'b': unknown field 'upsteam'"));
+  EXPECT_THAT(
+      result.errors,
+      ElementsAre("unknown field 'schedual'",
+                  "default_args: field 'job' cannot be defaulted (set it on each task)",
+                  "default_args: unknown field 'retires'", "task 'b': unknown field 'upsteam'"));
 }
 
 TEST(DagParser, ReportsWrongTypesNamingTaskFieldAndValue) {
@@ -432,8 +433,8 @@ TEST(DagParser, ReportsBadStartDatesAndSchedules) {
 }
 
 TEST(DagParser, ReportsMissingRequiredTopLevelFields) {
-  EXPECT_THAT(Parse("{}").errors, ElementsAre("missing required field 'dag_id'",
-                                              "missing required field 'tasks'"));
+  EXPECT_THAT(Parse("{}").errors,
+              ElementsAre("missing required field 'dag_id'", "missing required field 'tasks'"));
   EXPECT_THAT(Parse(R"({"dag_id": "d", "tasks": []})").errors,
               ElementsAre("DAG field 'tasks': expected a non-empty array of tasks, got []"));
   EXPECT_THAT(Parse("[1]").errors, ElementsAre("a DAG document must be a JSON object, got array"));
@@ -516,8 +517,7 @@ TEST(DagParser, DocumentIsCanonicalJsonWithSortedKeys) {
   auto result = Parse(R"({ "tasks": [{"task_id": "a", "operator": "empty"}],
                           "dag_id": "d" })");
   ASSERT_NE(result.dag, nullptr);
-  EXPECT_EQ(result.dag->document,
-            R"({"dag_id":"d","tasks":[{"operator":"empty","task_id":"a"}]})");
+  EXPECT_EQ(result.dag->document, R"({"dag_id":"d","tasks":[{"operator":"empty","task_id":"a"}]})");
 }
 
 TEST(DagParser, HashIsStableAndChangesWithTheDocument) {
@@ -584,8 +584,8 @@ TEST(LoadDagFolder, ReportsTheSecondFileDefiningTheSameDag) {
   ASSERT_EQ(files.size(), 2u);
   ASSERT_NE(files[0].dag, nullptr);
   EXPECT_EQ(files[1].dag, nullptr);
-  EXPECT_THAT(files[1].errors,
-              ElementsAre("DAG 'same' is already defined in " + (dir.path() / "one.json").string()));
+  EXPECT_THAT(files[1].errors, ElementsAre("DAG 'same' is already defined in " +
+                                           (dir.path() / "one.json").string()));
 }
 
 TEST(LoadDagFolder, ReportsFilesThatCannotBeRead) {

@@ -12,8 +12,8 @@ using namespace std::chrono_literals;
 const TimePoint kNow = TimePoint(Duration(1'700'000'000'000'000));
 
 DagPtr MakeDag(const std::string& tasks_json) {
-  ParseResult r = ParseDag(std::string_view(R"({"dag_id": "d", "tasks": )" + tasks_json + "}"),
-                           ParseOptions{});
+  ParseResult r =
+      ParseDag(std::string_view(R"({"dag_id": "d", "tasks": )" + tasks_json + "}"), ParseOptions{});
   EXPECT_TRUE(r.errors.empty()) << (r.errors.empty() ? "" : r.errors.front());
   return r.dag;
 }
@@ -124,7 +124,8 @@ TEST(Decisions, RetryIsQueuedOnlyOnceItsDelayHasPassed) {
 }
 
 TEST(Decisions, FailedTryGoesUpForRetryWhileTriesRemainThenFails) {
-  DagPtr dag = MakeDag(R"([{"task_id": "a", "operator": "empty", "retries": 2, "retry_delay": "10s"}])");
+  DagPtr dag =
+      MakeDag(R"([{"task_id": "a", "operator": "empty", "retries": 2, "retry_delay": "10s"}])");
   TaskInstance ti = Fresh(*dag)[0];
   TaskOutcome failed{TaskOutcome::Kind::kFailed, "boom", {}};
   ti = Queue(ti, kNow);
@@ -185,8 +186,7 @@ TEST(Decisions, FanOutQueuesEveryBranchAndJoinWaitsForAll) {
   At(*dag, tis, "w2").state = TaskState::kRunning;
   EXPECT_TRUE(DecideRun(*dag, tis, kNow, 16).to_queue.empty());
   At(*dag, tis, "w2").state = TaskState::kSuccess;
-  EXPECT_EQ(Ids(*dag, DecideRun(*dag, tis, kNow, 16).to_queue),
-            std::vector<std::string>{"join"});
+  EXPECT_EQ(Ids(*dag, DecideRun(*dag, tis, kNow, 16).to_queue), std::vector<std::string>{"join"});
 }
 
 }  // namespace

@@ -123,7 +123,8 @@ class RawConnection {
       if (header_end != std::string::npos) {
         size_t length = 0;
         size_t cl = buffer_.find("Content-Length: ");
-        if (cl != std::string::npos && cl < header_end) length = std::stoul(buffer_.substr(cl + 16));
+        if (cl != std::string::npos && cl < header_end)
+          length = std::stoul(buffer_.substr(cl + 16));
         size_t total = header_end + 4 + length;
         if (buffer_.size() >= total) {
           std::string out = buffer_.substr(0, total);
@@ -272,8 +273,8 @@ TEST_F(HttpServerTest, StopWithAnIdleKeepAliveConnectionReturnsPromptly) {
 TEST_F(HttpServerTest, StopLetsAnInFlightRequestFinish) {
   service_.health_delay = 400ms;
   StartServer();
-  auto pending = std::async(std::launch::async,
-                            [&] { return HttpGet(base_ + "/api/v2/monitor/health"); });
+  auto pending =
+      std::async(std::launch::async, [&] { return HttpGet(base_ + "/api/v2/monitor/health"); });
   std::this_thread::sleep_for(150ms);  // the request is now inside Router::Handle
   server_->Stop();
   auto r = pending.get();
@@ -286,8 +287,8 @@ TEST_F(HttpServerTest, ASlowHandlerDoesNotBlockOtherConnections) {
   options.io_threads = 1;
   options.handler_threads = 2;
   StartServer(options);
-  auto slow = std::async(std::launch::async,
-                         [&] { return HttpGet(base_ + "/api/v2/monitor/health"); });
+  auto slow =
+      std::async(std::launch::async, [&] { return HttpGet(base_ + "/api/v2/monitor/health"); });
   std::this_thread::sleep_for(100ms);
   const auto started = std::chrono::steady_clock::now();
   EXPECT_EQ(HttpGet(base_ + "/api/v2/version").status, 200);
@@ -367,6 +368,11 @@ double ProcessCpuSeconds() {
 }
 
 TEST_F(HttpServerTest, AcceptFailuresBackOffWithoutSpinningOrFloodingTheLogAndThenRecover) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizer runtime itself needs file descriptors (it checks memory through a pipe), so
+  // exhausting them makes it report false errors. The plain build runs this test.
+  GTEST_SKIP() << "exhausts file descriptors, which the sanitizer runtime needs";
+#endif
   // Capture the server's log: HttpServer uses the "api" logger when one is registered.
   auto log = std::make_shared<std::ostringstream>();
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(*log);

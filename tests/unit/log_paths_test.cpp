@@ -56,8 +56,8 @@ TEST(LogPaths, BuildsRootDagRunTaskTryLog) {
 
 TEST(LogPaths, TraversalAttemptsStayUnderTheRoot) {
   const std::filesystem::path root = "/var/lib/dagd/logs";
-  for (const char* evil : {"../../etc", "..", ".", "", "/etc/passwd", "a/../../..", "..\\..",
-                           "%2E%2E", "./../x"}) {
+  for (const char* evil :
+       {"../../etc", "..", ".", "", "/etc/passwd", "a/../../..", "..\\..", "%2E%2E", "./../x"}) {
     auto path = TryLogPath(root, evil, evil, evil, 1);
     EXPECT_TRUE(StaysUnder(root, path)) << evil << " → " << path;
     // Exactly root + dag + run + task + file: no component was split or swallowed.

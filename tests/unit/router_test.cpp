@@ -174,8 +174,8 @@ class FakeService : public scheduler::Service {
 
 class RouterTest : public ::testing::Test {
  protected:
-  Response Call(const std::string& method, const std::string& target,
-                const std::string& body = "", std::map<std::string, std::string> headers = {}) {
+  Response Call(const std::string& method, const std::string& target, const std::string& body = "",
+                std::map<std::string, std::string> headers = {}) {
     return router_.Handle(Request{method, target, std::move(headers), body});
   }
   static nlohmann::json Body(const Response& r) { return nlohmann::json::parse(r.body); }
@@ -310,9 +310,9 @@ TEST_F(RouterTest, PatchDagWithoutIsPausedIs422) {
 }
 
 TEST_F(RouterTest, PatchDagWithAnotherUpdateMaskIs400) {
-  EXPECT_EQ(Call("PATCH", "/api/v2/dags/etl?update_mask=description", R"({"is_paused":true})")
-                .status,
-            400);
+  EXPECT_EQ(
+      Call("PATCH", "/api/v2/dags/etl?update_mask=description", R"({"is_paused":true})").status,
+      400);
 }
 
 TEST_F(RouterTest, ListTasksReturnsEveryTaskWithDownstreams) {
@@ -323,9 +323,9 @@ TEST_F(RouterTest, ListTasksReturnsEveryTaskWithDownstreams) {
   EXPECT_EQ(body["tasks"][0]["task_id"], "extract");
   EXPECT_EQ(body["tasks"][0]["downstream_task_ids"], nlohmann::json({"load"}));
   EXPECT_EQ(body["tasks"][0]["operator_name"], "BashOperator");
-  EXPECT_EQ(body["tasks"][0]["retry_delay"],
-            nlohmann::json({{"__type", "TimeDelta"}, {"days", 0}, {"seconds", 30},
-                            {"microseconds", 0}}));
+  EXPECT_EQ(
+      body["tasks"][0]["retry_delay"],
+      nlohmann::json({{"__type", "TimeDelta"}, {"days", 0}, {"seconds", 30}, {"microseconds", 0}}));
 }
 
 TEST_F(RouterTest, GetTaskFindsItOr404) {
@@ -422,7 +422,7 @@ TEST_F(RouterTest, ListRunsForwardsFiltersAndPaging) {
   const auto& q = service_.last_run_query;
   EXPECT_EQ(q.dag_id, "etl");
   EXPECT_EQ(q.states, (std::vector<scheduler::RunState>{scheduler::RunState::kFailed,
-                                                         scheduler::RunState::kRunning}));
+                                                        scheduler::RunState::kRunning}));
   EXPECT_EQ(q.run_types, (std::vector<scheduler::RunType>{scheduler::RunType::kManual}));
   EXPECT_EQ(q.logical_date_gte, At("2026-01-01T00:00:00Z"));
   EXPECT_EQ(q.page.limit, 2);
@@ -465,7 +465,7 @@ TEST_F(RouterTest, ListTaskInstancesCarriesTheRunsDates) {
   EXPECT_EQ(q.dag_id, "etl");
   EXPECT_EQ(q.run_id, service_.run.run_id);
   EXPECT_EQ(q.states, (std::vector<scheduler::TaskState>{scheduler::TaskState::kFailed,
-                                                          scheduler::TaskState::kNone}));
+                                                         scheduler::TaskState::kNone}));
   EXPECT_EQ(q.task_ids, std::vector<std::string>{"extract"});
   EXPECT_EQ(q.page.limit, 3);
   auto body = Body(r);

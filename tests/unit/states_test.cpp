@@ -11,11 +11,10 @@ namespace dagd::scheduler {
 namespace {
 
 TEST(States, RunStatesUseAirflowSpellingAndRoundTrip) {
-  const std::vector<std::pair<RunState, std::string>> cases = {
-      {RunState::kQueued, "queued"},
-      {RunState::kRunning, "running"},
-      {RunState::kSuccess, "success"},
-      {RunState::kFailed, "failed"}};
+  const std::vector<std::pair<RunState, std::string>> cases = {{RunState::kQueued, "queued"},
+                                                               {RunState::kRunning, "running"},
+                                                               {RunState::kSuccess, "success"},
+                                                               {RunState::kFailed, "failed"}};
   for (const auto& [state, name] : cases) {
     EXPECT_EQ(ToString(state), name);
     EXPECT_EQ(ParseRunState(name), state) << name;

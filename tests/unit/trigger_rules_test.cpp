@@ -27,8 +27,7 @@ TEST(TriggerRules, AllSuccessWaitsThenRuns) {
 
 TEST(TriggerRules, AllSuccessFailsAsSoonAsOneUpstreamFails) {
   EXPECT_EQ(Eval(TriggerRule::kAllSuccess, {S::kFailed, S::kRunning}), V::kUpstreamFailed);
-  EXPECT_EQ(Eval(TriggerRule::kAllSuccess, {S::kUpstreamFailed, S::kSuccess}),
-            V::kUpstreamFailed);
+  EXPECT_EQ(Eval(TriggerRule::kAllSuccess, {S::kUpstreamFailed, S::kSuccess}), V::kUpstreamFailed);
 }
 
 TEST(TriggerRules, AllSuccessSkipsWhenAnUpstreamIsSkipped) {
@@ -56,8 +55,7 @@ TEST(TriggerRules, OneFailedFiresOnFirstFailure) {
 TEST(TriggerRules, NoneFailedRunsAfterSuccessesAndSkips) {
   EXPECT_EQ(Eval(TriggerRule::kNoneFailed, {S::kSuccess, S::kSkipped}), V::kRun);
   EXPECT_EQ(Eval(TriggerRule::kNoneFailed, {S::kSuccess, S::kRunning}), V::kWait);
-  EXPECT_EQ(Eval(TriggerRule::kNoneFailed, {S::kUpstreamFailed, S::kRunning}),
-            V::kUpstreamFailed);
+  EXPECT_EQ(Eval(TriggerRule::kNoneFailed, {S::kUpstreamFailed, S::kRunning}), V::kUpstreamFailed);
 }
 
 TEST(TriggerRules, NoneFailedMinOneSuccessSkipsWhenEverythingWasSkipped) {

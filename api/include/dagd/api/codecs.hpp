@@ -36,10 +36,10 @@ Json TimeDeltaToJson(scheduler::Duration d);
 Json DagVersionToJson(const std::string& dag_id, int version_number,
                       const std::optional<scheduler::TimePoint>& created_at = std::nullopt);
 
-Json DagToJson(const scheduler::DagRecord& record);                  // DAGResponse
-Json DagDetailsToJson(const scheduler::DagDetails& details);         // DAGDetailsResponse
+Json DagToJson(const scheduler::DagRecord& record);                           // DAGResponse
+Json DagDetailsToJson(const scheduler::DagDetails& details);                  // DAGDetailsResponse
 Json TaskToJson(const scheduler::Dag& dag, const scheduler::TaskSpec& task);  // TaskResponse
-Json DagRunToJson(const scheduler::DagRun& run);                     // DAGRunResponse
+Json DagRunToJson(const scheduler::DagRun& run);                              // DAGRunResponse
 
 // TaskInstanceResponse. `run` supplies logical_date and run_after (null when unknown).
 Json TaskInstanceToJson(const scheduler::TaskInstance& ti, const scheduler::DagRun* run);

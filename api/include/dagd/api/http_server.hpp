@@ -36,7 +36,7 @@ struct ServerOptions {
   uint16_t port = 8080;  // 0: an ephemeral port, see HttpServer::port()
   int io_threads = 1;
   int handler_threads = 4;
-  size_t body_limit = 1 << 20;  // bytes; a larger request body is answered with 413
+  size_t body_limit = 1 << 20;            // bytes; a larger request body is answered with 413
   std::chrono::seconds read_timeout{30};  // for reading one request (and idle keep-alive)
   size_t max_connections = 1024;  // open connections; at the limit, accepting pauses (see above)
 };

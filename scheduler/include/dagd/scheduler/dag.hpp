@@ -26,13 +26,13 @@ inline constexpr std::string_view kOperatorEmpty = "empty";
 
 struct TaskSpec {
   std::string task_id;
-  std::string operator_name;  // "transform" | "bash" | "empty"
-  std::string job;            // transform: registered job name
-  std::string bash_command;   // bash: command line run by /bin/bash -c (templated)
-  Json args = Json::object();                // transform: job arguments (templated strings)
-  std::map<std::string, std::string> env;    // bash: extra environment (templated values)
-  std::string cwd;                           // bash: working directory ("" = state dir)
-  std::vector<std::string> upstream;         // task ids, as written
+  std::string operator_name;               // "transform" | "bash" | "empty"
+  std::string job;                         // transform: registered job name
+  std::string bash_command;                // bash: command line run by /bin/bash -c (templated)
+  Json args = Json::object();              // transform: job arguments (templated strings)
+  std::map<std::string, std::string> env;  // bash: extra environment (templated values)
+  std::string cwd;                         // bash: working directory ("" = state dir)
+  std::vector<std::string> upstream;       // task ids, as written
   TriggerRule trigger_rule = TriggerRule::kAllSuccess;
   int retries = 0;
   Duration retry_delay = std::chrono::seconds(300);

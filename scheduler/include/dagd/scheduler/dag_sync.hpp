@@ -11,7 +11,7 @@
 namespace dagd::scheduler {
 
 struct SyncReport {
-  int loaded = 0;      // DAGs synced
+  int loaded = 0;        // DAGs synced
   int new_versions = 0;  // of which got a new dag_version (or were new)
   int failed_files = 0;  // files with errors
 };

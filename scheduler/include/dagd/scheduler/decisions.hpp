@@ -42,7 +42,8 @@ TaskInstance MarkRunning(TaskInstance ti, const TaskEvent& started);
 // up_for_retry at once with max_tries + 1 (a try stopped by shutdown does not count).
 TaskInstance Finish(TaskInstance ti, const TaskSpec& task, const TaskOutcome& outcome,
                     TimePoint at);
-TaskInstance MarkUnrunnable(TaskInstance ti, TaskState state, TimePoint now);  // skipped/upstream_failed
+TaskInstance MarkUnrunnable(TaskInstance ti, TaskState state,
+                            TimePoint now);  // skipped/upstream_failed
 // A try found queued or running when the daemon starts was cut off by a crash or restart.
 TaskInstance RecoverOrphan(TaskInstance ti, TimePoint now);
 

@@ -12,7 +12,6 @@ namespace dagd::scheduler {
 std::string EncodePathComponent(std::string_view id);
 
 std::filesystem::path TryLogPath(const std::filesystem::path& logs_root, std::string_view dag_id,
-                                 std::string_view run_id, std::string_view task_id,
-                                 int try_number);
+                                 std::string_view run_id, std::string_view task_id, int try_number);
 
 }  // namespace dagd::scheduler

@@ -58,7 +58,7 @@ class StateStore {
   virtual Status ReplaceImportErrors(const std::vector<ImportError>& errors) = 0;
   virtual StatusOr<Listing<ImportError>> ListImportErrors(const Page& page) = 0;
   virtual StatusOr<Listing<DagRecord>> ListDags(const DagQuery& query) = 0;
-  virtual StatusOr<DagRecord> GetDag(const std::string& dag_id) = 0;  // not_found
+  virtual StatusOr<DagRecord> GetDag(const std::string& dag_id) = 0;     // not_found
   virtual Status SetPaused(const std::string& dag_id, bool paused) = 0;  // not_found
   virtual StatusOr<DagVersionRecord> GetDagVersion(const std::string& dag_id,
                                                    int version_number) = 0;  // not_found

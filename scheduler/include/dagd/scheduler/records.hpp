@@ -59,7 +59,7 @@ struct DagRun {
 };
 
 struct TaskInstance {
-  std::string id;  // uuid, assigned by the store
+  std::string id;          // uuid, assigned by the store
   int64_t run_id_key = 0;  // DagRun::id
   std::string dag_id;
   std::string run_id;
@@ -72,7 +72,7 @@ struct TaskInstance {
   std::optional<TimePoint> queued_when;
   std::optional<TimePoint> start_date;
   std::optional<TimePoint> end_date;
-  std::optional<double> duration;  // seconds
+  std::optional<double> duration;          // seconds
   std::optional<TimePoint> next_retry_at;  // up_for_retry: not before this
   std::string hostname;
   std::string unixname;
@@ -131,8 +131,8 @@ struct Listing {
 
 struct DagQuery {
   Page page;
-  std::vector<std::string> tags;   // any of
-  std::string dag_id_pattern;      // SQL LIKE-style substring ("%" wildcards); empty = all
+  std::vector<std::string> tags;  // any of
+  std::string dag_id_pattern;     // SQL LIKE-style substring ("%" wildcards); empty = all
   std::optional<bool> paused;
   bool include_stale = false;
 };

@@ -109,7 +109,7 @@ class Scheduler {
   // Owned by the loop thread (and by Start before the thread exists).
   std::map<int64_t, ActiveRun> runs_;  // by DagRun::id, so older runs come first
   std::unordered_map<std::string, std::pair<int64_t, size_t>> ti_index_;  // ti id → run, task
-  std::unordered_map<std::string, bool> paused_;                         // dag_id → is_paused
+  std::unordered_map<std::string, bool> paused_;                          // dag_id → is_paused
 
   std::thread thread_;
 };

@@ -364,6 +364,17 @@ void Scheduler::Submit(const ActiveRun& active, size_t task_index) {
   });
 }
 
+void Scheduler::CheckSchedulerLock() {
+  // The lock lives on a database session: after a database restart it must be taken again, and
+  // if another process took it meanwhile, this one must stop starting tries.
+  Status s = store_.AcquireSchedulerLock();
+  if (s.code() == StatusCode::kFailedPrecondition && !draining_) {
+    Log()->critical("scheduler lock lost, starting no more tasks; restart this dagd error=\"{}\"",
+                    s.message());
+    draining_ = true;
+  }
+}
+
 void Scheduler::Loop() {
   int failed_commits = 0;
   while (true) {
@@ -386,6 +397,10 @@ void Scheduler::Loop() {
     const TimePoint now = clock_.Now();
     heartbeat_us_ = Micros(now);
     heartbeat_deadline_ = now + options_.heartbeat;
+    if (now >= next_lock_check_) {
+      CheckSchedulerLock();
+      next_lock_check_ = now + options_.heartbeat;
+    }
     const bool refresh_failed = wake && !RefreshActiveRuns().ok();
     if (Step(events, now)) {
       failed_commits = 0;

@@ -271,5 +271,49 @@ TEST_F(SchedulerTest, RunningTriesLeftByAStoppedProcessAreRetriedWithoutUsingARe
   EXPECT_EQ((*tries)[0].state, TaskState::kUpForRetry);
 }
 
+// Rows of pg_stat_activity holding the scheduler lock's connection.
+int64_t LockConnections(const testing::TestDatabase& db) {
+  return std::stoll(
+      db.Query("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+               "current_database() AND application_name = 'dagd-scheduler'")[0]);
+}
+
+bool Eventually(const std::function<bool()>& condition) {
+  for (int i = 0; i < 200; ++i) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(25ms);
+  }
+  return false;
+}
+
+TEST_F(SchedulerTest, TheSchedulerLockIsTakenAgainAfterTheDatabaseDropsItAndLosingItStopsQueueing) {
+  AddDag(kTwoStep);
+  ASSERT_TRUE(pg_->AcquireSchedulerLock().ok());
+  StartScheduler(/*heartbeat=*/100ms);
+  const std::string kill_lock_session =
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+      "current_database() AND application_name = 'dagd-scheduler'";
+
+  // The database drops the lock's session (as in a restart): the loop takes the lock again.
+  db_.Query(kill_lock_session);
+  EXPECT_TRUE(Eventually([&] { return LockConnections(db_) == 0; }));
+  EXPECT_TRUE(Eventually([&] { return LockConnections(db_) == 1; }));
+  Trigger("two", "before");
+  EXPECT_EQ(WaitForEnd("two", "before").state, RunState::kSuccess);
+
+  // Now another process takes it first: this scheduler must not start tries any more.
+  db_.Query(kill_lock_session);
+  EXPECT_TRUE(Eventually([&] { return LockConnections(db_) == 0; }));
+  storage::PgOptions options;
+  options.url = db_.url();
+  auto other = storage::PgStateStore::Open(options);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*other)->AcquireSchedulerLock().ok());
+  std::this_thread::sleep_for(400ms);  // several heartbeats: the loop notices
+  Trigger("two", "after");
+  std::this_thread::sleep_for(400ms);
+  EXPECT_EQ(pg_->GetTaskInstance("two", "after", "a")->state, TaskState::kNone);
+}
+
 }  // namespace
 }  // namespace dagd::scheduler

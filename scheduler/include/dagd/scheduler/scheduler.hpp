@@ -82,6 +82,9 @@ class Scheduler {
   // is logged and emptied, and the other parts are committed.
   Status Commit(std::map<int64_t, Transition>& parts);
   void Submit(const ActiveRun& active, size_t task_index);
+  // Takes the scheduler lock again if the database lost it; stops queueing if another process
+  // holds it now.
+  void CheckSchedulerLock();
 
   SchedulerOptions options_;
   StateStore& store_;
@@ -98,13 +101,14 @@ class Scheduler {
     bool stop = false;
   };
   std::shared_ptr<Inbox> inbox_ = std::make_shared<Inbox>();
-  std::atomic<bool> draining_{false};  // Shutdown began: start no new tries
+  std::atomic<bool> draining_{false};  // Shutdown began or the lock was lost: no new tries
 
   std::mutex dags_mu_;  // guards dags_
   std::map<std::pair<std::string, int>, DagPtr> dags_;
 
   std::atomic<int64_t> heartbeat_us_{0};
   TimePoint heartbeat_deadline_{};  // loop thread: when to iterate next without an event
+  TimePoint next_lock_check_{};     // loop thread
 
   // Owned by the loop thread (and by Start before the thread exists).
   std::map<int64_t, ActiveRun> runs_;  // by DagRun::id, so older runs come first

@@ -1,6 +1,7 @@
 #include "dagd/executors/thread_pool_executor.hpp"
 
 #include <fmt/format.h>
+#include <pwd.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <exception>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "bash_operator.hpp"
 #include "dagd/executors/template.hpp"
@@ -31,6 +33,17 @@ std::string DefaultHostname() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
   return buf;
+}
+
+// The account tries run as (Airflow's `unixname`).
+std::string CurrentUserName() {
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* result = nullptr;
+  if (::getpwuid_r(::geteuid(), &pw, buf.data(), buf.size(), &result) != 0 || result == nullptr) {
+    return std::to_string(::geteuid());
+  }
+  return pw.pw_name;
 }
 
 TaskOutcome Failed(std::string error) {
@@ -129,7 +142,8 @@ ThreadPoolExecutor::ThreadPoolExecutor(ExecutorOptions options, const JobRegistr
       }()),
       registry_(registry),
       clock_(clock),
-      pid_(static_cast<int>(::getpid())) {
+      pid_(static_cast<int>(::getpid())),
+      unixname_(CurrentUserName()) {
   workers_.reserve(static_cast<size_t>(options_.parallelism));
   for (int i = 0; i < options_.parallelism; ++i) workers_.emplace_back([this] { WorkerLoop(); });
   watchdog_ = std::thread([this] { WatchdogLoop(); });
@@ -251,6 +265,7 @@ void ThreadPoolExecutor::RunOne(Pending& pending, const std::shared_ptr<TryContr
   started.try_number = a.try_number;
   started.at = clock_.Now();
   started.hostname = options_.hostname;
+  started.unixname = unixname_;
   started.pid = pid_;
   Emit(pending.sink, std::move(started));
 

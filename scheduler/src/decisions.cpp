@@ -108,6 +108,7 @@ TaskInstance MarkRunning(TaskInstance ti, const TaskEvent& started) {
   ti.state = TaskState::kRunning;
   ti.start_date = started.at;
   ti.hostname = started.hostname;
+  ti.unixname = started.unixname;
   ti.pid = started.pid;
   return ti;
 }

@@ -45,6 +45,8 @@ TEST(ExampleChain, RunsEndToEndOverHttpInOrderAndServesItsLogs) {
   for (const auto& [id, ti] : tis) {
     EXPECT_EQ(ti["state"], "success") << id;
     EXPECT_EQ(ti["try_number"], 1) << id;
+    EXPECT_TRUE(ti["unixname"].is_string() && !ti["unixname"].get<std::string>().empty()) << id;
+    EXPECT_TRUE(ti["hostname"].is_string()) << id;
   }
   // a → b → c: each starts only after its upstream ended.
   EXPECT_LE(tis["a"]["end_date"].get<std::string>(), tis["b"]["start_date"].get<std::string>());

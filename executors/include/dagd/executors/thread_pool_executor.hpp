@@ -87,6 +87,7 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   const JobRegistry& registry_;
   const scheduler::Clock& clock_;
   const int pid_;
+  const std::string unixname_;  // the account tries run as
 
   mutable std::mutex mu_;                // guards queue_, accepting_, shutdown_, running_
   std::condition_variable work_cv_;      // queue_ gained an item, or shutdown_

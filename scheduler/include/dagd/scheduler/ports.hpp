@@ -119,6 +119,7 @@ struct TaskEvent {
   int try_number = 0;
   TimePoint at;
   std::string hostname;  // kStarted
+  std::string unixname;  // kStarted: the account the try runs as
   int pid = 0;           // kStarted
   TaskOutcome outcome;   // kFinished
 };

@@ -364,7 +364,7 @@ void Scheduler::Submit(const ActiveRun& active, size_t task_index) {
   });
 }
 
-void Scheduler::CheckSchedulerLock() {
+bool Scheduler::CheckSchedulerLock() {
   // The lock lives on a database session: after a database restart it must be taken again, and
   // if another process took it meanwhile, this one must stop starting tries.
   Status s = store_.AcquireSchedulerLock();
@@ -373,6 +373,7 @@ void Scheduler::CheckSchedulerLock() {
                     s.message());
     draining_ = true;
   }
+  return s.code() != StatusCode::kUnavailable;
 }
 
 void Scheduler::Loop() {
@@ -395,12 +396,14 @@ void Scheduler::Loop() {
       stop = inbox_->stop;
     }
     const TimePoint now = clock_.Now();
-    heartbeat_us_ = Micros(now);
     heartbeat_deadline_ = now + options_.heartbeat;
     if (now >= next_lock_check_) {
-      CheckSchedulerLock();
+      store_reachable_ = CheckSchedulerLock();
       next_lock_check_ = now + options_.heartbeat;
     }
+    // Like Airflow's heartbeat, which lives in the database: it goes stale while the database is
+    // unreachable, so health reports the scheduler unhealthy after a while.
+    if (store_reachable_) heartbeat_us_ = Micros(now);
     const bool refresh_failed = wake && !RefreshActiveRuns().ok();
     if (Step(events, now)) {
       failed_commits = 0;

@@ -31,9 +31,13 @@ class FaultyStore final : public StateStore {
   // Returns a non-ok Status to fail that Apply (nothing is written), or ok to let it through.
   std::function<Status(const Transition&)> apply_fault;
   std::atomic<int> fail_next_task_instance_loads{0};
+  std::atomic<bool> database_down{false};  // the lock check cannot reach the database
 
   Status Ping() override { return inner_.Ping(); }
-  Status AcquireSchedulerLock() override { return inner_.AcquireSchedulerLock(); }
+  Status AcquireSchedulerLock() override {
+    if (database_down) return Status::Unavailable("injected: database down");
+    return inner_.AcquireSchedulerLock();
+  }
   StatusOr<int> SyncDag(const Dag& dag, const std::string& fileloc, TimePoint at) override {
     return inner_.SyncDag(dag, fileloc, at);
   }
@@ -313,6 +317,18 @@ TEST_F(SchedulerTest, TheSchedulerLockIsTakenAgainAfterTheDatabaseDropsItAndLosi
   Trigger("two", "after");
   std::this_thread::sleep_for(400ms);
   EXPECT_EQ(pg_->GetTaskInstance("two", "after", "a")->state, TaskState::kNone);
+}
+
+TEST_F(SchedulerTest, TheHeartbeatStopsWhileTheDatabaseIsUnreachableAndResumesAfter) {
+  StartScheduler(/*heartbeat=*/50ms);
+  ASSERT_TRUE(Eventually([&] { return scheduler_->LastHeartbeat().has_value(); }));
+  faulty_->database_down = true;
+  std::this_thread::sleep_for(200ms);
+  const auto stale = scheduler_->LastHeartbeat();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(scheduler_->LastHeartbeat(), stale);
+  faulty_->database_down = false;
+  EXPECT_TRUE(Eventually([&] { return scheduler_->LastHeartbeat() > stale; }));
 }
 
 }  // namespace

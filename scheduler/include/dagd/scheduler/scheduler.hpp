@@ -83,8 +83,8 @@ class Scheduler {
   Status Commit(std::map<int64_t, Transition>& parts);
   void Submit(const ActiveRun& active, size_t task_index);
   // Takes the scheduler lock again if the database lost it; stops queueing if another process
-  // holds it now.
-  void CheckSchedulerLock();
+  // holds it now. False when the database is unreachable.
+  bool CheckSchedulerLock();
 
   SchedulerOptions options_;
   StateStore& store_;
@@ -109,6 +109,7 @@ class Scheduler {
   std::atomic<int64_t> heartbeat_us_{0};
   TimePoint heartbeat_deadline_{};  // loop thread: when to iterate next without an event
   TimePoint next_lock_check_{};     // loop thread
+  bool store_reachable_ = true;     // loop thread: the last lock check reached the database
 
   // Owned by the loop thread (and by Start before the thread exists).
   std::map<int64_t, ActiveRun> runs_;  // by DagRun::id, so older runs come first

@@ -180,86 +180,98 @@ Status Scheduler::RecoverTries(ActiveRun& active) {
   return Status::Ok();
 }
 
-bool Scheduler::Step(std::vector<TaskEvent>& events, TimePoint now) {
-  // Work on copies of the runs this step touches; the cache changes only after the commit.
-  std::map<int64_t, ActiveRun> changed;
-  std::map<int64_t, std::set<size_t>> changed_tis;
-  std::set<int64_t> changed_runs;
-  auto touch = [&](int64_t key) -> ActiveRun& {
-    auto it = changed.find(key);
-    if (it == changed.end()) it = changed.emplace(key, runs_.at(key)).first;
-    return it->second;
-  };
-  std::map<int64_t, std::vector<Transition::Xcom>> xcoms;  // by run
+Scheduler::ActiveRun& Scheduler::Touch(Changes& changes, int64_t run_key) {
+  auto it = changes.runs.find(run_key);
+  if (it == changes.runs.end()) it = changes.runs.emplace(run_key, runs_.at(run_key)).first;
+  return it->second;
+}
 
+bool Scheduler::Step(std::vector<TaskEvent>& events, TimePoint now) {
+  Changes changes;
+  ApplyEvents(events, changes);
+  Decide(now, changes);
+  const std::set<int64_t> postponed = Commit(changes);
+  // Keep only the events of runs whose changes were not committed: they are applied again.
+  std::erase_if(events, [&](const TaskEvent& event) {
+    auto where = ti_index_.find(event.ti_id);
+    return where == ti_index_.end() || postponed.count(where->second.first) == 0;
+  });
+  Adopt(changes, now);
+  return postponed.empty();
+}
+
+void Scheduler::ApplyEvents(const std::vector<TaskEvent>& events, Changes& changes) {
   for (const TaskEvent& event : events) {
     auto where = ti_index_.find(event.ti_id);
     if (where == ti_index_.end()) continue;  // its run is over: a late or duplicate event
     auto [key, index] = where->second;
-    ActiveRun& active = touch(key);
+    const TaskInstance& cached =
+        changes.runs.count(key) != 0 ? changes.runs.at(key).tis[index] : runs_.at(key).tis[index];
+    if (cached.try_number != event.try_number) continue;  // fencing: an older try reporting late
+    ActiveRun& active = Touch(changes, key);
     TaskInstance& ti = active.tis[index];
-    if (ti.try_number != event.try_number) continue;  // fencing: an older try reporting late
     if (event.kind == TaskEvent::Kind::kStarted) {
       if (ti.state != TaskState::kQueued) continue;
       ti = MarkRunning(ti, event);
     } else {
       if (ti.state != TaskState::kQueued && ti.state != TaskState::kRunning) continue;
       ti = Finish(ti, active.dag->tasks[index], event.outcome, event.at);
-      for (const XcomEntry& x : event.outcome.xcom) xcoms[key].push_back({ti.id, x});
+      for (const XcomEntry& x : event.outcome.xcom) changes.xcoms[key].push_back({ti.id, x});
       if (ti.state != TaskState::kSuccess) {
         Log()->info("task {} dag={} run={} task={} try={}/{} error=\"{}\"", ToString(ti.state),
                     ti.dag_id, ti.run_id, ti.task_id, ti.try_number, ti.max_tries + 1,
                     event.outcome.error);
       }
     }
-    changed_tis[key].insert(index);
+    changes.tis[key].insert(index);
   }
+}
 
-  std::vector<std::pair<int64_t, size_t>> to_submit;
+void Scheduler::Decide(TimePoint now, Changes& changes) {
   std::map<std::string, int> running_runs;  // dag_id → runs in state running
   for (const auto& [key, active] : runs_) {
     if (active.run.state == RunState::kRunning) ++running_runs[active.run.dag_id];
   }
-  std::optional<TimePoint> next_wakeup;
-  for (auto& [key, cached] : runs_) {
-    const ActiveRun& view = changed.count(key) != 0 ? changed.at(key) : cached;
-    const Dag& dag = *view.dag;
-    if (paused_[view.run.dag_id]) continue;
-    if (view.run.state == RunState::kQueued) {
-      if (draining_ || running_runs[view.run.dag_id] >= dag.max_active_runs) continue;
-      if (view.run.run_after && *view.run.run_after > now) {  // triggered for later
-        if (!next_wakeup || *view.run.run_after < *next_wakeup) next_wakeup = view.run.run_after;
+  auto view = [&](int64_t key) -> const ActiveRun& {
+    return changes.runs.count(key) != 0 ? changes.runs.at(key) : runs_.at(key);
+  };
+  for (const auto& [key, cached] : runs_) {
+    const Dag& dag = *cached.dag;
+    const std::string& dag_id = cached.run.dag_id;
+    if (paused_[dag_id]) continue;
+    if (view(key).run.state == RunState::kQueued) {
+      if (draining_ || running_runs[dag_id] >= dag.max_active_runs) continue;
+      if (cached.run.run_after && *cached.run.run_after > now) {  // triggered for later
+        changes.WakeAt(*cached.run.run_after);
         continue;
       }
-      ActiveRun& active = touch(key);
+      ActiveRun& active = Touch(changes, key);
       active.run.state = RunState::kRunning;
       active.run.start_date = now;
-      ++running_runs[view.run.dag_id];
-      changed_runs.insert(key);
+      ++running_runs[dag_id];
+      changes.run_rows.insert(key);
     }
-    const ActiveRun& current = changed.count(key) != 0 ? changed.at(key) : cached;
-    const int free_slots = draining_ ? 0 : dag.max_active_tasks - ActiveTasks(current.tis);
-    RunDecision decision = DecideRun(dag, current.tis, now, free_slots);
-    if (decision.next_wakeup && (!next_wakeup || *decision.next_wakeup < *next_wakeup)) {
-      next_wakeup = decision.next_wakeup;
-    }
+    const std::vector<TaskInstance>& tis = view(key).tis;
+    const int free_slots = draining_ ? 0 : dag.max_active_tasks - ActiveTasks(tis);
+    RunDecision decision = DecideRun(dag, tis, now, free_slots);
+    if (decision.next_wakeup) changes.WakeAt(*decision.next_wakeup);
     if (decision.to_queue.empty() && decision.to_upstream_failed.empty() &&
         decision.to_skip.empty() && !decision.finish) {
       continue;
     }
-    ActiveRun& active = touch(key);
+    ActiveRun& active = Touch(changes, key);
     for (size_t i : decision.to_upstream_failed) {
       active.tis[i] = MarkUnrunnable(active.tis[i], TaskState::kUpstreamFailed, now);
-      changed_tis[key].insert(i);
+      changes.tis[key].insert(i);
     }
     for (size_t i : decision.to_skip) {
       active.tis[i] = MarkUnrunnable(active.tis[i], TaskState::kSkipped, now);
-      changed_tis[key].insert(i);
+      changes.tis[key].insert(i);
     }
     for (size_t i : decision.to_queue) {
       active.tis[i] = Queue(active.tis[i], now);
-      changed_tis[key].insert(i);
-      to_submit.emplace_back(key, i);
+      changes.tis[key].insert(i);
+      changes.to_submit.emplace_back(key, i);
     }
     active.run.last_scheduling_decision = now;
     if (decision.finish) {
@@ -267,47 +279,19 @@ bool Scheduler::Step(std::vector<TaskEvent>& events, TimePoint now) {
       active.run.end_date = now;
       if (!active.run.start_date) active.run.start_date = now;
     }
-    changed_runs.insert(key);
+    changes.run_rows.insert(key);
   }
-
-  // One part per run, so that a run whose rows the store rejects for good cannot block the rest.
-  std::map<int64_t, Transition> parts;
-  for (const auto& [key, indices] : changed_tis) {
-    for (size_t i : indices) parts[key].task_instances.push_back(changed.at(key).tis[i]);
-  }
-  for (int64_t key : changed_runs) parts[key].runs.push_back(changed.at(key).run);
-  for (auto& [key, entries] : xcoms) parts[key].xcoms = std::move(entries);
-  if (Status s = Commit(parts); !s.ok()) return false;
-  for (const auto& [key, part] : parts) {
-    if (part.empty()) changed.erase(key);  // rejected: keep the cached view of this run
-  }
-  to_submit.erase(std::remove_if(to_submit.begin(), to_submit.end(),
-                                 [&](auto entry) { return changed.count(entry.first) == 0; }),
-                  to_submit.end());
-
-  for (auto& [key, active] : changed) {
-    const bool over = IsTerminal(active.run.state);
-    if (over) {
-      Log()->info("run {} dag={} run={}", ToString(active.run.state), active.run.dag_id,
-                  active.run.run_id);
-      next_wakeup = now;  // a queued run held back by max_active_runs may start now
-      for (const TaskInstance& ti : active.tis) ti_index_.erase(ti.id);
-      runs_.erase(key);
-    } else {
-      runs_.at(key) = std::move(active);
-    }
-  }
-  for (auto [key, index] : to_submit) {
-    auto it = runs_.find(key);
-    if (it != runs_.end()) Submit(it->second, index);
-  }
-  if (next_wakeup) {
-    heartbeat_deadline_ = std::min(heartbeat_deadline_, *next_wakeup);
-  }
-  return true;
 }
 
-Status Scheduler::Commit(std::map<int64_t, Transition>& parts) {
+std::set<int64_t> Scheduler::Commit(Changes& changes) {
+  // One part per run, so that a run whose rows the store rejects for good cannot block the rest.
+  std::map<int64_t, Transition> parts;
+  for (const auto& [key, indices] : changes.tis) {
+    for (size_t i : indices) parts[key].task_instances.push_back(changes.runs.at(key).tis[i]);
+  }
+  for (int64_t key : changes.run_rows) parts[key].runs.push_back(changes.runs.at(key).run);
+  for (auto& [key, entries] : changes.xcoms) parts[key].xcoms = std::move(entries);
+
   Transition all;
   for (const auto& [key, part] : parts) {
     all.runs.insert(all.runs.end(), part.runs.begin(), part.runs.end());
@@ -315,30 +299,62 @@ Status Scheduler::Commit(std::map<int64_t, Transition>& parts) {
                               part.task_instances.end());
     all.xcoms.insert(all.xcoms.end(), part.xcoms.begin(), part.xcoms.end());
   }
-  if (all.empty()) return Status::Ok();
+  if (all.empty()) return {};
+  auto retryable = [](const Status& s) {
+    return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kAborted;
+  };
+  std::set<int64_t> postponed;
+  auto drop = [&](int64_t key) {
+    changes.runs.erase(key);
+    std::erase_if(changes.to_submit, [&](auto entry) { return entry.first == key; });
+  };
   Status status = store_.Apply(all);
-  if (status.ok()) return status;
-  if (status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kAborted) {
+  if (status.ok()) return {};
+  if (retryable(status)) {
     Log()->error("commit failed, will retry error=\"{}\" rows={}", status.message(),
                  all.task_instances.size() + all.runs.size());
-    return status;
+    for (const auto& [key, part] : parts) {
+      postponed.insert(key);
+      drop(key);
+    }
+    return postponed;
   }
   // Rejected for good (a bug, or data the database cannot hold): find the run it comes from and
-  // commit the others. A rejected part is emptied; its events are not retried.
-  for (auto& [key, part] : parts) {
+  // commit the others.
+  for (const auto& [key, part] : parts) {
     Status s = store_.Apply(part);
-    if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kAborted) return s;
-    if (!s.ok()) {
-      const std::string dag_id =
-          part.runs.empty() ? part.task_instances.front().dag_id : part.runs.front().dag_id;
-      const std::string run_id =
-          part.runs.empty() ? part.task_instances.front().run_id : part.runs.front().run_id;
+    if (s.ok()) continue;
+    const ActiveRun& run = changes.runs.at(key);
+    if (retryable(s)) {
+      postponed.insert(key);
+    } else {
       Log()->critical("transition rejected by the store, dropped dag={} run={} error=\"{}\"",
-                      dag_id, run_id, s.message());
-      part = Transition();
+                      run.run.dag_id, run.run.run_id, s.message());
+    }
+    drop(key);
+  }
+  return postponed;
+}
+
+void Scheduler::Adopt(Changes& changes, TimePoint now) {
+  for (auto& [key, active] : changes.runs) {
+    if (IsTerminal(active.run.state)) {
+      Log()->info("run {} dag={} run={}", ToString(active.run.state), active.run.dag_id,
+                  active.run.run_id);
+      changes.WakeAt(now);  // a queued run held back by max_active_runs may start now
+      for (const TaskInstance& ti : active.tis) ti_index_.erase(ti.id);
+      runs_.erase(key);
+    } else {
+      runs_.at(key) = std::move(active);
     }
   }
-  return Status::Ok();
+  for (auto [key, index] : changes.to_submit) {
+    auto it = runs_.find(key);
+    if (it != runs_.end()) Submit(it->second, index);
+  }
+  if (changes.next_wakeup) {
+    heartbeat_deadline_ = std::min(heartbeat_deadline_, *changes.next_wakeup);
+  }
 }
 
 void Scheduler::Submit(const ActiveRun& active, size_t task_index) {
@@ -417,7 +433,8 @@ void Scheduler::Loop() {
       }
       continue;
     }
-    // The commit failed (database unreachable?): hand the events back and try again shortly.
+    // Part of it could not be committed (database unreachable?): hand the events of those runs
+    // back and try again shortly.
     {
       std::lock_guard lock(inbox_->mu);
       inbox_->events.insert(inbox_->events.begin(), std::make_move_iterator(events.begin()),

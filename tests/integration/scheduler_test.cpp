@@ -190,6 +190,44 @@ TEST_F(SchedulerTest, ARunTheStoreRejectsForGoodDoesNotBlockOtherRuns) {
   EXPECT_EQ(pg_->GetTaskInstance("two", "poisoned", "a")->state, TaskState::kNone);
 }
 
+TEST_F(SchedulerTest, AFailureWhileIsolatingARejectedRunNeitherLosesNorRepeatsOtherRunsWork) {
+  AddDag(kTwoStep);
+  ASSERT_TRUE(pg_->SetPaused("two", true).ok());
+  StartScheduler();
+  // Created while paused, so that the first step sees all three runs at once.
+  Trigger("two", "committed");
+  Trigger("two", "poisoned");
+  Trigger("two", "postponed");
+  std::atomic<bool> postponed_fails_once{true};
+  auto holds = [](const Transition& t, const std::string& run_id) {
+    for (const auto& ti : t.task_instances) {
+      if (ti.run_id == run_id) return true;
+    }
+    return false;
+  };
+  faulty_->apply_fault = [&](const Transition& t) {
+    if (holds(t, "poisoned")) return Status::Internal("injected: rows rejected");
+    if (holds(t, "postponed") && !holds(t, "committed") && postponed_fails_once.exchange(false)) {
+      return Status::Unavailable("injected: connection lost");
+    }
+    return Status::Ok();
+  };
+  ASSERT_TRUE(service_->SetPaused("two", false).ok());
+
+  EXPECT_EQ(WaitForEnd("two", "committed").state, RunState::kSuccess);
+  EXPECT_EQ(WaitForEnd("two", "postponed").state, RunState::kSuccess);
+  EXPECT_FALSE(postponed_fails_once.load());
+  for (const std::string run_id : {"committed", "postponed"}) {
+    EXPECT_EQ(pg_->GetTaskInstance("two", run_id, "a")->try_number, 1) << run_id;
+    EXPECT_EQ(pg_->ListTries("two", run_id, "a")->size(), 1u) << run_id;
+    // Each transition recorded once: nothing committed was decided and written again.
+    EXPECT_EQ(db_.Query("SELECT count(*) FROM event WHERE run_id = '" + run_id +
+                        "' AND task_id = 'a' AND state = 'queued'"),
+              std::vector<std::string>{"1"})
+        << run_id;
+  }
+}
+
 TEST_F(SchedulerTest, AnUnavailableStoreDelaysCommitsButLosesNoTaskResult) {
   AddDag(kTwoStep);
   std::atomic<int> failures{3};

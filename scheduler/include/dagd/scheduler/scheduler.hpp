@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -74,13 +75,32 @@ class Scheduler {
   // (logged), an error when the store failed.
   StatusOr<std::optional<ActiveRun>> LoadRun(DagRun run);
   Status RecoverTries(ActiveRun& active);
-  // One iteration: applies `events`, decides, commits, then submits. False when the commit failed
-  // (the events are then handed back for the next attempt).
+  // What one iteration changes: copies of the runs it touches (the cache changes only after the
+  // commit), which of their rows to write, and what to do once committed.
+  struct Changes {
+    std::map<int64_t, ActiveRun> runs;                       // by run key
+    std::map<int64_t, std::set<size_t>> tis;                 // changed task indices, by run key
+    std::set<int64_t> run_rows;                              // runs whose own row changed
+    std::map<int64_t, std::vector<Transition::Xcom>> xcoms;  // by run key
+    std::vector<std::pair<int64_t, size_t>> to_submit;       // (run key, task index)
+    std::optional<TimePoint> next_wakeup;
+    void WakeAt(TimePoint t) {
+      if (!next_wakeup || t < *next_wakeup) next_wakeup = t;
+    }
+  };
+  ActiveRun& Touch(Changes& changes, int64_t run_key);
+  // One iteration: applies `events`, decides, commits, then acts. Returns false when some of it
+  // could not be committed for now (database unavailable); the events of those runs are left in
+  // `events` for the next attempt, the others are removed.
   bool Step(std::vector<TaskEvent>& events, TimePoint now);
-  // Commits the parts (one per run) in one transaction. Not ok only when the store is
-  // unavailable or the transaction conflicted: retry later. A part the store rejects for good
-  // is logged and emptied, and the other parts are committed.
-  Status Commit(std::map<int64_t, Transition>& parts);
+  void ApplyEvents(const std::vector<TaskEvent>& events, Changes& changes);
+  void Decide(TimePoint now, Changes& changes);
+  // Commits the changes, one part per run, in one transaction. Returns the runs whose part could
+  // not be committed for now (unavailable or conflict: retry later); they are removed from
+  // `changes`. A part the store rejects for good is logged and dropped too, but not retried.
+  std::set<int64_t> Commit(Changes& changes);
+  // After the commit: the cache takes the changes, finished runs leave it, tries are submitted.
+  void Adopt(Changes& changes, TimePoint now);
   void Submit(const ActiveRun& active, size_t task_index);
   // Takes the scheduler lock again if the database lost it; stops queueing if another process
   // holds it now. False when the database is unreachable.

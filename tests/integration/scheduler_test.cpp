@@ -369,5 +369,27 @@ TEST_F(SchedulerTest, TheHeartbeatStopsWhileTheDatabaseIsUnreachableAndResumesAf
   EXPECT_TRUE(Eventually([&] { return scheduler_->LastHeartbeat() > stale; }));
 }
 
+TEST_F(SchedulerTest, ALogLargerThanTheLimitIsServedFromItsEndWithANote) {
+  AddDag(R"({"dag_id": "chatty", "tasks": [{"task_id": "a", "operator": "bash",
+    "bash_command": "head -c 20000 /dev/zero | tr '\\0' x; echo; echo THE END"}]})");
+  StartScheduler();
+  Trigger("chatty", "r1");
+  ASSERT_EQ(WaitForEnd("chatty", "r1").state, RunState::kSuccess);
+
+  auto full = service_->ReadLog("chatty", "r1", "a", 1);
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
+  EXPECT_GT(full->size(), 20000u);
+
+  ServiceOptions options;
+  options.logs_root = logs_;
+  options.max_log_bytes = 100;
+  SchedulerService capped(options, *faulty_, *scheduler_, clock_);
+  auto tail = capped.ReadLog("chatty", "r1", "a", 1);
+  ASSERT_TRUE(tail.ok());
+  EXPECT_LT(tail->size(), 400u);
+  EXPECT_NE(tail->find("showing the last 100"), std::string::npos) << *tail;
+  EXPECT_NE(tail->find("THE END"), std::string::npos) << *tail;
+}
+
 }  // namespace
 }  // namespace dagd::scheduler

@@ -328,36 +328,28 @@ Json TaskInstanceToJson(const TaskInstance& ti, const DagRun* run) {
 }
 
 Json TaskTryToJson(const TaskTry& attempt, const TaskInstance& ti) {
-  const std::string class_name =
-      OperatorClassName(attempt.operator_name.empty() ? ti.operator_name : attempt.operator_name);
-  return {
-      {"task_id", attempt.task_id},
-      {"dag_id", attempt.dag_id},
-      {"dag_run_id", attempt.run_id},
-      {"map_index", -1},
-      {"start_date", TimeOrNull(attempt.start_date)},
-      {"end_date", TimeOrNull(attempt.end_date)},
-      {"duration", OptionalOrNull(attempt.duration)},
-      {"state", StateOrNull(attempt.state)},
-      {"try_number", attempt.try_number},
-      {"max_tries", ti.max_tries},
-      {"task_display_name", attempt.task_id},
-      {"dag_display_name", attempt.dag_id},
-      {"hostname", StringOrNull(attempt.hostname)},
-      {"unixname", StringOrNull(ti.unixname)},
-      {"pool", ti.pool},
-      {"pool_slots", ti.pool_slots},
-      {"queue", "default"},
-      {"priority_weight", ti.priority_weight},
-      {"operator", StringOrNull(class_name)},
-      {"operator_name", StringOrNull(class_name)},
-      {"queued_when", TimeOrNull(attempt.queued_when)},
-      {"scheduled_when", nullptr},
-      {"pid", OptionalOrNull(attempt.pid)},
-      {"executor", nullptr},
-      {"executor_config", "{}"},
-      {"dag_version", VersionOrNull(ti.dag_id, ti.version_number)},
-  };
+  // A history entry is a task instance as it was during that try, minus the fields Airflow's
+  // TaskInstanceHistoryResponse does not have.
+  TaskInstance as_tried = ti;
+  as_tried.task_id = attempt.task_id;
+  as_tried.dag_id = attempt.dag_id;
+  as_tried.run_id = attempt.run_id;
+  as_tried.try_number = attempt.try_number;
+  as_tried.state = attempt.state;
+  as_tried.start_date = attempt.start_date;
+  as_tried.end_date = attempt.end_date;
+  as_tried.duration = attempt.duration;
+  as_tried.hostname = attempt.hostname;
+  as_tried.pid = attempt.pid;
+  as_tried.queued_when = attempt.queued_when;
+  as_tried.scheduled_when.reset();
+  if (!attempt.operator_name.empty()) as_tried.operator_name = attempt.operator_name;
+  Json json = TaskInstanceToJson(as_tried, nullptr);
+  for (const char* field : {"id", "logical_date", "run_after", "note", "rendered_map_index",
+                            "rendered_fields", "trigger", "triggerer_job"}) {
+    json.erase(field);
+  }
+  return json;
 }
 
 Json ImportErrorToJson(const scheduler::ImportError& error) {

@@ -206,6 +206,10 @@ size_t ThreadPoolExecutor::RunningCount() const {
   return running_.size();
 }
 
+Status ThreadPoolExecutor::StopOrphanedProcess(const scheduler::TryProcess&) {
+  return Status::Unavailable("stopping orphaned process groups is not implemented yet");
+}
+
 void ThreadPoolExecutor::WorkerLoop() {
   for (;;) {
     Pending pending;

@@ -12,7 +12,9 @@
 // an unexpected exception becomes a 500.
 #pragma once
 
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "dagd/scheduler/service.hpp"
@@ -26,10 +28,17 @@ struct Request {
   std::string body;
 };
 
+// A body produced piece by piece as the connection drains, for large or growing content (a log
+// file): the server asks for the next chunk only once the previous one is written, so a client
+// that reads slowly costs one chunk of memory, not the whole body. nullopt ends the body. It is
+// called on a handler thread (never an I/O thread) and may block briefly (a file read).
+using BodySource = std::function<std::optional<std::string>()>;
+
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
-  std::string body;
+  std::string body;   // sent first
+  BodySource stream;  // when set, the chunks that follow `body` (sent with chunked encoding)
 };
 
 class Router {

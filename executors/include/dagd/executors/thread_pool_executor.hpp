@@ -44,6 +44,9 @@ struct ExecutorOptions {
   int parallelism = 8;                         // worker threads; values below 1 mean 1
   std::string hostname;                        // reported in kStarted; empty = gethostname()
   std::chrono::milliseconds kill_grace{5000};  // SIGTERM → SIGKILL for bash process groups
+  // The account bash tries run as when their task names none. Empty: the daemon's own account,
+  // which must then not be root (the daemon refuses to start as root without one).
+  std::string run_as_user;
 };
 
 class TryLog;       // the per-try log file (private)
@@ -68,6 +71,7 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   // True once nothing runs and nothing is queued; false when `timeout` passes first.
   bool WaitIdle(std::chrono::milliseconds timeout) override;
   size_t RunningCount() const override;
+  Status StopOrphanedProcess(const scheduler::TryProcess& process) override;
 
   const ExecutorOptions& options() const { return options_; }
 

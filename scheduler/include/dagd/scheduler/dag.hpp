@@ -31,7 +31,10 @@ struct TaskSpec {
   std::string bash_command;                // bash: command line run by /bin/bash -c (templated)
   Json args = Json::object();              // transform: job arguments (templated strings)
   std::map<std::string, std::string> env;  // bash: extra environment (templated values)
-  std::string cwd;                         // bash: working directory ("" = state dir)
+  std::string cwd;                         // bash: working directory ("" = a fresh temporary one)
+  // bash: the account the command runs as ("" = the daemon's task account). Accepted only when
+  // the daemon's configuration allows that account (ParseOptions::allowed_run_as).
+  std::string run_as_user;
   std::vector<std::string> upstream;       // task ids, as written
   TriggerRule trigger_rule = TriggerRule::kAllSuccess;
   int retries = 0;

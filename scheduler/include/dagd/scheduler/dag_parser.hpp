@@ -19,6 +19,9 @@ struct ParseOptions {
   // Whether a transform job name is registered. Unset: any job name is accepted (used when
   // re-reading a stored version, whose jobs were checked when it was first loaded).
   std::function<bool(std::string_view)> job_exists;
+  // Accounts a task may name in `run_as_user`. Unset: any name is accepted (offline validation
+  // and stored versions); set: any other name is an error naming the task and the field.
+  std::function<bool(std::string_view)> run_as_allowed;
 };
 
 struct ParseResult {

@@ -121,6 +121,7 @@ struct TaskEvent {
   std::string hostname;  // kStarted
   std::string unixname;  // kStarted: the account the try runs as
   int pid = 0;           // kStarted
+  std::optional<TryProcess> process;  // kStarted of a try that runs a command: its group
   TaskOutcome outcome;   // kFinished
 };
 
@@ -141,6 +142,11 @@ class TaskExecutor {
   // Blocks until no try is running or `timeout` passed; true when idle.
   virtual bool WaitIdle(std::chrono::milliseconds timeout) = 0;
   virtual size_t RunningCount() const = 0;
+  // Stops what is left of a try that a previous daemon process started (recorded in the
+  // store): kills the whole process group, TERM then KILL, if `process` still names that group
+  // (same leader start), and returns once it is gone. ok when nothing of it is left (or it
+  // was never there); unavailable when it could not be stopped in time.
+  virtual Status StopOrphanedProcess(const TryProcess& process) = 0;
 };
 
 }  // namespace dagd::scheduler

@@ -58,6 +58,15 @@ struct DagRun {
   std::string triggered_by = "rest_api";
 };
 
+// The process group a try's command runs in, recorded so that a restarted daemon can stop a try
+// that its predecessor left running (kill -9, crash) before it starts the retry.
+struct TryProcess {
+  int pgid = 0;           // the group id (= the pid of its leader, /bin/bash)
+  std::string start_key;  // "<boot id>:<start time in clock ticks>" of the leader: tells the
+                          // recorded group from a later one that reuses its id
+  bool operator==(const TryProcess&) const = default;
+};
+
 struct TaskInstance {
   std::string id;          // uuid, assigned by the store
   int64_t run_id_key = 0;  // DagRun::id
@@ -77,6 +86,7 @@ struct TaskInstance {
   std::string hostname;
   std::string unixname;
   std::optional<int> pid;
+  std::optional<TryProcess> process;  // running bash tries: the command's process group
   std::string operator_name;
   std::string pool = "default_pool";
   int pool_slots = 1;

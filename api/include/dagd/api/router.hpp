@@ -16,6 +16,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "dagd/scheduler/service.hpp"
 
@@ -35,6 +36,13 @@ struct Request {
 using BodySource = std::function<std::optional<std::string>()>;
 
 struct Response {
+  Response() = default;
+  Response(int status_code, std::string type, std::string text, BodySource source = {})
+      : status(status_code),
+        content_type(std::move(type)),
+        body(std::move(text)),
+        stream(std::move(source)) {}
+
   int status = 200;
   std::string content_type = "application/json";
   std::string body;   // sent first

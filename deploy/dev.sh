@@ -4,6 +4,8 @@
 #   deploy/dev.sh test [ctest args...]  build, then run every test (unit, integration, e2e)
 #   deploy/dev.sh test-asan             the same under AddressSanitizer + UBSan (build-asan/)
 #   deploy/dev.sh bench                 build optimised, then run the benchmarks in bench/
+#   deploy/dev.sh fuzz [SECONDS]        build the libFuzzer targets with clang (build-fuzz/), run
+#                                       each for SECONDS (default 60) from its seed corpus
 # As root, the embedded PostgreSQL runs as the `postgres` account and the state directory is
 # /var/lib/dagd (PostgreSQL must be able to reach it); otherwise it is ./.dagd.
 set -euo pipefail
@@ -44,8 +46,23 @@ case "$command" in
     build build-release Release OFF
     exec bench/run.sh build-release "$@"
     ;;
+  fuzz)
+    deploy/install-deps.sh --fuzz
+    seconds=${1:-60}
+    cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+      -DDAGD_FUZZ=ON -DDAGD_WERROR=ON >/dev/null
+    cmake --build build-fuzz -j"$jobs" --target dag_parser_fuzz template_fuzz http_request_fuzz
+    export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    for target in dag_parser_fuzz template_fuzz http_request_fuzz; do
+      corpus=build-fuzz/corpus/${target%_fuzz}
+      mkdir -p "$corpus"
+      echo "fuzz: $target for ${seconds}s (corpus $corpus, seeds tests/fuzz/corpus/${target%_fuzz})"
+      build-fuzz/tests/fuzz/$target -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 "$corpus" "tests/fuzz/corpus/${target%_fuzz}" 2>&1 | tail -n 40
+    done
+    ;;
   *)
-    echo "usage: deploy/dev.sh run|test|test-asan|bench [args...]" >&2
+    echo "usage: deploy/dev.sh run|test|test-asan|bench|fuzz [args...]" >&2
     exit 2
     ;;
 esac

@@ -46,6 +46,8 @@ constexpr std::uintmax_t kRotateLogAt = 10 * 1024 * 1024;
 constexpr auto kPollInterval = 20ms;
 constexpr auto kFastShutdownWait = 10s;
 constexpr auto kImmediateShutdownWait = 5s;
+// How often the supervisor looks whether the postmaster is still alive.
+constexpr auto kSupervisePoll = 100ms;
 // How long to wait for an orphaned postgres (its dagd died) to finish its fast shutdown.
 constexpr auto kOrphanWait = 10s;
 constexpr std::string_view kRootRefusal =
@@ -562,6 +564,33 @@ void FsyncDir(const fs::path& dir) {
 
 }  // namespace
 
+namespace {
+
+// The server log, opened for appending by the child (dup'ed onto its stdout and stderr).
+StatusOr<int> OpenLog(const fs::path& log, const Account& account) {
+  const int fd = HighFd(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (fd < 0) {
+    return Status::Internal(fmt::format("could not open {}: {}", log.string(), ErrnoText(errno)));
+  }
+  if (account.switch_to && ::fchown(fd, account.uid, account.gid) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return Status::Internal(fmt::format("could not chown {}: {}", log.string(), ErrnoText(err)));
+  }
+  return fd;
+}
+
+}  // namespace
+
+// What Start() works out once and every (re)start of the server needs.
+struct EmbeddedPostgres::Prepared {
+  Account account;
+  fs::path state_dir;  // canonical
+  fs::path data_dir;
+  fs::path bin_dir;
+  bool socket_in_tmp = false;
+};
+
 EmbeddedPostgres::EmbeddedPostgres(EmbeddedPostgresOptions options)
     : options_(std::move(options)), cluster_dir_(options_.state_dir / "postgres") {}
 
@@ -579,11 +608,36 @@ std::string EmbeddedPostgres::conninfo() const { return Conninfo(std::string(kDa
 Status EmbeddedPostgres::Start() {
   if (pid_ > 0) return Status::Ok();
   const auto started = Clock::now();
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = false;
+  }
+  bool first_start = false;
+  if (!prepared_) {
+    auto prepared = Prepare(first_start);
+    if (!prepared.ok()) return prepared.status();
+    prepared_ = std::make_unique<Prepared>(std::move(*prepared));
+  }
+  if (auto s = Launch(); !s.ok()) return s;
+  const auto elapsed =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  Logger()->info(
+      "embedded postgres ready pid={} version={} socket={} user={} first_start={} elapsed_ms={} "
+      "log={}",
+      pid_.load(), prepared_->bin_dir.parent_path().filename().string(), socket_dir_.string(),
+      prepared_->account.name, first_start, elapsed.count(), log_path().string());
+  supervisor_ = std::thread([this] { Supervise(); });
+  return Status::Ok();
+}
+
+StatusOr<EmbeddedPostgres::Prepared> EmbeddedPostgres::Prepare(bool& first_start) {
   if (options_.state_dir.empty()) return Status::InvalidArgument("no state directory given");
 
   auto account_or = ResolveAccount(options_.run_as_user);
   if (!account_or.ok()) return account_or.status();
-  const Account& account = *account_or;
+  Prepared prepared;
+  prepared.account = std::move(*account_or);
+  const Account& account = prepared.account;
 
   std::error_code ec;
   fs::create_directories(options_.state_dir, ec);
@@ -596,16 +650,17 @@ Status EmbeddedPostgres::Start() {
     return Status::Internal(
         fmt::format("could not resolve {}: {}", options_.state_dir.string(), ec.message()));
   }
+  prepared.state_dir = state_dir;
   cluster_dir_ = state_dir / "postgres";
   const fs::path data_dir = cluster_dir_ / "data";
+  prepared.data_dir = data_dir;
 
   // Unix socket: in the cluster dir when the path fits in sun_path, else a private /tmp dir.
   socket_dir_ = cluster_dir_ / "run";
-  bool socket_in_tmp = false;
   if (socket_dir_.native().size() + kSocketFile.size() > kMaxSocketPath) {
     socket_dir_ = fmt::format("/tmp/dagd-{}-{:012x}", account.uid,
                               Fnv1a(state_dir.native()) & 0xffffffffffffULL);
-    socket_in_tmp = true;
+    prepared.socket_in_tmp = true;
   }
 
   if (account.switch_to) {
@@ -614,7 +669,7 @@ Status EmbeddedPostgres::Start() {
       must_search.insert(must_search.begin(), dir);
       if (dir == dir.parent_path()) break;
     }
-    if (socket_in_tmp) must_search.push_back(socket_dir_.parent_path());
+    if (prepared.socket_in_tmp) must_search.push_back(socket_dir_.parent_path());
     auto blocked = FindUnsearchableDir(account, must_search);
     if (!blocked.ok()) return blocked.status();
     if (blocked->has_value()) {
@@ -635,24 +690,17 @@ Status EmbeddedPostgres::Start() {
         data_dir.string(), owner, account.name, owner, account.name, cluster_dir_.string()));
   }
   if (auto s = MakePrivateDir(cluster_dir_, account, /*adopt=*/true); !s.ok()) return s;
-  if (auto s = MakePrivateDir(socket_dir_, account, /*adopt=*/!socket_in_tmp); !s.ok()) return s;
 
   // One log for initdb and postgres, rotated once at start so it cannot grow without bound.
   const fs::path log = log_path();
   if (fs::file_size(log, ec) > kRotateLogAt && !ec) fs::rename(log, log.string() + ".1", ec);
-  Fd log_fd(HighFd(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)));
-  if (log_fd.get() < 0) {
-    return Status::Internal(fmt::format("could not open {}: {}", log.string(), ErrnoText(errno)));
-  }
-  if (account.switch_to && ::fchown(log_fd.get(), account.uid, account.gid) != 0) {
-    return Status::Internal(fmt::format("could not chown {}: {}", log.string(), ErrnoText(errno)));
-  }
 
   const std::optional<std::string> cluster_version = ReadFirstLine(data_dir / "PG_VERSION");
   auto bin_dir = FindBinDir(options_.bin_dir, cluster_version, data_dir);
   if (!bin_dir.ok()) return bin_dir.status();
+  prepared.bin_dir = *bin_dir;
 
-  const bool first_start = !cluster_version.has_value();
+  first_start = !cluster_version.has_value();
   if (first_start) {
     // initdb into a scratch directory and rename: a crash midway never leaves a half cluster at
     // data/. initdb syncs (no --no-sync): it runs once per host, and a cluster torn by a power loss
@@ -666,14 +714,17 @@ Status EmbeddedPostgres::Start() {
       return Status::Internal(
           fmt::format("could not remove {}: {}", scratch.string(), ec.message()));
     }
-    AppendBanner(log_fd.get(), "initdb " + data_dir.string());
+    auto log_fd = OpenLog(log, account);
+    if (!log_fd.ok()) return log_fd.status();
+    Fd log_closer(*log_fd);
+    AppendBanner(*log_fd, "initdb " + data_dir.string());
     ChildSpec initdb;
     initdb.program = *bin_dir / "initdb";
     initdb.args = {"-D", scratch.string(), "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"};
     initdb.args.insert(initdb.args.end(), {"-U", std::string(kRole)});
     if (!durable) initdb.args.push_back("--no-sync");
     initdb.account = &account;
-    initdb.output_fd = log_fd.get();
+    initdb.output_fd = *log_fd;
     initdb.cwd = cluster_dir_;
     initdb.parent_death_signal = SIGTERM;  // initdb cleans up its directory on SIGTERM
     Logger()->info("embedded postgres initdb data={} bin={}", data_dir.string(), bin_dir->string());
@@ -690,51 +741,119 @@ Status EmbeddedPostgres::Start() {
                                           data_dir.string(), ec.message()));
     }
     FsyncDir(cluster_dir_);
-  } else {
-    if (auto s = CheckDataDirFree(data_dir, state_dir); !s.ok()) return s;
   }
+  return prepared;
+}
+
+// Every start of the server, the first and each restart after a crash: the data directory is
+// checked again (a crashed postmaster leaves its postmaster.pid behind, which PostgreSQL itself
+// ignores unless the pid now names a live process), crash recovery replays the WAL, and the
+// database is ensured.
+Status EmbeddedPostgres::Launch() {
+  const Prepared& p = *prepared_;
+  if (!fs::is_directory(p.data_dir)) {
+    // Never initdb over a cluster that vanished while dagd ran: that would silently start empty.
+    return Status::FailedPrecondition(fmt::format(
+        "the data directory {} is gone; restore it (or remove {} to start with an empty database)",
+        p.data_dir.string(), cluster_dir_.string()));
+  }
+  if (auto s = CheckDataDirFree(p.data_dir, p.state_dir); !s.ok()) return s;
+  if (auto s = MakePrivateDir(socket_dir_, p.account, /*adopt=*/!p.socket_in_tmp); !s.ok()) {
+    return s;
+  }
+  auto log_fd = OpenLog(log_path(), p.account);
+  if (!log_fd.ok()) return log_fd.status();
+  Fd log_closer(*log_fd);
 
   ChildSpec server;
-  server.program = *bin_dir / "postgres";
+  server.program = p.bin_dir / "postgres";
   server.args = {
-      "-D", data_dir.string(),   "-k", socket_dir_.string(),          "-p", std::to_string(kPort),
+      "-D", p.data_dir.string(), "-k", socket_dir_.string(),          "-p", std::to_string(kPort),
       "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700"};
   for (const auto& setting : options_.settings) {
     server.args.push_back("-c");
     server.args.push_back(setting);
   }
-  server.account = &account;
-  server.output_fd = log_fd.get();
-  server.cwd = data_dir;
-  server.parent_death_signal = SIGINT;  // fast shutdown if dagd dies without stopping us
-  AppendBanner(log_fd.get(), "starting postgres");
+  server.account = &p.account;
+  server.output_fd = *log_fd;
+  server.cwd = p.data_dir;
+  // Fast shutdown if the thread that forks it (main, or the supervisor for a restart) ends
+  // without stopping it: both outlive the cluster unless dagd dies.
+  server.parent_death_signal = SIGINT;
+  AppendBanner(*log_fd, "starting postgres");
   auto pid = Spawn(server);
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
 
-  if (auto s = WaitUntilReady(); !s.ok()) {
-    Stop();
-    return s;
+  Status ready = WaitUntilReady(*pid);
+  if (ready.ok()) ready = EnsureDatabase();
+  if (!ready.ok()) {
+    const pid_t started = pid_.exchange(-1);
+    if (started > 0) Terminate(started);
   }
-  if (auto s = EnsureDatabase(); !s.ok()) {
-    Stop();
-    return s;
-  }
-  const auto elapsed =
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
-  Logger()->info(
-      "embedded postgres ready pid={} version={} socket={} user={} first_start={} elapsed_ms={} "
-      "log={}",
-      pid_, bin_dir->parent_path().filename().string(), socket_dir_.string(), account.name,
-      first_start, elapsed.count(), log.string());
-  return Status::Ok();
+  return ready;
 }
 
-Status EmbeddedPostgres::WaitUntilReady() {
+bool EmbeddedPostgres::SleepUnlessStopping(Clock::duration how_long) {
+  std::unique_lock lock(mu_);
+  return wake_.wait_for(lock, how_long, [this] { return stopping_; });
+}
+
+void EmbeddedPostgres::Supervise() {
+  int attempts = 0;  // restarts since the server was last up for stable_after
+  auto up_since = Clock::now();
+  while (!SleepUnlessStopping(kSupervisePoll)) {
+    const pid_t pid = pid_.load();
+    if (pid <= 0) return;
+    int status = 0;
+    const pid_t reaped = ::waitpid(pid, &status, WNOHANG);
+    if (reaped == 0 || (reaped < 0 && errno == EINTR)) continue;
+    // Exited (or, against the rules in the header, reaped by someone else: gone either way).
+    pid_ = -1;
+    if (Clock::now() - up_since >= options_.stable_after) attempts = 0;
+    Logger()->error("embedded postgres exited unexpectedly pid={} ({}); restarting log={}", pid,
+                    reaped == pid ? DescribeExit(status) : std::string("reaped elsewhere"),
+                    log_path().string());
+    Status last = Status::Unavailable("postgres exited");
+    bool restarted = false;
+    while (attempts < options_.restart_attempts) {
+      auto backoff = options_.restart_backoff;
+      for (int i = 0; i < attempts && backoff < options_.max_restart_backoff; ++i) backoff *= 2;
+      backoff = std::min(backoff, options_.max_restart_backoff);
+      ++attempts;
+      if (SleepUnlessStopping(backoff)) return;
+      last = Launch();
+      if (last.ok()) {
+        restarted = true;
+        break;
+      }
+      Logger()->error("embedded postgres restart failed attempt={}/{} error=\"{}\"", attempts,
+                      options_.restart_attempts, last.message());
+      if (stopping_requested()) return;
+    }
+    if (!restarted) {
+      Logger()->critical(
+          "embedded postgres could not be restarted after {} attempts, giving up error=\"{}\"",
+          attempts, last.message());
+      if (options_.on_give_up) options_.on_give_up(last);
+      return;
+    }
+    up_since = Clock::now();
+    Logger()->info("embedded postgres restarted pid={} attempt={}/{}", pid_.load(), attempts,
+                   options_.restart_attempts);
+  }
+}
+
+bool EmbeddedPostgres::stopping_requested() {
+  std::lock_guard lock(mu_);
+  return stopping_;
+}
+
+Status EmbeddedPostgres::WaitUntilReady(pid_t pid) {
   const std::string ping_conninfo = Conninfo("postgres") + " connect_timeout=2";
   const auto deadline = Clock::now() + options_.start_timeout;
   while (true) {
-    if (auto status = WaitForExit(pid_, Clock::duration::zero())) {
+    if (auto status = WaitForExit(pid, Clock::duration::zero())) {
       pid_ = -1;
       return Status::Unavailable(WithLogTail(
           fmt::format("postgres exited during startup ({})", DescribeExit(*status)), log_path()));
@@ -750,6 +869,7 @@ Status EmbeddedPostgres::WaitUntilReady() {
                                   options_.start_timeout.count()),
                       log_path()));
     }
+    if (stopping_requested()) return Status::Cancelled("dagd is stopping");
     std::this_thread::sleep_for(kPollInterval);
   }
 }
@@ -781,9 +901,18 @@ Status EmbeddedPostgres::EnsureDatabase() {
 }
 
 void EmbeddedPostgres::Stop() {
-  if (pid_ <= 0) return;
-  const pid_t pid = pid_;
-  pid_ = -1;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  // First the supervisor, so that the exit below is not taken for a crash and restarted.
+  if (supervisor_.joinable()) supervisor_.join();
+  const pid_t pid = pid_.exchange(-1);
+  if (pid > 0) Terminate(pid);
+}
+
+void EmbeddedPostgres::Terminate(pid_t pid) {
   ::kill(pid, SIGINT);  // fast shutdown: abort transactions, checkpoint, exit
   auto status = WaitForExit(pid, kFastShutdownWait);
   if (!status) {

@@ -5,6 +5,12 @@
 // once PQping answers PQPING_OK. Stop() asks for a fast shutdown (SIGINT) and reaps the child.
 // The server's output goes to <state_dir>/postgres/postgres.log; every error message points there.
 //
+// Supervision: after Start, a thread notices within 0.1 s when the postmaster exits on its own
+// (kill -9, a crash) and starts it again after a backoff; PostgreSQL's crash recovery replays the
+// WAL, and clients reconnect (the store does on its next call). When it cannot be started again
+// (restart_attempts in a row without staying up for stable_after), on_give_up is called once, from
+// that thread, and the cluster stays down: the daemon is expected to exit non-zero then.
+//
 // Errors from Start():
 //   failed_precondition  no server binaries; running as root without run_as_user; the PostgreSQL
 //                        user cannot reach the state directory; the data directory belongs to
@@ -21,15 +27,22 @@
 // The child runs in its own process group, so a terminal's Ctrl-C reaches only dagd, which then
 // stops the cluster last, after draining. Nothing else in the process may reap this child
 // (no waitpid(-1, ...), no SIGCHLD=SIG_IGN).
-// Thread-safety: Start/Stop/destructor from one thread; conninfo() is safe after Start returns ok.
+// Thread-safety: Start/Stop/destructor from one thread; conninfo() and running() are safe from any
+// thread after Start returns ok.
 #pragma once
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dagd/scheduler/status.hpp"
@@ -47,6 +60,14 @@ struct EmbeddedPostgresOptions {
   // Extra server settings passed as `-c name=value`. Tests pass "fsync=off" (exactly that
   // spelling), which also makes the first-start initdb skip its sync (--no-sync).
   std::vector<std::string> settings;
+  // Restarts after the server exited on its own: the n-th waits restart_backoff · 2^(n-1), at
+  // most max_restart_backoff; after restart_attempts restarts without the server staying up for
+  // stable_after, on_give_up(last error) is called and no more are tried.
+  int restart_attempts = 5;
+  std::chrono::milliseconds restart_backoff{500};
+  std::chrono::milliseconds max_restart_backoff{8000};
+  std::chrono::seconds stable_after{60};
+  std::function<void(const Status&)> on_give_up;
 };
 
 class EmbeddedPostgres {
@@ -63,21 +84,42 @@ class EmbeddedPostgres {
   // Idempotent; a no-op when not started.
   void Stop();
 
-  bool running() const { return pid_ > 0; }
+  bool running() const { return pid_.load() > 0; }
   // libpq conninfo of database "dagd": "host=<socket dir> port=5432 user=dagd dbname=dagd".
   std::string conninfo() const;
   // Where initdb and postgres write; quoted in error messages.
   std::filesystem::path log_path() const;
 
  private:
+  struct Prepared;
+  using SteadyClock = std::chrono::steady_clock;
+
   std::string Conninfo(const std::string& dbname) const;
-  Status WaitUntilReady();
+  // Once: the account, directories, binaries and (first use) initdb.
+  StatusOr<Prepared> Prepare(bool& first_start);
+  // Each start of the server: spawn, wait until ready, ensure the database. Sets pid_.
+  Status Launch();
+  Status WaitUntilReady(pid_t pid);
   Status EnsureDatabase();
+  // SIGINT, then SIGQUIT, then SIGKILL, each after a wait; reaps the child.
+  void Terminate(pid_t pid);
+  // The supervisor thread's loop.
+  void Supervise();
+  // Sleeps up to `how_long`; true (at once) when Stop was called.
+  bool SleepUnlessStopping(SteadyClock::duration how_long);
+  bool stopping_requested();
 
   EmbeddedPostgresOptions options_;
-  std::filesystem::path cluster_dir_;  // state_dir/postgres
-  std::filesystem::path socket_dir_;   // set by Start
-  pid_t pid_ = -1;                     // the postmaster, while running
+  std::filesystem::path cluster_dir_;   // state_dir/postgres
+  std::filesystem::path socket_dir_;    // set by Start
+  std::unique_ptr<Prepared> prepared_;  // set by the first successful Prepare
+  // The postmaster while it runs, else -1. Written by Start/Stop (before the supervisor starts,
+  // after it is joined) and by the supervisor thread.
+  std::atomic<pid_t> pid_{-1};
+  std::mutex mu_;  // guards stopping_
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread supervisor_;  // runs Supervise between a successful Start and Stop
 };
 
 }  // namespace dagd::daemon

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 
@@ -17,6 +18,7 @@
 #include "dagd/storage/pg_state_store.hpp"
 #include "embedded_postgres.hpp"
 #include "logging.hpp"
+#include "state_dir.hpp"
 
 namespace dagd::daemon {
 namespace {
@@ -48,14 +50,17 @@ int Serve(const Config& config) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  std::error_code ec;
-  std::filesystem::create_directories(config.state_dir / "logs", ec);
-  if (ec) {
-    return Fail("cannot create the state directory " + config.state_dir.string(),
-                Status::Unavailable(ec.message()));
+  // Private to this account; the embedded PostgreSQL's own account (dagd as root) may pass through.
+  const bool embedded_as_other_account =
+      config.database_url.empty() && geteuid() == 0 && config.pg_user.has_value();
+  if (Status s = PrepareStateDir(config.state_dir,
+                                 embedded_as_other_account ? config.pg_user : std::nullopt);
+      !s.ok()) {
+    return Fail("cannot prepare the state directory " + config.state_dir.string(), s);
   }
 
   std::string database_url = config.database_url;
+  std::atomic<bool> database_lost{false};  // the embedded PostgreSQL is down for good
   std::unique_ptr<EmbeddedPostgres> embedded;
   if (database_url.empty()) {
     if (geteuid() == 0 && !config.pg_user) {
@@ -68,6 +73,12 @@ int Serve(const Config& config) {
     EmbeddedPostgresOptions pg_options;
     pg_options.state_dir = config.state_dir;
     pg_options.run_as_user = config.pg_user;
+    // A cluster that cannot be restarted ends the daemon, non-zero, so that its service manager
+    // (Restart=on-failure) can take over: the loop below wakes as on SIGTERM.
+    pg_options.on_give_up = [&database_lost](const Status&) {
+      database_lost = true;
+      ::kill(::getpid(), SIGTERM);
+    };
     embedded = std::make_unique<EmbeddedPostgres>(pg_options);
     if (Status s = embedded->Start(); !s.ok()) return Fail("embedded PostgreSQL did not start", s);
     database_url = embedded->conninfo();
@@ -127,14 +138,22 @@ int Serve(const Config& config) {
       sched.Wake();
       continue;
     }
-    Log()->info("{}: stopping grace_s={}", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                config.shutdown_grace.count());
+    if (database_lost) {
+      Log()->critical("stopping: the embedded PostgreSQL is down and could not be restarted");
+    } else {
+      Log()->info("{}: stopping grace_s={}", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                  config.shutdown_grace.count());
+    }
     break;
   }
   // Shutdown order: stop accepting requests → stop starting tasks → drain or cancel within the
   // grace period → flush the store → stop PostgreSQL.
   server.Stop();
   sched.Shutdown(config.shutdown_grace);
+  if (database_lost) {
+    Log()->critical("dagd stopped: database lost exit_code=1");
+    return 1;
+  }
   Log()->info("dagd stopped");
   return 0;
 }

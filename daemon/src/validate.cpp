@@ -1,8 +1,5 @@
 #include "validate.hpp"
 
-#include <fstream>
-#include <sstream>
-
 #include "dagd/dags/register.hpp"
 #include "dagd/executors/job_registry.hpp"
 #include "dagd/scheduler/dag_parser.hpp"
@@ -17,15 +14,14 @@ int ValidateFiles(const std::vector<std::string>& files, std::ostream& out, std:
 
   int failures = 0;
   for (const std::string& file : files) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) {
-      err << file << ": cannot be read\n";
+    // The same reader as the daemon's folder scan: a FIFO or a huge file is refused, not waited on.
+    auto text = scheduler::ReadDagFile(file);
+    if (!text.ok()) {
+      err << file << ": " << text.status().message() << "\n";
       ++failures;
       continue;
     }
-    std::ostringstream text;
-    text << in.rdbuf();
-    scheduler::ParseResult result = scheduler::ParseDag(std::string_view(text.str()), options);
+    scheduler::ParseResult result = scheduler::ParseDag(std::string_view(*text), options);
     if (result.dag) {
       out << file << ": ok (" << result.dag->dag_id << ", " << result.dag->tasks.size()
           << " tasks)\n";

@@ -1,14 +1,17 @@
 #include "dagd/scheduler/dag_parser.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <set>
-#include <sstream>
 #include <system_error>
 #include <utility>
 
@@ -41,8 +44,10 @@ namespace {
 constexpr size_t kMaxDepth = 64;
 // Cycles reported per document; one dense knot could otherwise produce thousands of lines.
 constexpr size_t kMaxCyclesReported = 10;
-// Files larger than this in a dags folder are refused unread.
-constexpr std::uintmax_t kMaxFileBytes = 16 * 1024 * 1024;
+// NUL characters reported per document: one per place is enough to find them.
+constexpr size_t kMaxNulReported = 10;
+// Accounts a bash task may name: a portable user name (POSIX, as useradd accepts by default).
+constexpr size_t kMaxAccountName = 32;
 
 constexpr std::string_view kInvalidIdHint = "use letters, digits, '_', '.', '-' (at most 250)";
 constexpr std::string_view kDurationHint = "(use e.g. 30s, 10m, 2h)";
@@ -101,7 +106,7 @@ struct OperatorFields {
 
 const std::array<OperatorFields, 3> kOperators = {{
     {kOperatorTransform, {"job", "args"}},
-    {kOperatorBash, {"bash_command", "env", "cwd"}},
+    {kOperatorBash, {"bash_command", "env", "cwd", "run_as_user"}},
     {kOperatorEmpty, {}},
 }};
 
@@ -165,6 +170,52 @@ bool DeeperThan(const Json& root, size_t limit) {
     for (const auto& child : *node) stack.emplace_back(&child, depth + 1);
   }
   return false;
+}
+
+// Where a value sits in the document, for messages: "description", "tasks[2].env.HOME".
+std::string ChildPlace(const std::string& parent, std::string_view key) {
+  return parent.empty() ? std::string(key) : parent + "." + std::string(key);
+}
+
+bool HasNul(std::string_view text) { return text.find('\0') != std::string_view::npos; }
+
+// A key or string with a NUL character: PostgreSQL stores neither text nor jsonb with one, and a
+// NUL would cut the value short wherever it reaches C strings (an environment, a command line).
+// Iterative, like DeeperThan; call it only on documents that passed DeeperThan (the places stay
+// short). Keys with a NUL are shown with it escaped.
+void FindNulCharacters(const Json& root, std::vector<std::string>& errors) {
+  auto escaped = [](std::string_view key) {
+    std::string out;
+    for (char c : key) out += c == '\0' ? std::string("\\u0000") : std::string(1, c);
+    return Shown(out);
+  };
+  size_t found = 0;
+  std::vector<std::pair<const Json*, std::string>> stack{{&root, std::string()}};
+  while (!stack.empty() && found < kMaxNulReported) {
+    auto [node, place] = std::move(stack.back());
+    stack.pop_back();
+    if (node->is_string()) {
+      if (HasNul(node->get_ref<const std::string&>())) {
+        errors.push_back("field '" + place + "' contains a NUL character (\\u0000)");
+        ++found;
+      }
+    } else if (node->is_object()) {
+      for (auto it = node->begin(); it != node->end(); ++it) {
+        if (HasNul(it.key())) {
+          errors.push_back("key '" + escaped(it.key()) + "'" +
+                           (place.empty() ? std::string() : " in '" + place + "'") +
+                           " contains a NUL character (\\u0000)");
+          ++found;
+          continue;
+        }
+        stack.emplace_back(&*it, ChildPlace(place, Shown(it.key())));
+      }
+    } else if (node->is_array()) {
+      for (size_t i = node->size(); i > 0; --i) {
+        stack.emplace_back(&(*node)[i - 1], place + "[" + std::to_string(i - 1) + "]");
+      }
+    }
+  }
 }
 
 // Reads typed fields of one JSON object; every mismatch becomes an error naming `place_`
@@ -317,6 +368,19 @@ void ReadDefaultableFields(FieldReader& reader, TaskSpec& spec, std::string& own
   if (auto v = reader.String("owner", true)) owner = *v;
 }
 
+// A user name useradd accepts: [A-Za-z_][A-Za-z0-9_.-]*, optionally ending in '$' (Samba
+// machine accounts), not all digits (it would read as a uid).
+bool IsAccountName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxAccountName) return false;
+  std::string_view body = name.back() == '$' ? name.substr(0, name.size() - 1) : name;
+  if (body.empty()) return false;
+  auto letter = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (!letter(body.front())) return false;
+  return std::all_of(body.begin(), body.end(),
+                     [&](char c) { return letter(c) || digit(c) || c == '-' || c == '.'; });
+}
+
 // One task as read from the file, before the graph is resolved.
 struct TaskDraft {
   bool has_id = false;  // task_id is a string (valid or not): it can be named and referenced
@@ -410,6 +474,20 @@ TaskDraft ReadTask(const Json& item, size_t position, const TaskSpec& defaults,
         }
       }
       if (auto cwd = reader.String("cwd")) draft.spec.cwd = *cwd;
+      if (auto user = reader.String("run_as_user", true)) {
+        if (!IsAccountName(*user)) {
+          reader.FieldError("run_as_user", "invalid account name " + Quoted(*user) +
+                                               " (letters, digits, '_', '-', '.', at most " +
+                                               std::to_string(kMaxAccountName) + ")");
+        } else if (*user == "root") {
+          reader.FieldError("run_as_user", "tasks never run as root");
+        } else if (options.run_as_allowed && !options.run_as_allowed(*user)) {
+          reader.FieldError("run_as_user", "account " + Quoted(*user) +
+                                               " is not one this daemon lets tasks run as");
+        } else {
+          draft.spec.run_as_user = *user;
+        }
+      }
     }
   }
 
@@ -448,6 +526,8 @@ ParseResult Validate(const Json& doc, const ParseOptions& options) {
     errors.push_back("the document nests deeper than " + std::to_string(kMaxDepth) + " levels");
     return result;
   }
+  FindNulCharacters(doc, errors);
+  if (!errors.empty()) return result;
 
   auto dag = std::make_shared<Dag>();
   FieldReader top(doc, "DAG", errors);
@@ -682,6 +762,85 @@ ParseResult ParseDag(std::string_view json_text, const ParseOptions& options) {
   return result;
 }
 
+namespace {
+
+std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+std::string FileKind(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISDIR(mode)) return "a directory";
+  return "not a regular file";
+}
+
+Status CheckRegularFile(const struct stat& st) {
+  if (!S_ISREG(st.st_mode)) {
+    return Status::FailedPrecondition("cannot read the file: it is " + FileKind(st.st_mode) +
+                                      ", and only regular files are read");
+  }
+  if (static_cast<std::uintmax_t>(st.st_size) > kMaxDagFileBytes) {
+    return Status::FailedPrecondition("the file is larger than the limit of " +
+                                      std::to_string(kMaxDagFileBytes >> 20) + " MiB");
+  }
+  return Status::Ok();
+}
+
+class FileCloser {
+ public:
+  explicit FileCloser(int fd) : fd_(fd) {}
+  ~FileCloser() { ::close(fd_); }
+  FileCloser(const FileCloser&) = delete;
+  FileCloser& operator=(const FileCloser&) = delete;
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+StatusOr<std::string> ReadDagFile(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    std::string message = "cannot read the file: " + ErrnoText(err);
+    if (err == ENOENT) return Status::NotFound(message);
+    return Status::Unavailable(message);
+  }
+  // Checked before opening: opening a FIFO blocks until a writer appears, and opening a device
+  // can have effects of its own.
+  if (Status s = CheckRegularFile(st); !s.ok()) return s;
+  // The path may have been replaced since: O_NONBLOCK keeps a FIFO put there from blocking the
+  // open, and the descriptor is checked again.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return Status::Unavailable("cannot read the file: " + ErrnoText(errno));
+  FileCloser closer(fd);
+  if (::fstat(fd, &st) != 0)
+    return Status::Unavailable("cannot read the file: " + ErrnoText(errno));
+  if (Status s = CheckRegularFile(st); !s.ok()) return s;
+  // Read at most one byte past the limit: a file that grew since fstat is still caught.
+  std::string text;
+  text.resize(static_cast<size_t>(st.st_size) + 1);
+  size_t used = 0;
+  while (true) {
+    if (used == text.size()) {
+      if (used > kMaxDagFileBytes) {
+        return Status::FailedPrecondition("the file is larger than the limit of " +
+                                          std::to_string(kMaxDagFileBytes >> 20) + " MiB");
+      }
+      text.resize(std::min<size_t>(text.size() * 2 + 4096, kMaxDagFileBytes + 1));
+    }
+    const ssize_t n = ::read(fd, text.data() + used, text.size() - used);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::Unavailable("cannot read the file: " + ErrnoText(errno));
+    if (n == 0) break;
+    used += static_cast<size_t>(n);
+  }
+  text.resize(used);
+  return text;
+}
+
 std::vector<LoadedFile> LoadDagFolder(const std::filesystem::path& folder,
                                       const ParseOptions& options) {
   namespace fs = std::filesystem;
@@ -706,26 +865,13 @@ std::vector<LoadedFile> LoadDagFolder(const std::filesystem::path& folder,
   std::map<std::string, fs::path> defined_in;  // dag_id → the file that defined it first
   for (const auto& path : paths) {
     LoadedFile file{path, nullptr, {}};
-    std::error_code size_ec;
-    auto size = fs::file_size(path, size_ec);
-    std::ifstream in(path, std::ios::binary);
-    if (size_ec || !in) {
-      file.errors.push_back("cannot read the file: " +
-                            (size_ec ? size_ec.message() : std::string("open failed")));
-    } else if (size > kMaxFileBytes) {
-      file.errors.push_back("the file is larger than " + std::to_string(kMaxFileBytes >> 20) +
-                            " MiB");
+    auto content = ReadDagFile(path);
+    if (!content.ok()) {
+      file.errors.push_back(content.status().message());
     } else {
-      std::ostringstream text;
-      text << in.rdbuf();
-      if (in.bad()) {
-        file.errors.push_back("cannot read the file: read failed");
-      } else {
-        std::string content = std::move(text).str();
-        ParseResult parsed = ParseDag(std::string_view(content), options);
-        file.dag = std::move(parsed.dag);
-        file.errors = std::move(parsed.errors);
-      }
+      ParseResult parsed = ParseDag(std::string_view(*content), options);
+      file.dag = std::move(parsed.dag);
+      file.errors = std::move(parsed.errors);
     }
     if (file.dag) {
       auto [it, inserted] = defined_in.emplace(file.dag->dag_id, path);

@@ -25,7 +25,24 @@ StatusOr<SyncReport> SyncDagFolder(StateStore& store, const std::filesystem::pat
     }
     auto before = store.GetDag(file.dag->dag_id);
     auto version = store.SyncDag(*file.dag, file.path.string(), now);
-    if (!version.ok()) return version.status();
+    if (!version.ok()) {
+      const Status& s = version.status();
+      // The database is away or busy: the whole scan is retried, nothing is half-reported.
+      if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kAborted) return s;
+      // The store refused this DAG's values for good: that is this file's problem alone. The
+      // database's own words go to the log; the import error says what happened.
+      Log()->error("DAG file refused by the database file={} dag={} error=\"{}\"",
+                   file.path.string(), file.dag->dag_id, s.message());
+      ImportError error;
+      error.filename = file.path.string();
+      error.timestamp = now;
+      error.message = "the database cannot store DAG '" + file.dag->dag_id + "' from this file (" +
+                      std::string(ToString(s.code())) +
+                      "; the daemon log has the database's message)\n";
+      import_errors.push_back(std::move(error));
+      ++report.failed_files;
+      continue;
+    }
     if (!before.ok() || before->latest_version != *version) {
       ++report.new_versions;
       Log()->info("DAG version recorded dag={} version={} file={}", file.dag->dag_id, *version,

@@ -100,6 +100,7 @@ TaskInstance Queue(TaskInstance ti, TimePoint now) {
   ti.duration.reset();
   ti.next_retry_at.reset();
   ti.pid.reset();
+  ti.process.reset();
   ti.hostname.clear();
   return ti;
 }
@@ -110,6 +111,7 @@ TaskInstance MarkRunning(TaskInstance ti, const TaskEvent& started) {
   ti.hostname = started.hostname;
   ti.unixname = started.unixname;
   ti.pid = started.pid;
+  ti.process = started.process;
   return ti;
 }
 

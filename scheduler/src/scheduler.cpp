@@ -1,5 +1,7 @@
 #include "dagd/scheduler/scheduler.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <set>
 
@@ -19,11 +21,19 @@ int ActiveTasks(const std::vector<TaskInstance>& tis) {
   }));
 }
 
+std::string ThisHost() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0) return {};
+  return name;
+}
+
 }  // namespace
 
 Scheduler::Scheduler(SchedulerOptions options, StateStore& store, TaskExecutor& executor,
                      const Clock& clock)
-    : options_(std::move(options)), store_(store), executor_(executor), clock_(clock) {}
+    : options_(std::move(options)), store_(store), executor_(executor), clock_(clock) {
+  if (options_.hostname.empty()) options_.hostname = ThisHost();
+}
 
 Scheduler::~Scheduler() {
   if (thread_.joinable()) Shutdown(std::chrono::milliseconds(0));
@@ -164,6 +174,31 @@ Status Scheduler::RecoverTries(ActiveRun& active) {
   // This process holds the scheduler lock, so a try that is running in the store but unknown to
   // this process was cut off by a crash or a stop: it goes up_for_retry without using a retry.
   // Queued tries never started; the caller submits them again.
+  //
+  // A cut-off bash try may still be running (its daemon was killed, not its process group): it
+  // is stopped before its retry can be queued, or two tries of one task would run side by side.
+  // Until it can be stopped the whole run waits; the next refresh tries again.
+  for (const TaskInstance& ti : active.tis) {
+    if (ti.state != TaskState::kRunning || !ti.process) continue;
+    if (ti.hostname != options_.hostname) {
+      Log()->warn(
+          "task recovered from another host, its process cannot be stopped from here dag={} "
+          "run={} task={} try={} host={} pgid={}",
+          ti.dag_id, ti.run_id, ti.task_id, ti.try_number, ti.hostname, ti.process->pgid);
+      continue;
+    }
+    if (Status s = executor_.StopOrphanedProcess(*ti.process); !s.ok()) {
+      Log()->error(
+          "cannot stop a try left running by a previous process, its retry waits dag={} run={} "
+          "task={} try={} pgid={} error=\"{}\"",
+          ti.dag_id, ti.run_id, ti.task_id, ti.try_number, ti.process->pgid, s.message());
+      return Status::Unavailable("a try left running by a previous process is not stopped yet");
+    }
+    Log()->info(
+        "stopped a try left running by a previous process dag={} run={} task={} try={} "
+        "pgid={}",
+        ti.dag_id, ti.run_id, ti.task_id, ti.try_number, ti.process->pgid);
+  }
   const TimePoint now = clock_.Now();
   Transition recovered;
   std::vector<TaskInstance> tis = active.tis;

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <pqxx/pqxx>
 #include <string>
 #include <type_traits>
@@ -43,9 +44,10 @@ class Pool {
     using Result = std::invoke_result_t<Fn, pqxx::work&>;
     Lease lease(*this);
     try {
-      pqxx::work tx(lease.Connection());
-      Result result = fn(tx);
-      if (StatusOf(result).ok()) tx.commit();
+      std::optional<pqxx::work> tx;
+      Begin(lease, tx);
+      Result result = fn(*tx);
+      if (StatusOf(result).ok()) tx->commit();
       return result;
     } catch (...) {
       Status status = MapCurrentException();
@@ -82,11 +84,27 @@ class Pool {
     pqxx::connection& Connection();
     // Closes the connection; the next user of this slot reconnects.
     void Discard() { pool_.slots_[slot_].reset(); }
+    bool HasConnection() const { return pool_.slots_[slot_] != nullptr; }
 
    private:
     Pool& pool_;
     size_t slot_;
   };
+
+  // Begins a transaction on the lease's connection. A pooled connection that broke while it sat
+  // idle (the server restarted, its backend was terminated) fails at BEGIN, before anything that
+  // could take effect was sent: it is replaced by a fresh connection, once, instead of failing
+  // the caller.
+  static void Begin(Lease& lease, std::optional<pqxx::work>& tx) {
+    const bool pooled = lease.HasConnection();
+    try {
+      tx.emplace(lease.Connection());
+    } catch (...) {
+      if (!pooled || MapCurrentException().code() != StatusCode::kUnavailable) throw;
+      lease.Discard();
+      tx.emplace(lease.Connection());
+    }
+  }
 
   const std::string url_;
   // Only the lease holding slot i touches slots_[i]; mu_ guards free_.

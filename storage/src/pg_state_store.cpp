@@ -168,7 +168,7 @@ constexpr std::string_view kTaskInstanceColumns =
     "max_tries, dagd_us(scheduled_when) AS scheduled_when, dagd_us(queued_when) AS queued_when, "
     "dagd_us(start_date) AS start_date, dagd_us(end_date) AS end_date, duration, "
     "dagd_us(next_retry_at) AS next_retry_at, hostname, unixname, pid, operator, pool, "
-    "pool_slots, priority_weight, note";
+    "pool_slots, priority_weight, note, process_pgid, process_start_key";
 
 TaskInstance TaskInstanceOf(const pqxx::row& r) {
   TaskInstance ti;
@@ -195,6 +195,9 @@ TaskInstance TaskInstanceOf(const pqxx::row& r) {
   ti.pool_slots = r["pool_slots"].as<int>();
   ti.priority_weight = r["priority_weight"].as<int>();
   ti.note = OptTextOf(r["note"]);
+  if (!r["process_pgid"].is_null()) {
+    ti.process = scheduler::TryProcess{r["process_pgid"].as<int>(), TextOf(r["process_start_key"])};
+  }
   return ti;
 }
 
@@ -218,7 +221,9 @@ Json TaskInstanceJson(const TaskInstance& ti) {
               {"pool", ti.pool},
               {"pool_slots", ti.pool_slots},
               {"priority_weight", ti.priority_weight},
-              {"note", OptText(ti.note)}};
+              {"note", OptText(ti.note)},
+              {"process_pgid", ti.process ? Json(ti.process->pgid) : Json(nullptr)},
+              {"process_start_key", ti.process ? Json(ti.process->start_key) : Json(nullptr)}};
 }
 
 // The record definition matching TaskInstanceJson, for json_to_recordset(...) AS x(<this>).
@@ -226,7 +231,8 @@ constexpr std::string_view kTaskInstanceRecord =
     "task_id text, version_number integer, state text, try_number integer, max_tries integer, "
     "scheduled_when bigint, queued_when bigint, start_date bigint, end_date bigint, "
     "duration double precision, next_retry_at bigint, hostname text, unixname text, pid integer, "
-    "operator text, pool text, pool_slots integer, priority_weight integer, note text";
+    "operator text, pool text, pool_slots integer, priority_weight integer, note text, "
+    "process_pgid integer, process_start_key text";
 
 constexpr std::string_view kEventPayloadForTi =
     "jsonb_build_object('ti_id', x.id, 'max_tries', x.max_tries, "
@@ -1015,20 +1021,23 @@ Status PgStateStore::Apply(const scheduler::Transition& t) {
       "    duration = tx.duration, next_retry_at = dagd_ts(tx.next_retry_at),"
       "    hostname = tx.hostname, unixname = tx.unixname, pid = tx.pid,"
       "    operator = tx.operator, pool = tx.pool, pool_slots = tx.pool_slots,"
-      "    priority_weight = tx.priority_weight, note = tx.note"
+      "    priority_weight = tx.priority_weight, note = tx.note,"
+      "    process_pgid = tx.process_pgid, process_start_key = tx.process_start_key"
       "  FROM tx WHERE tx.last AND t.id = tx.id"
       "  RETURNING t.id, t.dag_id, t.run_id, t.task_id),"
       " tt AS ("
       "  INSERT INTO task_instance_try AS old (ti_id, try_number, state, queued_when, start_date,"
-      "    end_date, duration, hostname, pid, operator)"
+      "    end_date, duration, hostname, pid, operator, process_pgid, process_start_key)"
       "  SELECT tx.id, tx.try_number, tx.state, dagd_ts(tx.queued_when),"
       "    dagd_ts(tx.start_date), dagd_ts(tx.end_date), tx.duration, tx.hostname, tx.pid,"
-      "    tx.operator"
+      "    tx.operator, tx.process_pgid, tx.process_start_key"
       "  FROM tx JOIN tu ON tu.id = tx.id WHERE tx.last_try AND tx.try_number > 0"
       "  ON CONFLICT (ti_id, try_number) DO UPDATE SET state = excluded.state,"
       "    queued_when = excluded.queued_when, start_date = excluded.start_date,"
       "    end_date = excluded.end_date, duration = excluded.duration,"
-      "    hostname = excluded.hostname, pid = excluded.pid, operator = excluded.operator),"
+      "    hostname = excluded.hostname, pid = excluded.pid, operator = excluded.operator,"
+      "    process_pgid = excluded.process_pgid,"
+      "    process_start_key = excluded.process_start_key),"
       " xc AS ("
       "  INSERT INTO xcom (ti_id, key, value)"
       "  SELECT x.ti_id, x.key, x.value"

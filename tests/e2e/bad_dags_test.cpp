@@ -1,6 +1,7 @@
 // Bad DAG files are reported with the place of the error and never affect the other DAGs.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -79,6 +80,64 @@ TEST(BadDags, SighupReloadsAChangedDagAsANewVersionAndRunsStayPinned) {
       "SELECT version_number FROM dag_version WHERE dag_id = 'good' "
       "ORDER BY version_number");
   EXPECT_EQ(versions, (std::vector<std::string>{"1", "2"}));
+}
+
+std::pair<int, std::string> RunCommand(const std::string& command);
+
+// Regression: a FIFO named *.json blocked dagd in open() at the next scan, and it then ignored
+// SIGTERM. A file over the size limit is refused unread.
+TEST(BadDags, AFifoAndAHugeFileAreImportErrorsAndTheDaemonStillStopsOnSigterm) {
+  TempDir dags;
+  Write(dags.path() / "good.json", kGood);
+  Daemon d(dags.path().string());
+  d.Start();
+  ASSERT_EQ(mkfifo((dags.path() / "fifo.json").c_str(), 0600), 0);
+  {
+    std::ofstream huge(dags.path() / "huge.json", std::ios::binary);
+    huge << std::string(5 * 1024 * 1024, ' ');
+  }
+  kill(d.process->pid(), SIGHUP);
+  Json errors;
+  for (int i = 0; i < 400; ++i) {
+    errors = GetJson(d.Url("/api/v2/importErrors"));
+    if (errors.value("total_entries", 0) == 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(errors["total_entries"], 2) << errors.dump() << d.process->Log();
+  const std::string all = errors.dump();
+  EXPECT_NE(all.find("it is a FIFO, and only regular files are read"), std::string::npos) << all;
+  EXPECT_NE(all.find("larger than the limit of 4 MiB"), std::string::npos) << all;
+  Trigger(d, "good", "after-fifo");
+  EXPECT_EQ(WaitForRun(d, "good", "after-fifo")["state"], "success");
+  const int status = d.process->Signal(SIGTERM, std::chrono::seconds(20));
+  ASSERT_NE(status, -1) << "dagd did not stop on SIGTERM\n" << d.process->Log();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << d.process->Log();
+}
+
+// Regression: a DAG file with "description": "x\u0000y" passed validation and then failed the
+// whole folder sync at the database: /dags and /importErrors both came back empty.
+TEST(BadDags, ANulCharacterInAFileIsAnImportErrorForThatFileAloneAndValidateRejectsIt) {
+  TempDir dags;
+  Write(dags.path() / "good.json", kGood);
+  const std::string nul_doc = R"({"dag_id": "nul", "description": "x\u0000y", "tasks": [
+    {"task_id": "a", "operator": "empty"}]})";
+  Write(dags.path() / "nul.json", nul_doc);
+  Daemon d(dags.path().string());
+  d.Start();
+
+  Json dags_listed = GetJson(d.Url("/api/v2/dags"));
+  EXPECT_EQ(dags_listed["total_entries"], 1) << dags_listed.dump();
+  EXPECT_NE(dags_listed.dump().find("\"good\""), std::string::npos) << dags_listed.dump();
+  Json errors = GetJson(d.Url("/api/v2/importErrors"));
+  ASSERT_EQ(errors["total_entries"], 1) << errors.dump();
+  const std::string all = errors.dump();
+  EXPECT_NE(all.find((dags.path() / "nul.json").string()), std::string::npos) << all;
+  EXPECT_NE(all.find("field 'description' contains a NUL character"), std::string::npos) << all;
+
+  auto [code, out] = RunCommand(std::string(DAGD_BINARY) + " dags validate " +
+                                (dags.path() / "nul.json").string());
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("field 'description' contains a NUL character"), std::string::npos) << out;
 }
 
 std::pair<int, std::string> RunCommand(const std::string& command) {

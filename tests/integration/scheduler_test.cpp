@@ -98,8 +98,51 @@ class FaultyStore final : public StateStore {
   StateStore& inner_;
 };
 
+// Forwards to a real executor; records the order of submissions and orphan stops, and lets a test
+// decide what StopOrphanedProcess answers (the real one signals process groups).
+class RecordingExecutor final : public TaskExecutor {
+ public:
+  explicit RecordingExecutor(TaskExecutor& inner) : inner_(inner) {}
+
+  std::function<Status(const TryProcess&)> stop_orphan = [](const TryProcess&) {
+    return Status::Ok();
+  };
+
+  void Submit(TaskAssignment assignment, TaskEventSink sink) override {
+    Record("submit " + assignment.task().task_id + " try " + std::to_string(assignment.try_number));
+    inner_.Submit(std::move(assignment), std::move(sink));
+  }
+  void StopAccepting() override { inner_.StopAccepting(); }
+  void CancelRunning() override { inner_.CancelRunning(); }
+  bool WaitIdle(std::chrono::milliseconds timeout) override { return inner_.WaitIdle(timeout); }
+  size_t RunningCount() const override { return inner_.RunningCount(); }
+  Status StopOrphanedProcess(const TryProcess& process) override {
+    Status s = stop_orphan(process);
+    Record("stop " + std::to_string(process.pgid) + " " + process.start_key +
+           (s.ok() ? " ok" : " failed"));
+    return s;
+  }
+
+  std::vector<std::string> calls() {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+
+ private:
+  void Record(std::string call) {
+    std::lock_guard lock(mu_);
+    calls_.push_back(std::move(call));
+  }
+
+  TaskExecutor& inner_;
+  std::mutex mu_;  // guards calls_
+  std::vector<std::string> calls_;
+};
+
 class SchedulerTest : public ::testing::Test {
  protected:
+  static constexpr const char* kThisHost = "this-host";
+
   void SetUp() override {
     storage::PgOptions options;
     options.url = db_.url();
@@ -110,6 +153,7 @@ class SchedulerTest : public ::testing::Test {
     logs_ = std::filesystem::temp_directory_path() / ("dagd-sched-" + db_.name());
     executor_ = std::make_unique<executors::ThreadPoolExecutor>(executors::ExecutorOptions{}, jobs_,
                                                                 clock_);
+    recording_ = std::make_unique<RecordingExecutor>(*executor_);
   }
   void TearDown() override {
     if (scheduler_) scheduler_->Shutdown(5s);
@@ -127,7 +171,8 @@ class SchedulerTest : public ::testing::Test {
     options.logs_root = logs_;
     options.heartbeat = heartbeat;
     options.store_retry = 50ms;
-    scheduler_ = std::make_unique<Scheduler>(options, *faulty_, *executor_, clock_);
+    options.hostname = kThisHost;
+    scheduler_ = std::make_unique<Scheduler>(options, *faulty_, *recording_, clock_);
     ServiceOptions service_options;
     service_options.logs_root = logs_;
     service_ = std::make_unique<SchedulerService>(service_options, *faulty_, *scheduler_, clock_);
@@ -162,6 +207,7 @@ class SchedulerTest : public ::testing::Test {
   std::unique_ptr<FaultyStore> faulty_;
   std::filesystem::path logs_;
   std::unique_ptr<executors::ThreadPoolExecutor> executor_;
+  std::unique_ptr<RecordingExecutor> recording_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<SchedulerService> service_;
 };
@@ -311,6 +357,67 @@ TEST_F(SchedulerTest, RunningTriesLeftByAStoppedProcessAreRetriedWithoutUsingARe
   auto tries = pg_->ListTries("two", "orphaned", "a");
   ASSERT_EQ(tries->size(), 2u);
   EXPECT_EQ((*tries)[0].state, TaskState::kUpForRetry);
+}
+
+TEST_F(SchedulerTest, ATryLeftRunningOnThisHostIsStoppedBeforeItsRetryIsQueued) {
+  AddDag(kTwoStep);
+  {
+    SchedulerOptions options;
+    Scheduler unused(options, *faulty_, *executor_, clock_);
+    ServiceOptions service_options;
+    SchedulerService service(service_options, *faulty_, unused, clock_);
+    TriggerRequest request;
+    request.dag_run_id = "orphaned";
+    ASSERT_TRUE(service.Trigger("two", request).ok());
+  }
+  TaskInstance a = *pg_->GetTaskInstance("two", "orphaned", "a");
+  a.state = TaskState::kRunning;
+  a.try_number = 1;
+  a.start_date = clock_.Now();
+  a.hostname = kThisHost;
+  a.process = TryProcess{4242, "boot:99"};
+  Transition t;
+  t.task_instances.push_back(a);
+  ASSERT_TRUE(pg_->Apply(t).ok());
+
+  // The old group cannot be stopped at first (still dying): the retry must wait for it.
+  std::atomic<int> refusals{2};
+  recording_->stop_orphan = [&](const TryProcess&) {
+    if (refusals-- > 0) return Status::Unavailable("injected: still there");
+    return Status::Ok();
+  };
+  StartScheduler();
+  EXPECT_EQ(WaitForEnd("two", "orphaned").state, RunState::kSuccess);
+  EXPECT_EQ(recording_->calls(),
+            (std::vector<std::string>{"stop 4242 boot:99 failed", "stop 4242 boot:99 failed",
+                                      "stop 4242 boot:99 ok", "submit a try 2", "submit b try 1"}));
+  auto tries = pg_->ListTries("two", "orphaned", "a");
+  ASSERT_EQ(tries->size(), 2u);
+  EXPECT_EQ(pg_->GetTaskInstance("two", "orphaned", "a")->max_tries, 1);
+}
+
+TEST_F(SchedulerTest, ATryLeftRunningOnAnotherHostIsRetriedWithoutStoppingAnything) {
+  AddDag(kTwoStep);
+  {
+    SchedulerOptions options;
+    Scheduler unused(options, *faulty_, *executor_, clock_);
+    ServiceOptions service_options;
+    SchedulerService service(service_options, *faulty_, unused, clock_);
+    TriggerRequest request;
+    request.dag_run_id = "elsewhere";
+    ASSERT_TRUE(service.Trigger("two", request).ok());
+  }
+  TaskInstance a = *pg_->GetTaskInstance("two", "elsewhere", "a");
+  a.state = TaskState::kRunning;
+  a.try_number = 1;
+  a.hostname = "another-host";
+  a.process = TryProcess{4242, "boot:99"};
+  Transition t;
+  t.task_instances.push_back(a);
+  ASSERT_TRUE(pg_->Apply(t).ok());
+  StartScheduler();
+  EXPECT_EQ(WaitForEnd("two", "elsewhere").state, RunState::kSuccess);
+  EXPECT_EQ(recording_->calls(), (std::vector<std::string>{"submit a try 2", "submit b try 1"}));
 }
 
 // Rows of pg_stat_activity holding the scheduler lock's connection.

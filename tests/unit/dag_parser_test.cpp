@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -504,6 +505,63 @@ TEST(DagParser, RefusesDeeplyNestedDocumentsWithoutCrashing) {
   EXPECT_THAT(Parse(deep).errors, ElementsAre("the document nests deeper than 64 levels"));
 }
 
+// Regression: "description": "x\u0000y" passed validation, then failed the whole folder sync at
+// the database, which stores no NUL in text or jsonb.
+TEST(DagParser, RefusesNulCharactersInStringsAndKeysNamingWhere) {
+  auto result = Parse(R"({"dag_id": "d", "description": "x\u0000y", "tasks": [
+    {"task_id": "a", "operator": "bash", "bash_command": "echo \u0000",
+     "env": {"A\u0000B": "v", "OK": "v\u0000"}}],
+    "params": {"p": ["fine", "bad\u0000"]}})");
+  EXPECT_EQ(result.dag, nullptr);
+  EXPECT_THAT(
+      result.errors,
+      UnorderedElementsAre("field 'description' contains a NUL character (\\u0000)",
+                           "field 'tasks[0].bash_command' contains a NUL character (\\u0000)",
+                           "key 'A\\u0000B' in 'tasks[0].env' contains a NUL character (\\u0000)",
+                           "field 'tasks[0].env.OK' contains a NUL character (\\u0000)",
+                           "field 'params.p[1]' contains a NUL character (\\u0000)"));
+  auto top_key = Parse(R"({"dag_id": "d", "x\u0000": 1, "tasks": []})");
+  EXPECT_THAT(top_key.errors, ElementsAre("key 'x\\u0000' contains a NUL character (\\u0000)"));
+}
+
+TEST(DagParser, BashTasksMayNameAnAccountToRunAs) {
+  auto result = Parse(R"({"dag_id": "d", "tasks": [
+    {"task_id": "a", "operator": "bash", "bash_command": "id", "run_as_user": "etl-runner"},
+    {"task_id": "b", "operator": "bash", "bash_command": "id"}]})");
+  ASSERT_NE(result.dag, nullptr) << result.errors.front();
+  EXPECT_EQ(result.dag->Find("a")->run_as_user, "etl-runner");
+  EXPECT_EQ(result.dag->Find("b")->run_as_user, "");
+}
+
+TEST(DagParser, RunAsUserIsRefusedForRootBadNamesOtherOperatorsAndAccountsNotAllowed) {
+  ParseOptions options;
+  options.run_as_allowed = [](std::string_view user) { return user == "etl"; };
+  auto result = Parse(R"({"dag_id": "d", "tasks": [
+    {"task_id": "r", "operator": "bash", "bash_command": "id", "run_as_user": "root"},
+    {"task_id": "n", "operator": "bash", "bash_command": "id", "run_as_user": "a b;rm"},
+    {"task_id": "e", "operator": "bash", "bash_command": "id", "run_as_user": ""},
+    {"task_id": "o", "operator": "bash", "bash_command": "id", "run_as_user": "postgres"},
+    {"task_id": "ok", "operator": "bash", "bash_command": "id", "run_as_user": "etl"},
+    {"task_id": "t", "operator": "empty", "run_as_user": "etl"}]})",
+                      options);
+  EXPECT_EQ(result.dag, nullptr);
+  EXPECT_THAT(
+      result.errors,
+      UnorderedElementsAre(
+          "task 'r' field 'run_as_user': tasks never run as root",
+          "task 'n' field 'run_as_user': invalid account name 'a b;rm' (letters, digits, '_', "
+          "'-', '.', at most 32)",
+          "task 'e' field 'run_as_user': expected a non-empty string, got \"\"",
+          "task 'o' field 'run_as_user': account 'postgres' is not one this daemon lets tasks "
+          "run as",
+          "task 't': field 'run_as_user' does not apply to operator 'empty'"));
+  // Without a policy (offline validation, stored versions) any valid name but root is accepted.
+  auto offline = Parse(R"({"dag_id": "d", "tasks": [
+    {"task_id": "o", "operator": "bash", "bash_command": "id", "run_as_user": "postgres"},
+    {"task_id": "r", "operator": "bash", "bash_command": "id", "run_as_user": "root"}]})");
+  EXPECT_THAT(offline.errors, ElementsAre("task 'r' field 'run_as_user': tasks never run as root"));
+}
+
 TEST(DagParser, ParsesAJsonValueAsWellAsText) {
   Json doc = Json::parse(kEtl);
   auto from_json = ParseDag(doc, {});
@@ -595,6 +653,40 @@ TEST(LoadDagFolder, ReportsFilesThatCannotBeRead) {
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(files[0].dag, nullptr);
   EXPECT_THAT(files[0].errors, ElementsAre(HasSubstr("cannot read the file")));
+}
+
+// Regression: a FIFO named *.json blocked the daemon in open() (and so ignored SIGTERM).
+TEST(LoadDagFolder, AFifoIsReportedWithoutBlockingAndOtherFilesStillLoad) {
+  TempDir dir;
+  ASSERT_EQ(::mkfifo((dir.path() / "fifo.json").c_str(), 0600), 0);
+  dir.Write("good.json", R"({"dag_id": "good", "tasks": [{"task_id": "a", "operator": "empty"}]})");
+  auto files = LoadDagFolder(dir.path(), {});  // would block forever if the FIFO were opened
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(files[0].dag, nullptr);
+  EXPECT_THAT(files[0].errors,
+              ElementsAre("cannot read the file: it is a FIFO, and only regular files are read"));
+  EXPECT_NE(files[1].dag, nullptr);
+}
+
+TEST(ReadDagFile, RefusesFilesOverTheLimitNamingItAndFollowsSymlinksToRegularFiles) {
+  TempDir dir;
+  {
+    std::ofstream out(dir.path() / "huge.json", std::ios::binary);
+    out << std::string(kMaxDagFileBytes + 1, ' ');
+  }
+  auto huge = ReadDagFile(dir.path() / "huge.json");
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().message(), "the file is larger than the limit of 4 MiB");
+
+  dir.Write("real.json", "{}");
+  std::filesystem::create_symlink(dir.path() / "real.json", dir.path() / "link.json");
+  auto linked = ReadDagFile(dir.path() / "link.json");
+  ASSERT_TRUE(linked.ok()) << linked.status().ToString();
+  EXPECT_EQ(*linked, "{}");
+
+  auto device = ReadDagFile("/dev/zero");  // endless: must be refused, not read
+  ASSERT_FALSE(device.ok());
+  EXPECT_THAT(device.status().message(), HasSubstr("a character device"));
 }
 
 TEST(LoadDagFolder, ReportsAMissingFolder) {

@@ -172,6 +172,24 @@ TEST(Decisions, OrphanedRunningTryIsRetriedAndQueuedTryKept) {
   EXPECT_EQ(RecoverOrphan(queued, kNow).state, TaskState::kQueued);
 }
 
+TEST(Decisions, AStartedTryRecordsItsProcessGroupAndTheNextTryStartsWithoutIt) {
+  TaskInstance ti;
+  ti.state = TaskState::kQueued;
+  ti.try_number = 1;
+  TaskEvent started;
+  started.kind = TaskEvent::Kind::kStarted;
+  started.at = kNow;
+  started.hostname = "h";
+  started.pid = 77;
+  started.process = TryProcess{77, "boot:1234"};
+  ti = MarkRunning(ti, started);
+  ASSERT_TRUE(ti.process.has_value());
+  EXPECT_EQ(*ti.process, (TryProcess{77, "boot:1234"}));
+  TaskInstance next = Queue(RecoverOrphan(ti, kNow), kNow);
+  EXPECT_EQ(next.try_number, 2);
+  EXPECT_EQ(next.process, std::nullopt);
+}
+
 TEST(Decisions, FanOutQueuesEveryBranchAndJoinWaitsForAll) {
   DagPtr dag = MakeDag(R"([
     {"task_id": "start", "operator": "empty"},

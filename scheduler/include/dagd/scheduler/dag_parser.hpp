@@ -3,8 +3,11 @@
 // ParseDag never throws and never executes anything from the document. On failure it returns
 // every error it found, each naming its place: `task 'b': unknown upstream 'x'`,
 // `cycle: a → b → c → a`, `task 'x' field 'retries': expected a non-negative integer`.
+// A NUL character anywhere (a string or a key, written \u0000) is refused, naming where: the
+// database cannot store it.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "dagd/scheduler/dag.hpp"
+#include "dagd/scheduler/status.hpp"
 
 namespace dagd::scheduler {
 
@@ -46,9 +50,19 @@ struct LoadedFile {
   std::vector<std::string> errors;
 };
 
-// Reads every *.json file directly under `folder` (sorted by name). A file that cannot be read or
-// parsed is reported in its LoadedFile; it does not affect the others. Two files declaring the
-// same dag_id: the second is reported as an error.
+// Files larger than this are refused unread (an import error naming the limit).
+inline constexpr std::uintmax_t kMaxDagFileBytes = 4 * 1024 * 1024;
+
+// The text of one DAG file. Only a regular file is read (a symlink to one is followed): anything
+// else (a FIFO, a device, a socket) is refused before it is opened, and the file is opened
+// non-blocking and checked again on the open descriptor, so nothing in a dags folder can block
+// the daemon. Errors (failed_precondition: not a regular file or too large; not_found;
+// unavailable: an I/O error) carry a sentence naming the problem, without the path.
+StatusOr<std::string> ReadDagFile(const std::filesystem::path& path);
+
+// Reads every *.json file directly under `folder` (sorted by name), through ReadDagFile. A file
+// that cannot be read or parsed is reported in its LoadedFile; it does not affect the others. Two
+// files declaring the same dag_id: the second is reported as an error.
 std::vector<LoadedFile> LoadDagFolder(const std::filesystem::path& folder,
                                       const ParseOptions& options);
 

@@ -16,8 +16,9 @@ struct SyncReport {
   int failed_files = 0;  // files with errors
 };
 
-// Errors: only store failures (unavailable, internal); file problems go to import errors and
-// the log.
+// Errors: only store failures that concern the whole scan (unavailable, aborted: retry it). File
+// problems go to import errors and the log, including a DAG the store refuses to hold (a value
+// PostgreSQL cannot store): that file is an import error, the other files are synced.
 StatusOr<SyncReport> SyncDagFolder(StateStore& store, const std::filesystem::path& folder,
                                    const ParseOptions& options, const Clock& clock);
 

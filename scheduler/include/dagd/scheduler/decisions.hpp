@@ -36,7 +36,9 @@ TimePoint NextRetryAt(const TaskSpec& task, int try_number, TimePoint failed_at)
 
 // --- Task-instance transitions: each returns the new row -----------------------------------
 
-TaskInstance Queue(TaskInstance ti, TimePoint now);  // new try: try_number + 1
+// A new try: try_number + 1, nothing of the previous try's run (times, host, pid, process).
+TaskInstance Queue(TaskInstance ti, TimePoint now);
+// Records where the try runs: host, account, pid and, for a command, its process group.
 TaskInstance MarkRunning(TaskInstance ti, const TaskEvent& started);
 // success; failed → up_for_retry while try_number <= max_tries, else failed; interrupted →
 // up_for_retry at once with max_tries + 1 (a try stopped by shutdown does not count).

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -33,6 +34,9 @@ struct SchedulerOptions {
   std::filesystem::path logs_root;  // per-try logs: see log_paths.hpp
   std::chrono::milliseconds heartbeat{5000};
   std::chrono::milliseconds store_retry{1000};  // pause before retrying a failed commit
+  // This host's name as the executor reports it in kStarted (the same value must go to both);
+  // empty = gethostname(). A recovered try recorded on another host cannot be stopped from here.
+  std::string hostname;
 };
 
 class Scheduler {
@@ -45,7 +49,9 @@ class Scheduler {
 
   // Loads the active runs and starts the loop thread. Tries a previous process left behind are
   // recovered whenever a run is first loaded: queued ones are submitted again, running ones go
-  // up_for_retry without using a retry. The caller must hold the database's scheduler lock.
+  // up_for_retry without using a retry — once what is left of their process group on this host
+  // is stopped (TaskExecutor::StopOrphanedProcess); while it cannot be, that run is not loaded
+  // and is tried again at the next refresh. The caller must hold the database's scheduler lock.
   Status Start();
 
   // Something changed in the store: re-read the active runs and paused flags soon.

@@ -1,0 +1,145 @@
+// SyncDagFolder on a real PostgreSQL: a DAG the database refuses is an import error for its own
+// file, and every other file is still synced.
+#include "dagd/scheduler/dag_sync.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
+
+#include "dagd/storage/pg_state_store.hpp"
+#include "test_database.hpp"
+
+namespace dagd::scheduler {
+namespace {
+
+// Forwards everything to a real store, but hands SyncDag of one DAG a copy whose description holds
+// a NUL character, so that PostgreSQL itself refuses it (the parser no longer lets one through, and
+// this is the defence behind it). Every other call goes to PostgreSQL unchanged.
+class NulInjectingStore final : public StateStore {
+ public:
+  NulInjectingStore(StateStore& inner, std::string poisoned_dag)
+      : inner_(inner), poisoned_(std::move(poisoned_dag)) {}
+
+  Status Ping() override { return inner_.Ping(); }
+  Status AcquireSchedulerLock() override { return inner_.AcquireSchedulerLock(); }
+  StatusOr<int> SyncDag(const Dag& dag, const std::string& fileloc, TimePoint at) override {
+    if (dag.dag_id != poisoned_) return inner_.SyncDag(dag, fileloc, at);
+    Dag copy = dag;
+    copy.description = std::string("x\0y", 3);
+    return inner_.SyncDag(copy, fileloc, at);
+  }
+  Status MarkStaleExcept(const std::vector<std::string>& ids) override {
+    return inner_.MarkStaleExcept(ids);
+  }
+  Status ReplaceImportErrors(const std::vector<ImportError>& errors) override {
+    return inner_.ReplaceImportErrors(errors);
+  }
+  StatusOr<Listing<ImportError>> ListImportErrors(const Page& page) override {
+    return inner_.ListImportErrors(page);
+  }
+  StatusOr<Listing<DagRecord>> ListDags(const DagQuery& q) override { return inner_.ListDags(q); }
+  StatusOr<DagRecord> GetDag(const std::string& id) override { return inner_.GetDag(id); }
+  Status SetPaused(const std::string& id, bool paused) override {
+    return inner_.SetPaused(id, paused);
+  }
+  StatusOr<DagVersionRecord> GetDagVersion(const std::string& id, int n) override {
+    return inner_.GetDagVersion(id, n);
+  }
+  StatusOr<DagRun> CreateRun(const DagRun& run, std::vector<TaskInstance>& tis) override {
+    return inner_.CreateRun(run, tis);
+  }
+  StatusOr<DagRun> GetRun(const std::string& dag_id, const std::string& run_id) override {
+    return inner_.GetRun(dag_id, run_id);
+  }
+  StatusOr<Listing<DagRun>> ListRuns(const RunQuery& q) override { return inner_.ListRuns(q); }
+  StatusOr<std::vector<DagRun>> LoadActiveRuns() override { return inner_.LoadActiveRuns(); }
+  StatusOr<std::vector<TaskInstance>> LoadTaskInstances(int64_t run_key) override {
+    return inner_.LoadTaskInstances(run_key);
+  }
+  StatusOr<Listing<TaskInstance>> ListTaskInstances(const TaskInstanceQuery& q) override {
+    return inner_.ListTaskInstances(q);
+  }
+  StatusOr<TaskInstance> GetTaskInstance(const std::string& d, const std::string& r,
+                                         const std::string& t) override {
+    return inner_.GetTaskInstance(d, r, t);
+  }
+  StatusOr<std::vector<TaskTry>> ListTries(const std::string& d, const std::string& r,
+                                           const std::string& t) override {
+    return inner_.ListTries(d, r, t);
+  }
+  StatusOr<std::vector<XcomEntry>> ListXcom(const std::string& ti_id) override {
+    return inner_.ListXcom(ti_id);
+  }
+  Status Apply(const Transition& t) override { return inner_.Apply(t); }
+
+ private:
+  StateStore& inner_;
+  std::string poisoned_;
+};
+
+class Folder {
+ public:
+  Folder() {
+    std::random_device random;
+    path_ = std::filesystem::temp_directory_path() /
+            ("dagd-sync-test-" + std::to_string(::getpid()) + "-" + std::to_string(random()));
+    std::filesystem::create_directories(path_);
+  }
+  ~Folder() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  Folder(const Folder&) = delete;
+  Folder& operator=(const Folder&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  void Write(const std::string& name, const std::string& text) const {
+    std::ofstream(path_ / name, std::ios::binary) << text;
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::string Doc(const std::string& dag_id) {
+  return R"({"dag_id": ")" + dag_id + R"(", "tasks": [{"task_id": "a", "operator": "empty"}]})";
+}
+
+// Regression: the first DAG the database refused failed the whole sync, leaving /dags and
+// /importErrors both empty.
+TEST(DagSync, ADagTheDatabaseRefusesIsAnImportErrorForItsFileAloneAndTheOthersAreSynced) {
+  testing::TestDatabase db;
+  auto pg = storage::PgStateStore::Open({db.url(), 2});
+  ASSERT_TRUE(pg.ok()) << pg.status().ToString();
+  NulInjectingStore store(**pg, "b_refused");
+  Folder folder;
+  folder.Write("a_good.json", Doc("a_good"));
+  folder.Write("b_refused.json", Doc("b_refused"));
+  folder.Write("c_good.json", Doc("c_good"));
+  SystemClock clock;
+
+  auto report = SyncDagFolder(store, folder.path(), ParseOptions{}, clock);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->loaded, 2);
+  EXPECT_EQ(report->failed_files, 1);
+
+  auto dags = (*pg)->ListDags(DagQuery{});
+  ASSERT_TRUE(dags.ok());
+  std::vector<std::string> ids;
+  for (const auto& d : dags->items) ids.push_back(d.dag_id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"a_good", "c_good"}));
+
+  auto errors = (*pg)->ListImportErrors(Page{});
+  ASSERT_TRUE(errors.ok());
+  ASSERT_EQ(errors->items.size(), 1u);
+  EXPECT_EQ(errors->items[0].filename, (folder.path() / "b_refused.json").string());
+  EXPECT_NE(errors->items[0].message.find("the database cannot store DAG 'b_refused'"),
+            std::string::npos)
+      << errors->items[0].message;
+}
+
+}  // namespace
+}  // namespace dagd::scheduler

@@ -4,8 +4,9 @@
 #   deploy/dev.sh test [ctest args...]  build, then run every test (unit, integration, e2e)
 #   deploy/dev.sh test-asan             the same under AddressSanitizer + UBSan (build-asan/)
 #   deploy/dev.sh bench                 build optimised, then run the benchmarks in bench/
-# As root, the embedded PostgreSQL runs as the `postgres` account and the state directory is
-# /var/lib/dagd (PostgreSQL must be able to reach it); otherwise it is ./.dagd.
+# As root, the embedded PostgreSQL runs as the `postgres` account, bash tasks run as the `dagd`
+# account (install-deps.sh creates it) and the state directory is /var/lib/dagd (PostgreSQL must
+# be able to reach it); otherwise it is ./.dagd.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -6,9 +6,9 @@
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstdlib>
+#include <iostream>
 #include <optional>
 #include <vector>
-#include <iostream>
 
 namespace dagd::daemon {
 namespace {

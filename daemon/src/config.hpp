@@ -25,7 +25,7 @@ struct Config {
   // The account bash tasks run as: as root --run-as (default "dagd"), checked to exist and to be
   // neither root nor the --pg-user account; otherwise the daemon's own account (no switch).
   std::string run_as;
-  std::vector<std::string> allow_run_as;  // further accounts a task may name (as root only)
+  std::vector<std::string> allow_run_as;         // further accounts a task may name (as root only)
   uint64_t max_log_bytes = uint64_t{100} << 20;  // per-try log cap
 };
 

@@ -87,8 +87,8 @@ void CloseRange(unsigned first, unsigned last, int max_fd) {
   }
   const TaskAccount& a = *p.account;
   if (a.switch_to) {
-    if (::setgroups(a.groups.size(), a.groups.data()) != 0 || ::setresgid(a.gid, a.gid, a.gid) != 0 ||
-        ::setresuid(a.uid, a.uid, a.uid) != 0) {
+    if (::setgroups(a.groups.size(), a.groups.data()) != 0 ||
+        ::setresgid(a.gid, a.gid, a.gid) != 0 || ::setresuid(a.uid, a.uid, a.uid) != 0) {
       ChildFail(p.error_fd, kStepAccount);
     }
     uid_t ruid, euid, suid;
@@ -191,9 +191,8 @@ StatusOr<int> RunBash(const BashCommand& cmd, TryLog& log, TryControl& control,
   const int max_fd = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < 65536
                          ? static_cast<int>(files.rlim_cur)
                          : 65536;
-  const ChildPlan plan{argv,           envp.data(),     cmd.cwd.c_str(),  &cmd.account,
-                       ::getpid(),     null_in.get(),   out_write.get(),  err_write.get(),
-                       max_fd};
+  const ChildPlan plan{argv,          envp.data(),     cmd.cwd.c_str(), &cmd.account, ::getpid(),
+                       null_in.get(), out_write.get(), err_write.get(), max_fd};
 
   // fork rather than posix_spawn, which cannot change the account. All signals are blocked
   // around fork so that no handler of the daemon's runs in the child before it resets them.
@@ -204,7 +203,8 @@ StatusOr<int> RunBash(const BashCommand& cmd, TryLog& log, TryControl& control,
   if (pid == 0) RunChild(plan);
   const int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
-  if (pid < 0) return Status::Internal("cannot start /bin/bash: " + std::string(strerror(fork_errno)));
+  if (pid < 0)
+    return Status::Internal("cannot start /bin/bash: " + std::string(strerror(fork_errno)));
   ::setpgid(pid, pid);  // the child does the same: whichever runs first makes the group
   out_write.Reset();
   err_write.Reset();
@@ -276,8 +276,9 @@ StatusOr<int> RunBash(const BashCommand& cmd, TryLog& log, TryControl& control,
     Drain(out_read.get(), log, eof);
   }
   if (!eof) {
-    log.Note("dagd: stopped reading output: a process that left the command's process group "
-             "still holds it open");
+    log.Note(
+        "dagd: stopped reading output: a process that left the command's process group "
+        "still holds it open");
   }
 
   int status = 0;

@@ -105,8 +105,9 @@ size_t LiveProcessesInGroup(int pgid) { return LiveMembers(pgid, 0); }
 Status StopProcessGroup(const scheduler::TryProcess& process, std::chrono::milliseconds grace) {
   const std::string& key = process.start_key;
   const size_t colon = key.rfind(':');
-  const auto since =
-      colon == std::string::npos ? std::nullopt : ParseTicks(std::string_view(key).substr(colon + 1));
+  const auto since = colon == std::string::npos
+                         ? std::nullopt
+                         : ParseTicks(std::string_view(key).substr(colon + 1));
   if (process.pgid <= 1 || !since) {
     return Status::InvalidArgument("the recorded process group " + std::to_string(process.pgid) +
                                    " with start key '" + key + "' is malformed");

@@ -55,9 +55,9 @@ StatusOr<TaskAccount> ChooseTaskAccount(const std::string& task_id, const std::s
     }
     for (const std::string* wanted : {&requested, &default_account}) {
       if (!wanted->empty() && *wanted != self.name) {
-        return Status::FailedPrecondition(
-            task + " should run as '" + *wanted + "', but dagd runs as '" + self.name +
-            "' and only root can run a command as another account");
+        return Status::FailedPrecondition(task + " should run as '" + *wanted +
+                                          "', but dagd runs as '" + self.name +
+                                          "' and only root can run a command as another account");
       }
     }
     return self;

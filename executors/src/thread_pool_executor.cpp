@@ -9,8 +9,8 @@
 #include <cctype>
 #include <cstdlib>
 #include <cstring>  // sigabbrev_np
-#include <map>
 #include <exception>
+#include <map>
 #include <optional>
 #include <utility>
 #include <vector>

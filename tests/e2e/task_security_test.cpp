@@ -18,7 +18,8 @@ namespace fs = std::filesystem;
 
 const char* kProbe = R"({"dag_id": "probe", "params": {"who": "nobody-in-particular"}, "tasks": [
   {"task_id": "show", "operator": "bash",
-   "bash_command": "echo \"who=<{{ params.who }}> run=<{{ run_id }}>\"; echo \"account=$(id -un)\"; env"}]})";
+   "bash_command": "echo \"who=<{{ params.who }}> run=<{{ run_id }}>\"; )"
+                     R"(echo \"account=$(id -un)\"; env"}]})";
 
 // The text of every try log of the run's task (the state directory holds them).
 std::string TaskLogs(const fs::path& state) {
@@ -56,8 +57,8 @@ TEST(TaskSecurity, RunConfAndRunIdAreNotShellCodeAndTasksGetNoDaemonSecrets) {
   const bool accepted =
       HttpPostJson(d.Url("/api/v2/dags/probe/dagRuns"), body.dump()).status == 200;
   if (accepted) {
-    for (int i = 0; i < 600 && TaskLogs(d.state.path()).find("run=<" + hostile_id + ">") ==
-                                   std::string::npos;
+    for (int i = 0;
+         i < 600 && TaskLogs(d.state.path()).find("run=<" + hostile_id + ">") == std::string::npos;
          ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }

@@ -395,9 +395,13 @@ TEST_F(ExecutorTest, BashIgnoringSigtermIsKilledAfterTheGracePeriod) {
 
 TEST_F(ExecutorTest, BashTemplatedConfAndRunIdAreNeverRunAsCode) {
   const std::string marker = (dir_ / "injected").string();
-  const std::vector<std::string> hostile = {
-      "$(touch " + marker + "1)", "`touch " + marker + "2`", "x; touch " + marker + "3",
-      "x\ntouch " + marker + "4", "\"; touch " + marker + "5; \"", "${HOME}", "'$(id)'"};
+  const std::vector<std::string> hostile = {"$(touch " + marker + "1)",
+                                            "`touch " + marker + "2`",
+                                            "x; touch " + marker + "3",
+                                            "x\ntouch " + marker + "4",
+                                            "\"; touch " + marker + "5; \"",
+                                            "${HOME}",
+                                            "'$(id)'"};
   Json conf = Json::object();
   std::string command = "printf '<%s>\\n'";
   for (size_t i = 0; i < hostile.size(); ++i) {
@@ -464,7 +468,8 @@ TEST_F(ExecutorTest, BashKStartedComesAfterTheSpawnWithTheProcessGroupAndAccount
       << started.process->start_key;
   const std::string log = ReadFile(LogPath("sh", 1));
   EXPECT_NE(log.find("\n" + started.unixname + "\n"), std::string::npos)
-      << "unixname " << started.unixname << " is not the account `id -un` printed\n" << log;
+      << "unixname " << started.unixname << " is not the account `id -un` printed\n"
+      << log;
   if (IsRoot()) {
     EXPECT_EQ(started.unixname, kTaskAccount);
     EXPECT_EQ(log.find("\n0\n"), std::string::npos) << "ran as root:\n" << log;
@@ -523,15 +528,15 @@ TEST_F(ExecutorTest, TaskNamingAnotherAccountFailsWhenTheDaemonIsNotRoot) {
   t.run_as_user = "root";
   const TaskOutcome outcome = RunOne(Assign(std::move(t)));
   EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
-  EXPECT_NE(outcome.error.find("only root can run a command as another account"),
-            std::string::npos)
+  EXPECT_NE(outcome.error.find("only root can run a command as another account"), std::string::npos)
       << outcome.error;
 }
 
 TEST_F(ExecutorTest, BashDefaultCwdIsAFreshDirectoryOfTheTaskAccountRemovedAfterTheTry) {
   const TaskOutcome outcome =
-      RunOne(Assign(Bash("sh", "echo \"cwd=$PWD owner=$(stat -c %U .) mode=$(stat -c %a .)\"; "
-                               "mkdir -p a/b; touch a/b/c; ln -s / a/root")));
+      RunOne(Assign(Bash("sh",
+                         "echo \"cwd=$PWD owner=$(stat -c %U .) mode=$(stat -c %a .)\"; "
+                         "mkdir -p a/b; touch a/b/c; ln -s / a/root")));
   EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSuccess) << outcome.error;
   const std::string log = ReadFile(LogPath("sh", 1));
   std::smatch m;
@@ -553,7 +558,8 @@ TEST_F(ExecutorTest, BackgroundProcessesOfASuccessfulTryAreKilledWhenBashExits) 
   const TaskOutcome outcome =
       RunOne(Assign(Bash("sh", "sleep 30 & echo $! > " + pid_file.string() + "; echo done")));
   EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSuccess) << outcome.error;
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s) << "the try waited for its background job";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s)
+      << "the try waited for its background job";
   const pid_t background = std::stoi(ReadFile(pid_file));
   for (int i = 0; i < 100 && !ProcessGone(background); ++i) std::this_thread::sleep_for(10ms);
   EXPECT_TRUE(ProcessGone(background)) << "background sleep " << background << " outlived the try";
@@ -655,8 +661,7 @@ TEST_F(ExecutorTest, StopOrphanedProcessOfAGroupThatIsGoneIsOkAndAMalformedOneIs
     key = group.StartKey();
   }
   EXPECT_TRUE(executor->StopOrphanedProcess({pgid, key}).ok());
-  EXPECT_EQ(executor->StopOrphanedProcess({pgid, "no-colon"}).code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(executor->StopOrphanedProcess({pgid, "no-colon"}).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(executor->StopOrphanedProcess({0, key}).code(), StatusCode::kInvalidArgument);
 }
 
@@ -665,7 +670,8 @@ TEST_F(ExecutorTest, StopOrphanedProcessOfAGroupThatIsGoneIsOkAndAMalformedOneIs
 TEST_F(ExecutorTest, TryLogIsPrivateToTheDaemon) {
   EXPECT_EQ(RunOne(Assign(Bash("sh", "echo hi"))).kind, TaskOutcome::Kind::kSuccess);
   const fs::path log = LogPath("sh", 1);
-  EXPECT_EQ(fs::status(log).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(log).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
   for (fs::path dir = log.parent_path(); dir != dir_; dir = dir.parent_path()) {
     EXPECT_EQ(fs::status(dir).permissions() & fs::perms::all, fs::perms::owner_all) << dir;
   }
@@ -674,17 +680,17 @@ TEST_F(ExecutorTest, TryLogIsPrivateToTheDaemon) {
 TEST_F(ExecutorTest, OutputBeyondTheLogCapIsDroppedWithANote) {
   ExecutorOptions options = Options();
   options.max_log_bytes = 4096;
-  const TaskOutcome outcome =
-      RunWith(Assign(Bash("sh", "head -c 100000 /dev/zero | tr '\\0' x; echo; echo THE-END")),
-              options);
+  const TaskOutcome outcome = RunWith(
+      Assign(Bash("sh", "head -c 100000 /dev/zero | tr '\\0' x; echo; echo THE-END")), options);
   EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSuccess) << outcome.error;
   const std::string log = ReadFile(LogPath("sh", 1));
   EXPECT_LE(log.size(), 4096u + 1024u);
   EXPECT_EQ(log.find("THE-END"), std::string::npos);
   std::smatch m;
   ASSERT_TRUE(std::regex_search(
-      log, m, std::regex("dagd: (\\d+) bytes of output were dropped: the log reached its cap "
-                         "of 4096 bytes")))
+      log, m,
+      std::regex("dagd: (\\d+) bytes of output were dropped: the log reached its cap "
+                 "of 4096 bytes")))
       << log;
   const size_t run = log.find("\nxxxx");
   ASSERT_NE(run, std::string::npos) << log;
@@ -718,8 +724,7 @@ TEST_F(ExecutorTest, FullDiskUnderTheLogsFailsTheTryWithNoSpaceLeftOnDevice) {
   EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
   EXPECT_NE(outcome.error.find("no space left on device writing the log"), std::string::npos)
       << outcome.error;
-  EXPECT_NE(outcome.error.find("command exited with status 1"), std::string::npos)
-      << outcome.error;
+  EXPECT_NE(outcome.error.find("command exited with status 1"), std::string::npos) << outcome.error;
 
   // A command that succeeds but whose output was lost fails too.
   auto a = Assign(Bash("ok", "head -c 1000000 /dev/zero | tr '\\0' x"));

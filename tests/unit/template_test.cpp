@@ -225,7 +225,8 @@ StatusOr<BashTemplate> RenderBash(std::string_view text, const Json& conf) {
 }
 
 TEST(BashTemplate, EveryExpressionBecomesAVariableReferenceAndItsValueAVariable) {
-  auto r = RenderBash("echo \"{{ params.who }}\" {{ run_id }}-{{ params.who }}; ls", Json::object());
+  auto r =
+      RenderBash("echo \"{{ params.who }}\" {{ run_id }}-{{ params.who }}; ls", Json::object());
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->command,
             "echo \"${AIRFLOW_TEMPLATE_1}\" ${AIRFLOW_TEMPLATE_2}-${AIRFLOW_TEMPLATE_3}; ls");
@@ -256,7 +257,8 @@ TEST(BashTemplate, TextWithoutTemplatesIsUnchangedAndNeedsNoVariables) {
 TEST(BashTemplate, ErrorsNameTheTemplateLikeRenderTemplate) {
   auto r = RenderBash("touch {{ params.nope }}", Json::object());
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().message(), "template '{{ params.nope }}' in task 'load': params has no key 'nope'");
+  EXPECT_EQ(r.status().message(),
+            "template '{{ params.nope }}' in task 'load': params has no key 'nope'");
 }
 
 TEST(BashTemplate, AValueWithANulByteIsAnError) {

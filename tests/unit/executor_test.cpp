@@ -1,4 +1,5 @@
 // ThreadPoolExecutor with a real thread pool and real child processes.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <pwd.h>
 #include <signal.h>
@@ -449,6 +450,18 @@ TEST_F(ExecutorTest, BashEnvironmentHoldsNothingOfTheDaemons) {
     if (line.empty() || line.front() == '[') continue;  // dagd's own lines
     EXPECT_TRUE(std::regex_search(line, allowed)) << "unexpected variable: " << line;
   }
+}
+
+TEST_F(ExecutorTest, BashInheritsNoDescriptorOfTheDaemons) {
+  const int leaked = ::open("/dev/null", O_RDONLY);  // no O_CLOEXEC, like a careless library
+  ASSERT_GE(leaked, 0);
+  // What ls itself holds: stdio and the directory it reads (3), nothing inherited.
+  const TaskOutcome outcome =
+      RunOne(Assign(Bash("sh", "echo -n 'fds: '; ls /proc/self/fd | sort -n | tr '\\n' ' '")));
+  ::close(leaked);
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSuccess) << outcome.error;
+  const std::string log = ReadFile(LogPath("sh", 1));
+  EXPECT_NE(log.find("\nfds: 0 1 2 3 ["), std::string::npos) << log;
 }
 
 TEST_F(ExecutorTest, BashKStartedComesAfterTheSpawnWithTheProcessGroupAndAccount) {

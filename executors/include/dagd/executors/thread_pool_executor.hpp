@@ -60,8 +60,9 @@ struct ExecutorOptions {
   int parallelism = 8;                         // worker threads; values below 1 mean 1
   std::string hostname;                        // reported in kStarted; empty = gethostname()
   std::chrono::milliseconds kill_grace{5000};  // SIGTERM → SIGKILL for bash process groups
-  // The account bash tries run as when their task names none. Empty: the daemon's own account,
-  // which must then not be root (the daemon refuses to start as root without one).
+  // The account bash tries run as when their task names none. Only root can switch: when the
+  // executor is not root, tries run as its own account and this must be empty or name it. Empty
+  // as root: bash tries fail (tasks never run as root).
   std::string run_as_user;
   // Further accounts a task may name in run_as_user (as root). Checked again here, for DAG
   // versions stored before the configuration changed.

@@ -6,8 +6,9 @@
 #   deploy/dev.sh bench                 build optimised, then run the benchmarks in bench/
 #   deploy/dev.sh fuzz [SECONDS]        build the libFuzzer targets with clang (build-fuzz/), run
 #                                       each for SECONDS (default 60) from its seed corpus
-# As root, the embedded PostgreSQL runs as the `postgres` account and the state directory is
-# /var/lib/dagd (PostgreSQL must be able to reach it); otherwise it is ./.dagd.
+# As root, the embedded PostgreSQL runs as the `postgres` account, bash tasks run as the `dagd`
+# account (install-deps.sh creates it) and the state directory is /var/lib/dagd (PostgreSQL must
+# be able to reach it); otherwise it is ./.dagd.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

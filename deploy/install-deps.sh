@@ -19,6 +19,26 @@ packages=(
   curl ca-certificates
 )
 
+# The account bash tasks run as when dagd runs as root (the default of --run-as): a system
+# account with no login shell and no home directory. Created only when missing, and only with
+# root rights (as root, or through sudo without a password prompt).
+ensure_task_account() {
+  getent passwd dagd >/dev/null && return 0
+  local create=(useradd --system --shell /usr/sbin/nologin --home-dir /nonexistent --no-create-home)
+  if getent group dagd >/dev/null; then create+=(--gid dagd); else create+=(--user-group); fi
+  create+=(dagd)
+  if ((EUID == 0)); then
+    "${create[@]}"
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo "${create[@]}"
+  else
+    echo "install-deps: no account 'dagd' (tasks run as it when dagd runs as root); as root: ${create[*]}" >&2
+    return 0
+  fi
+  echo "install-deps: created the system account 'dagd' for bash tasks"
+}
+ensure_task_account
+
 missing=()
 for package in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)

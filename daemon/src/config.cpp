@@ -1,10 +1,14 @@
 #include "config.hpp"
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
+#include <vector>
 
 namespace dagd::daemon {
 namespace {
@@ -18,6 +22,85 @@ std::filesystem::path DefaultStateDir() {
     return std::filesystem::path(home) / ".local/state/dagd";
   }
   return ".dagd";
+}
+
+struct AccountEntry {
+  std::string name;
+  uid_t uid;
+};
+
+std::optional<AccountEntry> FindAccount(const std::string& name) {
+  std::vector<char> buffer(16384);
+  passwd entry{};
+  passwd* found = nullptr;
+  int rc;
+  while ((rc = getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found)) == ERANGE) {
+    buffer.resize(buffer.size() * 2);
+  }
+  if (rc != 0 || found == nullptr) return std::nullopt;
+  return AccountEntry{found->pw_name, found->pw_uid};
+}
+
+std::string OwnAccountName() {
+  std::vector<char> buffer(16384);
+  passwd entry{};
+  passwd* found = nullptr;
+  if (getpwuid_r(geteuid(), &entry, buffer.data(), buffer.size(), &found) == 0 && found) {
+    return found->pw_name;
+  }
+  return std::to_string(geteuid());
+}
+
+// An account tasks may run as (as root): it exists, is not root, and is not the account that
+// owns the embedded PostgreSQL's files. Returns the reason it is refused, or "".
+std::string RefuseTaskAccount(const std::string& flag, const std::string& name,
+                              const std::optional<std::string>& pg_user) {
+  auto account = FindAccount(name);
+  if (!account) {
+    return "--" + flag + " '" + name + "': no such account; create it (deploy/install-deps.sh " +
+           "creates 'dagd') or name another";
+  }
+  if (account->uid == 0) {
+    return "--" + flag + " '" + name + "' has uid 0: tasks never run as root; name an " +
+           "unprivileged account";
+  }
+  if (pg_user) {
+    auto pg = FindAccount(*pg_user);
+    if (pg && pg->uid == account->uid) {
+      return "--" + flag + " '" + name + "' is the PostgreSQL account (--pg-user), which owns " +
+             "the database files; name another account";
+    }
+  }
+  return "";
+}
+
+// Resolves c.run_as and checks both account flags; returns the first refusal, or "".
+std::string CheckTaskAccounts(Config& c, const std::string& run_as) {
+  if (geteuid() != 0) {
+    const std::string self = OwnAccountName();
+    for (const std::string& name : c.allow_run_as) {
+      if (name != self) {
+        return "--allow-run-as '" + name + "' needs root: dagd runs as '" + self +
+               "', so tasks run as '" + self + "' too; drop it or start dagd as root";
+      }
+    }
+    if (!run_as.empty() && run_as != self) {
+      return "--run-as '" + run_as + "' needs root: dagd runs as '" + self +
+             "', so tasks run as '" + self + "' too; drop --run-as or start dagd as root";
+    }
+    c.run_as = self;
+    return "";
+  }
+  c.run_as = run_as.empty() ? "dagd" : run_as;
+  if (auto refused = RefuseTaskAccount("run-as", c.run_as, c.pg_user); !refused.empty()) {
+    return refused;
+  }
+  for (const std::string& name : c.allow_run_as) {
+    if (auto refused = RefuseTaskAccount("allow-run-as", name, c.pg_user); !refused.empty()) {
+      return refused;
+    }
+  }
+  return "";
 }
 
 }  // namespace
@@ -78,6 +161,22 @@ Invocation ParseCommandLine(int argc, char** argv) {
       ->envname("DAGD_SHUTDOWN_GRACE")
       ->check(CLI::Range(0, 86400))
       ->capture_default_str();
+  std::string run_as;
+  app.add_option("--run-as", run_as,
+                 "Account bash tasks run as when dagd runs as root (default dagd; never root, "
+                 "nor the --pg-user account); otherwise tasks run as dagd's own account")
+      ->envname("DAGD_RUN_AS");
+  app.add_option("--allow-run-as", c.allow_run_as,
+                 "Further accounts a DAG task may name in run_as_user, comma-separated (root only)")
+      ->envname("DAGD_ALLOW_RUN_AS")
+      ->delimiter(',');
+  app.add_option("--max-log-bytes", c.max_log_bytes,
+                 "Per-try log size cap (e.g. 104857600, 100MiB); output beyond it is dropped "
+                 "and counted in a note at the end of the log")
+      ->envname("DAGD_MAX_LOG_BYTES")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(uint64_t{4096}, uint64_t{1} << 40))
+      ->capture_default_str();
   app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error")
       ->envname("DAGD_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
@@ -110,6 +209,13 @@ Invocation ParseCommandLine(int argc, char** argv) {
   if (!pg_user.empty()) c.pg_user = pg_user;
   c.shutdown_grace = std::chrono::seconds(grace);
   inv.command = validate->parsed() ? Command::kValidate : Command::kServe;
+  if (inv.command == Command::kServe) {
+    if (std::string refused = CheckTaskAccounts(c, run_as); !refused.empty()) {
+      std::cerr << "dagd: " << refused << "\n";
+      inv.command = Command::kExit;
+      inv.exit_code = 2;
+    }
+  }
   return inv;
 }
 

@@ -22,6 +22,11 @@ struct Config {
   int api_threads = 4;
   std::chrono::seconds shutdown_grace{30};
   std::string log_level = "info";
+  // The account bash tasks run as: as root --run-as (default "dagd"), checked to exist and to be
+  // neither root nor the --pg-user account; otherwise the daemon's own account (no switch).
+  std::string run_as;
+  std::vector<std::string> allow_run_as;         // further accounts a task may name (as root only)
+  uint64_t max_log_bytes = uint64_t{100} << 20;  // per-try log cap
 };
 
 enum class Command { kServe, kValidate, kExit };
@@ -34,7 +39,9 @@ struct Invocation {
 };
 
 // Parses argv (CLI11 lives in this one translation unit: it is slow to compile). Usage errors
-// print to stderr and yield Command::kExit with a non-zero exit code.
+// print to stderr and yield Command::kExit with a non-zero exit code; so does, for `serve`, a
+// task account that cannot be used (missing, root, the PostgreSQL account, or another account
+// while dagd is not root).
 Invocation ParseCommandLine(int argc, char** argv);
 
 // "127.0.0.1:8080", "localhost:8080", "[::1]:8080", ":8080" (host defaults to 127.0.0.1).

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -101,10 +102,18 @@ int Serve(const Config& config) {
   dags::RegisterAllJobs(jobs);
   scheduler::ParseOptions parse_options;
   parse_options.job_exists = [&jobs](std::string_view job) { return jobs.Contains(job); };
+  parse_options.run_as_allowed = [&config](std::string_view user) {
+    return user == config.run_as ||
+           std::find(config.allow_run_as.begin(), config.allow_run_as.end(), user) !=
+               config.allow_run_as.end();
+  };
   SyncFolder(**store, config, parse_options, clock);
 
   executors::ExecutorOptions executor_options;
   executor_options.parallelism = config.parallelism;
+  executor_options.run_as_user = config.run_as;
+  executor_options.allowed_run_as = {config.allow_run_as.begin(), config.allow_run_as.end()};
+  executor_options.max_log_bytes = config.max_log_bytes;
   executors::ThreadPoolExecutor executor(executor_options, jobs, clock);
 
   scheduler::SchedulerOptions scheduler_options;

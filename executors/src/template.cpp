@@ -154,6 +154,33 @@ StatusOr<Json> RenderValue(const Json& value, const TemplateContext& ctx) {
   return value;
 }
 
+// Copies the text outside `{{ ... }}` to `out` and hands each rendered expression to `emit`
+// (which appends whatever stands for it). Errors name the template and the task.
+template <typename Emit>
+Status Scan(std::string_view text, const TemplateContext& ctx, std::string& out, Emit emit) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t open = text.find("{{", pos);
+    if (open == std::string_view::npos) {
+      out.append(text.substr(pos));
+      break;
+    }
+    out.append(text.substr(pos, open - pos));
+    const size_t close = text.find("}}", open + 2);
+    if (close == std::string_view::npos) {
+      return Located(text.substr(open), ctx, Status::InvalidArgument("no closing '}}'"));
+    }
+    const std::string_view whole = text.substr(open, close + 2 - open);
+    const std::string_view expr = Trim(text.substr(open + 2, close - open - 2));
+    if (expr.empty()) return Located(whole, ctx, Status::InvalidArgument("empty expression"));
+    auto value = Evaluate(expr, ctx);
+    if (!value.ok()) return Located(whole, ctx, value.status());
+    if (Status s = emit(std::move(*value)); !s.ok()) return Located(whole, ctx, s);
+    pos = close + 2;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Json MergeParams(const Json& dag_params, const Json& conf) {
@@ -182,25 +209,38 @@ TemplateContext MakeTemplateContext(const scheduler::TaskAssignment& a) {
 StatusOr<std::string> RenderTemplate(std::string_view text, const TemplateContext& ctx) {
   std::string out;
   out.reserve(text.size());
-  size_t pos = 0;
-  while (pos < text.size()) {
-    const size_t open = text.find("{{", pos);
-    if (open == std::string_view::npos) {
-      out.append(text.substr(pos));
-      break;
+  Status s = Scan(text, ctx, out, [&out](std::string value) {
+    out.append(value);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+StatusOr<BashTemplate> RenderBashCommand(std::string_view text, const TemplateContext& ctx) {
+  BashTemplate result;
+  result.command.reserve(text.size());
+  Status s = Scan(text, ctx, result.command, [&result](std::string value) {
+    const std::string name =
+        std::string(kTemplateVariablePrefix) + std::to_string(result.variables.size() + 1);
+    if (value.find('\0') != std::string::npos) {
+      return Status::InvalidArgument("its value holds a NUL byte, which bash cannot be given");
     }
-    out.append(text.substr(pos, open - pos));
-    const size_t close = text.find("}}", open + 2);
-    if (close == std::string_view::npos) {
-      return Located(text.substr(open), ctx, Status::InvalidArgument("no closing '}}'"));
-    }
-    const std::string_view whole = text.substr(open, close + 2 - open);
-    const std::string_view expr = Trim(text.substr(open + 2, close - open - 2));
-    if (expr.empty()) return Located(whole, ctx, Status::InvalidArgument("empty expression"));
-    auto value = Evaluate(expr, ctx);
-    if (!value.ok()) return Located(whole, ctx, value.status());
-    out.append(*value);
-    pos = close + 2;
+    result.command += "${" + name + "}";
+    result.variables.emplace_back(name, std::move(value));
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return result;
+}
+
+std::string IsoFormat(TimePoint t) {
+  std::string out = Ts(t);
+  const auto us = (t - std::chrono::floor<std::chrono::seconds>(t)).count();
+  if (us != 0) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, ".%06lld", static_cast<long long>(us));
+    out.insert(19, buf);
   }
   return out;
 }

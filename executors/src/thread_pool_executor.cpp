@@ -6,15 +6,21 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstdlib>
 #include <cstring>  // sigabbrev_np
 #include <exception>
+#include <map>
 #include <optional>
 #include <utility>
 #include <vector>
 
 #include "bash_operator.hpp"
 #include "dagd/executors/template.hpp"
+#include "process_group.hpp"
+#include "task_account.hpp"
 #include "try_control.hpp"
+#include "try_directory.hpp"
 #include "try_log.hpp"
 
 namespace dagd::executors {
@@ -44,6 +50,27 @@ std::string CurrentUserName() {
     return std::to_string(::geteuid());
   }
   return pw.pw_name;
+}
+
+constexpr std::string_view kTaskPath = "/usr/local/bin:/usr/bin:/bin";
+
+std::vector<std::string> InheritedEnvironment() {
+  std::vector<std::string> out;
+  for (const char* name : {"LANG", "TZ"}) {
+    if (const char* value = std::getenv(name); value != nullptr) {
+      out.push_back(std::string(name) + "=" + value);
+    }
+  }
+  return out;
+}
+
+// A name bash can hold as a variable and an environment entry can carry.
+bool ValidEnvName(std::string_view name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name.front()))) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  }
+  return true;
 }
 
 TaskOutcome Failed(std::string error) {
@@ -143,7 +170,8 @@ ThreadPoolExecutor::ThreadPoolExecutor(ExecutorOptions options, const JobRegistr
       registry_(registry),
       clock_(clock),
       pid_(static_cast<int>(::getpid())),
-      unixname_(CurrentUserName()) {
+      unixname_(CurrentUserName()),
+      inherited_env_(InheritedEnvironment()) {
   workers_.reserve(static_cast<size_t>(options_.parallelism));
   for (int i = 0; i < options_.parallelism; ++i) workers_.emplace_back([this] { WorkerLoop(); });
   watchdog_ = std::thread([this] { WatchdogLoop(); });
@@ -206,8 +234,13 @@ size_t ThreadPoolExecutor::RunningCount() const {
   return running_.size();
 }
 
-Status ThreadPoolExecutor::StopOrphanedProcess(const scheduler::TryProcess&) {
-  return Status::Unavailable("stopping orphaned process groups is not implemented yet");
+Status ThreadPoolExecutor::StopOrphanedProcess(const scheduler::TryProcess& process) {
+  Status s = StopProcessGroup(process, options_.kill_grace);
+  if (!s.ok()) {
+    Logger()->warn("cannot stop an orphaned process group pgid={} start_key={} error=\"{}\"",
+                   process.pgid, process.start_key, s.message());
+  }
+  return s;
 }
 
 void ThreadPoolExecutor::WorkerLoop() {
@@ -263,43 +296,66 @@ void ThreadPoolExecutor::WatchdogLoop() {
 
 void ThreadPoolExecutor::RunOne(Pending& pending, const std::shared_ptr<TryControl>& control) {
   const TaskAssignment& a = pending.assignment;
-  TaskEvent started;
-  started.kind = TaskEvent::Kind::kStarted;
-  started.ti_id = a.ti_id;
-  started.try_number = a.try_number;
-  started.at = clock_.Now();
-  started.hostname = options_.hostname;
-  started.unixname = unixname_;
-  started.pid = pid_;
-  Emit(pending.sink, std::move(started));
+  bool sent_started = false;
+  const StartedFn started = [&](int pid, const std::string& unixname,
+                                const std::optional<scheduler::TryProcess>& process) {
+    if (sent_started) return;
+    sent_started = true;
+    TaskEvent event;
+    event.kind = TaskEvent::Kind::kStarted;
+    event.ti_id = a.ti_id;
+    event.try_number = a.try_number;
+    event.at = clock_.Now();
+    event.hostname = options_.hostname;
+    event.unixname = unixname;
+    event.pid = pid;
+    event.process = process;
+    Emit(pending.sink, std::move(event));
+  };
+  const bool valid = a.dag && a.task_index < a.dag->tasks.size();
+  // A command reports kStarted once it runs, with its process group; anything else now.
+  if (!valid || a.task().operator_name != scheduler::kOperatorBash) {
+    started(pid_, unixname_, std::nullopt);
+  }
 
   TaskOutcome outcome;
-  if (!a.dag || a.task_index >= a.dag->tasks.size()) {
+  if (!valid) {
     outcome = Failed("the assignment names no task of its DAG");
     Logger()->error("bad assignment ti={} task_index={}", a.ti_id, a.task_index);
-  } else if (auto log = TryLog::Open(a.log_path, clock_); !log.ok()) {
+  } else if (auto log = TryLog::Open(a.log_path, clock_, options_.max_log_bytes); !log.ok()) {
     outcome = Failed(log.status().message());
     Logger()->warn("cannot open try log dag={} run={} task={} try={} error=\"{}\"", a.run.dag_id,
                    a.run.run_id, a.task().task_id, a.try_number, log.status().message());
   } else {
     TryLog& try_log = **log;
-    try_log.Line(fmt::format("dagd: task={} try={} max_tries={} operator={} dag={} run={} host={}",
+    try_log.Note(fmt::format("dagd: task={} try={} max_tries={} operator={} dag={} run={} host={}",
                              a.task().task_id, a.try_number, a.max_tries, a.task().operator_name,
                              a.dag->dag_id, a.run.run_id, options_.hostname));
     try {
-      outcome = RunOperator(a, try_log, control);
+      outcome = RunOperator(a, try_log, control, started);
     } catch (const std::exception& e) {
       outcome = Failed(fmt::format("internal error running the task: {}", e.what()));
     } catch (...) {
       outcome = Failed("internal error running the task");
     }
+    try_log.NoteDropped();
+    // Output that never reached the log fails the try, saying why (a full disk), rather than
+    // passing or failing with an empty log and only the command's exit status.
+    if (auto lost = try_log.write_error();
+        lost && outcome.kind != TaskOutcome::Kind::kInterrupted) {
+      outcome = Failed(outcome.kind == TaskOutcome::Kind::kSuccess
+                           ? *lost
+                           : fmt::format("{}; {}", *lost, outcome.error));
+      outcome.xcom.clear();
+    }
     if (outcome.kind == TaskOutcome::Kind::kSuccess) {
-      try_log.Line("dagd: outcome=success");
+      try_log.Note("dagd: outcome=success");
     } else {
-      try_log.Line(
+      try_log.Note(
           fmt::format("dagd: outcome={} error=\"{}\"", KindName(outcome.kind), outcome.error));
     }
   }
+  started(pid_, unixname_, std::nullopt);  // a command that never started
   Logger()->debug("try finished ti={} try={} outcome={} error=\"{}\"", a.ti_id, a.try_number,
                   KindName(outcome.kind), outcome.error);
 
@@ -313,7 +369,8 @@ void ThreadPoolExecutor::RunOne(Pending& pending, const std::shared_ptr<TryContr
 }
 
 scheduler::TaskOutcome ThreadPoolExecutor::RunOperator(const TaskAssignment& a, TryLog& log,
-                                                       const std::shared_ptr<TryControl>& control) {
+                                                       const std::shared_ptr<TryControl>& control,
+                                                       const StartedFn& started) {
   const scheduler::TaskSpec& task = a.task();
   if (auto stopped = StopOutcome(*control)) return *stopped;
   if (task.operator_name == scheduler::kOperatorEmpty) return Succeeded();
@@ -354,27 +411,76 @@ scheduler::TaskOutcome ThreadPoolExecutor::RunOperator(const TaskAssignment& a, 
     return ok;
   }
 
-  if (task.operator_name == scheduler::kOperatorBash) {
-    BashCommand cmd;
-    auto command = RenderTemplate(task.bash_command, tctx);
-    if (!command.ok()) return Failed(command.status().message());
-    cmd.command = std::move(*command);
-    for (const auto& [name, value] : task.env) {
-      auto rendered = RenderTemplate(value, tctx);
-      if (!rendered.ok()) return Failed(rendered.status().message());
-      cmd.env[name] = std::move(*rendered);
-    }
-    cmd.env["DAGD_DAG_ID"] = tctx.dag_id;
-    cmd.env["DAGD_RUN_ID"] = tctx.run_id;
-    cmd.env["DAGD_TASK_ID"] = tctx.task_id;
-    cmd.env["DAGD_TRY_NUMBER"] = std::to_string(a.try_number);
-    cmd.cwd = task.cwd;
-    auto status = RunBash(cmd, log, *control, options_.kill_grace);
-    if (auto stopped = StopOutcome(*control)) return *stopped;
-    if (!status.ok()) return Failed(status.status().message());
-    return FromWaitStatus(*status);
-  }
+  if (task.operator_name == scheduler::kOperatorBash) return RunBashTask(a, log, *control, started);
   return Failed("unknown operator '" + task.operator_name + "'");
+}
+
+scheduler::TaskOutcome ThreadPoolExecutor::RunBashTask(const TaskAssignment& a, TryLog& log,
+                                                       TryControl& control,
+                                                       const StartedFn& started) {
+  const scheduler::TaskSpec& task = a.task();
+  const TemplateContext tctx = MakeTemplateContext(a);
+  auto account = ChooseTaskAccount(task.task_id, task.run_as_user, options_.run_as_user,
+                                   options_.allowed_run_as);
+  if (!account.ok()) return Failed(account.status().message());
+  auto rendered = RenderBashCommand(task.bash_command, tctx);
+  if (!rendered.ok()) return Failed(rendered.status().message());
+
+  // Later entries win: the task's env may replace the defaults, never the context or templates.
+  std::map<std::string, std::string> env;
+  env["PATH"] = kTaskPath;
+  for (const std::string& entry : inherited_env_) {
+    const size_t eq = entry.find('=');
+    env[entry.substr(0, eq)] = entry.substr(eq + 1);
+  }
+  env["HOME"] = account->home;
+  for (const auto& [name, value] : task.env) {
+    if (!ValidEnvName(name)) {
+      return Failed("env name '" + name + "' of task '" + task.task_id +
+                    "' is not a shell variable name");
+    }
+    auto v = RenderTemplate(value, tctx);
+    if (!v.ok()) return Failed(v.status().message());
+    if (v->find('\0') != std::string::npos) {
+      return Failed("env '" + name + "' of task '" + task.task_id + "' holds a NUL byte");
+    }
+    env[name] = std::move(*v);
+  }
+  env["AIRFLOW_CTX_DAG_ID"] = tctx.dag_id;
+  env["AIRFLOW_CTX_TASK_ID"] = tctx.task_id;
+  env["AIRFLOW_CTX_DAG_RUN_ID"] = tctx.run_id;
+  env["AIRFLOW_CTX_TRY_NUMBER"] = std::to_string(a.try_number);
+  if (a.run.logical_date) env["AIRFLOW_CTX_LOGICAL_DATE"] = IsoFormat(*a.run.logical_date);
+  for (auto& [name, value] : rendered->variables) env[name] = std::move(value);
+
+  BashCommand cmd;
+  cmd.command = std::move(rendered->command);
+  for (auto& [name, value] : env) cmd.env.push_back(name + "=" + value);
+  cmd.account = std::move(*account);
+  std::optional<std::filesystem::path> temp_dir;
+  if (task.cwd.empty()) {
+    auto dir = MakeTryDirectory(cmd.account);
+    if (!dir.ok()) return Failed(dir.status().message());
+    temp_dir = std::move(*dir);
+    cmd.cwd = temp_dir->string();
+  } else {
+    cmd.cwd = task.cwd;
+  }
+
+  auto status = RunBash(cmd, log, control, options_.kill_grace,
+                        [&](int pid, const std::optional<scheduler::TryProcess>& process) {
+                          started(pid, cmd.account.name, process);
+                        });
+  if (temp_dir) {
+    if (Status s = RemoveTryDirectory(*temp_dir); !s.ok()) {
+      log.Note("dagd: " + s.message());
+      Logger()->warn("cannot remove a try's working directory dir={} error=\"{}\"",
+                     temp_dir->string(), s.message());
+    }
+  }
+  if (auto stopped = StopOutcome(control)) return *stopped;
+  if (!status.ok()) return Failed(status.status().message());
+  return FromWaitStatus(*status);
 }
 
 }  // namespace dagd::executors

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -37,6 +38,13 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// As root, dagd needs an unprivileged account for bash tasks (its default, `dagd`, is created by
+// deploy/install-deps.sh and may be missing where the tests run): `nobody`. Empty otherwise.
+inline std::vector<std::string> RunAsArgs() {
+  if (geteuid() != 0) return {};
+  return {"--run-as", "nobody"};
+}
+
 inline std::string ExampleDags() { return std::string(DAGD_SOURCE_DIR) + "/dags"; }
 
 // A dagd on its own test database, state directory and port.
@@ -51,6 +59,9 @@ struct Daemon {
         "--database-url", db.url(),    "--state-dir", state.path().string(),
         "--dags-folder",  dags_folder, "--listen",    "127.0.0.1:" + std::to_string(port)};
     args.insert(args.end(), extra.begin(), extra.end());
+    if (std::find(extra.begin(), extra.end(), "--run-as") == extra.end()) {
+      for (auto& arg : RunAsArgs()) args.push_back(std::move(arg));
+    }
     process = std::make_unique<DagdProcess>(args, (state.path() / "dagd.log").string(), port);
   }
   // Starts (again, after a stop) the same daemon: same database, state and port.

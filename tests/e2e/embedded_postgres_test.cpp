@@ -21,6 +21,7 @@ TEST(EmbeddedPostgres, DaemonRunsAChainOnItsOwnDatabaseAndStopsIt) {
     args.push_back("--pg-user");
     args.push_back("postgres");
   }
+  for (auto& arg : RunAsArgs()) args.push_back(arg);
   DagdProcess dagd(args, (state.path() / "dagd.log").string(), port);
   dagd.Start(std::chrono::seconds(60));
   Json health = Json::parse(HttpGet(dagd.base_url() + "/api/v2/monitor/health").body);
@@ -48,9 +49,11 @@ TEST(EmbeddedPostgres, RootWithoutPgUserIsRefusedWithAClearMessage) {
   if (geteuid() != 0) GTEST_SKIP() << "only root is refused";
   TempDir state;
   int port = FreePort();
-  DagdProcess dagd({"--state-dir", state.path().string(), "--dags-folder", ExampleDags(),
-                    "--listen", "127.0.0.1:" + std::to_string(port)},
-                   (state.path() / "dagd.log").string(), port);
+  std::vector<std::string> args = {"--state-dir",   state.path().string(),
+                                   "--dags-folder", ExampleDags(),
+                                   "--listen",      "127.0.0.1:" + std::to_string(port)};
+  for (auto& arg : RunAsArgs()) args.push_back(arg);
+  DagdProcess dagd(args, (state.path() / "dagd.log").string(), port);
   EXPECT_THROW(dagd.Start(std::chrono::seconds(10)), std::runtime_error);
   EXPECT_NE(dagd.Log().find("--pg-user"), std::string::npos) << dagd.Log();
 }

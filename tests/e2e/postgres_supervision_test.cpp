@@ -21,6 +21,7 @@ std::unique_ptr<DagdProcess> EmbeddedDagd(const TempDir& state, int port) {
     args.push_back("--pg-user");
     args.push_back("postgres");
   }
+  for (auto& arg : RunAsArgs()) args.push_back(arg);
   return std::make_unique<DagdProcess>(args, (state.path() / "dagd.log").string(), port);
 }
 

@@ -81,10 +81,11 @@ TEST(Restart, ASecondDaemonOnTheSameDatabaseIsRefusedAndTouchesNoRunningTask) {
 
   TempDir state;
   int port = FreePort();
-  DagdProcess second(
-      {"--database-url", first.db.url(), "--state-dir", state.path().string(), "--dags-folder",
-       ExampleDags(), "--listen", "127.0.0.1:" + std::to_string(port)},
-      (state.path() / "dagd.log").string(), port);
+  std::vector<std::string> args = {
+      "--database-url", first.db.url(), "--state-dir", state.path().string(),
+      "--dags-folder",  ExampleDags(),  "--listen",    "127.0.0.1:" + std::to_string(port)};
+  for (auto& arg : RunAsArgs()) args.push_back(arg);
+  DagdProcess second(args, (state.path() / "dagd.log").string(), port);
   EXPECT_THROW(second.Start(std::chrono::seconds(20)), std::runtime_error);
   EXPECT_NE(second.Log().find("another dagd scheduler already runs on this database"),
             std::string::npos)

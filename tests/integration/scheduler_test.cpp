@@ -151,8 +151,9 @@ class SchedulerTest : public ::testing::Test {
     pg_ = std::move(store).value();
     faulty_ = std::make_unique<FaultyStore>(*pg_);
     logs_ = std::filesystem::temp_directory_path() / ("dagd-sched-" + db_.name());
-    executor_ = std::make_unique<executors::ThreadPoolExecutor>(executors::ExecutorOptions{}, jobs_,
-                                                                clock_);
+    executors::ExecutorOptions executor_options;
+    if (geteuid() == 0) executor_options.run_as_user = "nobody";  // bash tasks never run as root
+    executor_ = std::make_unique<executors::ThreadPoolExecutor>(executor_options, jobs_, clock_);
     recording_ = std::make_unique<RecordingExecutor>(*executor_);
   }
   void TearDown() override {

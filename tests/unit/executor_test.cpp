@@ -1,7 +1,13 @@
 // ThreadPoolExecutor with a real thread pool and real child processes.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -11,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
@@ -86,12 +93,29 @@ bool ProcessGone(pid_t pid) {
                           (stat[paren + 2] == 'Z' || stat[paren + 2] == 'X'));
 }
 
+bool IsRoot() { return ::geteuid() == 0; }
+
+// As root, bash tries need an unprivileged account: `nobody` (Debian's base image has it).
+constexpr const char* kTaskAccount = "nobody";
+
+std::optional<passwd> Account(const char* name) {
+  const passwd* pw = ::getpwnam(name);
+  if (pw == nullptr) return std::nullopt;
+  return *pw;
+}
+
 class ExecutorTest : public ::testing::Test {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/dagd-executor-test-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
+    if (IsRoot()) {
+      // Commands run as the task account and write their marker files here.
+      auto account = Account(kTaskAccount);
+      ASSERT_TRUE(account) << "no account '" << kTaskAccount << "' to run bash tasks as";
+      ASSERT_EQ(::chown(dir_.c_str(), account->pw_uid, account->pw_gid), 0);
+    }
   }
   void TearDown() override {
     std::error_code ec;
@@ -141,18 +165,25 @@ class ExecutorTest : public ::testing::Test {
            (std::to_string(try_number) + ".log");
   }
 
-  std::unique_ptr<ThreadPoolExecutor> MakeExecutor(int parallelism = 4,
-                                                   std::chrono::milliseconds grace = 1000ms) {
+  ExecutorOptions Options(int parallelism = 4, std::chrono::milliseconds grace = 1000ms) const {
     ExecutorOptions options;
     options.parallelism = parallelism;
     options.hostname = "test-host";
     options.kill_grace = grace;
-    return std::make_unique<ThreadPoolExecutor>(options, registry_, clock_);
+    if (IsRoot()) options.run_as_user = kTaskAccount;
+    return options;
+  }
+  std::unique_ptr<ThreadPoolExecutor> MakeExecutor(int parallelism = 4,
+                                                   std::chrono::milliseconds grace = 1000ms) {
+    return std::make_unique<ThreadPoolExecutor>(Options(parallelism, grace), registry_, clock_);
   }
 
   // Runs one assignment to its end and returns its outcome.
   TaskOutcome RunOne(TaskAssignment a, std::chrono::milliseconds grace = 1000ms) {
-    auto executor = MakeExecutor(2, grace);
+    return RunWith(std::move(a), Options(2, grace));
+  }
+  TaskOutcome RunWith(TaskAssignment a, const ExecutorOptions& options) {
+    auto executor = std::make_unique<ThreadPoolExecutor>(options, registry_, clock_);
     const std::string id = a.ti_id;
     executor->Submit(std::move(a), recorder_.Sink());
     EXPECT_TRUE(executor->WaitIdle(20s));
@@ -279,10 +310,11 @@ TEST_F(ExecutorTest, BashKilledBySignalFailsNamingTheSignal) {
   EXPECT_EQ(outcome.error, "command was killed by signal SIGKILL (9)");
 }
 
-TEST_F(ExecutorTest, BashGetsRenderedCommandEnvAndDagdVariables) {
+TEST_F(ExecutorTest, BashGetsRenderedCommandEnvAndAirflowContextVariables) {
   TaskSpec t = Bash("env_task",
-                    "echo \"cmd={{ params.who }} env=$GREETING ids=$DAGD_DAG_ID/$DAGD_RUN_ID/"
-                    "$DAGD_TASK_ID/$DAGD_TRY_NUMBER home=${HOME:+set}\"; read -r line || "
+                    "echo \"cmd={{ params.who }} env=$GREETING ids=$AIRFLOW_CTX_DAG_ID/"
+                    "$AIRFLOW_CTX_DAG_RUN_ID/$AIRFLOW_CTX_TASK_ID/$AIRFLOW_CTX_TRY_NUMBER "
+                    "date=$AIRFLOW_CTX_LOGICAL_DATE home=${HOME:+set}\"; read -r line || "
                     "echo stdin-empty");
   t.env = {{"GREETING", "hi {{ dag_run.conf.who }} on {{ ds_nodash }}"}};
   auto a = Assign(std::move(t), 3, Json{{"who", "me"}});
@@ -290,12 +322,10 @@ TEST_F(ExecutorTest, BashGetsRenderedCommandEnvAndDagdVariables) {
   const TaskOutcome outcome = RunOne(std::move(a));
   EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSuccess) << outcome.error;
   const std::string log = ReadFile(LogPath("env_task", 3));
-  EXPECT_NE(log.find("cmd=me env=hi me on 20260102 ids=test_dag/manual__1/env_task/3"),
+  EXPECT_NE(log.find("cmd=me env=hi me on 20260102 ids=test_dag/manual__1/env_task/3 "
+                     "date=2026-01-02T00:00:00+00:00 home=set"),
             std::string::npos)
       << log;
-  if (::getenv("HOME") != nullptr) {
-    EXPECT_NE(log.find("home=set"), std::string::npos) << "the daemon's environment is kept";
-  }
   EXPECT_NE(log.find("stdin-empty"), std::string::npos) << "stdin is /dev/null";
 }
 
@@ -360,6 +390,360 @@ TEST_F(ExecutorTest, BashIgnoringSigtermIsKilledAfterTheGracePeriod) {
   EXPECT_TRUE(ProcessGone(grandchild));
   EXPECT_NE(ReadFile(LogPath("stubborn", 1)).find("sent SIGKILL to process group"),
             std::string::npos);
+}
+
+// --- Hostile templated values, the task's environment and account --------------------------
+
+TEST_F(ExecutorTest, BashTemplatedConfAndRunIdAreNeverRunAsCode) {
+  const std::string marker = (dir_ / "injected").string();
+  const std::vector<std::string> hostile = {"$(touch " + marker + "1)",
+                                            "`touch " + marker + "2`",
+                                            "x; touch " + marker + "3",
+                                            "x\ntouch " + marker + "4",
+                                            "\"; touch " + marker + "5; \"",
+                                            "${HOME}",
+                                            "'$(id)'"};
+  Json conf = Json::object();
+  std::string command = "printf '<%s>\\n'";
+  for (size_t i = 0; i < hostile.size(); ++i) {
+    conf["v" + std::to_string(i)] = hostile[i];
+    command += " \"{{ dag_run.conf.v" + std::to_string(i) + " }}\"";
+  }
+  command += " \"{{ run_id }}\" {{ params.v0 }}";
+  auto a = Assign(Bash("inject", command), 1, conf);
+  a.run.run_id = "$(touch " + marker + "6)";
+  const TaskOutcome outcome = RunOne(std::move(a));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSuccess) << outcome.error;
+  const std::string log = ReadFile(LogPath("inject", 1));
+  for (const auto& value : hostile) {
+    EXPECT_NE(log.find("<" + value + ">"), std::string::npos) << value << "\n" << log;
+  }
+  EXPECT_NE(log.find("<$(touch " + marker + "6)>"), std::string::npos) << log;
+  for (int i = 1; i <= 6; ++i) {
+    EXPECT_FALSE(fs::exists(marker + std::to_string(i))) << "template " << i << " ran as code";
+  }
+}
+
+TEST_F(ExecutorTest, BashEnvironmentHoldsNothingOfTheDaemons) {
+  ::setenv("DAGD_DATABASE_URL", "postgresql://dagd:s3cret-db@db/dagd", 1);
+  ::setenv("SERVICE_API_TOKEN", "s3cret-token", 1);
+  auto executor = MakeExecutor(1);
+  ::unsetenv("DAGD_DATABASE_URL");
+  ::unsetenv("SERVICE_API_TOKEN");
+  TaskSpec t = Bash("env", "env");
+  t.env = {{"MINE", "kept"}};
+  executor->Submit(Assign(std::move(t)), recorder_.Sink());
+  ASSERT_TRUE(executor->WaitIdle(20s));
+  EXPECT_EQ(recorder_.Outcome("env").kind, TaskOutcome::Kind::kSuccess);
+  const std::string log = ReadFile(LogPath("env", 1));
+  EXPECT_EQ(log.find("s3cret"), std::string::npos) << log;
+  EXPECT_EQ(log.find("DAGD_"), std::string::npos) << log;
+  EXPECT_NE(log.find("\nPATH=/usr/local/bin:/usr/bin:/bin\n"), std::string::npos) << log;
+  EXPECT_NE(log.find("\nHOME="), std::string::npos) << log;
+  EXPECT_NE(log.find("\nMINE=kept\n"), std::string::npos) << log;
+  EXPECT_NE(log.find("\nAIRFLOW_CTX_DAG_ID=test_dag\n"), std::string::npos) << log;
+  // Every variable is one the contract lists (bash adds PWD, SHLVL and `_` itself).
+  const std::regex allowed(
+      "^(PATH|LANG|TZ|HOME|MINE|PWD|SHLVL|_|AIRFLOW_CTX_[A-Z_]+|AIRFLOW_TEMPLATE_[0-9]+)=");
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line.front() == '[') continue;  // dagd's own lines
+    EXPECT_TRUE(std::regex_search(line, allowed)) << "unexpected variable: " << line;
+  }
+}
+
+TEST_F(ExecutorTest, BashInheritsNoDescriptorOfTheDaemons) {
+  const int leaked = ::open("/dev/null", O_RDONLY);  // no O_CLOEXEC, like a careless library
+  ASSERT_GE(leaked, 0);
+  // What ls itself holds: stdio and the directory it reads (3), nothing inherited.
+  const TaskOutcome outcome =
+      RunOne(Assign(Bash("sh", "echo -n 'fds: '; ls /proc/self/fd | sort -n | tr '\\n' ' '")));
+  ::close(leaked);
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSuccess) << outcome.error;
+  const std::string log = ReadFile(LogPath("sh", 1));
+  EXPECT_NE(log.find("\nfds: 0 1 2 3 ["), std::string::npos) << log;
+}
+
+TEST_F(ExecutorTest, BashKStartedComesAfterTheSpawnWithTheProcessGroupAndAccount) {
+  auto executor = MakeExecutor(1);
+  executor->Submit(Assign(Bash("sh", "id -un; id -u")), recorder_.Sink());
+  ASSERT_TRUE(executor->WaitIdle(20s));
+  auto events = recorder_.Of("sh");
+  ASSERT_EQ(events.size(), 2u);
+  const TaskEvent& started = events[0];
+  ASSERT_EQ(started.kind, TaskEvent::Kind::kStarted);
+  EXPECT_NE(started.pid, ::getpid());
+  ASSERT_TRUE(started.process.has_value());
+  EXPECT_EQ(started.process->pgid, started.pid);
+  std::string boot_id = ReadFile("/proc/sys/kernel/random/boot_id");
+  boot_id.pop_back();
+  EXPECT_TRUE(std::regex_match(started.process->start_key, std::regex(boot_id + ":[0-9]+")))
+      << started.process->start_key;
+  const std::string log = ReadFile(LogPath("sh", 1));
+  EXPECT_NE(log.find("\n" + started.unixname + "\n"), std::string::npos)
+      << "unixname " << started.unixname << " is not the account `id -un` printed\n"
+      << log;
+  if (IsRoot()) {
+    EXPECT_EQ(started.unixname, kTaskAccount);
+    EXPECT_EQ(log.find("\n0\n"), std::string::npos) << "ran as root:\n" << log;
+  }
+  EXPECT_EQ(recorder_.Outcome("sh").kind, TaskOutcome::Kind::kSuccess);
+}
+
+TEST_F(ExecutorTest, BashAsRootWithoutATaskAccountFailsWithoutRunning) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root";
+  ExecutorOptions options = Options();
+  options.run_as_user.clear();
+  const TaskOutcome outcome =
+      RunWith(Assign(Bash("sh", "touch " + (dir_ / "ran").string())), options);
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(outcome.error,
+            "task 'sh' was not run: bash tasks never run as root, and dagd runs as root without "
+            "a task account (--run-as)");
+  EXPECT_FALSE(fs::exists(dir_ / "ran"));
+}
+
+TEST_F(ExecutorTest, TaskRunAsUserMustBeAllowed) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root";
+  auto other = Account("daemon");
+  if (!other) GTEST_SKIP() << "no account 'daemon'";
+  TaskSpec t = Bash("sh", "id -u");
+  t.run_as_user = "daemon";
+  const TaskOutcome refused = RunOne(Assign(t));
+  EXPECT_EQ(refused.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(refused.error,
+            "task 'sh' asks to run as 'daemon', which the daemon does not allow (--allow-run-as)");
+
+  ExecutorOptions options = Options();
+  options.allowed_run_as = {"daemon"};
+  t.task_id = "allowed";
+  EXPECT_EQ(RunWith(Assign(t), options).kind, TaskOutcome::Kind::kSuccess);
+  EXPECT_NE(ReadFile(LogPath("allowed", 1)).find("\n" + std::to_string(other->pw_uid) + "\n"),
+            std::string::npos);
+}
+
+TEST_F(ExecutorTest, TaskRunAsRootIsRefusedEvenWhenAllowed) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root";
+  TaskSpec t = Bash("sh", "touch " + (dir_ / "ran").string());
+  t.run_as_user = "root";
+  ExecutorOptions options = Options();
+  options.allowed_run_as = {"root"};
+  const TaskOutcome outcome = RunWith(Assign(std::move(t)), options);
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(outcome.error,
+            "task 'sh' was not run: bash tasks never run as root, and account 'root' has uid 0");
+  EXPECT_FALSE(fs::exists(dir_ / "ran"));
+}
+
+TEST_F(ExecutorTest, TaskNamingAnotherAccountFailsWhenTheDaemonIsNotRoot) {
+  if (IsRoot()) GTEST_SKIP() << "needs a non-root daemon";
+  TaskSpec t = Bash("sh", "true");
+  t.run_as_user = "root";
+  const TaskOutcome outcome = RunOne(Assign(std::move(t)));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_NE(outcome.error.find("only root can run a command as another account"), std::string::npos)
+      << outcome.error;
+}
+
+TEST_F(ExecutorTest, BashDefaultCwdIsAFreshDirectoryOfTheTaskAccountRemovedAfterTheTry) {
+  const TaskOutcome outcome =
+      RunOne(Assign(Bash("sh",
+                         "echo \"cwd=$PWD owner=$(stat -c %U .) mode=$(stat -c %a .)\"; "
+                         "mkdir -p a/b; touch a/b/c; ln -s / a/root")));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSuccess) << outcome.error;
+  const std::string log = ReadFile(LogPath("sh", 1));
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(log, m, std::regex("cwd=(\\S+) owner=(\\S+) mode=(\\d+)"))) << log;
+  EXPECT_NE(m[1].str().find("dagd-try-"), std::string::npos);
+  if (IsRoot()) {
+    EXPECT_EQ(m[2].str(), kTaskAccount);
+  }
+  EXPECT_EQ(m[3].str(), "700");
+  EXPECT_FALSE(fs::exists(m[1].str())) << "the try's directory was left behind";
+  EXPECT_TRUE(fs::exists("/etc/passwd")) << "removal followed a symbolic link";
+}
+
+// --- Process groups -----------------------------------------------------------------------
+
+TEST_F(ExecutorTest, BackgroundProcessesOfASuccessfulTryAreKilledWhenBashExits) {
+  const fs::path pid_file = dir_ / "background.pid";
+  const auto start = std::chrono::steady_clock::now();
+  const TaskOutcome outcome =
+      RunOne(Assign(Bash("sh", "sleep 30 & echo $! > " + pid_file.string() + "; echo done")));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSuccess) << outcome.error;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s)
+      << "the try waited for its background job";
+  const pid_t background = std::stoi(ReadFile(pid_file));
+  for (int i = 0; i < 100 && !ProcessGone(background); ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(ProcessGone(background)) << "background sleep " << background << " outlived the try";
+  EXPECT_NE(ReadFile(LogPath("sh", 1)).find("killed 1 process(es) left in process group"),
+            std::string::npos);
+}
+
+// A process group the test starts itself: bash leading two sleeps, or ignoring SIGTERM.
+class ProcessGroup {
+ public:
+  explicit ProcessGroup(const std::string& script) {
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+    std::string arg0 = "/bin/bash", arg1 = "-c", arg2 = script;
+    char* argv[] = {arg0.data(), arg1.data(), arg2.data(), nullptr};
+    char* envp[] = {nullptr};
+    EXPECT_EQ(posix_spawn(&pid_, "/bin/bash", nullptr, &attr, argv, envp), 0);
+    posix_spawnattr_destroy(&attr);
+    std::this_thread::sleep_for(200ms);  // let bash start its children
+  }
+  ~ProcessGroup() {
+    ::kill(-pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+  pid_t pid() const { return pid_; }
+  // "<boot id>:<starttime>", read here independently of the executor's code.
+  std::string StartKey(long delta = 0) const {
+    std::string boot = ReadFile("/proc/sys/kernel/random/boot_id");
+    boot.pop_back();
+    const std::string stat = ReadFile("/proc/" + std::to_string(pid_) + "/stat");
+    std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 22; ++i) fields >> field;
+    return boot + ":" + std::to_string(std::stoll(field) + delta);
+  }
+  // Live processes whose process group is this one.
+  int LiveMembers() const {
+    int n = 0;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      const std::string name = entry.path().filename();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      const std::string stat = ReadFile(entry.path() / "stat");
+      const size_t paren = stat.rfind(')');
+      if (paren == std::string::npos) continue;
+      std::istringstream fields(stat.substr(paren + 2));
+      std::string state, ppid, pgrp;
+      fields >> state >> ppid >> pgrp;
+      if (pgrp == std::to_string(pid_) && state != "Z" && state != "X") ++n;
+    }
+    return n;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+TEST_F(ExecutorTest, StopOrphanedProcessKillsTheRecordedGroup) {
+  ProcessGroup group("sleep 30 & sleep 30 & wait");
+  ASSERT_EQ(group.LiveMembers(), 3);
+  auto executor = MakeExecutor(1, 500ms);
+  const Status s = executor->StopOrphanedProcess({group.pid(), group.StartKey()});
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(group.LiveMembers(), 0);
+}
+
+TEST_F(ExecutorTest, StopOrphanedProcessKillsAGroupIgnoringSigtermAfterTheGrace) {
+  ProcessGroup group("trap '' TERM; sleep 30 & wait");
+  ASSERT_EQ(group.LiveMembers(), 2);
+  auto executor = MakeExecutor(1, 300ms);
+  const auto start = std::chrono::steady_clock::now();
+  const Status s = executor->StopOrphanedProcess({group.pid(), group.StartKey()});
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 300ms);
+  EXPECT_EQ(group.LiveMembers(), 0);
+}
+
+TEST_F(ExecutorTest, StopOrphanedProcessLeavesAGroupWhoseStartKeyDoesNotMatch) {
+  ProcessGroup group("sleep 30 & wait");
+  ASSERT_EQ(group.LiveMembers(), 2);
+  auto executor = MakeExecutor(1, 300ms);
+  // The same id started at another time (a reused id), and the same start on another boot.
+  EXPECT_TRUE(executor->StopOrphanedProcess({group.pid(), group.StartKey(-1)}).ok());
+  const std::string key = group.StartKey();
+  const std::string other_boot = "00000000-0000-0000-0000-000000000000" + key.substr(key.find(':'));
+  EXPECT_TRUE(executor->StopOrphanedProcess({group.pid(), other_boot}).ok());
+  EXPECT_EQ(group.LiveMembers(), 2) << "a group that is not the recorded one was signalled";
+}
+
+TEST_F(ExecutorTest, StopOrphanedProcessOfAGroupThatIsGoneIsOkAndAMalformedOneIsAnError) {
+  auto executor = MakeExecutor(1, 300ms);
+  int pgid = 0;
+  std::string key;
+  {
+    ProcessGroup group("exit 0");
+    pgid = group.pid();
+    key = group.StartKey();
+  }
+  EXPECT_TRUE(executor->StopOrphanedProcess({pgid, key}).ok());
+  EXPECT_EQ(executor->StopOrphanedProcess({pgid, "no-colon"}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(executor->StopOrphanedProcess({0, key}).code(), StatusCode::kInvalidArgument);
+}
+
+// --- Logs ---------------------------------------------------------------------------------
+
+TEST_F(ExecutorTest, TryLogIsPrivateToTheDaemon) {
+  EXPECT_EQ(RunOne(Assign(Bash("sh", "echo hi"))).kind, TaskOutcome::Kind::kSuccess);
+  const fs::path log = LogPath("sh", 1);
+  EXPECT_EQ(fs::status(log).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  for (fs::path dir = log.parent_path(); dir != dir_; dir = dir.parent_path()) {
+    EXPECT_EQ(fs::status(dir).permissions() & fs::perms::all, fs::perms::owner_all) << dir;
+  }
+}
+
+TEST_F(ExecutorTest, OutputBeyondTheLogCapIsDroppedWithANote) {
+  ExecutorOptions options = Options();
+  options.max_log_bytes = 4096;
+  const TaskOutcome outcome = RunWith(
+      Assign(Bash("sh", "head -c 100000 /dev/zero | tr '\\0' x; echo; echo THE-END")), options);
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSuccess) << outcome.error;
+  const std::string log = ReadFile(LogPath("sh", 1));
+  EXPECT_LE(log.size(), 4096u + 1024u);
+  EXPECT_EQ(log.find("THE-END"), std::string::npos);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      log, m,
+      std::regex("dagd: (\\d+) bytes of output were dropped: the log reached its cap "
+                 "of 4096 bytes")))
+      << log;
+  const size_t run = log.find("\nxxxx");
+  ASSERT_NE(run, std::string::npos) << log;
+  const size_t kept = log.find_first_not_of('x', run + 1) - (run + 1);
+  EXPECT_EQ(std::stoul(m[1].str()) + kept, 100000u + 1 + 8) << "every byte is accounted for";
+  EXPECT_NE(log.find("outcome=success"), std::string::npos) << "dagd's own lines survive the cap";
+}
+
+// A tiny tmpfs mounted at `dir` for the test's duration.
+class TinyFilesystem {
+ public:
+  explicit TinyFilesystem(const fs::path& dir) : dir_(dir) {
+    fs::create_directories(dir_);
+    mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=64k,mode=0700") == 0;
+  }
+  ~TinyFilesystem() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  fs::path dir_;
+  bool mounted_ = false;
+};
+
+TEST_F(ExecutorTest, FullDiskUnderTheLogsFailsTheTryWithNoSpaceLeftOnDevice) {
+  TinyFilesystem disk(dir_ / "logs");
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here";
+  const TaskOutcome outcome =
+      RunOne(Assign(Bash("sh", "head -c 1000000 /dev/zero | tr '\\0' x; exit 1")));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_NE(outcome.error.find("no space left on device writing the log"), std::string::npos)
+      << outcome.error;
+  EXPECT_NE(outcome.error.find("command exited with status 1"), std::string::npos) << outcome.error;
+
+  // A command that succeeds but whose output was lost fails too.
+  auto a = Assign(Bash("ok", "head -c 1000000 /dev/zero | tr '\\0' x"));
+  const TaskOutcome lost = RunOne(std::move(a));
+  EXPECT_EQ(lost.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_NE(lost.error.find("no space left on device"), std::string::npos) << lost.error;
 }
 
 TEST_F(ExecutorTest, TransformExecutionTimeoutSetsTheTokenAndFailsTheTry) {

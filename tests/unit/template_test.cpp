@@ -213,3 +213,66 @@ TEST(Template, ContextOfAnAssignmentMergesConfIntoParams) {
 
 }  // namespace
 }  // namespace dagd::executors
+
+namespace dagd::executors {
+namespace {
+
+StatusOr<BashTemplate> RenderBash(std::string_view text, const Json& conf) {
+  TemplateContext ctx = Context();
+  ctx.conf = conf;
+  ctx.params = MergeParams(ctx.params, conf);
+  return RenderBashCommand(text, ctx);
+}
+
+TEST(BashTemplate, EveryExpressionBecomesAVariableReferenceAndItsValueAVariable) {
+  auto r =
+      RenderBash("echo \"{{ params.who }}\" {{ run_id }}-{{ params.who }}; ls", Json::object());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->command,
+            "echo \"${AIRFLOW_TEMPLATE_1}\" ${AIRFLOW_TEMPLATE_2}-${AIRFLOW_TEMPLATE_3}; ls");
+  using Var = std::pair<std::string, std::string>;
+  EXPECT_EQ(r->variables, (std::vector<Var>{{"AIRFLOW_TEMPLATE_1", "world"},
+                                            {"AIRFLOW_TEMPLATE_2", "manual__2026-01-02"},
+                                            {"AIRFLOW_TEMPLATE_3", "world"}}));
+}
+
+TEST(BashTemplate, HostileValuesNeverReachTheCommandText) {
+  for (const std::string hostile :
+       {"$(id > /tmp/x)", "`id`", "a; rm -rf /", "x\nid", "\"'", "${HOME}", "}}{{ run_id }}"}) {
+    auto r = RenderBash("echo {{ dag_run.conf.who }}", Json{{"who", hostile}});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->command, "echo ${AIRFLOW_TEMPLATE_1}") << hostile;
+    ASSERT_EQ(r->variables.size(), 1u);
+    EXPECT_EQ(r->variables[0].second, hostile);
+  }
+}
+
+TEST(BashTemplate, TextWithoutTemplatesIsUnchangedAndNeedsNoVariables) {
+  auto r = RenderBash("echo '$HOME' } {", Json::object());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->command, "echo '$HOME' } {");
+  EXPECT_TRUE(r->variables.empty());
+}
+
+TEST(BashTemplate, ErrorsNameTheTemplateLikeRenderTemplate) {
+  auto r = RenderBash("touch {{ params.nope }}", Json::object());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "template '{{ params.nope }}' in task 'load': params has no key 'nope'");
+}
+
+TEST(BashTemplate, AValueWithANulByteIsAnError) {
+  auto r = RenderBash("echo {{ conf.x }}", Json{{"x", std::string("a\0b", 3)}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("NUL byte"), std::string::npos) << r.status().message();
+}
+
+TEST(BashTemplate, IsoFormatIsAirflowsSpelling) {
+  EXPECT_EQ(IsoFormat(At(2026, 1, 2, 3, 4, 5)), "2026-01-02T03:04:05+00:00");
+  EXPECT_EQ(IsoFormat(At(2026, 1, 2, 3, 4, 5) + std::chrono::microseconds(120)),
+            "2026-01-02T03:04:05.000120+00:00");
+}
+
+}  // namespace
+}  // namespace dagd::executors

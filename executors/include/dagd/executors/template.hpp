@@ -1,5 +1,8 @@
 // Rendering of templated task fields (bash_command, env values, transform args).
 //
+// A bash_command is never rendered as text: see RenderBashCommand, which keeps every templated
+// value out of the code bash parses.
+//
 // Text outside `{{ ... }}` is copied verbatim. Inside, one expression (surrounding spaces ignored):
 //   params[.key...]             DAG params, top-level keys overridden by run conf
 //   dag_run.conf[.key...]       the run's conf (also `conf[.key...]`)
@@ -18,6 +21,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "dagd/scheduler/dag.hpp"
 #include "dagd/scheduler/ports.hpp"
@@ -49,6 +54,28 @@ Json MergeParams(const Json& dag_params, const Json& conf);
 TemplateContext MakeTemplateContext(const scheduler::TaskAssignment& assignment);
 
 StatusOr<std::string> RenderTemplate(std::string_view text, const TemplateContext& ctx);
+
+// A bash command whose templated values reach bash only through its environment.
+inline constexpr std::string_view kTemplateVariablePrefix = "AIRFLOW_TEMPLATE_";
+struct BashTemplate {
+  std::string command;  // the text with each `{{ expr }}` replaced by `${AIRFLOW_TEMPLATE_<n>}`
+  std::vector<std::pair<std::string, std::string>> variables;  // AIRFLOW_TEMPLATE_<n> → value
+};
+
+// Renders a bash_command so that no templated value is ever parsed by the shell: the n-th
+// `{{ expr }}` (counting from 1, every occurrence) becomes the parameter expansion
+// `${AIRFLOW_TEMPLATE_<n>}` and its rendered value becomes that environment variable. bash
+// expands it like any variable: the value is never run as code (no `$(...)`, backticks, `;`,
+// quotes or `${...}` inside it take effect). As with any shell variable, write it in double
+// quotes ("{{ params.path }}") to keep it one word; unquoted, it is split on spaces and globbed;
+// inside single quotes or a quoted here-document it is not expanded at all.
+// Errors: those of RenderTemplate, and invalid_argument when a value holds a NUL byte (an
+// environment variable cannot). Pure; thread-safe.
+StatusOr<BashTemplate> RenderBashCommand(std::string_view text, const TemplateContext& ctx);
+
+// Airflow's datetime.isoformat() of a UTC time: 2026-01-02T03:04:05+00:00 (with .ffffff when the
+// time has microseconds).
+std::string IsoFormat(scheduler::TimePoint t);
 
 // Renders every string inside `value` (object values and array elements, recursively; keys and
 // non-string scalars are kept).

@@ -2,20 +2,33 @@
 //
 // `parallelism` workers take assignments in submission (FIFO) order; the scheduler orders by
 // priority before submitting. Per try, a worker:
-//   1. sends kStarted (hostname, and the daemon's own pid for every operator: the pid of a bash
-//      child is written to the try's log instead, so kStarted never waits on a spawn);
-//   2. creates the per-try log at assignment.log_path (parent directories too), writes a header
-//      line, runs the operator, writes an outcome line;
-//   3. sends kFinished with the outcome. A failure to open the log or render a template is a
-//      kFailed outcome like any other; nothing a job or a command does can crash the daemon.
+//   1. creates the per-try log at assignment.log_path (directories 0700, file 0600, see
+//      try_log.hpp), writes a header line, runs the operator, writes an outcome line;
+//   2. sends kStarted: for `bash` once the command runs, with its pid, its process group
+//      (`process`) and the account it runs as; for other operators before they run, with the
+//      daemon's pid and account. A try that fails before its command starts still sends kStarted;
+//   3. sends kFinished with the outcome. A failure to open or write the log (a full disk) or to
+//      render a template is a kFailed outcome like any other; nothing a job or a command does can
+//      crash the daemon.
 // Operators: `empty` succeeds; `transform` runs the registered job in-process (a throwing job is
-// kFailed with the exception text); `bash` runs `/bin/bash -c` in its own process group with
-// stdout/stderr appended to the log (see bash_operator.cpp).
+// kFailed with the exception text); `bash` runs `/bin/bash -c` (see bash_operator.hpp):
+//   - as the task account (task_account.hpp: never root; the task's run_as_user only when
+//     allowed), in task.cwd or else a fresh temporary directory removed after the try;
+//   - with templated values passed as environment variables, never as code
+//     (RenderBashCommand in template.hpp);
+//   - with only this environment: PATH (/usr/local/bin:/usr/bin:/bin), LANG and TZ when the
+//     daemon has them, HOME of the task account, the task's own `env` (which may override
+//     those), Airflow's AIRFLOW_CTX_DAG_ID, AIRFLOW_CTX_TASK_ID, AIRFLOW_CTX_DAG_RUN_ID,
+//     AIRFLOW_CTX_TRY_NUMBER and AIRFLOW_CTX_LOGICAL_DATE (when the run has one), and the
+//     AIRFLOW_TEMPLATE_<n> variables. Nothing else of the daemon's environment;
+//   - its output piped into the log, cut at max_log_bytes with a note of what was dropped;
+//   - the rest of its process group killed when bash exits.
 //
 // execution_timeout: at the deadline the try's cancellation token is set and bash process groups
 // get SIGTERM, then SIGKILL after kill_grace; the try is kFailed "execution_timeout of Ns
 // exceeded" (for a transform job, once the job returns: cancellation is cooperative).
 // CancelRunning does the same for every running try, which then report kInterrupted.
+// StopOrphanedProcess stops a group a previous daemon process left behind (process_group.hpp).
 //
 // Thread-safety: every method may be called from any thread. The sink is called from a worker
 // thread, never with an executor lock held. The destructor stops accepting, cancels running tries
@@ -27,8 +40,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -44,9 +60,15 @@ struct ExecutorOptions {
   int parallelism = 8;                         // worker threads; values below 1 mean 1
   std::string hostname;                        // reported in kStarted; empty = gethostname()
   std::chrono::milliseconds kill_grace{5000};  // SIGTERM → SIGKILL for bash process groups
-  // The account bash tries run as when their task names none. Empty: the daemon's own account,
-  // which must then not be root (the daemon refuses to start as root without one).
+  // The account bash tries run as when their task names none. Only root can switch: when the
+  // executor is not root, tries run as its own account and this must be empty or name it. Empty
+  // as root: bash tries fail (tasks never run as root).
   std::string run_as_user;
+  // Further accounts a task may name in run_as_user (as root). Checked again here, for DAG
+  // versions stored before the configuration changed.
+  std::set<std::string> allowed_run_as;
+  // Per-try log cap in bytes; output beyond it is dropped and counted. 0: no cap.
+  uint64_t max_log_bytes = uint64_t{100} << 20;
 };
 
 class TryLog;       // the per-try log file (private)
@@ -84,14 +106,21 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   void WorkerLoop();
   void WatchdogLoop();
   void RunOne(Pending& pending, const std::shared_ptr<TryControl>& control);
+  // `started` sends kStarted (once) with the pid, account and process group of the try.
+  using StartedFn = std::function<void(int pid, const std::string& unixname,
+                                       const std::optional<scheduler::TryProcess>& process)>;
   scheduler::TaskOutcome RunOperator(const scheduler::TaskAssignment& a, TryLog& log,
-                                     const std::shared_ptr<TryControl>& control);
+                                     const std::shared_ptr<TryControl>& control,
+                                     const StartedFn& started);
+  scheduler::TaskOutcome RunBashTask(const scheduler::TaskAssignment& a, TryLog& log,
+                                     TryControl& control, const StartedFn& started);
 
   const ExecutorOptions options_;
   const JobRegistry& registry_;
   const scheduler::Clock& clock_;
   const int pid_;
-  const std::string unixname_;  // the account tries run as
+  const std::string unixname_;  // the daemon's account: transform and empty tries run as it
+  const std::vector<std::string> inherited_env_;  // LANG and TZ of the daemon, when set
 
   mutable std::mutex mu_;                // guards queue_, accepting_, shutdown_, running_
   std::condition_variable work_cv_;      // queue_ gained an item, or shutdown_

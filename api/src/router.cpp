@@ -772,7 +772,9 @@ class Api {
         const std::string piece = state->reader.Read(kLogReadBytes);
         if (piece.empty()) {
           state->finished = true;
-          return state->encoder.Finish();
+          std::string rest = state->encoder.Finish();
+          if (rest.empty()) break;  // an empty chunk would end a chunked body
+          return rest;
         }
         std::string out = state->encoder.Feed(piece);
         if (!out.empty()) return out;  // else the piece only extended a line: read on

@@ -172,7 +172,8 @@ StatusOr<LogReader> SchedulerService::OpenLog(const std::string& dag_id, const s
   const auto type = std::filesystem::symlink_status(path, ec).type();
   if (type == std::filesystem::file_type::not_found) return LogReader();  // not written yet
   if (ec || type != std::filesystem::file_type::regular) {
-    Log()->warn("log is not a regular file path={} error=\"{}\"", path.string(), ec.message());
+    Log()->warn("log is not a regular file path={} type={} error=\"{}\"", path.string(),
+                static_cast<int>(type), ec ? ec.message() : "");
     return Status::FailedPrecondition("The log of try " + std::to_string(try_number) +
                                       " is not a regular file");
   }

@@ -64,10 +64,10 @@ class LogReader {
     in_->read(out.data(), static_cast<std::streamsize>(out.size()));
     out.resize(static_cast<size_t>(std::max<std::streamsize>(in_->gcount(), 0)));
     if (out.empty()) {
-      out = (ends_line_ ? "" : "\n") + std::string("[dagd: the log ended ") +
-            std::to_string(remaining_) + " bytes early while being read]\n";
+      note_ = (ends_line_ ? "" : "\n") + std::string("[dagd: the log ended ") +
+              std::to_string(remaining_) + " bytes early while being read]\n";
       remaining_ = 0;
-      return out;
+      return Read(max_bytes);
     }
     remaining_ -= out.size();
     ends_line_ = out.back() == '\n';

@@ -114,10 +114,9 @@ bool IsCleanText(std::string_view s) {
   return true;
 }
 
-spdlog::logger& Log() {
-  static const std::shared_ptr<spdlog::logger> logger =
-      spdlog::get("api") ? spdlog::get("api") : spdlog::default_logger();
-  return *logger;
+std::shared_ptr<spdlog::logger> Log() {
+  auto logger = spdlog::get("api");
+  return logger ? logger : spdlog::default_logger();
 }
 
 std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
@@ -166,17 +165,17 @@ Response ErrorResponse(const Status& status) {
     case StatusCode::kFailedPrecondition:
       return Detail(http, status.message());
     case StatusCode::kAborted:
-      Log().info("request conflicted error=\"{}\"", status.ToString());
+      Log()->info("request conflicted error=\"{}\"", status.ToString());
       return Detail(http, "The request conflicted with a concurrent change; retry it");
     case StatusCode::kUnavailable:
     case StatusCode::kCancelled:
-      Log().warn("service unavailable error=\"{}\"", status.ToString());
+      Log()->warn("service unavailable error=\"{}\"", status.ToString());
       return Detail(http, "The database is unavailable; retry later");
     case StatusCode::kDeadlineExceeded:
-      Log().warn("request timed out error=\"{}\"", status.ToString());
+      Log()->warn("request timed out error=\"{}\"", status.ToString());
       return Detail(http, "The request took too long; retry later");
     default:
-      Log().error("request failed error=\"{}\"", status.ToString());
+      Log()->error("request failed error=\"{}\"", status.ToString());
       return Detail(http, "Internal error; the daemon's log has the details");
   }
 }
@@ -199,8 +198,9 @@ std::string Shorten(const std::string& text) {
 Json Echo(const Json& input) {
   if (input.is_string()) return Shorten(input.get_ref<const std::string&>());
   if (!input.is_structured() || Dump(input).size() <= kMaxEchoBytes) return input;
-  return (input.is_object() ? "an object of " + std::to_string(input.size()) + " keys"
-                            : "an array of " + std::to_string(input.size()) + " items") +
+  const std::string count = std::to_string(input.size());
+  return (input.is_object() ? "an object of " + count + (input.size() == 1 ? " key" : " keys")
+                            : "an array of " + count + (input.size() == 1 ? " item" : " items")) +
          " (too large to show)";
 }
 
@@ -512,7 +512,7 @@ class Api {
                        [](auto* a, auto* b) { return a->task_id < b->task_id; });
       if (order.front() == '-') std::reverse(tasks.begin(), tasks.end());
     } else {
-      return Detail(400, "Ordering with '" + order +
+      return Detail(400, "Ordering with '" + Shorten(order) +
                              "' is disallowed or the attribute does not exist on the model");
     }
     Json out = Json::array();
@@ -991,9 +991,9 @@ Response Router::Handle(const Request& req) const {
   try {
     return Dispatch(service_, options_, req);
   } catch (const std::exception& e) {
-    Log().error("request failed method={} error=\"{}\"", req.method, e.what());
+    Log()->error("request failed method={} error=\"{}\"", req.method, e.what());
   } catch (...) {
-    Log().error("request failed method={} error=\"unknown exception\"", req.method);
+    Log()->error("request failed method={} error=\"unknown exception\"", req.method);
   }
   return Detail(500, "Internal error; the daemon's log has the details");
 }

@@ -636,7 +636,7 @@ TEST_F(RouterTest, ALargeObjectIsSummarisedIn422) {
   Response r = Call("POST", "/api/v2/dags/etl/dagRuns", R"({"conf": {)" + conf + "}}");
   ASSERT_EQ(r.status, 422);
   EXPECT_LT(r.body.size(), 1000u);
-  EXPECT_EQ(Body(r)["detail"][0]["input"], "an object of 1 keys (too large to show)");
+  EXPECT_EQ(Body(r)["detail"][0]["input"], "an object of 1 key (too large to show)");
 }
 
 TEST_F(RouterTest, ManyErrorsAreCappedAt20) {

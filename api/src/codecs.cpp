@@ -1,5 +1,6 @@
 #include "dagd/api/codecs.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -360,25 +361,154 @@ Json ImportErrorToJson(const scheduler::ImportError& error) {
           {"stack_trace", error.message}};
 }
 
-Json LogToJson(std::string_view text) {
-  Json content = Json::array();
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    pos = end + 1;
-    if (!line.empty() && line.front() == '{') {
-      Json parsed = Json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (parsed.is_object() && parsed.contains("event") && parsed["event"].is_string()) {
-        content.push_back(std::move(parsed));
-        continue;
+ParsedJson ParseUntrustedJson(std::string_view text, int max_depth) {
+  // Brackets are counted outside strings only; a backslash in a string escapes the next byte.
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) {
+        return {std::nullopt, "The JSON nests deeper than " + std::to_string(max_depth) + " levels",
+                i};
+      }
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  try {
+    return {Json::parse(text), "", std::nullopt};
+  } catch (const Json::parse_error& e) {
+    // nlohmann's message quotes the input; only its kind is kept.
+    const bool utf8 = std::string_view(e.what()).find("UTF-8") != std::string_view::npos;
+    return {std::nullopt, utf8 ? "The JSON is not valid UTF-8" : "The JSON is not valid", e.byte};
+  } catch (const Json::out_of_range&) {
+    return {std::nullopt, "The JSON holds a number too large to represent", std::nullopt};
+  } catch (const Json::exception&) {
+    return {std::nullopt, "The JSON could not be parsed", std::nullopt};
+  }
+}
+
+namespace {
+
+// How many bytes at the end of `s` start a UTF-8 sequence that the next piece completes.
+size_t IncompleteUtf8Tail(std::string_view s) {
+  for (size_t i = 1; i <= std::min<size_t>(3, s.size()); ++i) {
+    const auto c = static_cast<unsigned char>(s[s.size() - i]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: look further back
+    if (c < 0xC0) return 0;
+    const size_t length = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+    return length > i ? i : 0;
+  }
+  return 0;
+}
+
+// `text` as the inside of a JSON string.
+void AppendEscaped(std::string_view text, std::string& out) {
+  const std::string quoted =
+      Json(std::string(text)).dump(-1, ' ', false, Json::error_handler_t::replace);
+  out.append(quoted, 1, quoted.size() - 2);
+}
+
+constexpr std::string_view kEventOpen = R"({"event":")";
+constexpr std::string_view kEventClose = R"("})";
+
+}  // namespace
+
+LogEncoder::LogEncoder(LogFormat format, size_t max_line_bytes)
+    : format_(format), max_line_bytes_(max_line_bytes) {}
+
+void LogEncoder::Open(std::string& out) {
+  if (opened_) return;
+  opened_ = true;
+  if (format_ == LogFormat::kJson) out += R"({"content":[)";
+}
+
+void LogEncoder::BeginItem(std::string& out) {
+  if (format_ == LogFormat::kJson && !first_item_) out += ',';
+  first_item_ = false;
+}
+
+void LogEncoder::EndItem(std::string& out) {
+  if (format_ == LogFormat::kNdjson) out += '\n';
+}
+
+// Emits the current line, complete in `line_` (or its rest, when it is long).
+void LogEncoder::EndLine(std::string& out) {
+  std::string_view line = line_;
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (long_line_) {
+    AppendEscaped(line, out);
+    out += kEventClose;
+    EndItem(out);
+    long_line_ = false;
+    line_.clear();
+    return;
+  }
+  BeginItem(out);
+  if (!line.empty() && line.front() == '{' && line.size() <= max_line_bytes_) {
+    ParsedJson parsed = ParseUntrustedJson(line);
+    if (parsed.value && parsed.value->is_object()) {
+      auto event = parsed.value->find("event");
+      if (event != parsed.value->end() && event->is_string()) {
+        out += parsed.value->dump(-1, ' ', false, Json::error_handler_t::replace);
+        EndItem(out);
+        line_.clear();
+        return;
       }
     }
-    content.push_back({{"event", std::string(line)}});
   }
-  return {{"content", std::move(content)}, {"continuation_token", nullptr}};
+  out += kEventOpen;
+  AppendEscaped(line, out);
+  out += kEventClose;
+  EndItem(out);
+  line_.clear();
+}
+
+// Emits what is known of a long line, keeping back a split UTF-8 sequence and a '\r' that may
+// be the start of "\r\n".
+void LogEncoder::FlushLongLine(std::string& out) {
+  if (!long_line_) {
+    BeginItem(out);
+    out += kEventOpen;
+    long_line_ = true;
+  }
+  size_t keep = IncompleteUtf8Tail(line_);
+  if (keep == 0 && !line_.empty() && line_.back() == '\r') keep = 1;
+  AppendEscaped(std::string_view(line_).substr(0, line_.size() - keep), out);
+  line_.erase(0, line_.size() - keep);
+}
+
+std::string LogEncoder::Feed(std::string_view bytes) {
+  std::string out;
+  Open(out);
+  while (!bytes.empty()) {
+    const size_t end = bytes.find('\n');
+    line_.append(bytes.substr(0, end));
+    if (end == std::string_view::npos) {
+      if (long_line_ || line_.size() > max_line_bytes_) FlushLongLine(out);
+      break;
+    }
+    EndLine(out);
+    bytes.remove_prefix(end + 1);
+  }
+  return out;
+}
+
+std::string LogEncoder::Finish() {
+  std::string out;
+  Open(out);
+  if (long_line_ || !line_.empty()) EndLine(out);
+  if (format_ == LogFormat::kJson) out += R"(],"continuation_token":null})";
+  return out;
 }
 
 }  // namespace dagd::api

@@ -1,10 +1,13 @@
 #include "dagd/api/router.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <charconv>
 #include <exception>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string_view>
@@ -70,6 +73,52 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Well-formed UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF) without NUL:
+// what PostgreSQL's text columns hold without cutting or refusing it.
+bool IsCleanText(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c == 0) return false;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t length;
+    unsigned char lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      length = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      length = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      length = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (i + length > s.size()) return false;
+    for (size_t k = 1; k < length; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return false;
+    }
+    i += length;
+  }
+  return true;
+}
+
+std::shared_ptr<spdlog::logger> Log() {
+  auto logger = spdlog::get("api");
+  return logger ? logger : spdlog::default_logger();
+}
+
 std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
 Response JsonResponse(int status, const Json& body) {
@@ -105,19 +154,67 @@ int HttpStatusFor(StatusCode code) {
   return 500;
 }
 
+// Service messages are sentences for the client only for the codes service.hpp names; the
+// others may quote a library and go to the log.
 Response ErrorResponse(const Status& status) {
-  return Detail(HttpStatusFor(status.code()), status.message());
+  const int http = HttpStatusFor(status.code());
+  switch (status.code()) {
+    case StatusCode::kNotFound:
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kFailedPrecondition:
+      return Detail(http, status.message());
+    case StatusCode::kAborted:
+      Log()->info("request conflicted error=\"{}\"", status.ToString());
+      return Detail(http, "The request conflicted with a concurrent change; retry it");
+    case StatusCode::kUnavailable:
+    case StatusCode::kCancelled:
+      Log()->warn("service unavailable error=\"{}\"", status.ToString());
+      return Detail(http, "The database is unavailable; retry later");
+    case StatusCode::kDeadlineExceeded:
+      Log()->warn("request timed out error=\"{}\"", status.ToString());
+      return Detail(http, "The request took too long; retry later");
+    default:
+      Log()->error("request failed error=\"{}\"", status.ToString());
+      return Detail(http, "Internal error; the daemon's log has the details");
+  }
 }
 
 // --- Validation (Pydantic's 422 shape) ----------------------------------------------------------
 
+constexpr size_t kMaxEchoBytes = 200;  // of a client's input quoted back in an error
+constexpr size_t kMaxErrors = 20;      // entries of one 422
+
+// `text` cut to about kMaxEchoBytes at a character boundary, saying how long it was.
+std::string Shorten(const std::string& text) {
+  if (text.size() <= kMaxEchoBytes) return text;
+  size_t cut = kMaxEchoBytes;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut) + "... (" + std::to_string(text.size()) + " bytes)";
+}
+
+// A client's input as Pydantic's `input` shows it, bounded: short values as they are, a long
+// string shortened, a large object or array replaced by a description.
+Json Echo(const Json& input) {
+  if (input.is_string()) return Shorten(input.get_ref<const std::string&>());
+  if (!input.is_structured() || Dump(input).size() <= kMaxEchoBytes) return input;
+  const std::string count = std::to_string(input.size());
+  return (input.is_object() ? "an object of " + count + (input.size() == 1 ? " key" : " keys")
+                            : "an array of " + count + (input.size() == 1 ? " item" : " items")) +
+         " (too large to show)";
+}
+
 class Errors {
  public:
-  void Add(std::string type, Json loc, std::string msg, Json input, Json ctx = nullptr) {
+  void Add(std::string type, Json loc, std::string msg, const Json& input, Json ctx = nullptr) {
+    if (list_.size() >= kMaxErrors) return;
+    for (Json& part : loc) {
+      if (part.is_string()) part = Shorten(part.get_ref<const std::string&>());
+    }
     Json e = {{"type", std::move(type)},
               {"loc", std::move(loc)},
               {"msg", std::move(msg)},
-              {"input", std::move(input)}};
+              {"input", Echo(input)}};
     if (!ctx.is_null()) e["ctx"] = std::move(ctx);
     list_.push_back(std::move(e));
   }
@@ -221,9 +318,23 @@ class Query {
     return out;
   }
 
-  scheduler::Page Page(Errors& errors) const {
+  // A limit above `max_limit` is reduced to it, as Airflow 3 does.
+  // Names and values PostgreSQL would cut (NUL) or refuse (not UTF-8).
+  void CheckText(Errors& errors) const {
+    for (const auto& [name, value] : values_) {
+      if (!IsCleanText(name)) {
+        errors.Add("string_unicode", {"query"},
+                   "A query parameter name is not valid UTF-8 or holds a NUL byte", nullptr);
+      } else if (!IsCleanText(value)) {
+        errors.Add("string_unicode", {"query", name},
+                   "Input should be a valid string: not valid UTF-8 or holds a NUL byte", nullptr);
+      }
+    }
+  }
+
+  scheduler::Page Page(int max_limit, Errors& errors) const {
     scheduler::Page page;
-    page.limit = Int("limit", 50, 0, errors);
+    page.limit = std::min(Int("limit", 50, 0, errors), max_limit);
     page.offset = Int("offset", 0, 0, errors);
     page.order_by = All("order_by");
     return page;
@@ -239,6 +350,30 @@ constexpr std::string_view kTaskStates =
     "'none', 'scheduled', 'queued', 'running', 'success', 'failed', 'up_for_retry', "
     "'up_for_reschedule', 'upstream_failed', 'skipped', 'deferred', 'removed' or 'restarting'";
 
+// Adds an error for every string (key or value) in `value` holding a NUL character, which
+// PostgreSQL would cut (text) or refuse (jsonb). Recursion is bounded by kMaxJsonDepth.
+void CheckNul(const Json& value, Json& loc, Errors& errors) {
+  auto nul_error = [&](const Json& input) {
+    errors.Add("string_nul", loc, "String should not contain a NUL character (\\u0000)", input);
+  };
+  if (value.is_string()) {
+    if (value.get_ref<const std::string&>().find('\0') != std::string::npos) nul_error(value);
+  } else if (value.is_object()) {
+    for (const auto& [key, item] : value.items()) {
+      loc.push_back(key);
+      if (key.find('\0') != std::string::npos) nul_error(key);
+      CheckNul(item, loc, errors);
+      loc.erase(loc.size() - 1);
+    }
+  } else if (value.is_array()) {
+    for (size_t i = 0; i < value.size(); ++i) {
+      loc.push_back(i);
+      CheckNul(value[i], loc, errors);
+      loc.erase(loc.size() - 1);
+    }
+  }
+}
+
 // Parses a JSON request body that must be an object. On failure `error` holds the 422.
 std::optional<Json> ParseBodyObject(const Request& req, Response& error) {
   Errors errors;
@@ -247,22 +382,28 @@ std::optional<Json> ParseBodyObject(const Request& req, Response& error) {
     error = errors.ToResponse();
     return std::nullopt;
   }
-  Json body;
-  try {
-    body = Json::parse(req.body);
-  } catch (const Json::parse_error& e) {
-    errors.Add("json_invalid", {"body", e.byte}, "JSON decode error", Json::object(),
-               {{"error", e.what()}});
+  ParsedJson parsed = ParseUntrustedJson(req.body);
+  if (!parsed.value) {
+    Json loc = {"body"};
+    if (parsed.byte) loc.push_back(*parsed.byte);
+    errors.Add("json_invalid", std::move(loc), "JSON decode error", Json::object(),
+               {{"error", parsed.error}});
     error = errors.ToResponse();
     return std::nullopt;
   }
+  Json& body = *parsed.value;
   if (!body.is_object()) {
     errors.Add("model_attributes_type", {"body"},
                "Input should be a valid dictionary or object to extract fields from", body);
+  } else {
+    Json loc = {"body"};
+    CheckNul(body, loc, errors);
+  }
+  if (!errors.empty()) {
     error = errors.ToResponse();
     return std::nullopt;
   }
-  return body;
+  return std::move(body);
 }
 
 // --- Routing ------------------------------------------------------------------------------------
@@ -275,7 +416,7 @@ struct Call {
 
 class Api {
  public:
-  explicit Api(Service& service) : service_(service) {}
+  Api(Service& service, const RouterOptions& options) : service_(service), options_(options) {}
 
   Response Version(const Call&) {
     const std::string git = DAGD_GIT_VERSION;
@@ -303,7 +444,7 @@ class Api {
   Response ListDags(const Call& c) {
     Errors errors;
     scheduler::DagQuery q;
-    q.page = c.query.Page(errors);
+    q.page = c.query.Page(options_.max_page_limit, errors);
     q.tags = c.query.All("tags");
     q.dag_id_pattern = c.query.First("dag_id_pattern").value_or("");
     q.paused = c.query.Bool("paused", errors);
@@ -371,7 +512,7 @@ class Api {
                        [](auto* a, auto* b) { return a->task_id < b->task_id; });
       if (order.front() == '-') std::reverse(tasks.begin(), tasks.end());
     } else {
-      return Detail(400, "Ordering with '" + order +
+      return Detail(400, "Ordering with '" + Shorten(order) +
                              "' is disallowed or the attribute does not exist on the model");
     }
     Json out = Json::array();
@@ -459,7 +600,7 @@ class Api {
   Response ListRuns(const Call& c) {
     Errors errors;
     scheduler::RunQuery q;
-    q.page = c.query.Page(errors);
+    q.page = c.query.Page(options_.max_page_limit, errors);
     q.dag_id = c.params[0];
     q.states =
         c.query.Enums<scheduler::RunState>("state", scheduler::ParseRunState, kRunStates, errors);
@@ -492,7 +633,7 @@ class Api {
   Response ListTaskInstances(const Call& c) {
     Errors errors;
     scheduler::TaskInstanceQuery q;
-    q.page = c.query.Page(errors);
+    q.page = c.query.Page(options_.max_page_limit, errors);
     q.dag_id = c.params[0];
     q.run_id = c.params[1];
     q.states = c.query.Enums<scheduler::TaskState>("state", scheduler::ParseTaskState, kTaskStates,
@@ -553,25 +694,24 @@ class Api {
     Response error;
     auto n = ParsePathInt(c.params[3], "try_number", error);
     if (!n) return error;
-    auto text = service_.ReadLog(c.params[0], c.params[1], c.params[2], *n);
-    if (!text.ok()) return ErrorResponse(text.status());
+    auto log = service_.OpenLog(c.params[0], c.params[1], c.params[2], *n);
+    if (!log.ok()) return ErrorResponse(log.status());
     auto it = c.req.headers.find("accept");
     const std::string accept = it == c.req.headers.end() ? "" : Lower(it->second);
     const bool wants_json = accept.empty() || accept.find("application/json") != std::string::npos;
     if (!wants_json && accept.find("application/x-ndjson") != std::string::npos) {
-      std::string body;
-      for (const Json& line : LogToJson(*text)["content"]) body += Dump(line) + "\n";
-      return Response{200, "application/x-ndjson", std::move(body)};
+      return Response{200, "application/x-ndjson", "",
+                      EncodedLog(std::move(*log), LogFormat::kNdjson)};
     }
     if (!wants_json && accept.find("text/plain") != std::string::npos) {
-      return Response{200, "text/plain; charset=utf-8", std::move(*text)};
+      return Response{200, "text/plain; charset=utf-8", "", PlainLog(std::move(*log))};
     }
-    return JsonResponse(200, LogToJson(*text));
+    return Response{200, "application/json", "", EncodedLog(std::move(*log), LogFormat::kJson)};
   }
 
   Response ListImportErrors(const Call& c) {
     Errors errors;
-    scheduler::Page page = c.query.Page(errors);
+    scheduler::Page page = c.query.Page(options_.max_page_limit, errors);
     if (!errors.empty()) return errors.ToResponse();
     auto listing = service_.ListImportErrors(page);
     if (!listing.ok()) return ErrorResponse(listing.status());
@@ -607,6 +747,42 @@ class Api {
     std::map<std::pair<std::string, std::string>, std::optional<DagRun>> runs_;
   };
 
+  // Bytes read from a log file at a time: what a streamed log costs while the client reads it.
+  static constexpr size_t kLogReadBytes = 64 << 10;
+
+  // BodySource must be copyable while the reader is not: the state is shared by the copies.
+  static BodySource PlainLog(scheduler::LogReader log) {
+    auto reader = std::make_shared<scheduler::LogReader>(std::move(log));
+    return [reader]() -> std::optional<std::string> {
+      std::string piece = reader->Read(kLogReadBytes);
+      if (piece.empty()) return std::nullopt;
+      return piece;
+    };
+  }
+
+  static BodySource EncodedLog(scheduler::LogReader log, LogFormat format) {
+    struct State {
+      scheduler::LogReader reader;
+      LogEncoder encoder;
+      bool finished = false;
+    };
+    auto state = std::make_shared<State>(State{std::move(log), LogEncoder(format), false});
+    return [state]() -> std::optional<std::string> {
+      while (!state->finished) {
+        const std::string piece = state->reader.Read(kLogReadBytes);
+        if (piece.empty()) {
+          state->finished = true;
+          std::string rest = state->encoder.Finish();
+          if (rest.empty()) break;  // an empty chunk would end a chunked body
+          return rest;
+        }
+        std::string out = state->encoder.Feed(piece);
+        if (!out.empty()) return out;  // else the piece only extended a line: read on
+      }
+      return std::nullopt;
+    };
+  }
+
   // A positive integer path parameter; on failure `error` holds the 422.
   static std::optional<int> ParsePathInt(const std::string& text, const char* name,
                                          Response& error) {
@@ -626,6 +802,7 @@ class Api {
   }
 
   Service& service_;
+  const RouterOptions& options_;
 };
 
 using Handler = Response (Api::*)(const Call&);
@@ -675,7 +852,96 @@ bool Match(const std::vector<std::string_view>& pattern, const std::vector<std::
   return true;
 }
 
-Response Dispatch(Service& service, const Request& req) {
+// The host part of a Host header or an Origin's authority ("name", "name:port", "[v6]:port" or a
+// bare "::1"), lower-case and without brackets; nullopt when malformed.
+std::optional<std::string> HostName(std::string_view authority) {
+  std::string_view host = authority;
+  std::string_view port;
+  if (authority.starts_with('[')) {
+    const size_t close = authority.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    host = authority.substr(1, close - 1);
+    std::string_view rest = authority.substr(close + 1);
+    if (!rest.empty() && !rest.starts_with(':')) return std::nullopt;
+    port = rest.empty() ? rest : rest.substr(1);
+  } else if (std::count(authority.begin(), authority.end(), ':') == 1) {
+    const size_t colon = authority.find(':');
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+  }
+  if (host.empty() ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  return Lower(host);
+}
+
+bool HostAllowed(std::string_view authority, const RouterOptions& options) {
+  const auto host = HostName(authority);
+  if (!host) return false;
+  if (*host == "localhost" || *host == "127.0.0.1" || *host == "::1") return true;
+  for (const std::string& allowed : options.allowed_hosts) {
+    if (allowed == "*") return true;
+    std::string_view name = allowed;
+    if (name.starts_with('[') && name.ends_with(']')) name = name.substr(1, name.size() - 2);
+    if (Lower(name) == *host) return true;
+  }
+  return false;
+}
+
+// A refusal when Host or Origin name a host that is not this daemon (see router.hpp).
+std::optional<Response> RefuseForeignOrigin(const Request& req, const RouterOptions& options) {
+  if (auto it = req.headers.find("host");
+      it != req.headers.end() && !HostAllowed(Trim(it->second), options)) {
+    return Detail(403,
+                  "The Host header does not name this daemon; a name it should accept must be "
+                  "added to its allowed hosts");
+  }
+  if (auto it = req.headers.find("origin"); it != req.headers.end()) {
+    const std::string origin = Lower(Trim(it->second));
+    std::string_view authority = origin;
+    bool well_formed = false;
+    for (std::string_view scheme : {"http://", "https://"}) {
+      if (authority.starts_with(scheme)) {
+        authority.remove_prefix(scheme.size());
+        well_formed = true;
+        break;
+      }
+    }
+    if (!well_formed || !HostAllowed(authority, options)) {
+      return Detail(403,
+                    "Requests from web pages of other sites are refused: the Origin header does "
+                    "not name this daemon");
+    }
+  }
+  return std::nullopt;
+}
+
+bool IsWrite(std::string_view method) {
+  return method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE";
+}
+
+// application/json, with parameters; a charset, if named, must be UTF-8.
+bool IsJsonContentType(std::string_view value) {
+  const std::vector<std::string_view> parts = Split(value, ';');
+  if (Lower(Trim(parts[0])) != "application/json") return false;
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const std::string_view param = Trim(parts[i]);
+    const size_t eq = param.find('=');
+    if (eq == std::string_view::npos || Lower(Trim(param.substr(0, eq))) != "charset") continue;
+    std::string_view charset = Trim(param.substr(eq + 1));
+    if (charset.size() >= 2 && charset.front() == '"' && charset.back() == '"') {
+      charset = charset.substr(1, charset.size() - 2);
+    }
+    const std::string name = Lower(charset);
+    if (name != "utf-8" && name != "utf8") return false;
+  }
+  return true;
+}
+
+Response Dispatch(Service& service, const RouterOptions& options, const Request& req) {
+  if (auto refusal = RefuseForeignOrigin(req, options)) return *refusal;
+
   std::string_view target = req.target;
   const size_t q = target.find('?');
   std::string_view path = target.substr(0, q);
@@ -686,7 +952,13 @@ Response Dispatch(Service& service, const Request& req) {
   path.remove_prefix(kPrefix.size());
   if (path.ends_with('/')) path.remove_suffix(1);  // tolerate one trailing slash
   std::vector<std::string> segments;
-  for (std::string_view raw : Split(path, '/')) segments.push_back(PercentDecode(raw, false));
+  for (std::string_view raw : Split(path, '/')) {
+    segments.push_back(PercentDecode(raw, false));
+    // No object has such an id; passed on, a NUL would cut the id short in the database.
+    if (!IsCleanText(segments.back())) {
+      return Detail(404, "Not Found: the path holds a NUL byte or text that is not valid UTF-8");
+    }
+  }
 
   bool path_known = false;
   std::vector<std::string> params;
@@ -694,7 +966,17 @@ Response Dispatch(Service& service, const Request& req) {
     if (!Match(route.pattern, segments, params)) continue;
     path_known = true;
     if (route.method != req.method) continue;
-    Api api(service);
+    if (IsWrite(req.method)) {
+      auto it = req.headers.find("content-type");
+      if ((!req.body.empty() || it != req.headers.end()) &&
+          (it == req.headers.end() || !IsJsonContentType(it->second))) {
+        return Detail(415, "Request bodies must be JSON sent with Content-Type: application/json");
+      }
+    }
+    Errors errors;
+    query.CheckText(errors);
+    if (!errors.empty()) return errors.ToResponse();
+    Api api(service, options);
     return (api.*route.handler)(Call{req, params, query});
   }
   return path_known ? Detail(405, "Method Not Allowed") : NotFound();
@@ -702,16 +984,18 @@ Response Dispatch(Service& service, const Request& req) {
 
 }  // namespace
 
-Router::Router(scheduler::Service& service) : service_(service) {}
+Router::Router(scheduler::Service& service, RouterOptions options)
+    : service_(service), options_(std::move(options)) {}
 
 Response Router::Handle(const Request& req) const {
   try {
-    return Dispatch(service_, req);
+    return Dispatch(service_, options_, req);
   } catch (const std::exception& e) {
-    return Detail(500, std::string("Internal error: ") + e.what());
+    Log()->error("request failed method={} error=\"{}\"", req.method, e.what());
   } catch (...) {
-    return Detail(500, "Internal error: unknown exception");
+    Log()->error("request failed method={} error=\"unknown exception\"", req.method);
   }
+  return Detail(500, "Internal error; the daemon's log has the details");
 }
 
 }  // namespace dagd::api

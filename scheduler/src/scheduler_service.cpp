@@ -2,10 +2,34 @@
 
 #include <algorithm>
 #include <fstream>
+#include <string_view>
+#include <system_error>
 
 #include "dagd/scheduler/log_paths.hpp"
+#include "logger.hpp"
 
 namespace dagd::scheduler {
+
+namespace {
+
+// The store's invalid_argument carries PostgreSQL's own words when the database refuses a value
+// (service.hpp promises the client sentences of ours), except for its sentence about an unknown
+// order_by field. The refusal is logged here, where it is handled, and replaced.
+Status ForClient(Status status, std::string_view request) {
+  if (status.code() != StatusCode::kInvalidArgument) return status;
+  if (status.message().starts_with("Ordering with '")) return status;
+  Log()->warn("database refused a value request=\"{}\" error=\"{}\"", request, status.message());
+  return Status::InvalidArgument("The database cannot store or compare a value of this " +
+                                 std::string(request) + "; the daemon's log has the details");
+}
+
+template <typename T>
+StatusOr<T> ForClient(StatusOr<T> result, std::string_view request) {
+  if (result.ok()) return result;
+  return ForClient(result.status(), request);
+}
+
+}  // namespace
 
 SchedulerService::SchedulerService(ServiceOptions options, StateStore& store, Scheduler& scheduler,
                                    const Clock& clock)
@@ -22,11 +46,11 @@ HealthReport SchedulerService::Health() {
 }
 
 StatusOr<Listing<DagRecord>> SchedulerService::ListDags(const DagQuery& query) {
-  return store_.ListDags(query);
+  return ForClient(store_.ListDags(query), "DAG listing");
 }
 
 StatusOr<DagDetails> SchedulerService::GetDag(const std::string& dag_id) {
-  auto record = store_.GetDag(dag_id);
+  auto record = ForClient(store_.GetDag(dag_id), "DAG lookup");
   if (!record.ok()) return record.status();
   auto dag = scheduler_.GetDag(dag_id, record->latest_version);
   if (!dag.ok()) return dag.status();
@@ -34,13 +58,13 @@ StatusOr<DagDetails> SchedulerService::GetDag(const std::string& dag_id) {
 }
 
 StatusOr<DagDetails> SchedulerService::SetPaused(const std::string& dag_id, bool paused) {
-  if (Status s = store_.SetPaused(dag_id, paused); !s.ok()) return s;
+  if (Status s = ForClient(store_.SetPaused(dag_id, paused), "pause request"); !s.ok()) return s;
   scheduler_.Wake();
   return GetDag(dag_id);
 }
 
 StatusOr<Listing<ImportError>> SchedulerService::ListImportErrors(const Page& page) {
-  return store_.ListImportErrors(page);
+  return ForClient(store_.ListImportErrors(page), "import error listing");
 }
 
 StatusOr<DagRun> SchedulerService::Trigger(const std::string& dag_id,
@@ -87,7 +111,14 @@ StatusOr<DagRun> SchedulerService::Trigger(const std::string& dag_id,
     ti.priority_weight = task.priority_weight;
     tis.push_back(std::move(ti));
   }
-  auto created = store_.CreateRun(run, tis);
+  auto created = ForClient(store_.CreateRun(run, tis), "run");
+  if (!created.ok() && created.status().code() == StatusCode::kAlreadyExists) {
+    // A concurrent trigger of the same id surfaces as PostgreSQL's unique violation.
+    Log()->info("run id taken dag={} run={} error=\"{}\"", dag_id, run.run_id,
+                created.status().message());
+    return Status::AlreadyExists("DAG run '" + run.run_id + "' already exists for DAG '" + dag_id +
+                                 "'");
+  }
   if (!created.ok()) return created.status();
   scheduler_.Wake();
   return created;
@@ -95,39 +126,40 @@ StatusOr<DagRun> SchedulerService::Trigger(const std::string& dag_id,
 
 StatusOr<Listing<DagRun>> SchedulerService::ListRuns(const RunQuery& query) {
   if (!query.dag_id.empty() && query.dag_id != "~") {
-    if (auto dag = store_.GetDag(query.dag_id); !dag.ok()) return dag.status();
+    auto dag = ForClient(store_.GetDag(query.dag_id), "DAG lookup");
+    if (!dag.ok()) return dag.status();
   }
-  return store_.ListRuns(query);
+  return ForClient(store_.ListRuns(query), "run listing");
 }
 
 StatusOr<DagRun> SchedulerService::GetRun(const std::string& dag_id, const std::string& run_id) {
-  return store_.GetRun(dag_id, run_id);
+  return ForClient(store_.GetRun(dag_id, run_id), "run lookup");
 }
 
 StatusOr<Listing<TaskInstance>> SchedulerService::ListTaskInstances(
     const TaskInstanceQuery& query) {
   if (!query.run_id.empty() && query.run_id != "~" && query.dag_id != "~") {
-    if (auto run = store_.GetRun(query.dag_id, query.run_id); !run.ok()) return run.status();
+    auto run = ForClient(store_.GetRun(query.dag_id, query.run_id), "run lookup");
+    if (!run.ok()) return run.status();
   }
-  return store_.ListTaskInstances(query);
+  return ForClient(store_.ListTaskInstances(query), "task instance listing");
 }
 
 StatusOr<TaskInstance> SchedulerService::GetTaskInstance(const std::string& dag_id,
                                                          const std::string& run_id,
                                                          const std::string& task_id) {
-  return store_.GetTaskInstance(dag_id, run_id, task_id);
+  return ForClient(store_.GetTaskInstance(dag_id, run_id, task_id), "task instance lookup");
 }
 
 StatusOr<std::vector<TaskTry>> SchedulerService::ListTries(const std::string& dag_id,
                                                            const std::string& run_id,
                                                            const std::string& task_id) {
-  return store_.ListTries(dag_id, run_id, task_id);
+  return ForClient(store_.ListTries(dag_id, run_id, task_id), "try listing");
 }
 
-StatusOr<std::string> SchedulerService::ReadLog(const std::string& dag_id,
-                                                const std::string& run_id,
-                                                const std::string& task_id, int try_number) {
-  auto ti = store_.GetTaskInstance(dag_id, run_id, task_id);
+StatusOr<LogReader> SchedulerService::OpenLog(const std::string& dag_id, const std::string& run_id,
+                                              const std::string& task_id, int try_number) {
+  auto ti = GetTaskInstance(dag_id, run_id, task_id);
   if (!ti.ok()) return ti.status();
   if (try_number < 1 || try_number > ti->try_number) {
     return Status::NotFound("Task instance '" + task_id + "' of run '" + run_id + "' has no try " +
@@ -135,22 +167,31 @@ StatusOr<std::string> SchedulerService::ReadLog(const std::string& dag_id,
                             " (tries so far: " + std::to_string(ti->try_number) + ")");
   }
   const auto path = TryLogPath(options_.logs_root, dag_id, run_id, task_id, try_number);
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return std::string();  // queued: the try has not written its log yet
-  const auto size = static_cast<size_t>(std::max<std::streamoff>(in.tellg(), 0));
-  std::string content;
+  // Checked before opening: a FIFO or device in place of the log would block or never end.
+  std::error_code ec;
+  const auto type = std::filesystem::symlink_status(path, ec).type();
+  if (type == std::filesystem::file_type::not_found) return LogReader();  // not written yet
+  if (ec || type != std::filesystem::file_type::regular) {
+    Log()->warn("log is not a regular file path={} type={} error=\"{}\"", path.string(),
+                static_cast<int>(type), ec ? ec.message() : "");
+    return Status::FailedPrecondition("The log of try " + std::to_string(try_number) +
+                                      " is not a regular file");
+  }
+  auto in = std::make_unique<std::ifstream>(path, std::ios::binary | std::ios::ate);
+  if (!*in) {
+    if (!std::filesystem::exists(path, ec)) return LogReader();  // removed since the check
+    return Status::Internal("cannot open log path=" + path.string());
+  }
+  const auto size = static_cast<size_t>(std::max<std::streamoff>(in->tellg(), 0));
   size_t keep = size;
+  std::string note;
   if (size > options_.max_log_bytes) {
     keep = options_.max_log_bytes;
-    content = "[dagd: this log has " + std::to_string(size) + " bytes; showing the last " +
-              std::to_string(keep) + ". The whole file: " + path.string() + "]\n";
+    note = "[dagd: this log has " + std::to_string(size) + " bytes; showing the last " +
+           std::to_string(keep) + ". The whole file: " + path.string() + "]\n";
   }
-  const size_t header = content.size();
-  content.resize(header + keep);
-  in.seekg(static_cast<std::streamoff>(size - keep));
-  in.read(content.data() + header, static_cast<std::streamsize>(keep));
-  content.resize(header + static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
-  return content;
+  in->seekg(static_cast<std::streamoff>(size - keep));
+  return LogReader(std::move(note), std::move(in), keep);
 }
 
 }  // namespace dagd::scheduler

@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace dagd::api {
@@ -332,16 +334,121 @@ TEST(Codecs, ImportErrorHasEveryAirflowField) {
   EXPECT_EQ(j["timestamp"], "2026-01-01T00:00:00Z");
 }
 
+// `text` through a LogEncoder in pieces of `piece` bytes.
+std::string Encode(std::string_view text, LogFormat format, size_t piece = 1 << 20,
+                   size_t max_line_bytes = 64 << 10) {
+  LogEncoder encoder(format, max_line_bytes);
+  std::string out;
+  for (size_t pos = 0; pos < text.size(); pos += piece)
+    out += encoder.Feed(text.substr(pos, piece));
+  return out + encoder.Finish();
+}
+
+const std::string kMixedLog = "one\r\n{\"event\":\"two\",\"level\":\"error\"}\n{not json\n\nlast";
+
 TEST(Codecs, LogLinesBecomeStructuredEvents) {
-  Json j = LogToJson("one\r\n{\"event\":\"two\",\"level\":\"error\"}\n{not json\n\nlast");
-  ASSERT_EQ(j["content"].size(), 5u);
-  EXPECT_EQ(j["content"][0], Json({{"event", "one"}}));
-  EXPECT_EQ(j["content"][1]["level"], "error");
-  EXPECT_EQ(j["content"][2]["event"], "{not json");
-  EXPECT_EQ(j["content"][3]["event"], "");
-  EXPECT_EQ(j["content"][4]["event"], "last");
-  EXPECT_TRUE(j["continuation_token"].is_null());
-  EXPECT_EQ(LogToJson("")["content"].size(), 0u);
+  for (size_t piece : {1, 2, 5, 1000}) {
+    Json j = Json::parse(Encode(kMixedLog, LogFormat::kJson, piece));
+    ASSERT_EQ(j["content"].size(), 5u) << piece;
+    EXPECT_EQ(j["content"][0], Json({{"event", "one"}}));
+    EXPECT_EQ(j["content"][1]["level"], "error");
+    EXPECT_EQ(j["content"][2]["event"], "{not json");
+    EXPECT_EQ(j["content"][3]["event"], "");
+    EXPECT_EQ(j["content"][4]["event"], "last");
+    EXPECT_TRUE(j["continuation_token"].is_null());
+  }
+  EXPECT_EQ(Encode("", LogFormat::kJson), R"({"content":[],"continuation_token":null})");
+  EXPECT_EQ(Json::parse(Encode("a\n", LogFormat::kJson))["content"].size(), 1u);
+}
+
+TEST(Codecs, NdjsonLogIsOneEventObjectALine) {
+  EXPECT_EQ(Encode(kMixedLog, LogFormat::kNdjson, 3),
+            "{\"event\":\"one\"}\n{\"event\":\"two\",\"level\":\"error\"}\n"
+            "{\"event\":\"{not json\"}\n{\"event\":\"\"}\n{\"event\":\"last\"}\n");
+  EXPECT_EQ(Encode("", LogFormat::kNdjson), "");
+}
+
+TEST(Codecs, LogLinesAreEscapedAndInvalidUtf8IsReplaced) {
+  const std::string text = "quote \" backslash \\ tab \t bell \x07 bad \xff end\n";
+  Json j = Json::parse(Encode(text, LogFormat::kJson));
+  EXPECT_EQ(j["content"][0]["event"],
+            "quote \" backslash \\ tab \t bell \x07 bad \xEF\xBF\xBD end");
+}
+
+TEST(Codecs, ALongLineIsEmittedAsItComesInOneEvent) {
+  // Multi-byte characters and "\r\n" fall across piece boundaries at every offset.
+  std::string line;
+  for (int i = 0; i < 300; ++i) line += "é€😀x";
+  const std::string text = line + "\r\n" + line + "\r\nshort\n";
+  for (size_t piece : {1, 7, 64, 4096}) {
+    LogEncoder encoder(LogFormat::kNdjson, /*max_line_bytes=*/100);
+    std::string out;
+    for (size_t pos = 0; pos < text.size(); pos += piece) {
+      out += encoder.Feed(std::string_view(text).substr(pos, piece));
+    }
+    out += encoder.Finish();
+    std::vector<Json> events;
+    for (size_t pos = 0; pos < out.size();) {
+      const size_t end = out.find('\n', pos);
+      events.push_back(Json::parse(out.substr(pos, end - pos)));
+      pos = end + 1;
+    }
+    ASSERT_EQ(events.size(), 3u) << piece;
+    EXPECT_EQ(events[0]["event"], line) << piece;
+    EXPECT_EQ(events[1]["event"], line) << piece;
+    EXPECT_EQ(events[2]["event"], "short") << piece;
+  }
+}
+
+TEST(Codecs, ALongLineIsEmittedBeforeItEnds) {
+  LogEncoder encoder(LogFormat::kJson, /*max_line_bytes=*/100);
+  const std::string out = encoder.Feed(std::string(1000, 'x'));
+  EXPECT_GE(out.size(), 1000u);  // not held back until the newline
+  EXPECT_EQ(Json::parse(out + encoder.Finish())["content"][0]["event"], std::string(1000, 'x'));
+}
+
+TEST(Codecs, ADeeplyNestedLogLineIsAPlainEventNotACrash) {
+  const std::string deep =
+      "{\"event\":\"x\",\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  const std::string line =
+      "{\"event\":\"x\",\"a\":" + std::string(100, '[') + std::string(100, ']') + "}";
+  Json j = Json::parse(Encode(deep + "\n" + line + "\n", LogFormat::kJson, 4096));
+  ASSERT_EQ(j["content"].size(), 2u);
+  EXPECT_EQ(j["content"][0]["event"], deep);
+  EXPECT_EQ(j["content"][1]["event"], line);
+}
+
+TEST(Codecs, UntrustedJsonNestingDeeperThanTheLimitIsRefusedBeforeParsing) {
+  EXPECT_TRUE(ParseUntrustedJson(std::string(64, '[') + std::string(64, ']')).value);
+  ParsedJson deep = ParseUntrustedJson(std::string(65, '[') + std::string(65, ']'));
+  EXPECT_FALSE(deep.value);
+  EXPECT_EQ(deep.error, "The JSON nests deeper than 64 levels");
+  EXPECT_EQ(deep.byte, 64u);
+  ParsedJson huge = ParseUntrustedJson(std::string(1000000, '{'));
+  EXPECT_FALSE(huge.value);
+  EXPECT_EQ(huge.error, "The JSON nests deeper than 64 levels");
+}
+
+TEST(Codecs, UntrustedJsonBracketsInStringsDoNotCount) {
+  const std::string brackets(1000, '[');
+  auto parsed = ParseUntrustedJson("{\"a\": \"" + brackets + "\\\"" + brackets + "\"}");
+  ASSERT_TRUE(parsed.value) << parsed.error;
+  EXPECT_EQ((*parsed.value)["a"], brackets + "\"" + brackets);
+}
+
+TEST(Codecs, UntrustedJsonErrorsAreSentencesOfOursNotLibraryText) {
+  ParsedJson overflow = ParseUntrustedJson(R"({"conf": {"x": 1e999999}})");
+  EXPECT_FALSE(overflow.value);
+  EXPECT_EQ(overflow.error, "The JSON holds a number too large to represent");
+  ParsedJson invalid = ParseUntrustedJson(R"({"a": tru})");
+  EXPECT_FALSE(invalid.value);
+  EXPECT_EQ(invalid.error, "The JSON is not valid");
+  EXPECT_TRUE(invalid.byte.has_value());
+  ParsedJson utf8 = ParseUntrustedJson("{\"a\": \"\xff\"}");
+  EXPECT_EQ(utf8.error, "The JSON is not valid UTF-8");
+  for (const ParsedJson* p : {&overflow, &invalid, &utf8}) {
+    EXPECT_EQ(p->error.find("json.exception"), std::string::npos) << p->error;
+  }
 }
 
 }  // namespace

@@ -77,8 +77,8 @@ class FakeService : public scheduler::Service {
                                                       const std::string&) override {
     return Status::NotFound("no task instance");
   }
-  StatusOr<std::string> ReadLog(const std::string&, const std::string&, const std::string&,
-                                int) override {
+  StatusOr<scheduler::LogReader> OpenLog(const std::string&, const std::string&, const std::string&,
+                                         int) override {
     return Status::NotFound("no log");
   }
 
@@ -198,7 +198,7 @@ TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
   RawConnection c(server_->port());
   ASSERT_TRUE(c.connected());
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(c.Send("GET /api/v2/version HTTP/1.1\r\nHost: x\r\n\r\n"));
+    ASSERT_TRUE(c.Send("GET /api/v2/version HTTP/1.1\r\nHost: localhost\r\n\r\n"));
     std::string response = c.ReadResponse();
     EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << "request " << i << ": " << response;
     EXPECT_NE(response.find("\"version\""), std::string::npos);
@@ -208,7 +208,7 @@ TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
 TEST_F(HttpServerTest, ConnectionCloseIsHonoured) {
   StartServer();
   RawConnection c(server_->port());
-  ASSERT_TRUE(c.Send("GET /api/v2/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  ASSERT_TRUE(c.Send("GET /api/v2/version HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
   EXPECT_EQ(c.ReadResponse().rfind("HTTP/1.1 200", 0), 0u);
   EXPECT_TRUE(c.ClosedByPeer());
 }
@@ -257,7 +257,7 @@ TEST_F(HttpServerTest, ABusyPortIsUnavailableNamingTheAddress) {
 TEST_F(HttpServerTest, StopWithAnIdleKeepAliveConnectionReturnsPromptly) {
   StartServer();
   RawConnection idle(server_->port());
-  ASSERT_TRUE(idle.Send("GET /api/v2/version HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(idle.Send("GET /api/v2/version HTTP/1.1\r\nHost: localhost\r\n\r\n"));
   ASSERT_EQ(idle.ReadResponse().rfind("HTTP/1.1 200", 0), 0u);
   RawConnection silent(server_->port());  // connected, never sends anything
   ASSERT_TRUE(silent.connected());
@@ -311,7 +311,7 @@ TEST_F(HttpServerTest, AtMaxConnectionsANewClientWaitsUntilAnOpenConnectionClose
   ServerOptions options;
   options.max_connections = 2;
   StartServer(options);
-  const std::string request = "GET /api/v2/version HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string request = "GET /api/v2/version HTTP/1.1\r\nHost: localhost\r\n\r\n";
   auto first = std::make_unique<RawConnection>(server_->port());
   RawConnection second(server_->port());
   for (RawConnection* c : {first.get(), &second}) {
@@ -393,7 +393,7 @@ TEST_F(HttpServerTest, AcceptFailuresBackOffWithoutSpinningOrFloodingTheLogAndTh
     ASSERT_TRUE(exhaustion.ok()) << "could not exhaust file descriptors";
     const double cpu_before = ProcessCpuSeconds();
     ASSERT_TRUE(client.Connect());  // queued by the kernel; the server's accept() hits EMFILE
-    ASSERT_TRUE(client.Send("GET /api/v2/version HTTP/1.1\r\nHost: x\r\n\r\n"));
+    ASSERT_TRUE(client.Send("GET /api/v2/version HTTP/1.1\r\nHost: localhost\r\n\r\n"));
     std::this_thread::sleep_for(700ms);
     cpu_seconds = ProcessCpuSeconds() - cpu_before;
   }

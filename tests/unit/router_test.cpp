@@ -3,8 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 
 #include "dagd/scheduler/time.hpp"
@@ -95,6 +97,7 @@ class FakeService : public scheduler::Service {
     return scheduler::Listing<scheduler::DagRecord>{{details.record}, 1};
   }
   StatusOr<scheduler::DagDetails> GetDag(const std::string& dag_id) override {
+    ++get_dag_calls;
     if (dag_id != "etl") return Status::NotFound("DAG '" + dag_id + "' not found");
     return details;
   }
@@ -113,6 +116,7 @@ class FakeService : public scheduler::Service {
   StatusOr<DagRun> Trigger(const std::string& dag_id,
                            const scheduler::TriggerRequest& request) override {
     last_trigger = request;
+    ++trigger_calls;
     if (next_error) return *next_error;
     if (dag_id != "etl") return Status::NotFound("DAG '" + dag_id + "' not found");
     DagRun r = run;
@@ -151,12 +155,12 @@ class FakeService : public scheduler::Service {
     if (!found.ok()) return found.status();
     return tries;
   }
-  StatusOr<std::string> ReadLog(const std::string& dag_id, const std::string& run_id,
-                                const std::string& task_id, int try_number) override {
+  StatusOr<scheduler::LogReader> OpenLog(const std::string& dag_id, const std::string& run_id,
+                                         const std::string& task_id, int try_number) override {
     auto found = GetTaskInstance(dag_id, run_id, task_id);
     if (!found.ok()) return found.status();
     if (try_number != 1) return Status::NotFound("no log for try " + std::to_string(try_number));
-    return std::string("starting\n{\"event\":\"structured\",\"level\":\"info\"}\ndone\n");
+    return scheduler::LogReader(log_note, std::make_unique<std::istringstream>(log), log.size());
   }
 
   scheduler::DagDetails details;
@@ -165,6 +169,10 @@ class FakeService : public scheduler::Service {
   std::vector<TaskTry> tries;
   std::optional<Status> next_error;
   bool throw_on_health = false;
+  int get_dag_calls = 0;
+  int trigger_calls = 0;
+  std::string log = "starting\n{\"event\":\"structured\",\"level\":\"info\"}\ndone\n";
+  std::string log_note;
   scheduler::DagQuery last_dag_query;
   scheduler::RunQuery last_run_query;
   scheduler::TaskInstanceQuery last_ti_query;
@@ -172,13 +180,30 @@ class FakeService : public scheduler::Service {
   scheduler::TriggerRequest last_trigger;
 };
 
+// The whole body a client receives: `body`, then every chunk of `stream`.
+std::string Drain(const Response& r, size_t* chunks = nullptr, size_t* largest = nullptr) {
+  std::string out = r.body;
+  if (!r.stream) return out;
+  while (auto chunk = r.stream()) {
+    EXPECT_FALSE(chunk->empty()) << "an empty chunk would end a chunked body early";
+    if (chunks) ++*chunks;
+    if (largest) *largest = std::max(*largest, chunk->size());
+    out += *chunk;
+  }
+  return out;
+}
+
 class RouterTest : public ::testing::Test {
  protected:
+  // Writes carry Content-Type: application/json unless `headers` name one.
   Response Call(const std::string& method, const std::string& target, const std::string& body = "",
                 std::map<std::string, std::string> headers = {}) {
+    if (method != "GET" && !headers.contains("content-type")) {
+      headers["content-type"] = "application/json";
+    }
     return router_.Handle(Request{method, target, std::move(headers), body});
   }
-  static nlohmann::json Body(const Response& r) { return nlohmann::json::parse(r.body); }
+  static nlohmann::json Body(const Response& r) { return nlohmann::json::parse(Drain(r)); }
 
   FakeService service_;
   Router router_{service_};
@@ -207,11 +232,11 @@ TEST_F(RouterTest, HealthHasAirflowShapeAndIsAlways200) {
   EXPECT_TRUE(body["dag_processor"].contains("latest_dag_processor_heartbeat"));
 }
 
-TEST_F(RouterTest, AServiceExceptionBecomes500WithDetail) {
+TEST_F(RouterTest, AServiceExceptionBecomes500WithASentenceOfOursNotItsText) {
   service_.throw_on_health = true;
   Response r = Call("GET", "/api/v2/monitor/health");
   EXPECT_EQ(r.status, 500);
-  EXPECT_NE(Body(r)["detail"].get<std::string>().find("boom"), std::string::npos);
+  EXPECT_EQ(Body(r)["detail"], "Internal error; the daemon's log has the details");
 }
 
 TEST_F(RouterTest, ListDagsForwardsPagingAndFilters) {
@@ -399,6 +424,8 @@ TEST_F(RouterTest, TriggerWithMalformedJsonIs422JsonInvalid) {
   ASSERT_EQ(r.status, 422);
   EXPECT_EQ(Body(r)["detail"][0]["type"], "json_invalid");
   EXPECT_EQ(Body(r)["detail"][0]["loc"][0], "body");
+  EXPECT_EQ(Body(r)["detail"][0]["ctx"]["error"], "The JSON is not valid");
+  EXPECT_EQ(r.body.find("json.exception"), std::string::npos) << r.body;
 }
 
 TEST_F(RouterTest, TriggerWithATakenRunIdIs409) {
@@ -507,7 +534,7 @@ TEST_F(RouterTest, LogIsPlainTextWhenAskedFor) {
   Response r = Call("GET", kRun + "/taskInstances/extract/logs/1", "", {{"accept", "text/plain"}});
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(r.content_type.rfind("text/plain", 0), 0u);
-  EXPECT_EQ(r.body, "starting\n{\"event\":\"structured\",\"level\":\"info\"}\ndone\n");
+  EXPECT_EQ(Drain(r), "starting\n{\"event\":\"structured\",\"level\":\"info\"}\ndone\n");
 }
 
 TEST_F(RouterTest, LogIsStructuredJsonByDefault) {
@@ -549,6 +576,341 @@ TEST_F(RouterTest, WrongMethodOnAKnownPathIs405) {
   EXPECT_EQ(r.status, 405);
   EXPECT_EQ(Body(r)["detail"], "Method Not Allowed");
   EXPECT_EQ(Call("POST", "/api/v2/dags/etl").status, 405);
+}
+
+// --- Hostile bodies -----------------------------------------------------------------------------
+
+std::string Nested(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+TEST_F(RouterTest, ADeeplyNestedBodyIs422NotACrash) {
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns", Nested(100000));
+  ASSERT_EQ(r.status, 422);
+  auto detail = Body(r)["detail"];
+  EXPECT_EQ(detail[0]["type"], "json_invalid");
+  EXPECT_EQ(detail[0]["ctx"]["error"], "The JSON nests deeper than 64 levels");
+  EXPECT_LT(r.body.size(), 1000u);
+  EXPECT_EQ(service_.trigger_calls, 0);
+}
+
+TEST_F(RouterTest, DeepConfInsideAValidBodyIs422NotACrash) {
+  for (size_t depth : {15000, 80000}) {
+    Response r = Call("POST", "/api/v2/dags/etl/dagRuns",
+                      R"({"logical_date": null, "conf": {"a": )" + Nested(depth) + "}}");
+    ASSERT_EQ(r.status, 422) << depth;
+    EXPECT_EQ(Body(r)["detail"][0]["ctx"]["error"], "The JSON nests deeper than 64 levels");
+  }
+  EXPECT_EQ(service_.trigger_calls, 0);
+}
+
+TEST_F(RouterTest, ConfNestedWithinTheLimitIsAccepted) {
+  // The body is level 1 and conf level 2: 62 more levels of arrays make 64.
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns",
+                    R"({"logical_date": null, "conf": {"a": )" + Nested(62) + "}}");
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST_F(RouterTest, ANumberTooLargeIs422WithOurSentence) {
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns",
+                    R"({"logical_date": null, "conf": {"x": 1e999999}})");
+  ASSERT_EQ(r.status, 422) << r.body;
+  EXPECT_EQ(Body(r)["detail"][0]["ctx"]["error"], "The JSON holds a number too large to represent");
+  EXPECT_EQ(r.body.find("json.exception"), std::string::npos) << r.body;
+}
+
+TEST_F(RouterTest, ALongInputIsNotEchoedWholeIn422) {
+  const std::string long_date(100000, '9');
+  Response r =
+      Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": ")" + long_date + R"("})");
+  ASSERT_EQ(r.status, 422);
+  EXPECT_LT(r.body.size(), 1000u);
+  const std::string input = Body(r)["detail"][0]["input"];
+  EXPECT_EQ(input.rfind(std::string(50, '9'), 0), 0u) << input;
+  EXPECT_NE(input.find("(100000 bytes)"), std::string::npos) << input;
+}
+
+TEST_F(RouterTest, ALargeObjectIsSummarisedIn422) {
+  // logical_date is missing: Pydantic would echo the whole body as `input`.
+  std::string conf;
+  for (int i = 0; i < 5000; ++i)
+    conf += (i ? "," : "") + std::string("\"k") + std::to_string(i) + "\":1";
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns", R"({"conf": {)" + conf + "}}");
+  ASSERT_EQ(r.status, 422);
+  EXPECT_LT(r.body.size(), 1000u);
+  EXPECT_EQ(Body(r)["detail"][0]["input"], "an object of 1 key (too large to show)");
+}
+
+TEST_F(RouterTest, ManyErrorsAreCappedAt20) {
+  std::string extra;
+  for (int i = 0; i < 10000; ++i) extra += ",\"x" + std::to_string(i) + "\":1";
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null)" + extra + "}");
+  ASSERT_EQ(r.status, 422);
+  EXPECT_EQ(Body(r)["detail"].size(), 20u);
+}
+
+TEST_F(RouterTest, ALongUnknownKeyIsShortenedInItsLoc) {
+  const std::string key(10000, 'k');
+  Response r =
+      Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null, ")" + key + R"(": 1})");
+  ASSERT_EQ(r.status, 422);
+  EXPECT_LT(r.body.size(), 1000u);
+  EXPECT_EQ(Body(r)["detail"][0]["type"], "extra_forbidden");
+}
+
+TEST_F(RouterTest, ANulInABodyStringIs422NotCutShort) {
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns",
+                    R"({"logical_date": null, "dag_run_id": "a\u0000b"})");
+  ASSERT_EQ(r.status, 422) << r.body;
+  EXPECT_EQ(Body(r)["detail"][0]["loc"], nlohmann::json({"body", "dag_run_id"}));
+  Response in_conf = Call("POST", "/api/v2/dags/etl/dagRuns",
+                          R"({"logical_date": null, "conf": {"k": ["ok", "x\u0000"]}})");
+  ASSERT_EQ(in_conf.status, 422) << in_conf.body;
+  EXPECT_EQ(Body(in_conf)["detail"][0]["loc"], nlohmann::json({"body", "conf", "k", 1}));
+  Response key =
+      Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null, "conf": {"\u0000": 1}})");
+  EXPECT_EQ(key.status, 422) << key.body;
+  EXPECT_EQ(service_.trigger_calls, 0);
+}
+
+// --- Content type, Host and Origin ---------------------------------------------------------------
+
+TEST_F(RouterTest, AWriteWithTextPlainIs415) {
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null})",
+                    {{"content-type", "text/plain"}});
+  ASSERT_EQ(r.status, 415);
+  EXPECT_EQ(Body(r)["detail"],
+            "Request bodies must be JSON sent with Content-Type: application/json");
+  EXPECT_EQ(Call("PATCH", "/api/v2/dags/etl", R"({"is_paused": true})",
+                 {{"content-type", "application/x-www-form-urlencoded"}})
+                .status,
+            415);
+  EXPECT_EQ(service_.trigger_calls, 0);
+  EXPECT_FALSE(service_.details.record.is_paused);
+}
+
+TEST_F(RouterTest, AWriteWithABodyAndNoContentTypeIs415) {
+  Response r =
+      router_.Handle(Request{"POST", "/api/v2/dags/etl/dagRuns", {}, R"({"logical_date": null})"});
+  EXPECT_EQ(r.status, 415);
+  EXPECT_EQ(service_.trigger_calls, 0);
+}
+
+TEST_F(RouterTest, JsonWithParametersIsAcceptedUnlessTheCharsetIsNotUtf8) {
+  for (const char* type : {"application/json; charset=utf-8", "Application/JSON;charset=\"UTF-8\"",
+                           "application/json ; foo=bar"}) {
+    EXPECT_EQ(Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null})",
+                   {{"content-type", type}})
+                  .status,
+              200)
+        << type;
+  }
+  for (const char* type : {"application/json; charset=latin1", "application/jsonx", "json", ""}) {
+    EXPECT_EQ(Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null})",
+                   {{"content-type", type}})
+                  .status,
+              415)
+        << type;
+  }
+}
+
+TEST_F(RouterTest, AForeignOriginIs403) {
+  for (const char* origin : {"http://evil.example", "https://evil.example:8080", "null",
+                             "http://localhost.evil.example", "file://", "localhost"}) {
+    Response r =
+        Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null})", {{"origin", origin}});
+    EXPECT_EQ(r.status, 403) << origin;
+    EXPECT_EQ(Call("GET", "/api/v2/dags", "", {{"origin", origin}}).status, 403) << origin;
+  }
+  EXPECT_EQ(service_.trigger_calls, 0);
+}
+
+TEST_F(RouterTest, LoopbackOriginsAreAccepted) {
+  for (const char* origin :
+       {"http://localhost:8080", "http://127.0.0.1", "https://[::1]:9", "HTTP://LOCALHOST"}) {
+    EXPECT_EQ(
+        Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null})", {{"origin", origin}})
+            .status,
+        200)
+        << origin;
+  }
+}
+
+TEST_F(RouterTest, AForeignHostIs403SoDnsRebindingFails) {
+  for (const char* host : {"evil.example", "evil.example:8080", "127.0.0.1.evil.example", "",
+                           "localhost:80x", "[::1", "[::1]x"}) {
+    Response r = Call("GET", "/api/v2/dags", "", {{"host", host}});
+    EXPECT_EQ(r.status, 403) << host;
+    EXPECT_NE(Body(r)["detail"].get<std::string>().find("Host"), std::string::npos);
+  }
+  EXPECT_EQ(Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null})",
+                 {{"host", "evil.example:8080"}})
+                .status,
+            403);
+  EXPECT_EQ(service_.trigger_calls, 0);
+}
+
+TEST_F(RouterTest, LoopbackHostsAreAccepted) {
+  for (const char* host :
+       {"localhost", "LocalHost:8080", "127.0.0.1:8080", "[::1]:8080", "[::1]", "::1"}) {
+    EXPECT_EQ(Call("GET", "/api/v2/dags", "", {{"host", host}}).status, 200) << host;
+  }
+}
+
+TEST_F(RouterTest, ConfiguredHostsAreAcceptedAndAStarAcceptsAny) {
+  Router named(service_, RouterOptions{{"dagd.internal", "[fd00::1]"}});
+  auto get = [](const Router& router, std::map<std::string, std::string> headers) {
+    return router.Handle(Request{"GET", "/api/v2/dags", std::move(headers), ""}).status;
+  };
+  EXPECT_EQ(get(named, {{"host", "dagd.internal:8080"}}), 200);
+  EXPECT_EQ(get(named, {{"host", "[fd00::1]:8080"}, {"origin", "http://dagd.internal"}}), 200);
+  EXPECT_EQ(get(named, {{"host", "localhost"}}), 200);
+  EXPECT_EQ(get(named, {{"host", "other.internal"}}), 403);
+  Router any(service_, RouterOptions{{"*"}});
+  EXPECT_EQ(get(any, {{"host", "other.internal"}, {"origin", "https://other.internal"}}), 200);
+  EXPECT_EQ(get(any, {{"origin", "null"}}), 403);  // not a host at all
+}
+
+// --- Paths and queries -------------------------------------------------------------------------
+
+TEST_F(RouterTest, AnIdWithANulByteIs404NotCutShort) {
+  for (const char* target :
+       {"/api/v2/dags/etl%00xyz", "/api/v2/dags/etl%00", "/api/v2/dags/etl/dagRuns/x%00y"}) {
+    Response r = Call("GET", target);
+    EXPECT_EQ(r.status, 404) << target;
+    EXPECT_EQ(Body(r)["detail"],
+              "Not Found: the path holds a NUL byte or text that is not valid UTF-8");
+  }
+  EXPECT_EQ(service_.get_dag_calls, 0);
+}
+
+TEST_F(RouterTest, AnIdThatIsNotUtf8Is404WithOurSentence) {
+  for (const char* target : {"/api/v2/dags/%FF", "/api/v2/dags/%C0%AF", "/api/v2/dags/%ED%A0%80",
+                             "/api/v2/dags/a%E2%82"}) {
+    Response r = Call("GET", target);
+    EXPECT_EQ(r.status, 404) << target;
+    EXPECT_EQ(Body(r)["detail"],
+              "Not Found: the path holds a NUL byte or text that is not valid UTF-8");
+  }
+  EXPECT_EQ(service_.get_dag_calls, 0);
+  Response r = Call("GET", "/api/v2/dags/%C3%A9t%F0%9F%98%80");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(Body(r)["detail"], "DAG '\xC3\xA9t\xF0\x9F\x98\x80' not found");
+}
+
+TEST_F(RouterTest, AQueryValueWithNulOrNotUtf8Is422) {
+  for (const char* query : {"dag_id_pattern=a%00b", "tags=%FF", "dag_id_pattern=%C3"}) {
+    Response r = Call("GET", std::string("/api/v2/dags?") + query);
+    ASSERT_EQ(r.status, 422) << query;
+    EXPECT_EQ(Body(r)["detail"][0]["type"], "string_unicode");
+    EXPECT_EQ(Body(r)["detail"][0]["loc"][0], "query");
+  }
+  EXPECT_EQ(Call("GET", "/api/v2/dags?%FF=1").status, 422);
+}
+
+TEST_F(RouterTest, ALimitAboveTheMaximumIsReducedToIt) {
+  ASSERT_EQ(Call("GET", "/api/v2/dags?limit=1000000").status, 200);
+  EXPECT_EQ(service_.last_dag_query.page.limit, 100);
+  ASSERT_EQ(Call("GET", "/api/v2/dags/etl/dagRuns?limit=101").status, 200);
+  EXPECT_EQ(service_.last_run_query.page.limit, 100);
+  ASSERT_EQ(Call("GET", kRun + "/taskInstances?limit=2147483647").status, 200);
+  EXPECT_EQ(service_.last_ti_query.page.limit, 100);
+  ASSERT_EQ(Call("GET", "/api/v2/importErrors?limit=500").status, 200);
+  EXPECT_EQ(service_.last_page.limit, 100);
+  ASSERT_EQ(Call("GET", "/api/v2/dags?limit=100").status, 200);
+  EXPECT_EQ(service_.last_dag_query.page.limit, 100);
+}
+
+TEST_F(RouterTest, TheMaximumPageLimitIsConfigurable) {
+  Router small(service_, RouterOptions{{}, 10});
+  ASSERT_EQ(small.Handle(Request{"GET", "/api/v2/dags", {}, ""}).status, 200);
+  EXPECT_EQ(service_.last_dag_query.page.limit, 10);  // the default 50 is reduced too
+  ASSERT_EQ(small.Handle(Request{"GET", "/api/v2/dags?limit=3", {}, ""}).status, 200);
+  EXPECT_EQ(service_.last_dag_query.page.limit, 3);
+}
+
+// --- Service errors ----------------------------------------------------------------------------
+
+TEST_F(RouterTest, LibraryTextInServiceErrorsStaysOutOfResponses) {
+  const std::string raw = "database unavailable: pqxx::broken_connection: server closed";
+  struct Case {
+    Status status;
+    int http;
+    const char* sentence;
+  };
+  for (const Case& c :
+       {Case{Status::Unavailable(raw), 503, "The database is unavailable; retry later"},
+        Case{Status::Internal(raw), 500, "Internal error; the daemon's log has the details"},
+        Case{Status::Aborted(raw), 409,
+             "The request conflicted with a concurrent change; retry it"},
+        Case{Status::DeadlineExceeded(raw), 504, "The request took too long; retry later"}}) {
+    service_.next_error = c.status;
+    Response r = Call("GET", "/api/v2/dags");
+    EXPECT_EQ(r.status, c.http);
+    EXPECT_EQ(Body(r)["detail"], c.sentence);
+  }
+}
+
+// --- Logs ---------------------------------------------------------------------------------------
+
+TEST_F(RouterTest, NdjsonLogHasEveryLine) {
+  Response r =
+      Call("GET", kRun + "/taskInstances/extract/logs/1", "", {{"accept", "application/x-ndjson"}});
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type, "application/x-ndjson");
+  EXPECT_EQ(Drain(r),
+            "{\"event\":\"starting\"}\n{\"event\":\"structured\",\"level\":\"info\"}\n"
+            "{\"event\":\"done\"}\n");
+}
+
+TEST_F(RouterTest, LogsOfEveryFormatAreStreamedInBoundedChunks) {
+  // 4 MiB of lines, one of them 1 MiB long: no chunk holds more than about one read.
+  std::string line(1000, 'x');
+  std::string log;
+  while (log.size() < (3u << 20)) log += line + "\n";
+  log += std::string(1 << 20, 'y') + "\n" + "{\"event\":\"last\"}\n";
+  service_.log = log;
+  for (const char* accept : {"text/plain", "application/json", "application/x-ndjson"}) {
+    Response r = Call("GET", kRun + "/taskInstances/extract/logs/1", "", {{"accept", accept}});
+    ASSERT_EQ(r.status, 200) << accept;
+    ASSERT_TRUE(r.stream) << accept;
+    EXPECT_LT(r.body.size(), 100u) << accept;
+    size_t chunks = 0;
+    size_t largest = 0;
+    const std::string body = Drain(r, &chunks, &largest);
+    EXPECT_GT(chunks, 40u) << accept;
+    EXPECT_LE(largest, 200u << 10) << accept;
+    if (std::string(accept) == "text/plain") {
+      EXPECT_EQ(body, log);
+    } else if (std::string(accept) == "application/json") {
+      auto json = nlohmann::json::parse(body);
+      EXPECT_EQ(json["content"].back()["event"], "last");
+      EXPECT_EQ(json["content"][json["content"].size() - 2]["event"], std::string(1 << 20, 'y'));
+    } else {
+      EXPECT_TRUE(body.ends_with("\n{\"event\":\"last\"}\n")) << body.substr(body.size() - 50);
+    }
+  }
+}
+
+TEST_F(RouterTest, ALogsNoteComesFirstInEveryFormat) {
+  service_.log_note = "[dagd: this log has 9 bytes; showing the last 3]\n";
+  service_.log = "end\n";
+  auto get = [&](const char* accept) {
+    return Drain(Call("GET", kRun + "/taskInstances/extract/logs/1", "", {{"accept", accept}}));
+  };
+  EXPECT_EQ(get("text/plain"), service_.log_note + "end\n");
+  auto json = nlohmann::json::parse(get("application/json"));
+  ASSERT_EQ(json["content"].size(), 2u);
+  EXPECT_EQ(json["content"][0]["event"], "[dagd: this log has 9 bytes; showing the last 3]");
+  EXPECT_EQ(get("application/x-ndjson").find("{\"event\":\"[dagd: this log"), 0u);
+}
+
+TEST_F(RouterTest, AnEmptyLogIsAnEmptyDocumentInEveryFormat) {
+  service_.log = "";
+  auto get = [&](const char* accept) {
+    return Drain(Call("GET", kRun + "/taskInstances/extract/logs/1", "", {{"accept", accept}}));
+  };
+  EXPECT_EQ(get("text/plain"), "");
+  EXPECT_EQ(get("application/json"), R"({"content":[],"continuation_token":null})");
+  EXPECT_EQ(get("application/x-ndjson"), "");
 }
 
 }  // namespace

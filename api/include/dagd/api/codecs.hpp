@@ -3,9 +3,11 @@
 // Every object carries exactly the fields Airflow's response models have (API.md "Objects");
 // nullable fields are present with null, never omitted. Datetimes are RFC 3339 UTC with `Z`,
 // durations of task specs are Airflow's TimeDelta objects. Pure functions: no I/O, never throw
-// for well-formed records; safe from any thread.
+// for well-formed records; safe from any thread. Also the parsing of untrusted JSON and the
+// incremental encoding of logs.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,9 +50,52 @@ Json TaskInstanceToJson(const scheduler::TaskInstance& ti, const scheduler::DagR
 Json TaskTryToJson(const scheduler::TaskTry& attempt, const scheduler::TaskInstance& ti);
 Json ImportErrorToJson(const scheduler::ImportError& error);  // ImportErrorResponse
 
-// TaskInstancesLogResponse: {"content": [{"timestamp"?, "event", ...}], "continuation_token":
-// null}. A line that is a JSON object with "event" is passed through; any other line becomes
-// {"event": line}. A trailing newline does not make an empty event.
-Json LogToJson(std::string_view text);
+// Deepest nesting of arrays and objects accepted in any JSON the API parses (bodies, log
+// lines). nlohmann parses iteratively, but its dump, copy and comparison recurse: a deeper tree
+// would overflow the stack later, so the depth is checked on the bytes before a tree is built.
+inline constexpr int kMaxJsonDepth = 64;
+
+// Untrusted JSON parsed: a value, or `error`, a sentence of ours naming the problem (library text
+// never appears in it), with the byte offset where it was found when known.
+struct ParsedJson {
+  std::optional<Json> value;
+  std::string error;
+  std::optional<size_t> byte;
+};
+ParsedJson ParseUntrustedJson(std::string_view text, int max_depth = kMaxJsonDepth);
+
+enum class LogFormat {
+  kJson,    // TaskInstancesLogResponse: {"content": [event, ...], "continuation_token": null}
+  kNdjson,  // one event object a line
+};
+
+// A log's bytes, fed piece by piece, encoded as they come. Each line becomes one event: a line
+// that is a JSON object with a string "event" (at most `max_line_bytes` long and kMaxJsonDepth
+// deep) passes through, any other line becomes {"event": line} with invalid UTF-8 replaced by
+// U+FFFD; "\r\n" ends a line too, and a trailing newline does not make an empty event. Memory stays
+// under `max_line_bytes` plus one piece whatever the lines: a longer line is emitted as it comes.
+class LogEncoder {
+ public:
+  explicit LogEncoder(LogFormat format, size_t max_line_bytes = 64 << 10);
+
+  // The encoding of what `bytes` completes (possibly empty).
+  std::string Feed(std::string_view bytes);
+  // The rest, closing the document; call once, after the last Feed.
+  std::string Finish();
+
+ private:
+  void Open(std::string& out);
+  void BeginItem(std::string& out);
+  void EndItem(std::string& out);
+  void EndLine(std::string& out);
+  void FlushLongLine(std::string& out);
+
+  LogFormat format_;
+  size_t max_line_bytes_;
+  std::string line_;        // bytes of the current line not emitted yet
+  bool long_line_ = false;  // the current line's event is open and emitted as it comes
+  bool opened_ = false;     // the document's opening is emitted
+  bool first_item_ = true;
+};
 
 }  // namespace dagd::api

@@ -3,9 +3,27 @@
 // Router is unit-tested with a fake service and served over HTTP by HttpServer.
 //
 // Status codes: 404 unknown path or object, 405 wrong method, 422 invalid query or body
-// (Pydantic's {"detail": [{"type", "loc", "msg", "input"}]}), Service errors mapped by code
-// (not_found 404, already_exists/aborted 409, invalid_argument/failed_precondition 400,
-// unavailable 503, deadline_exceeded 504, others 500) with {"detail": "<message>"}.
+// (Pydantic's {"detail": [{"type", "loc", "msg", "input"}]}, with `input` summarised when long and
+// at most 20 entries), Service errors mapped by code (not_found 404, already_exists/aborted 409,
+// invalid_argument/failed_precondition 400, unavailable 503, deadline_exceeded 504, others 500)
+// with {"detail": "<sentence>"}; the Service's message is the sentence only for the codes whose
+// messages service.hpp says are for the client, otherwise it goes to the "api" log.
+//
+// Hostile requests, checked before anything else:
+// - 403 when the Host header, or an Origin header, names a host that is not the daemon's own:
+//   localhost, 127.0.0.1, [::1] and RouterOptions::allowed_hosts, any port (defeats DNS
+//   rebinding and cross-site requests from browsers). Absent headers are fine (non-browser
+//   clients); Origin must be http(s)://<allowed host>[:port].
+// - 415 for a POST/PUT/PATCH/DELETE with a body or a Content-Type that is not application/json
+//   (parameters allowed; a charset must be UTF-8): browsers send text/plain cross-site without
+//   a preflight.
+// - 404 when a decoded path segment holds a NUL byte or is not UTF-8; 422 for such a query
+//   value. JSON bodies nesting deeper than kMaxJsonDepth, or not parsable, are 422 with a
+//   sentence of ours.
+// - `limit` above RouterOptions::max_page_limit is silently reduced to it, as Airflow 3 does
+//   with its `maximum_page_limit`.
+//
+// Logs are streamed (Response::stream) in 64 KiB reads, as text/plain, JSON or NDJSON by Accept.
 //
 // Thread-safety: Handle is const and may run on many threads at once (the Service is
 // thread-safe). It may block on the database: never call it on an I/O thread. It never throws;
@@ -49,10 +67,17 @@ struct Response {
   BodySource stream;  // when set, the chunks that follow `body` (sent with chunked encoding)
 };
 
+struct RouterOptions {
+  // Host names (without port) accepted in Host and Origin besides the loopback names, e.g. the
+  // listen address or a DNS name the daemon is reached by; "*" accepts any host.
+  std::vector<std::string> allowed_hosts;
+  int max_page_limit = 100;  // Airflow's [api] maximum_page_limit
+};
+
 class Router {
  public:
   // `service` must outlive the Router.
-  explicit Router(scheduler::Service& service);
+  explicit Router(scheduler::Service& service, RouterOptions options = {});
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 
@@ -60,6 +85,7 @@ class Router {
 
  private:
   scheduler::Service& service_;
+  RouterOptions options_;
 };
 
 }  // namespace dagd::api

@@ -13,7 +13,7 @@ struct ServiceOptions {
   std::filesystem::path logs_root;
   // The scheduler counts as unhealthy when its last heartbeat is older than this.
   std::chrono::seconds heartbeat_threshold{30};
-  // ReadLog returns at most this many bytes of a log (its end).
+  // OpenLog serves at most this many bytes of a log (its end).
   size_t max_log_bytes = 8 << 20;
 };
 
@@ -35,8 +35,8 @@ class SchedulerService final : public Service {
                                          const std::string& task_id) override;
   StatusOr<std::vector<TaskTry>> ListTries(const std::string& dag_id, const std::string& run_id,
                                            const std::string& task_id) override;
-  StatusOr<std::string> ReadLog(const std::string& dag_id, const std::string& run_id,
-                                const std::string& task_id, int try_number) override;
+  StatusOr<LogReader> OpenLog(const std::string& dag_id, const std::string& run_id,
+                              const std::string& task_id, int try_number) override;
 
  private:
   ServiceOptions options_;

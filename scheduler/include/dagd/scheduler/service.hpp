@@ -3,9 +3,14 @@
 //
 // Errors: not_found names the missing object ("DAG 'x' not found"), already_exists for a taken
 // dag_run_id, invalid_argument for bad queries (unknown order_by field), unavailable when the
-// database is down.
+// database is down. The messages of not_found, already_exists, invalid_argument and
+// failed_precondition are sentences for the client; those of the other codes are details for
+// the log (they may quote a library), which the API replaces with a sentence of its own.
 #pragma once
 
+#include <algorithm>
+#include <istream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +42,45 @@ struct HealthReport {
   std::optional<TimePoint> latest_scheduler_heartbeat;
 };
 
+// A try's log opened for reading piece by piece, so that serving it costs one piece of memory
+// however large the file is: first `note` (empty for none), then `length` bytes of `in` from its
+// current position. Movable; one reader per response, not thread-safe.
+class LogReader {
+ public:
+  LogReader() = default;  // an empty log
+  LogReader(std::string note, std::unique_ptr<std::istream> in, size_t length)
+      : note_(std::move(note)), in_(std::move(in)), remaining_(in_ ? length : 0) {}
+
+  // The next at most `max_bytes` (> 0) bytes; empty once the log is over. A file that ends
+  // early or fails while being read ends with a line saying so, never silently.
+  std::string Read(size_t max_bytes) {
+    if (!note_.empty()) {
+      std::string out = note_.substr(0, max_bytes);
+      note_.erase(0, out.size());
+      return out;
+    }
+    if (remaining_ == 0) return {};
+    std::string out(std::min(max_bytes, remaining_), '\0');
+    in_->read(out.data(), static_cast<std::streamsize>(out.size()));
+    out.resize(static_cast<size_t>(std::max<std::streamsize>(in_->gcount(), 0)));
+    if (out.empty()) {
+      note_ = (ends_line_ ? "" : "\n") + std::string("[dagd: the log ended ") +
+              std::to_string(remaining_) + " bytes early while being read]\n";
+      remaining_ = 0;
+      return Read(max_bytes);
+    }
+    remaining_ -= out.size();
+    ends_line_ = out.back() == '\n';
+    return out;
+  }
+
+ private:
+  std::string note_;
+  std::unique_ptr<std::istream> in_;
+  size_t remaining_ = 0;
+  bool ends_line_ = true;  // whether the bytes served so far end with a newline
+};
+
 class Service {
  public:
   virtual ~Service() = default;
@@ -60,11 +104,13 @@ class Service {
   virtual StatusOr<std::vector<TaskTry>> ListTries(const std::string& dag_id,
                                                    const std::string& run_id,
                                                    const std::string& task_id) = 0;
-  // The per-try log: the whole file, or when it is larger than the service's limit a first line
-  // saying so followed by the file's last bytes (a response must not cost the daemon gigabytes).
-  // not_found for unknown ids or a try that never started.
-  virtual StatusOr<std::string> ReadLog(const std::string& dag_id, const std::string& run_id,
-                                        const std::string& task_id, int try_number) = 0;
+  // The per-try log as it is when opened: the whole file, or when it is larger than the
+  // service's limit a first line saying so followed by the file's last bytes (a response must
+  // not cost the daemon gigabytes). Empty while the try has not written its log yet. not_found
+  // for unknown ids or a try that never started; failed_precondition when the log is not a
+  // regular file.
+  virtual StatusOr<LogReader> OpenLog(const std::string& dag_id, const std::string& run_id,
+                                      const std::string& task_id, int try_number) = 0;
 };
 
 }  // namespace dagd::scheduler

@@ -1,0 +1,132 @@
+// SchedulerService on a real PostgreSQL store and a real executor: what the API receives for logs
+// that are not plain files and for values the database refuses.
+#include "dagd/scheduler/scheduler_service.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <thread>
+
+#include "dagd/executors/job_registry.hpp"
+#include "dagd/executors/thread_pool_executor.hpp"
+#include "dagd/scheduler/dag_parser.hpp"
+#include "dagd/scheduler/log_paths.hpp"
+#include "dagd/scheduler/scheduler.hpp"
+#include "dagd/storage/pg_state_store.hpp"
+#include "test_database.hpp"
+
+namespace dagd::scheduler {
+namespace {
+
+using namespace std::chrono_literals;
+
+class SchedulerServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage::PgOptions options;
+    options.url = db_.url();
+    auto store = storage::PgStateStore::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+    logs_ = std::filesystem::temp_directory_path() / ("dagd-service-" + db_.name());
+    executor_ = std::make_unique<executors::ThreadPoolExecutor>(executors::ExecutorOptions{}, jobs_,
+                                                                clock_);
+    ParseResult parsed = ParseDag(std::string(R"({"dag_id": "logged", "tasks": [
+        {"task_id": "a", "operator": "bash", "bash_command": "echo hello"}]})"),
+                                  ParseOptions{});
+    ASSERT_TRUE(parsed.dag) << parsed.errors.front();
+    ASSERT_TRUE(store_->SyncDag(*parsed.dag, "/dags/logged.json", clock_.Now()).ok());
+    SchedulerOptions scheduler_options;
+    scheduler_options.logs_root = logs_;
+    scheduler_ = std::make_unique<Scheduler>(scheduler_options, *store_, *executor_, clock_);
+    ServiceOptions service_options;
+    service_options.logs_root = logs_;
+    service_ = std::make_unique<SchedulerService>(service_options, *store_, *scheduler_, clock_);
+    ASSERT_TRUE(scheduler_->Start().ok());
+  }
+  void TearDown() override {
+    if (scheduler_) scheduler_->Shutdown(5s);
+    std::filesystem::remove_all(logs_);
+  }
+
+  // Triggers run `run_id` of "logged" and waits for it to end.
+  void RunToEnd(const std::string& run_id) {
+    TriggerRequest request;
+    request.dag_run_id = run_id;
+    ASSERT_TRUE(service_->Trigger("logged", request).ok());
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto run = store_->GetRun("logged", run_id);
+      if (run.ok() && IsTerminal(run->state)) return;
+      std::this_thread::sleep_for(10ms);
+    }
+    FAIL() << "run " << run_id << " did not end";
+  }
+
+  testing::TestDatabase db_;
+  SystemClock clock_;
+  executors::JobRegistry jobs_;
+  std::unique_ptr<storage::PgStateStore> store_;
+  std::filesystem::path logs_;
+  std::unique_ptr<executors::ThreadPoolExecutor> executor_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<SchedulerService> service_;
+};
+
+TEST_F(SchedulerServiceTest, ALogIsReadInPiecesFromTheFile) {
+  RunToEnd("r1");
+  auto reader = service_->OpenLog("logged", "r1", "a", 1);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  std::string text;
+  for (std::string piece; !(piece = reader->Read(3)).empty();) text += piece;
+  EXPECT_NE(text.find("hello"), std::string::npos) << text;
+}
+
+TEST_F(SchedulerServiceTest, ALogReplacedByAFifoIsRefusedNotWaitedFor) {
+  RunToEnd("r1");
+  const auto path = TryLogPath(logs_, "logged", "r1", "a", 1);
+  std::filesystem::remove(path);
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  auto opened =
+      std::async(std::launch::async, [&] { return service_->OpenLog("logged", "r1", "a", 1); });
+  ASSERT_EQ(opened.wait_for(5s), std::future_status::ready) << "OpenLog blocked on a FIFO";
+  auto reader = opened.get();
+  ASSERT_FALSE(reader.ok());
+  EXPECT_EQ(reader.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(reader.status().message(), "The log of try 1 is not a regular file");
+}
+
+TEST_F(SchedulerServiceTest, AValueTheDatabaseRefusesIsASentenceOfOurs) {
+  // PostgreSQL refuses text that is not UTF-8, and \u0000 in jsonb.
+  DagQuery query;
+  query.dag_id_pattern = "\xff";
+  auto listing = service_->ListDags(query);
+  ASSERT_FALSE(listing.ok());
+  EXPECT_EQ(listing.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(listing.status().message(),
+            "The database cannot store or compare a value of this DAG listing; the daemon's log "
+            "has the details");
+
+  TriggerRequest request;
+  request.conf = {{"k", std::string("a\0b", 3)}};
+  auto run = service_->Trigger("logged", request);
+  ASSERT_FALSE(run.ok());
+  EXPECT_EQ(run.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(run.status().message().find("jsonb"), std::string::npos) << run.status().message();
+  EXPECT_EQ(run.status().message().find("Unicode"), std::string::npos) << run.status().message();
+}
+
+TEST_F(SchedulerServiceTest, AnUnknownOrderByKeepsItsSentence) {
+  DagQuery query;
+  query.page.order_by = {"nope"};
+  auto listing = service_->ListDags(query);
+  ASSERT_FALSE(listing.ok());
+  EXPECT_EQ(listing.status().message().rfind("Ordering with 'nope'", 0), 0u)
+      << listing.status().message();
+}
+
+}  // namespace
+}  // namespace dagd::scheduler

@@ -170,6 +170,16 @@ Invocation ParseCommandLine(int argc, char** argv) {
                  "Further accounts a DAG task may name in run_as_user, comma-separated (root only)")
       ->envname("DAGD_ALLOW_RUN_AS")
       ->delimiter(',');
+  app.add_option("--allowed-hosts", c.allowed_hosts,
+                 "Host names the API answers to besides localhost, 127.0.0.1 and ::1, "
+                 "comma-separated (\"*\": any); other Host or Origin headers get 403")
+      ->envname("DAGD_ALLOWED_HOSTS")
+      ->delimiter(',');
+  app.add_option("--max-page-limit", c.max_page_limit,
+                 "Most items a list returns; a larger `limit` is reduced to it")
+      ->envname("DAGD_MAX_PAGE_LIMIT")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   app.add_option("--max-log-bytes", c.max_log_bytes,
                  "Per-try log size cap (e.g. 104857600, 100MiB); output beyond it is dropped "
                  "and counted in a note at the end of the log")

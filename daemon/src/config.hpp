@@ -27,6 +27,9 @@ struct Config {
   std::string run_as;
   std::vector<std::string> allow_run_as;         // further accounts a task may name (as root only)
   uint64_t max_log_bytes = uint64_t{100} << 20;  // per-try log cap
+  // Host names the API answers to besides the loopback names (Host and Origin checks).
+  std::vector<std::string> allowed_hosts;
+  int max_page_limit = 100;  // a larger `limit` is reduced to it
 };
 
 enum class Command { kServe, kValidate, kExit };

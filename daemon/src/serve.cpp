@@ -122,7 +122,10 @@ int Serve(const Config& config) {
   scheduler::ServiceOptions service_options;
   service_options.logs_root = scheduler_options.logs_root;
   scheduler::SchedulerService service(service_options, **store, sched, clock);
-  api::Router router(service);
+  api::RouterOptions router_options;
+  router_options.allowed_hosts = config.allowed_hosts;
+  router_options.max_page_limit = config.max_page_limit;
+  api::Router router(service, router_options);
   api::ServerOptions server_options;
   server_options.address = config.listen_host;
   server_options.port = config.listen_port;

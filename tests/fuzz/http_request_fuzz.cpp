@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "dagd/api/router.hpp"
@@ -81,10 +82,11 @@ class ServiceForFuzzing : public Service {
                                            const std::string&) override {
     return std::vector<TaskTry>{try_};
   }
-  StatusOr<std::string> ReadLog(const std::string&, const std::string&, const std::string&,
-                                int try_number) override {
+  StatusOr<LogReader> OpenLog(const std::string&, const std::string&, const std::string&,
+                              int try_number) override {
     if (try_number != 1) return Status::NotFound("no such try");
-    return std::string("[2026-01-01T00:00:00Z] dagd: started\nhello \"world\"\n\xff\xfe\n");
+    const std::string text = "[2026-01-01T00:00:00Z] dagd: started\nhello \"world\"\n\xff\xfe\n";
+    return LogReader("", std::make_unique<std::istringstream>(text), text.size());
   }
 
  private:

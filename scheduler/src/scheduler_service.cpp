@@ -12,6 +12,16 @@ namespace dagd::scheduler {
 
 namespace {
 
+// Airflow's default [scheduler] allowed_run_id_pattern, with its 250-character column limit. Run
+// ids appear in log paths, URLs and templated commands, so nothing outside it is accepted.
+bool IsValidRunId(std::string_view id) {
+  if (id.empty() || id.size() > 250) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("_.~:+-").find(c) != std::string_view::npos;
+  });
+}
+
 // The store's invalid_argument carries PostgreSQL's own words when the database refuses a value
 // (service.hpp promises the client sentences of ours), except for its sentence about an unknown
 // order_by field. The refusal is logged here, where it is handled, and replaced.
@@ -92,8 +102,10 @@ StatusOr<DagRun> SchedulerService::Trigger(const std::string& dag_id,
   }
   run.run_id =
       request.dag_run_id.value_or("manual__" + FormatRfc3339(request.logical_date.value_or(now)));
-  if (run.run_id.empty() || run.run_id.size() > 250) {
-    return Status::InvalidArgument("dag_run_id must be 1 to 250 characters long");
+  if (!IsValidRunId(run.run_id)) {
+    return Status::InvalidArgument(
+        "The dag_run_id provided does not match the pattern ^[A-Za-z0-9_.~:+-]{1,250}$ "
+        "(letters, digits and _ . ~ : + -)");
   }
 
   std::vector<TaskInstance> tis;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -32,8 +33,9 @@ class SchedulerServiceTest : public ::testing::Test {
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
     logs_ = std::filesystem::temp_directory_path() / ("dagd-service-" + db_.name());
-    executor_ = std::make_unique<executors::ThreadPoolExecutor>(executors::ExecutorOptions{}, jobs_,
-                                                                clock_);
+    executors::ExecutorOptions executor_options;
+    if (geteuid() == 0) executor_options.run_as_user = "nobody";  // bash tasks never run as root
+    executor_ = std::make_unique<executors::ThreadPoolExecutor>(executor_options, jobs_, clock_);
     ParseResult parsed = ParseDag(std::string(R"({"dag_id": "logged", "tasks": [
         {"task_id": "a", "operator": "bash", "bash_command": "echo hello"}]})"),
                                   ParseOptions{});
@@ -75,6 +77,27 @@ class SchedulerServiceTest : public ::testing::Test {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<SchedulerService> service_;
 };
+
+TEST_F(SchedulerServiceTest, RunIdsOutsideAirflowsPatternAreRefusedAndNothingIsCreated) {
+  for (const std::string& bad :
+       std::vector<std::string>{"$(id>/tmp/y)", "a b", "a/b", std::string("a\0b", 3),
+                                std::string(251, 'r'), "caf\xc3\xa9"}) {
+    TriggerRequest request;
+    request.dag_run_id = bad;
+    auto run = service_->Trigger("logged", request);
+    ASSERT_FALSE(run.ok()) << bad;
+    EXPECT_EQ(run.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(run.status().message().find("does not match the pattern"), std::string::npos);
+  }
+  RunQuery all;
+  all.dag_id = "logged";
+  auto runs = store_->ListRuns(all);
+  ASSERT_TRUE(runs.ok());
+  EXPECT_EQ(runs->total_entries, 0);
+  TriggerRequest good;
+  good.dag_run_id = "manual__2026-01-01T00:00:00+00:00.v2~x";
+  EXPECT_TRUE(service_->Trigger("logged", good).ok());
+}
 
 TEST_F(SchedulerServiceTest, ALogIsReadInPiecesFromTheFile) {
   RunToEnd("r1");

@@ -44,6 +44,8 @@ constexpr std::chrono::milliseconds kAcceptRetryMax{1000};
 constexpr std::chrono::seconds kAcceptLogInterval{1};
 // At the cap, when the evicted connection turned busy before it could be closed, try again.
 constexpr std::chrono::milliseconds kEvictRetry{100};
+// Under a connection flood every accept evicts: one warning per interval, with a count.
+constexpr std::chrono::seconds kEvictLogInterval{1};
 
 // At the cap, when no connection is idle between requests, the one that has waited longest for
 // a request to arrive in full (since connecting, or since the request's first byte) yields its
@@ -98,6 +100,8 @@ class HttpServer::Impl : public http_internal::ConnectionRegistry {
   // busy before it could be closed, or none was evictable then.
   void ArmEvictRetry();
   void RetryEviction();
+  // Asks `victim` to close if still as `seen`; logs at most once per kEvictLogInterval.
+  void Evict(Connection& victim, const Connection::State& seen);
   // The registered connection in one of `phases` that has been in it the longest, if any, and
   // the state it was seen in. Requires mu_.
   std::shared_ptr<Connection> Oldest(std::initializer_list<ConnectionPhase> phases,
@@ -131,9 +135,12 @@ class HttpServer::Impl : public http_internal::ConnectionRegistry {
   std::chrono::steady_clock::time_point accept_last_log_{};
   size_t accept_failures_suppressed_ = 0;  // failures not logged since the last warning
   size_t accept_failures_ = 0;             // consecutive failures, reported on recovery
-  net::steady_timer evict_retry_timer_;    // ArmEvictRetry; acceptor's strand
-  net::thread_pool handlers_;              // runs the handler, which may block on the database
-  net::thread_pool fast_handlers_;         // the same for options_.fast_paths
+  // Eviction retries and log rate limit; touched only on the acceptor's strand.
+  net::steady_timer evict_retry_timer_;
+  std::chrono::steady_clock::time_point evict_last_log_{};
+  size_t evictions_unlogged_ = 0;
+  net::thread_pool handlers_;       // runs the handler, which may block on the database
+  net::thread_pool fast_handlers_;  // the same for options_.fast_paths
   http_internal::SessionContext context_;
   std::vector<std::thread> io_threads_;
   uint16_t port_ = 0;
@@ -187,11 +194,23 @@ void HttpServer::Impl::MakeRoom() {
     if (!victim && full) victim = Oldest(kWaitingForRequest, &seen);
     accept_paused_ = full;
   }
-  if (victim) victim->Evict(seen);
+  if (victim) Evict(*victim, seen);
   if (!full) return DoAccept();
   // Unregister resumes accepting once a connection closes; meanwhile new clients wait in the
   // kernel's listen backlog.
   ArmEvictRetry();
+}
+
+void HttpServer::Impl::Evict(Connection& victim, const Connection::State& seen) {
+  victim.Evict(seen);
+  ++evictions_unlogged_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - evict_last_log_ >= kEvictLogInterval) {
+    logger_->warn("http connections evicted to make room count={} max_connections={}",
+                  evictions_unlogged_, MaxConnections());
+    evict_last_log_ = now;
+    evictions_unlogged_ = 0;
+  }
 }
 
 void HttpServer::Impl::ArmEvictRetry() {
@@ -211,7 +230,7 @@ void HttpServer::Impl::RetryEviction() {
     victim = Oldest({ConnectionPhase::kIdle}, &seen);
     if (!victim) victim = Oldest(kWaitingForRequest, &seen);
   }
-  if (victim) victim->Evict(seen);
+  if (victim) Evict(*victim, seen);
   ArmEvictRetry();
 }
 

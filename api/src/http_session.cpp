@@ -165,8 +165,8 @@ struct StreamState {
 };
 
 // One connection. Every member is touched only on the connection's strand, except: the state
-// in Connection (own mutex), and stream_->source, which is called on a handler thread while the
-// strand waits for it (exactly one pull is outstanding, handed over by net::post).
+// in Connection (own mutex), and stream_state_->source, which is called on a handler thread while
+// the strand waits for it (exactly one pull is outstanding, handed over by net::post).
 class Session : public Connection, public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, SessionContext& context)
@@ -188,7 +188,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     net::post(stream_.get_executor(), [self = shared_from_this(), seen] {
       const State now = self->state();
       if (now.epoch != seen.epoch || now.phase == ConnectionPhase::kBusy) return;
-      self->context_.log.info(
+      self->context_.log.debug(
           "http connection evicted to make room phase={} age_ms={} remote={}", PhaseName(now.phase),
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - now.since).count(),
           self->remote_);
@@ -305,10 +305,11 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   void Handle(const Request& req, Clock::time_point queued) {
     const auto started = Clock::now();
     Response res;
-    if (started - queued > options_.request_timeout) {
+    const auto limit = options_.request_timeout;
+    if (limit.count() > 0 && started - queued > limit) {
       res = ErrorResponse(
           503, "The server is too busy: the request waited longer than the request timeout of " +
-                   std::to_string(options_.request_timeout.count()) +
+                   std::to_string(limit.count()) +
                    " ms for a handler and was not run; try again later");
     } else {
       try {

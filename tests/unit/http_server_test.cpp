@@ -456,7 +456,7 @@ TEST_F(HttpServerTest, ClientsThatNeverReadAStreamedResponseCostAboutAChunkEach)
     return Response{200, "text/plain", "", ChunkSource(probe_, kChunks, kChunkSize)};
   };
   StartServer();
-  const size_t rss_before = ResidentBytes();
+  [[maybe_unused]] const size_t rss_before = ResidentBytes();
   std::vector<std::unique_ptr<RawConnection>> clients;
   for (int i = 0; i < kClients; ++i) {
     clients.push_back(std::make_unique<RawConnection>(server_->port(), true, 4096));
@@ -468,7 +468,6 @@ TEST_F(HttpServerTest, ClientsThatNeverReadAStreamedResponseCostAboutAChunkEach)
     pulled = probe_.pulled.load();
     std::this_thread::sleep_for(200ms);
   }
-  const size_t rss_growth = ResidentBytes() - std::min(rss_before, ResidentBytes());
   // Per connection: what the kernel buffers (the server's send buffer grows up to tcp_wmem's
   // maximum, the client's receive buffer is 4 KiB) plus the one chunk in flight. A server that
   // buffers would pull all 512 chunks of every response.
@@ -477,6 +476,7 @@ TEST_F(HttpServerTest, ClientsThatNeverReadAStreamedResponseCostAboutAChunkEach)
   EXPECT_LE(pulled, kClients * per_connection) << "chunks pulled for clients that never read";
   EXPECT_LT(per_connection, kChunks / 4) << "the kernel buffers too much for this test to tell";
 #if !defined(__SANITIZE_ADDRESS__)  // ASan's quarantine keeps freed chunks resident
+  const size_t rss_growth = ResidentBytes() - std::min(rss_before, ResidentBytes());
   EXPECT_LT(rss_growth, size_t{64} << 20)
       << "resident memory grew by " << (rss_growth >> 20) << " MiB";
 #endif

@@ -61,11 +61,12 @@ struct ServerOptions {
   int fast_handler_threads = 2;
   size_t body_limit = 1 << 20;     // bytes; a larger request body is answered with 413
   size_t header_limit = 16 << 10;  // bytes of request line and header fields; larger: 431
-  std::chrono::milliseconds idle_timeout{30'000};     // keep-alive: waiting for the next request
-  std::chrono::milliseconds header_timeout{10'000};   // from a request's first byte to its header
-  std::chrono::milliseconds body_timeout{30'000};     // from the header to the end of the body
-  std::chrono::milliseconds write_timeout{30'000};    // each write: a response or one chunk
-  std::chrono::milliseconds request_timeout{30'000};  // longest wait for a handler thread (503)
+  std::chrono::milliseconds idle_timeout{30'000};    // keep-alive: waiting for the next request
+  std::chrono::milliseconds header_timeout{10'000};  // from a request's first byte to its header
+  std::chrono::milliseconds body_timeout{30'000};    // from the header to the end of the body
+  std::chrono::milliseconds write_timeout{30'000};   // each write: a response or one chunk
+  // Longest wait for a handler thread before the request is answered 503 unrun; 0: no limit.
+  std::chrono::milliseconds request_timeout{30'000};
   size_t max_connections = 1024;  // open connections; eviction and backlog as described above
 };
 

@@ -67,13 +67,13 @@ class HttpServer::Impl : public http_internal::ConnectionRegistry {
       : options_(std::move(options)),
         handler_(std::move(handler)),
         logger_(spdlog::get("api") ? spdlog::get("api") : spdlog::default_logger()),
+        context_{options_, handler_, handlers_, fast_handlers_, *logger_, *this},
         ioc_(std::max(1, options_.io_threads)),
         acceptor_(net::make_strand(ioc_)),
         accept_retry_timer_(acceptor_.get_executor()),
         evict_retry_timer_(acceptor_.get_executor()),
         handlers_(static_cast<size_t>(std::max(1, options_.handler_threads))),
-        fast_handlers_(static_cast<size_t>(std::max(1, options_.fast_handler_threads))),
-        context_{options_, handler_, handlers_, fast_handlers_, *logger_, *this} {}
+        fast_handlers_(static_cast<size_t>(std::max(1, options_.fast_handler_threads))) {}
 
   ~Impl() {
     Stop();
@@ -126,6 +126,9 @@ class HttpServer::Impl : public http_internal::ConnectionRegistry {
   size_t open_sessions_ = 0;
   bool accept_paused_ = false;
 
+  // What sessions use. Declared before ioc_: sessions still queued in ioc_ use it as they are
+  // destroyed with it. (It only refers to the pools, which are joined by then.)
+  http_internal::SessionContext context_;
   net::io_context ioc_;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
   tcp::acceptor acceptor_;
@@ -141,7 +144,6 @@ class HttpServer::Impl : public http_internal::ConnectionRegistry {
   size_t evictions_unlogged_ = 0;
   net::thread_pool handlers_;       // runs the handler, which may block on the database
   net::thread_pool fast_handlers_;  // the same for options_.fast_paths
-  http_internal::SessionContext context_;
   std::vector<std::thread> io_threads_;
   uint16_t port_ = 0;
   bool started_ = false;

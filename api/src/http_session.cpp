@@ -32,6 +32,11 @@ constexpr std::chrono::seconds kLingerTime{2};
 // Bytes read while waiting for a request's first byte, and while lingering: small, because an
 // idle connection should cost little.
 constexpr size_t kScratchSize = 1024;
+// The read buffer holds what the parser has not consumed yet: a header (up to header_limit), a
+// chunk header with its extensions, or trailer fields. Body bytes move on into the request as
+// they are parsed. Beast bounds neither chunk extensions nor trailers, so this bound does: past
+// it a request is refused (buffer_overflow) instead of being buffered without end.
+constexpr size_t kReadBufferSlack = 8 << 10;
 
 std::string Endpoint(const tcp::endpoint& endpoint) {
   std::string host = endpoint.address().to_string();
@@ -89,6 +94,10 @@ Rejection DescribeParseError(const beast::error_code& ec, const ServerOptions& o
   }
   if (ec == E::bad_chunk || ec == E::bad_chunk_extension) {
     return {400, "Malformed chunked request body"};
+  }
+  if (ec == E::buffer_overflow) {
+    return {400, "A chunk header or trailer of the request body is larger than the limit of " +
+                     std::to_string(options.header_limit + kReadBufferSlack) + " bytes"};
   }
   return {400, "Malformed HTTP request"};
 }
@@ -170,7 +179,10 @@ struct StreamState {
 class Session : public Connection, public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, SessionContext& context)
-      : stream_(std::move(socket)), context_(context), options_(context.options) {
+      : stream_(std::move(socket)),
+        context_(context),
+        options_(context.options),
+        buffer_(options_.header_limit + kReadBufferSlack) {
     beast::error_code ec;
     auto remote = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = Endpoint(remote);

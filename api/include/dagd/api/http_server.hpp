@@ -19,8 +19,9 @@
 //
 // Bad framing is answered with our own sentence and the connection closed: 400 for malformed
 // HTTP (including versions other than 1.0 and 1.1), a Transfer-Encoding other than exactly
-// `chunked`, Content-Length with Transfer-Encoding, a missing or repeated Host in HTTP/1.1; 413
-// body over `body_limit`; 417 an Expect other than 100-continue; 431 header over `header_limit`.
+// `chunked`, Content-Length with Transfer-Encoding, a missing or repeated Host in HTTP/1.1, a
+// chunk header or trailer over `header_limit` + 8 KiB; 413 body over `body_limit`; 417 an Expect
+// other than 100-continue; 431 header over `header_limit`.
 //
 // Connections: at most `max_connections` are open. Once more than 7/8 of them are open, each new
 // connection closes the one idle the longest between keep-alive requests; at the cap, when none

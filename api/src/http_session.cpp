@@ -51,12 +51,6 @@ std::string LowerCase(std::string_view s) {
   return out;
 }
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 struct Rejection {
   int status;
   std::string detail;
@@ -124,9 +118,8 @@ std::optional<Rejection> CheckFraming(const bhttp::request_header<>& header) {
     if (header.count(bhttp::field::content_length) > 0) {
       return Rejection{400, "A request must not have both Content-Length and Transfer-Encoding"};
     }
-    const auto raw = header[bhttp::field::transfer_encoding];
-    const std::string_view value = Trim(std::string_view(raw.data(), raw.size()));
-    if (codings > 1 || !beast::iequals(beast::string_view(value.data(), value.size()), "chunked")) {
+    // Beast has trimmed the value's surrounding whitespace.
+    if (codings > 1 || !beast::iequals(header[bhttp::field::transfer_encoding], "chunked")) {
       return Rejection{400,
                        "Unsupported Transfer-Encoding: a request body may only use the 'chunked' "
                        "transfer coding, alone"};

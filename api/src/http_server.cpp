@@ -1,40 +1,39 @@
-// The only translation unit that includes Beast (it is heavy to compile).
+// The listener: accepts connections, keeps the count under max_connections by evicting idle
+// or stalled ones, owns the handler pools and the I/O threads. Sessions are in http_session.cpp.
 #include "dagd/api/http_server.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <array>
-#include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <condition_variable>
 #include <future>
+#include <initializer_list>
 #include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
-#include <utility>  // before Asio: Boost 1.74 Asio under C++20 on GCC 12 needs std::exchange
+#include <utility>
 #include <vector>
+
+#include "http_session.hpp"
 
 namespace dagd::api {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+using error_code = boost::system::error_code;
+using http_internal::Connection;
+using http_internal::ConnectionPhase;
 
 namespace {
 
-// How long a connection closed after an error keeps reading (and discarding) what the client
-// still sends, so the kernel does not reset the connection before the client reads our answer.
-constexpr std::chrono::seconds kLingerTime{2};
 // How long Stop waits for in-flight requests before it stops the I/O threads regardless.
 constexpr std::chrono::seconds kDrainTime{10};
 // After a failed accept (EMFILE, ENFILE, ENOBUFS...) the pending connection stays queued and the
@@ -43,6 +42,16 @@ constexpr std::chrono::seconds kDrainTime{10};
 constexpr std::chrono::milliseconds kAcceptRetryMin{50};
 constexpr std::chrono::milliseconds kAcceptRetryMax{1000};
 constexpr std::chrono::seconds kAcceptLogInterval{1};
+// At the cap, when the evicted connection turned busy before it could be closed, try again.
+constexpr std::chrono::milliseconds kEvictRetry{100};
+// Under a connection flood every accept evicts: one warning per interval, with a count.
+constexpr std::chrono::seconds kEvictLogInterval{1};
+
+// At the cap, when no connection is idle between requests, the one that has waited longest for
+// a request to arrive in full (since connecting, or since the request's first byte) yields its
+// place: it is the likeliest to be stalled on purpose (slowloris), and a new client is served.
+constexpr std::initializer_list<ConnectionPhase> kWaitingForRequest = {ConnectionPhase::kNew,
+                                                                       ConnectionPhase::kReading};
 
 std::string Endpoint(const net::ip::address& address, uint16_t port) {
   std::string host = address.to_string();
@@ -50,76 +59,76 @@ std::string Endpoint(const net::ip::address& address, uint16_t port) {
   return host + ":" + std::to_string(port);
 }
 
-std::string LowerCase(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-bool IsHttpParseError(const beast::error_code& ec) {
-  static const auto& category = http::make_error_code(http::error::bad_method).category();
-  return ec.category() == category && ec != http::error::end_of_stream &&
-         ec != http::error::partial_message;
-}
-
 }  // namespace
 
-class HttpServer::Impl {
+class HttpServer::Impl : public http_internal::ConnectionRegistry {
  public:
-  class Session;
-
-  Impl(ServerOptions options, const Router& router)
+  Impl(ServerOptions options, Handler handler)
       : options_(std::move(options)),
-        router_(router),
+        handler_(std::move(handler)),
         logger_(spdlog::get("api") ? spdlog::get("api") : spdlog::default_logger()),
+        context_{options_, handler_, handlers_, fast_handlers_, *logger_, *this},
         ioc_(std::max(1, options_.io_threads)),
         acceptor_(net::make_strand(ioc_)),
         accept_retry_timer_(acceptor_.get_executor()),
-        handlers_(static_cast<size_t>(std::max(1, options_.handler_threads))) {}
+        evict_retry_timer_(acceptor_.get_executor()),
+        handlers_(static_cast<size_t>(std::max(1, options_.handler_threads))),
+        fast_handlers_(static_cast<size_t>(std::max(1, options_.fast_handler_threads))) {}
 
   ~Impl() {
     Stop();
     handlers_.join();
+    fast_handlers_.join();
   }
 
   Status Start();
   void Stop();
   uint16_t port() const { return port_; }
 
-  // --- for sessions ---
-  const ServerOptions& options() const { return options_; }
-  const Router& router() const { return router_; }
-  net::thread_pool& handlers() { return handlers_; }
-  spdlog::logger& log() { return *logger_; }
-  // False once Stop has begun: the session must close at once.
-  bool Register(const std::shared_ptr<Session>& session);
-  // Called by every Session's destructor (registered or not): frees its connection slot.
-  void Unregister(Session* session);
+  bool Register(const std::shared_ptr<Connection>& connection) override;
+  void Unregister(Connection* connection) override;
 
  private:
-  // The accept loop runs on the acceptor's strand (DoAccept, OnAccept, OnAcceptRetry).
+  // The accept loop runs on the acceptor's strand (DoAccept, OnAccept, MakeRoom, retries).
   void DoAccept();
-  void OnAccept(beast::error_code ec, tcp::socket socket);
-  void OnAcceptError(const beast::error_code& ec);
+  void OnAccept(error_code ec, tcp::socket socket);
+  void OnAcceptError(const error_code& ec);
+  // After an accept: evicts a connection as described in the header, then accepts the next or
+  // pauses at the cap.
+  void MakeRoom();
+  // While paused at the cap, evicts again every kEvictRetry: the last victim may have turned
+  // busy before it could be closed, or none was evictable then.
+  void ArmEvictRetry();
+  void RetryEviction();
+  // Asks `victim` to close if still as `seen`; logs at most once per kEvictLogInterval.
+  void Evict(Connection& victim, const Connection::State& seen);
+  // The registered connection in one of `phases` that has been in it the longest, if any, and
+  // the state it was seen in. Requires mu_.
+  std::shared_ptr<Connection> Oldest(std::initializer_list<ConnectionPhase> phases,
+                                     Connection::State* state);
   size_t MaxConnections() const { return std::max<size_t>(1, options_.max_connections); }
+  // Above this many open connections, each accept closes the connection idle the longest.
+  size_t ReapAbove() const { return MaxConnections() - MaxConnections() / 8; }
 
   const ServerOptions options_;
-  const Router& router_;
+  const Handler handler_;
   const std::shared_ptr<spdlog::logger> logger_;
 
-  // Guards sessions_ and stopping_. Declared before ioc_: sessions still queued in ioc_ are
-  // destroyed with it and unregister themselves here.
+  // Guards sessions_, stopping_, open_sessions_ and accept_paused_. Declared before ioc_:
+  // sessions still queued in ioc_ are destroyed with it and unregister themselves here.
   std::mutex mu_;
   std::condition_variable sessions_changed_;
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> sessions_;
   bool stopping_ = false;
   // Sessions constructed and not yet destroyed (a superset of sessions_: it counts them from
-  // accept on). When it reaches options_.max_connections the accept loop pauses
-  // (accept_paused_) and the Unregister that frees a slot resumes it.
+  // accept on). At options_.max_connections the accept loop pauses (accept_paused_) and the
+  // Unregister that frees a slot resumes it.
   size_t open_sessions_ = 0;
   bool accept_paused_ = false;
 
+  // What sessions use. Declared before ioc_: sessions still queued in ioc_ use it as they are
+  // destroyed with it. (It only refers to the pools, which are joined by then.)
+  http_internal::SessionContext context_;
   net::io_context ioc_;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
   tcp::acceptor acceptor_;
@@ -129,199 +138,28 @@ class HttpServer::Impl {
   std::chrono::steady_clock::time_point accept_last_log_{};
   size_t accept_failures_suppressed_ = 0;  // failures not logged since the last warning
   size_t accept_failures_ = 0;             // consecutive failures, reported on recovery
-  net::thread_pool handlers_;              // runs Router::Handle, which may block on the database
+  // Eviction retries and log rate limit; touched only on the acceptor's strand.
+  net::steady_timer evict_retry_timer_;
+  std::chrono::steady_clock::time_point evict_last_log_{};
+  size_t evictions_unlogged_ = 0;
+  net::thread_pool handlers_;       // runs the handler, which may block on the database
+  net::thread_pool fast_handlers_;  // the same for options_.fast_paths
   std::vector<std::thread> io_threads_;
   uint16_t port_ = 0;
   bool started_ = false;
   bool stopped_ = false;
 };
 
-// One connection. Every member is touched only on the connection's strand, except the
-// immutable ones read by the handler thread (server_, keep-alive flag copied into the task).
-class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
- public:
-  Session(tcp::socket&& socket, Impl& server) : stream_(std::move(socket)), server_(server) {
-    beast::error_code ec;
-    auto remote = stream_.socket().remote_endpoint(ec);
-    if (!ec) remote_ = Endpoint(remote.address(), remote.port());
-  }
-  ~Session() { server_.Unregister(this); }
-
-  void Run() {
-    net::dispatch(stream_.get_executor(),
-                  beast::bind_front_handler(&Session::OnRun, shared_from_this()));
-  }
-
-  // Called by Stop (posted to the strand): an idle connection closes now, a busy one after its
-  // response.
-  void Shutdown() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] {
-      self->closing_ = true;
-      if (!self->busy_) self->stream_.close();
-    });
-  }
-
- private:
-  void OnRun() {
-    if (!server_.Register(shared_from_this())) return DoClose();
-    DoRead();
-  }
-
-  void DoRead() {
-    if (closing_) return DoClose();
-    parser_.emplace();
-    parser_->body_limit(server_.options().body_limit);
-    stream_.expires_after(server_.options().read_timeout);
-    http::async_read_header(stream_, buffer_, *parser_,
-                            beast::bind_front_handler(&Session::OnReadHeader, shared_from_this()));
-  }
-
-  void OnReadHeader(beast::error_code ec, size_t) {
-    if (ec) return OnReadError(ec);
-    // curl and others wait for "100 Continue" before sending a large body.
-    if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
-      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
-                                                                     parser_->get().version());
-      http::async_write(stream_, *cont,
-                        [self = shared_from_this(), cont](beast::error_code wec, size_t) {
-                          if (wec) return self->DoClose();
-                          self->DoReadBody();
-                        });
-      return;
-    }
-    DoReadBody();
-  }
-
-  void DoReadBody() {
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&Session::OnRead, shared_from_this()));
-  }
-
-  void OnReadError(beast::error_code ec) {
-    if (ec == http::error::body_limit) {
-      return WriteError(413, "Request body is larger than the limit of " +
-                                 std::to_string(server_.options().body_limit) + " bytes");
-    }
-    if (ec == http::error::header_limit) {
-      return WriteError(431, "Request header fields are too large");
-    }
-    if (IsHttpParseError(ec)) return WriteError(400, "Malformed HTTP request: " + ec.message());
-    // end of stream, timeout, reset, or closed by Shutdown: nothing to answer.
-    DoClose();
-  }
-
-  void OnRead(beast::error_code ec, size_t) {
-    if (ec) return OnReadError(ec);
-    http::request<http::string_body> msg = parser_->release();
-    Request req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
-    for (const auto& field : msg) {
-      const auto raw_name = field.name_string();
-      std::string name = LowerCase(std::string_view(raw_name.data(), raw_name.size()));
-      auto [it, inserted] = req.headers.emplace(name, std::string(field.value()));
-      if (!inserted) it->second += ", " + std::string(field.value());
-    }
-    req.body = std::move(msg.body());
-    version_ = msg.version();
-    keep_alive_ = msg.keep_alive();
-    busy_ = true;
-    stream_.expires_never();  // the handler may take long; the write sets its own deadline
-    // Router::Handle may block on PostgreSQL: run it on the handler pool, never on I/O threads.
-    net::post(server_.handlers(), [self = shared_from_this(), req = std::move(req)] {
-      const auto started = std::chrono::steady_clock::now();
-      Response res;
-      try {
-        res = self->server_.router().Handle(req);
-      } catch (...) {  // Handle never throws; this is a last guard
-        res = Response{500, "application/json", R"({"detail":"Internal error"})"};
-      }
-      const double ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
-              .count();
-      self->server_.log().debug("request method={} target={} status={} ms={:.2f} remote={}",
-                                req.method, req.target, res.status, ms, self->remote_);
-      net::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
-        self->Write(std::move(res), self->keep_alive_, /*linger=*/false);
-      });
-    });
-  }
-
-  // An answer to a request we could not read: sent with Connection: close.
-  void WriteError(int status, const std::string& detail) {
-    busy_ = true;
-    stream_.expires_never();
-    server_.log().debug("request rejected status={} detail=\"{}\" remote={}", status, detail,
-                        remote_);
-    nlohmann::json body = {{"detail", detail}};
-    Write(Response{status, "application/json", body.dump()}, /*keep_alive=*/false,
-          /*linger=*/true);
-  }
-
-  void Write(Response r, bool keep_alive, bool linger) {
-    auto res = std::make_shared<http::response<http::string_body>>(
-        static_cast<http::status>(r.status), version_);
-    res->set(http::field::server, "dagd/" DAGD_VERSION);
-    res->set(http::field::content_type, r.content_type);
-    res->keep_alive(keep_alive && !closing_);
-    res->body() = std::move(r.body);
-    res->prepare_payload();
-    stream_.expires_after(server_.options().read_timeout);
-    http::async_write(stream_, *res,
-                      [self = shared_from_this(), res, linger](beast::error_code ec, size_t) {
-                        self->busy_ = false;
-                        if (ec) return self->DoClose();
-                        if (linger) return self->DoLinger();
-                        if (res->need_eof() || self->closing_) return self->DoClose();
-                        self->DoRead();
-                      });
-  }
-
-  void DoClose() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    // The socket closes when the last handler holding this session is gone.
-  }
-
-  // Half-close, then drain what the client still sends until it closes or kLingerTime passes.
-  void DoLinger() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (ec) return;
-    stream_.expires_after(kLingerTime);
-    ReadAndDiscard();
-  }
-
-  void ReadAndDiscard() {
-    stream_.async_read_some(net::buffer(scratch_),
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
-                              if (ec || self->closing_) return;
-                              self->ReadAndDiscard();
-                            });
-  }
-
-  beast::tcp_stream stream_;
-  Impl& server_;
-  std::string remote_ = "?";
-  beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
-  std::array<char, 8192> scratch_{};
-  unsigned version_ = 11;
-  bool keep_alive_ = true;
-  bool busy_ = false;     // a request is being handled or its response written
-  bool closing_ = false;  // Stop has begun: close after the current response
-};
-
-bool HttpServer::Impl::Register(const std::shared_ptr<Session>& session) {
+bool HttpServer::Impl::Register(const std::shared_ptr<Connection>& connection) {
   std::lock_guard lock(mu_);
   if (stopping_) return false;
-  sessions_[session.get()] = session;
+  sessions_[connection.get()] = connection;
   return true;
 }
 
-void HttpServer::Impl::Unregister(Session* session) {
+void HttpServer::Impl::Unregister(Connection* connection) {
   std::lock_guard lock(mu_);
-  sessions_.erase(session);
+  sessions_.erase(connection);
   --open_sessions_;
   if (accept_paused_ && !stopping_ && open_sessions_ < MaxConnections()) {
     accept_paused_ = false;
@@ -331,10 +169,77 @@ void HttpServer::Impl::Unregister(Session* session) {
   sessions_changed_.notify_all();
 }
 
+std::shared_ptr<Connection> HttpServer::Impl::Oldest(std::initializer_list<ConnectionPhase> phases,
+                                                     Connection::State* state) {
+  std::shared_ptr<Connection> oldest;
+  for (auto& [ptr, weak] : sessions_) {
+    auto connection = weak.lock();
+    if (!connection) continue;
+    const Connection::State s = connection->state();
+    if (std::find(phases.begin(), phases.end(), s.phase) == phases.end()) continue;
+    if (oldest && s.since >= state->since) continue;
+    oldest = std::move(connection);
+    *state = s;
+  }
+  return oldest;
+}
+
+void HttpServer::Impl::MakeRoom() {
+  std::shared_ptr<Connection> victim;
+  Connection::State seen;
+  bool full = false;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    full = open_sessions_ >= MaxConnections();
+    if (open_sessions_ > ReapAbove()) victim = Oldest({ConnectionPhase::kIdle}, &seen);
+    if (!victim && full) victim = Oldest(kWaitingForRequest, &seen);
+    accept_paused_ = full;
+  }
+  if (victim) Evict(*victim, seen);
+  if (!full) return DoAccept();
+  // Unregister resumes accepting once a connection closes; meanwhile new clients wait in the
+  // kernel's listen backlog.
+  ArmEvictRetry();
+}
+
+void HttpServer::Impl::Evict(Connection& victim, const Connection::State& seen) {
+  victim.Evict(seen);
+  ++evictions_unlogged_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - evict_last_log_ >= kEvictLogInterval) {
+    logger_->warn("http connections evicted to make room count={} max_connections={}",
+                  evictions_unlogged_, MaxConnections());
+    evict_last_log_ = now;
+    evictions_unlogged_ = 0;
+  }
+}
+
+void HttpServer::Impl::ArmEvictRetry() {
+  evict_retry_timer_.expires_after(kEvictRetry);
+  evict_retry_timer_.async_wait([this](error_code ec) {
+    if (!ec) RetryEviction();  // else cancelled by Stop
+  });
+}
+
+void HttpServer::Impl::RetryEviction() {
+  std::shared_ptr<Connection> victim;
+  Connection::State seen;
+  {
+    std::lock_guard lock(mu_);
+    // Not paused: a slot was freed and Unregister resumed accepting.
+    if (!accept_paused_ || stopping_) return;
+    victim = Oldest({ConnectionPhase::kIdle}, &seen);
+    if (!victim) victim = Oldest(kWaitingForRequest, &seen);
+  }
+  if (victim) Evict(*victim, seen);
+  ArmEvictRetry();
+}
+
 Status HttpServer::Impl::Start() {
   if (started_ || stopped_)
     return Status::FailedPrecondition("the HTTP server was already started");
-  beast::error_code ec;
+  error_code ec;
   const std::string host = options_.address == "localhost" ? "127.0.0.1" : options_.address;
   const auto address = net::ip::make_address(host, ec);
   if (ec) {
@@ -350,7 +255,7 @@ Status HttpServer::Impl::Start() {
   }
   const tcp::endpoint endpoint(address, options_.port);
   auto fail = [&](const char* what) {
-    beast::error_code ignored;
+    error_code ignored;
     acceptor_.close(ignored);
     return Status::Unavailable(std::string("cannot ") + what + " " + where + ": " + ec.message());
   };
@@ -385,10 +290,12 @@ Status HttpServer::Impl::Start() {
 
 void HttpServer::Impl::DoAccept() {
   if (!acceptor_.is_open()) return;
-  acceptor_.async_accept(net::make_strand(ioc_), beast::bind_front_handler(&Impl::OnAccept, this));
+  acceptor_.async_accept(net::make_strand(ioc_), [this](error_code ec, tcp::socket socket) {
+    OnAccept(ec, std::move(socket));
+  });
 }
 
-void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
+void HttpServer::Impl::OnAccept(error_code ec, tcp::socket socket) {
   if (!acceptor_.is_open()) return;
   if (ec) return OnAcceptError(ec);
   if (accept_failures_ > 0) {
@@ -397,20 +304,15 @@ void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
     accept_failures_suppressed_ = 0;
   }
   accept_retry_delay_ = std::chrono::milliseconds{0};
-  bool full = false;
   {
     std::lock_guard lock(mu_);
-    ++open_sessions_;  // before Run: the session's destructor decrements it
-    full = open_sessions_ >= MaxConnections();
-    accept_paused_ = full;
+    ++open_sessions_;  // before the session starts: its destructor decrements it
   }
-  std::make_shared<Session>(std::move(socket), *this)->Run();
-  // When full, Unregister resumes accepting once a connection closes; meanwhile new clients
-  // wait in the kernel's listen backlog.
-  if (!full) DoAccept();
+  http_internal::StartSession(std::move(socket), context_);
+  MakeRoom();
 }
 
-void HttpServer::Impl::OnAcceptError(const beast::error_code& ec) {
+void HttpServer::Impl::OnAcceptError(const error_code& ec) {
   ++accept_failures_;
   accept_retry_delay_ = accept_retry_delay_.count() == 0
                             ? kAcceptRetryMin
@@ -425,7 +327,7 @@ void HttpServer::Impl::OnAcceptError(const beast::error_code& ec) {
     ++accept_failures_suppressed_;
   }
   accept_retry_timer_.expires_after(accept_retry_delay_);
-  accept_retry_timer_.async_wait([this](beast::error_code wait_ec) {
+  accept_retry_timer_.async_wait([this](error_code wait_ec) {
     if (wait_ec) return;  // cancelled by Stop
     DoAccept();
   });
@@ -438,15 +340,16 @@ void HttpServer::Impl::Stop() {
   // 1. Stop accepting (on the acceptor's strand, where accept handlers run).
   std::promise<void> closed;
   net::post(acceptor_.get_executor(), [this, &closed] {
-    beast::error_code ignored;
+    error_code ignored;
     acceptor_.close(ignored);
     accept_retry_timer_.cancel();
+    evict_retry_timer_.cancel();
     closed.set_value();
   });
   closed.get_future().wait();
 
   // 2. Close idle connections; busy ones close after writing their response.
-  std::vector<std::shared_ptr<Session>> live;
+  std::vector<std::shared_ptr<Connection>> live;
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -469,11 +372,16 @@ void HttpServer::Impl::Stop() {
   for (auto& t : io_threads_) t.join();
   io_threads_.clear();
   handlers_.join();
+  fast_handlers_.join();
   logger_->info("http server stopped");
 }
 
 HttpServer::HttpServer(ServerOptions options, const Router& router)
-    : impl_(std::make_unique<Impl>(std::move(options), router)) {}
+    : HttpServer(std::move(options), [&router](const Request& req) { return router.Handle(req); }) {
+}
+
+HttpServer::HttpServer(ServerOptions options, Handler handler)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
 
 HttpServer::~HttpServer() = default;
 

@@ -180,6 +180,24 @@ Invocation ParseCommandLine(int argc, char** argv) {
       ->envname("DAGD_MAX_PAGE_LIMIT")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
+  app.add_option("--api-max-connections", c.api_max_connections,
+                 "Open API connections at most; near it, idle keep-alive ones are closed first")
+      ->envname("DAGD_API_MAX_CONNECTIONS")
+      ->check(CLI::Range(8, 1 << 20))
+      ->capture_default_str();
+  int request_timeout = static_cast<int>(c.api_request_timeout.count());
+  app.add_option("--api-request-timeout", request_timeout,
+                 "Seconds a request may wait for a handler thread before it is answered 503 "
+                 "(0: no limit)")
+      ->envname("DAGD_API_REQUEST_TIMEOUT")
+      ->check(CLI::Range(0, 3600))
+      ->capture_default_str();
+  int idle_timeout = static_cast<int>(c.api_idle_timeout.count());
+  app.add_option("--api-idle-timeout", idle_timeout,
+                 "Seconds an idle keep-alive connection stays open")
+      ->envname("DAGD_API_IDLE_TIMEOUT")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   app.add_option("--max-log-bytes", c.max_log_bytes,
                  "Per-try log size cap (e.g. 104857600, 100MiB); output beyond it is dropped "
                  "and counted in a note at the end of the log")
@@ -218,6 +236,8 @@ Invocation ParseCommandLine(int argc, char** argv) {
                     .lexically_normal();
   if (!pg_user.empty()) c.pg_user = pg_user;
   c.shutdown_grace = std::chrono::seconds(grace);
+  c.api_request_timeout = std::chrono::seconds(request_timeout);
+  c.api_idle_timeout = std::chrono::seconds(idle_timeout);
   inv.command = validate->parsed() ? Command::kValidate : Command::kServe;
   if (inv.command == Command::kServe) {
     if (std::string refused = CheckTaskAccounts(c, run_as); !refused.empty()) {

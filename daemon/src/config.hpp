@@ -30,6 +30,9 @@ struct Config {
   // Host names the API answers to besides the loopback names (Host and Origin checks).
   std::vector<std::string> allowed_hosts;
   int max_page_limit = 100;  // a larger `limit` is reduced to it
+  int api_max_connections = 1024;
+  std::chrono::seconds api_request_timeout{30};  // longest wait for a handler before 503
+  std::chrono::seconds api_idle_timeout{30};     // keep-alive connections idle longer are closed
 };
 
 enum class Command { kServe, kValidate, kExit };

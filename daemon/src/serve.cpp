@@ -1,6 +1,7 @@
 #include "serve.hpp"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,6 +39,25 @@ void SyncFolder(scheduler::StateStore& store, const Config& config,
   }
 }
 
+// Each API connection is a descriptor, on top of the database pool, logs and bash pipes. The
+// usual soft limit (1024) is below the connection cap, so the soft limit goes up to the hard one
+// (systemd's default hard limit is 524288): otherwise accept fails with EMFILE before the cap
+// and its idle-connection eviction are ever reached.
+void RaiseDescriptorLimit(int max_connections) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t wanted = static_cast<rlim_t>(max_connections) + 1024;
+  if (limit.rlim_cur >= wanted) return;
+  const rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = std::min(wanted, limit.rlim_max);
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur < wanted) {
+    Log()->warn("open-file limit below what --api-max-connections needs limit={} needed={}",
+                limit.rlim_cur, wanted);
+  } else {
+    Log()->debug("open-file limit raised from={} to={}", before, limit.rlim_cur);
+  }
+}
+
 }  // namespace
 
 int Serve(const Config& config) {
@@ -50,6 +70,7 @@ int Serve(const Config& config) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  RaiseDescriptorLimit(config.api_max_connections);
 
   // Private to this account; the embedded PostgreSQL's own account (dagd as root) may pass through.
   const bool embedded_as_other_account =
@@ -130,6 +151,9 @@ int Serve(const Config& config) {
   server_options.address = config.listen_host;
   server_options.port = config.listen_port;
   server_options.handler_threads = config.api_threads;
+  server_options.max_connections = static_cast<size_t>(config.api_max_connections);
+  server_options.request_timeout = config.api_request_timeout;
+  server_options.idle_timeout = config.api_idle_timeout;
   api::HttpServer server(server_options, router);
   // The port first: a daemon that cannot serve stops before it has touched any run.
   if (Status s = server.Start(); !s.ok()) return Fail("cannot serve HTTP", s);

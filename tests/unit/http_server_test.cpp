@@ -15,8 +15,11 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <fstream>
 #include <future>
+#include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,6 +42,7 @@ class FakeService : public scheduler::Service {
     return {true, true, std::nullopt};
   }
   StatusOr<scheduler::Listing<scheduler::DagRecord>> ListDags(const scheduler::DagQuery&) override {
+    std::this_thread::sleep_for(list_delay);
     return scheduler::Listing<scheduler::DagRecord>{};
   }
   StatusOr<scheduler::DagDetails> GetDag(const std::string& id) override {
@@ -77,12 +81,13 @@ class FakeService : public scheduler::Service {
                                                       const std::string&) override {
     return Status::NotFound("no task instance");
   }
-  StatusOr<scheduler::LogReader> OpenLog(const std::string&, const std::string&, const std::string&,
-                                         int) override {
+  StatusOr<scheduler::LogReader> OpenLog(const std::string&, const std::string&,
+                                         const std::string&, int) override {
     return Status::NotFound("no log");
   }
 
   std::chrono::milliseconds health_delay{0};
+  std::chrono::milliseconds list_delay{0};
 };
 
 // A raw TCP client: the tests that need one connection for several requests, or bytes that are
@@ -91,8 +96,13 @@ class RawConnection {
  public:
   // connect_now=false: only the socket is created; call Connect() later (a connect needs no
   // new file descriptor, which the accept-failure test relies on).
-  explicit RawConnection(uint16_t port, bool connect_now = true) : port_(port) {
+  // receive_buffer > 0: SO_RCVBUF before connecting (a small window for clients that never read).
+  explicit RawConnection(uint16_t port, bool connect_now = true, int receive_buffer = 0)
+      : port_(port) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (receive_buffer > 0) {
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    }
     SetReceiveTimeout(5s);
     if (connect_now) Connect();
   }
@@ -116,27 +126,37 @@ class RawConnection {
   bool Send(const std::string& data) {
     return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == ssize_t(data.size());
   }
-  // Reads one response with a Content-Length body (or until EOF). Empty on timeout or EOF.
+  // Reads one response with a Content-Length or chunked body (or until EOF), returned as
+  // received. Empty on timeout or EOF.
   std::string ReadResponse() {
     while (true) {
       size_t header_end = buffer_.find("\r\n\r\n");
       if (header_end != std::string::npos) {
-        size_t length = 0;
-        size_t cl = buffer_.find("Content-Length: ");
-        if (cl != std::string::npos && cl < header_end)
-          length = std::stoul(buffer_.substr(cl + 16));
-        size_t total = header_end + 4 + length;
-        if (buffer_.size() >= total) {
+        const std::string header = buffer_.substr(0, header_end);
+        size_t total = std::string::npos;
+        if (header.find("Transfer-Encoding: chunked") != std::string::npos) {
+          size_t end = buffer_.find("\r\n0\r\n\r\n", header_end);
+          if (end != std::string::npos) total = end + 7;
+        } else {
+          size_t length = 0;
+          size_t cl = header.find("Content-Length: ");
+          if (cl != std::string::npos) length = std::stoul(header.substr(cl + 16));
+          total = header_end + 4 + length;
+        }
+        if (total != std::string::npos && buffer_.size() >= total) {
           std::string out = buffer_.substr(0, total);
           buffer_.erase(0, total);
           return out;
         }
       }
-      char chunk[4096];
-      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n <= 0) return std::exchange(buffer_, std::string());
-      buffer_.append(chunk, size_t(n));
+      if (!Receive()) return std::exchange(buffer_, std::string());
     }
+  }
+  // Everything until the server closes the connection (or the receive timeout).
+  std::string ReadUntilClose() {
+    while (Receive()) {
+    }
+    return std::exchange(buffer_, std::string());
   }
   // True when the server closed the connection (recv returns 0) within the socket timeout.
   bool ClosedByPeer() {
@@ -145,17 +165,39 @@ class RawConnection {
   }
 
  private:
+  bool Receive() {
+    char chunk[16384];
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n <= 0) return false;
+    buffer_.append(chunk, size_t(n));
+    return true;
+  }
+
   uint16_t port_;
   int fd_ = -1;
   bool connected_ = false;
   std::string buffer_;
 };
 
+// Counts what streamed responses cost: chunks handed out, and sources still alive (a source
+// lives as long as the connection that streams it).
+struct StreamProbe {
+  std::atomic<int> pulled{0};
+  std::atomic<int> live{0};
+};
+
 class HttpServerTest : public ::testing::Test {
  protected:
+  // Requests for /test/... go to test_handler_ when one is set; everything else to the Router.
   void StartServer(ServerOptions options = {}) {
     options.port = 0;
-    server_ = std::make_unique<HttpServer>(options, router_);
+    if (test_handler_) {
+      server_ = std::make_unique<HttpServer>(options, [this](const Request& req) {
+        return req.target.rfind("/test/", 0) == 0 ? test_handler_(req) : router_.Handle(req);
+      });
+    } else {
+      server_ = std::make_unique<HttpServer>(options, router_);
+    }
     Status s = server_->Start();
     ASSERT_TRUE(s.ok()) << s.ToString();
     ASSERT_NE(server_->port(), 0);
@@ -164,6 +206,8 @@ class HttpServerTest : public ::testing::Test {
 
   FakeService service_;
   Router router_{service_};
+  StreamProbe probe_;  // outlives the server: sources count themselves here
+  HttpServer::Handler test_handler_;
   std::unique_ptr<HttpServer> server_;
   std::string base_;
 };
@@ -198,7 +242,7 @@ TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
   RawConnection c(server_->port());
   ASSERT_TRUE(c.connected());
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(c.Send("GET /api/v2/version HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    ASSERT_TRUE(c.Send("GET /api/v2/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
     std::string response = c.ReadResponse();
     EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << "request " << i << ": " << response;
     EXPECT_NE(response.find("\"version\""), std::string::npos);
@@ -208,7 +252,8 @@ TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
 TEST_F(HttpServerTest, ConnectionCloseIsHonoured) {
   StartServer();
   RawConnection c(server_->port());
-  ASSERT_TRUE(c.Send("GET /api/v2/version HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
+  ASSERT_TRUE(
+      c.Send("GET /api/v2/version HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"));
   EXPECT_EQ(c.ReadResponse().rfind("HTTP/1.1 200", 0), 0u);
   EXPECT_TRUE(c.ClosedByPeer());
 }
@@ -225,12 +270,14 @@ TEST_F(HttpServerTest, BodyOverTheLimitIs413) {
   EXPECT_EQ(HttpGet(base_ + "/api/v2/version").status, 200);
 }
 
-TEST_F(HttpServerTest, UnparsableHttpIs400) {
+TEST_F(HttpServerTest, UnparsableHttpIs400WithOurSentenceNotTheParsersText) {
   StartServer();
   RawConnection c(server_->port());
   ASSERT_TRUE(c.Send("THIS IS NOT HTTP\r\n\r\n"));
   std::string response = c.ReadResponse();
   EXPECT_EQ(response.rfind("HTTP/1.1 400", 0), 0u) << response;
+  EXPECT_NE(response.find("Malformed HTTP request line"), std::string::npos) << response;
+  EXPECT_EQ(response.find("bad method"), std::string::npos) << response;  // Beast's text
 }
 
 TEST_F(HttpServerTest, ANonLoopbackAddressIsRefusedBecauseThereIsNoAuthentication) {
@@ -257,7 +304,7 @@ TEST_F(HttpServerTest, ABusyPortIsUnavailableNamingTheAddress) {
 TEST_F(HttpServerTest, StopWithAnIdleKeepAliveConnectionReturnsPromptly) {
   StartServer();
   RawConnection idle(server_->port());
-  ASSERT_TRUE(idle.Send("GET /api/v2/version HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  ASSERT_TRUE(idle.Send("GET /api/v2/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
   ASSERT_EQ(idle.ReadResponse().rfind("HTTP/1.1 200", 0), 0u);
   RawConnection silent(server_->port());  // connected, never sends anything
   ASSERT_TRUE(silent.connected());
@@ -296,9 +343,9 @@ TEST_F(HttpServerTest, ASlowHandlerDoesNotBlockOtherConnections) {
   EXPECT_EQ(slow.get().status, 200);
 }
 
-TEST_F(HttpServerTest, AnIdleConnectionIsClosedAfterTheReadTimeout) {
+TEST_F(HttpServerTest, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
   ServerOptions options;
-  options.read_timeout = 1s;
+  options.idle_timeout = 1s;
   StartServer(options);
   RawConnection c(server_->port());
   ASSERT_TRUE(c.connected());
@@ -307,32 +354,405 @@ TEST_F(HttpServerTest, AnIdleConnectionIsClosedAfterTheReadTimeout) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
 }
 
-TEST_F(HttpServerTest, AtMaxConnectionsANewClientWaitsUntilAnOpenConnectionCloses) {
-  ServerOptions options;
-  options.max_connections = 2;
-  StartServer(options);
-  const std::string request = "GET /api/v2/version HTTP/1.1\r\nHost: localhost\r\n\r\n";
-  auto first = std::make_unique<RawConnection>(server_->port());
-  RawConnection second(server_->port());
-  for (RawConnection* c : {first.get(), &second}) {
-    ASSERT_TRUE(c->Send(request));
-    ASSERT_EQ(c->ReadResponse().rfind("HTTP/1.1 200", 0), 0u);  // both open and idle now
+// --- streamed responses ---
+
+// The body of a raw response (everything after the header), with a chunked body decoded.
+std::string BodyOf(const std::string& response) {
+  const size_t header_end = response.find("\r\n\r\n");
+  if (header_end == std::string::npos) return "<no header>";
+  std::string_view body = std::string_view(response).substr(header_end + 4);
+  if (response.substr(0, header_end).find("Transfer-Encoding: chunked") == std::string::npos) {
+    return std::string(body);
   }
+  std::string out;
+  while (true) {
+    const size_t eol = body.find("\r\n");
+    if (eol == std::string_view::npos) return "<truncated>";
+    const size_t size = std::stoul(std::string(body.substr(0, eol)), nullptr, 16);
+    body.remove_prefix(eol + 2);
+    if (size == 0) return out;
+    if (body.size() < size + 2) return "<truncated>";
+    out.append(body.substr(0, size));
+    body.remove_prefix(size + 2);
+  }
+}
 
-  // The third connect succeeds (kernel backlog) but the server does not accept it yet.
-  RawConnection third(server_->port());
-  ASSERT_TRUE(third.connected());
-  ASSERT_TRUE(third.Send(request));
-  third.SetReceiveTimeout(400ms);
-  EXPECT_EQ(third.ReadResponse(), "") << "served beyond max_connections";
+// A BodySource of `count` chunks of `size` bytes: "aaa...", "bbb...", ...
+BodySource ChunkSource(StreamProbe& probe, int count, size_t size,
+                       std::chrono::milliseconds delay = 0ms) {
+  struct State {
+    State(StreamProbe& p, int n) : probe(p), remaining(n) { ++probe.live; }
+    ~State() { --probe.live; }
+    StreamProbe& probe;
+    int remaining;
+    int index = 0;
+  };
+  auto state = std::make_shared<State>(probe, count);
+  return [state, size, delay]() -> std::optional<std::string> {
+    std::this_thread::sleep_for(delay);
+    if (state->remaining == 0) return std::nullopt;
+    --state->remaining;
+    ++state->probe.pulled;
+    return std::string(size, static_cast<char>('a' + state->index++ % 26));
+  };
+}
 
-  first.reset();  // frees a slot
-  third.SetReceiveTimeout(5s);
-  const std::string response = third.ReadResponse();
+size_t ResidentBytes() {
+  long pages = 0;
+  std::ifstream statm("/proc/self/statm");
+  statm >> pages >> pages;  // size, then resident
+  return static_cast<size_t>(pages) * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// The most a TCP send buffer may grow to (tcp_wmem's third field).
+size_t MaxTcpSendBuffer() {
+  size_t min = 0, initial = 0, max = 4 << 20;
+  std::ifstream("/proc/sys/net/ipv4/tcp_wmem") >> min >> initial >> max;
+  return max;
+}
+
+const std::string kVersionRequest = "GET /api/v2/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+TEST_F(HttpServerTest, AStreamedResponseIsItsBodyThenItsChunksInChunkedEncoding) {
+  test_handler_ = [this](const Request&) {
+    return Response{200, "text/plain", "head-", ChunkSource(probe_, 3, 5)};
+  };
+  StartServer();
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.Send("GET /test/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  const std::string response = c.ReadResponse();
   EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
-  // The still-open second connection keeps working.
-  ASSERT_TRUE(second.Send(request));
-  EXPECT_EQ(second.ReadResponse().rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_NE(response.find("Transfer-Encoding: chunked"), std::string::npos) << response;
+  EXPECT_EQ(response.find("Content-Length"), std::string::npos) << response;
+  EXPECT_EQ(BodyOf(response), "head-aaaaabbbbbccccc");
+  // The connection stays usable after a streamed response.
+  ASSERT_TRUE(c.Send(kVersionRequest));
+  EXPECT_EQ(c.ReadResponse().rfind("HTTP/1.1 200", 0), 0u);
+  // And a real client reads the same body.
+  auto r = HttpGet(base_ + "/test/stream");
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "head-aaaaabbbbbccccc");
+}
+
+TEST_F(HttpServerTest, AStreamedResponseToAnHttp10ClientEndsWithTheConnection) {
+  test_handler_ = [this](const Request&) {
+    return Response{200, "text/plain", "", ChunkSource(probe_, 2, 4)};
+  };
+  StartServer();
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.Send("GET /test/stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  const std::string response = c.ReadUntilClose();
+  EXPECT_EQ(response.rfind("HTTP/1.0 200", 0), 0u) << response;
+  EXPECT_EQ(response.find("Transfer-Encoding"), std::string::npos) << response;
+  EXPECT_EQ(response.find("Content-Length"), std::string::npos) << response;
+  EXPECT_EQ(BodyOf(response), "aaaabbbb");
+}
+
+TEST_F(HttpServerTest, ClientsThatNeverReadAStreamedResponseCostAboutAChunkEach) {
+  constexpr int kClients = 50;
+  constexpr int kChunks = 512;
+  constexpr size_t kChunkSize = 64 << 10;  // 32 MiB per response, 1.6 GiB for all of them
+  test_handler_ = [this](const Request&) {
+    return Response{200, "text/plain", "", ChunkSource(probe_, kChunks, kChunkSize)};
+  };
+  StartServer();
+  [[maybe_unused]] const size_t rss_before = ResidentBytes();
+  std::vector<std::unique_ptr<RawConnection>> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(std::make_unique<RawConnection>(server_->port(), true, 4096));
+    ASSERT_TRUE(clients.back()->Send("GET /test/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  }
+  // Wait until the server stops pulling: every connection is blocked on a full socket.
+  int pulled = -1;
+  for (int i = 0; i < 50 && probe_.pulled.load() != pulled; ++i) {
+    pulled = probe_.pulled.load();
+    std::this_thread::sleep_for(200ms);
+  }
+  // Per connection: what the kernel buffers (the server's send buffer grows up to tcp_wmem's
+  // maximum, the client's receive buffer is 4 KiB) plus the one chunk in flight. A server that
+  // buffers would pull all 512 chunks of every response.
+  const size_t max_send_buffer = MaxTcpSendBuffer();
+  const int per_connection = static_cast<int>((max_send_buffer + (64 << 10)) / kChunkSize) + 2;
+  EXPECT_LE(pulled, kClients * per_connection) << "chunks pulled for clients that never read";
+  EXPECT_LT(per_connection, kChunks / 4) << "the kernel buffers too much for this test to tell";
+#if !defined(__SANITIZE_ADDRESS__)  // ASan's quarantine keeps freed chunks resident
+  const size_t rss_growth = ResidentBytes() - std::min(rss_before, ResidentBytes());
+  EXPECT_LT(rss_growth, size_t{64} << 20)
+      << "resident memory grew by " << (rss_growth >> 20) << " MiB";
+#endif
+  // Everyone else is still served.
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(HttpGet(base_ + "/api/v2/version").status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1s);
+}
+
+TEST_F(HttpServerTest, AClientThatStopsReadingAStreamedResponseIsDroppedAfterTheWriteTimeout) {
+  test_handler_ = [this](const Request&) {
+    return Response{200, "text/plain", "", ChunkSource(probe_, 4096, 64 << 10)};
+  };
+  ServerOptions options;
+  options.write_timeout = 500ms;
+  StartServer(options);
+  std::vector<std::unique_ptr<RawConnection>> clients;
+  for (int i = 0; i < 5; ++i) {
+    clients.push_back(std::make_unique<RawConnection>(server_->port(), true, 4096));
+    ASSERT_TRUE(clients.back()->Send("GET /test/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  }
+  auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (probe_.pulled.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_GT(probe_.pulled.load(), 0);
+  // The server gives up on each connection, and with it its source.
+  deadline = std::chrono::steady_clock::now() + 4s;
+  while (probe_.live.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(probe_.live.load(), 0) << "connections still streaming to clients that do not read";
+}
+
+TEST_F(HttpServerTest, ASlowBodySourceRunsOffTheIoThreadAndDoesNotStallOtherConnections) {
+  test_handler_ = [this](const Request&) {
+    return Response{200, "text/plain", "", ChunkSource(probe_, 2, 3, 700ms)};
+  };
+  ServerOptions options;
+  options.io_threads = 1;
+  StartServer(options);
+  auto slow = std::async(std::launch::async, [&] { return HttpGet(base_ + "/test/stream"); });
+  std::this_thread::sleep_for(150ms);  // the source is now sleeping
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(HttpGet(base_ + "/api/v2/version").status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 500ms);
+  const auto r = slow.get();
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "aaabbb");
+}
+
+TEST_F(HttpServerTest, ABodySourceThatThrowsCutsTheResponseWithoutTheFinalChunk) {
+  test_handler_ = [](const Request&) {
+    auto calls = std::make_shared<int>(0);
+    return Response{200, "text/plain", "start-", [calls]() -> std::optional<std::string> {
+                      if ((*calls)++ == 0) return std::string("more");
+                      throw std::runtime_error("disk gone");
+                    }};
+  };
+  StartServer();
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.Send("GET /test/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  const std::string response = c.ReadUntilClose();
+  EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
+  EXPECT_NE(response.find("more"), std::string::npos) << response;
+  EXPECT_EQ(response.find("\r\n0\r\n\r\n"), std::string::npos) << "cut body looks complete";
+  EXPECT_EQ(BodyOf(response), "<truncated>");
+  EXPECT_EQ(HttpGet(base_ + "/api/v2/version").status, 200);
+}
+
+// --- connections ---
+
+TEST_F(HttpServerTest, IdleKeepAliveConnectionsBeyondTheCapAreReapedOldestFirst) {
+  ServerOptions options;
+  options.max_connections = 50;
+  StartServer(options);
+  // Twice as many keep-alive clients as the cap, each left idle after its response: every one
+  // is served at once (before, the 51st waited for the idle timeout).
+  std::vector<std::unique_ptr<RawConnection>> clients;
+  for (int i = 0; i < 100; ++i) {
+    const auto started = std::chrono::steady_clock::now();
+    clients.push_back(std::make_unique<RawConnection>(server_->port()));
+    ASSERT_TRUE(clients.back()->Send(kVersionRequest));
+    const std::string response = clients.back()->ReadResponse();
+    ASSERT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << "client " << i << ": " << response;
+    ASSERT_LT(std::chrono::steady_clock::now() - started, 1s) << "client " << i;
+  }
+  // The oldest idle ones made room; the newest are still open and usable.
+  clients.front()->SetReceiveTimeout(1s);
+  EXPECT_TRUE(clients.front()->ClosedByPeer());
+  ASSERT_TRUE(clients.back()->Send(kVersionRequest));
+  EXPECT_EQ(clients.back()->ReadResponse().rfind("HTTP/1.1 200", 0), 0u);
+}
+
+TEST_F(HttpServerTest, AtTheCapTheSlowestPartialRequestIsEvictedForANewClient) {
+  ServerOptions options;
+  options.max_connections = 50;
+  StartServer(options);
+  std::vector<std::unique_ptr<RawConnection>> slow;
+  for (int i = 0; i < 50; ++i) {
+    slow.push_back(std::make_unique<RawConnection>(server_->port()));
+    ASSERT_TRUE(slow.back()->Send("GET /api/v2/version HTTP/1.1\r\nHost: 127.0.0.1\r\n"));
+  }
+  std::this_thread::sleep_for(200ms);
+  const auto started = std::chrono::steady_clock::now();
+  RawConnection fresh(server_->port());
+  ASSERT_TRUE(fresh.Send(kVersionRequest));
+  const std::string response = fresh.ReadResponse();
+  EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1s);
+  slow.front()->SetReceiveTimeout(1s);
+  EXPECT_TRUE(slow.front()->ClosedByPeer()) << "the oldest partial request is still open";
+}
+
+TEST_F(HttpServerTest, AtTheCapSilentConnectionsAreEvictedForANewClient) {
+  ServerOptions options;
+  options.max_connections = 50;
+  StartServer(options);
+  std::vector<std::unique_ptr<RawConnection>> silent;
+  for (int i = 0; i < 60; ++i) silent.push_back(std::make_unique<RawConnection>(server_->port()));
+  std::this_thread::sleep_for(200ms);
+  const auto started = std::chrono::steady_clock::now();
+  RawConnection fresh(server_->port());
+  ASSERT_TRUE(fresh.Send(kVersionRequest));
+  const std::string response = fresh.ReadResponse();
+  EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1s);
+}
+
+TEST_F(HttpServerTest, AHeaderNotCompleteWithinTheHeaderTimeoutClosesTheConnection) {
+  ServerOptions options;
+  options.header_timeout = 300ms;
+  options.idle_timeout = 10s;
+  StartServer(options);
+  // Idle between requests longer than the header timeout is fine...
+  RawConnection idle(server_->port());
+  ASSERT_TRUE(idle.Send(kVersionRequest));
+  ASSERT_EQ(idle.ReadResponse().rfind("HTTP/1.1 200", 0), 0u);
+  // ...a request that has started must finish its header in time.
+  RawConnection slow(server_->port());
+  ASSERT_TRUE(slow.Send("GET /api/v2/version HTTP/1.1\r\n"));
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_TRUE(slow.ClosedByPeer());
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+  ASSERT_TRUE(idle.Send(kVersionRequest));
+  EXPECT_EQ(idle.ReadResponse().rfind("HTTP/1.1 200", 0), 0u);
+}
+
+// --- handler pools and deadlines ---
+
+TEST_F(HttpServerTest, VersionAndHealthAreNotStuckBehindSlowListings) {
+  service_.list_delay = 800ms;
+  ServerOptions options;
+  options.handler_threads = 4;
+  StartServer(options);
+  std::vector<std::future<testing::HttpResponse>> listings;
+  for (int i = 0; i < 12; ++i) {
+    listings.push_back(
+        std::async(std::launch::async, [&] { return HttpGet(base_ + "/api/v2/dags"); }));
+  }
+  std::this_thread::sleep_for(150ms);  // all four handler threads are busy, eight queued
+  for (const char* path : {"/api/v2/version", "/api/v2/monitor/health"}) {
+    const auto started = std::chrono::steady_clock::now();
+    EXPECT_EQ(HttpGet(base_ + path).status, 200) << path;
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 400ms) << path;
+  }
+  for (auto& f : listings) EXPECT_EQ(f.get().status, 200);
+}
+
+TEST_F(HttpServerTest, ARequestThatWaitedLongerThanTheRequestTimeoutIs503AndNotRun) {
+  service_.list_delay = 800ms;
+  ServerOptions options;
+  options.handler_threads = 1;
+  options.request_timeout = 300ms;
+  StartServer(options);
+  auto first = std::async(std::launch::async, [&] { return HttpGet(base_ + "/api/v2/dags"); });
+  std::this_thread::sleep_for(100ms);
+  const auto started = std::chrono::steady_clock::now();
+  const auto queued = HttpGet(base_ + "/api/v2/dags");
+  EXPECT_EQ(queued.status, 503) << queued.body;
+  EXPECT_NE(queued.body.find("request timeout"), std::string::npos) << queued.body;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1500ms) << "the listing was run anyway";
+  EXPECT_EQ(first.get().status, 200);
+}
+
+// --- framing ---
+
+struct FramingCase {
+  const char* name;
+  std::string request;
+  const char* status;  // the expected status line prefix
+};
+
+// Requests that cannot be delimited or are not ours to accept: each is refused with our own
+// sentence, the connection closes, and nothing after it is read as a next request.
+TEST_F(HttpServerTest, HostileFramingIsRefusedAndNeverParsedAsANextRequest) {
+  ServerOptions options;
+  options.header_limit = 4096;
+  StartServer(options);
+  const std::string smuggled = "GET /api/v2/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  const std::string post = "POST /api/v2/dags/etl/dagRuns HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  const std::vector<FramingCase> cases = {
+      {"xchunked", post + "Transfer-Encoding: xchunked\r\n\r\n" + smuggled, "HTTP/1.1 400"},
+      {"chunked not last", post + "Transfer-Encoding: chunked, gzip\r\n\r\n" + smuggled,
+       "HTTP/1.1 400"},
+      {"another coding first",
+       post + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n" + smuggled, "HTTP/1.1 400"},
+      {"two transfer-encoding fields",
+       post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+           smuggled,
+       "HTTP/1.1 400"},
+      {"transfer-encoding then content-length",
+       post + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n" + smuggled,
+       "HTTP/1.1 400"},
+      {"content-length then transfer-encoding",
+       post + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+       "HTTP/1.1 400"},
+      {"unknown coding with content-length",
+       post + "Transfer-Encoding: xchunked\r\nContent-Length: 5\r\n\r\nhello" + smuggled,
+       "HTTP/1.1 400"},
+      {"transfer-encoding in http/1.0",
+       "POST /api/v2/dags/etl/dagRuns HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+           smuggled,
+       "HTTP/1.0 400"},
+      {"two content-lengths", post + "Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+       "HTTP/1.1 400"},
+      {"negative content-length", post + "Content-Length: -1\r\n\r\n", "HTTP/1.1 400"},
+      {"malformed chunk", post + "Transfer-Encoding: chunked\r\n\r\nzz\r\n", "HTTP/1.1 400"},
+      {"endless chunk extension",
+       post + "Transfer-Encoding: chunked\r\n\r\n1;" + std::string(64 << 10, 'a'), "HTTP/1.1 400"},
+      {"endless trailer",
+       post + "Transfer-Encoding: chunked\r\n\r\n0\r\nX: " + std::string(64 << 10, 'a'),
+       "HTTP/1.1 400"},
+      {"no host", "GET /api/v2/version HTTP/1.1\r\n\r\n", "HTTP/1.1 400"},
+      {"two hosts", "GET /api/v2/version HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "HTTP/1.1 400"},
+      {"http/2.0 request line", "GET /api/v2/version HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n",
+       "HTTP/1.1 400"},
+      {"unknown expectation", post + "Expect: 200-ok\r\nContent-Length: 2\r\n\r\n{}",
+       "HTTP/1.1 417"},
+      {"header over the limit",
+       "GET /api/v2/version HTTP/1.1\r\nHost: 127.0.0.1\r\nX: " + std::string(8000, 'x') +
+           "\r\n\r\n",
+       "HTTP/1.1 431"},
+      {"nul in a header value",
+       "GET /api/v2/version HTTP/1.1\r\nHost: 127.0.0.1\r\nX: a" + std::string(1, '\0') +
+           "b\r\n\r\n",
+       "HTTP/1.1 400"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    RawConnection conn(server_->port());
+    ASSERT_TRUE(conn.Send(c.request));
+    const std::string all = conn.ReadUntilClose();
+    EXPECT_EQ(all.rfind(c.status, 0), 0u) << all;
+    if (all.rfind("HTTP/1.1", 0) == 0) {  // HTTP/1.0 closes by default
+      EXPECT_NE(all.find("Connection: close"), std::string::npos) << all;
+    }
+    EXPECT_NE(all.find("{\"detail\":\""), std::string::npos) << all;
+    EXPECT_EQ(all.find("HTTP/1.1 200"), std::string::npos) << "a next request was served: " << all;
+    EXPECT_EQ(HttpGet(base_ + "/api/v2/version").status, 200) << "server unhealthy after it";
+  }
+}
+
+TEST_F(HttpServerTest, AChunkedRequestBodyIsAccepted) {
+  StartServer();
+  RawConnection c(server_->port());
+  const std::string body = R"({"dag_run_id": "r1", "logical_date": null})";
+  std::ostringstream size;
+  size << std::hex << body.size();
+  ASSERT_TRUE(
+      c.Send("POST /api/v2/dags/etl/dagRuns HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             "Content-Type: application/json\r\nTransfer-Encoding: Chunked\r\n\r\n" +
+             size.str() + "\r\n" + body + "\r\n0\r\n\r\n"));
+  const std::string response = c.ReadResponse();
+  EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
+  EXPECT_NE(response.find("\"r1\""), std::string::npos) << response;
 }
 
 // Lowers this process's RLIMIT_NOFILE and fills every descriptor below it, so accept() fails
@@ -393,7 +813,7 @@ TEST_F(HttpServerTest, AcceptFailuresBackOffWithoutSpinningOrFloodingTheLogAndTh
     ASSERT_TRUE(exhaustion.ok()) << "could not exhaust file descriptors";
     const double cpu_before = ProcessCpuSeconds();
     ASSERT_TRUE(client.Connect());  // queued by the kernel; the server's accept() hits EMFILE
-    ASSERT_TRUE(client.Send("GET /api/v2/version HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    ASSERT_TRUE(client.Send("GET /api/v2/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
     std::this_thread::sleep_for(700ms);
     cpu_seconds = ProcessCpuSeconds() - cpu_before;
   }

@@ -1,30 +1,51 @@
-// The HTTP/1.1 listener: Boost.Beast sessions in front of a Router.
+// The HTTP/1.1 listener: Boost.Beast sessions in front of a Router (or any Handler).
 //
-// I/O runs on `io_threads`; Router::Handle (which may block on PostgreSQL) runs on a separate
-// pool of `handler_threads`, and the response is written back on the session's strand, so a
-// slow query never stalls other connections. Keep-alive, a per-request read timeout, a body
-// limit (413), 400 on unparsable HTTP.
+// I/O runs on `io_threads`; the handler (Router::Handle, which may block on PostgreSQL) runs on a
+// pool of `handler_threads`, except requests for `fast_paths` (version, health), which have their
+// own pool of `fast_handler_threads` so they are never queued behind slow listings. The response
+// is written back on the connection's strand, so a slow query never stalls other connections.
 //
-// At most `max_connections` connections are open at once: at the limit the server stops
-// accepting, so further clients wait in the kernel's listen backlog (their connect succeeds,
-// their requests are answered once an open connection closes; idle keep-alive connections close
-// after `read_timeout`). This is chosen over accept-and-503 because it needs no file descriptor
-// per rejected client, which is the resource usually exhausted. A failed accept (e.g. EMFILE)
-// is retried after a backoff of 50 ms doubling to 1 s, and logged at most once per second.
+// Deadlines, all per request: the first byte of a request within `idle_timeout` of the previous
+// response (or of connecting); the header within `header_timeout` of its first byte; the body
+// within `body_timeout` of the header; each write (a whole response, or one chunk of a streamed
+// one) within `write_timeout`. A connection that misses one is closed. A request that waited
+// longer than `request_timeout` for a handler thread is answered 503 without being run.
+//
+// Streamed responses (Response::stream set): `body` then the source's chunks, chunked for
+// HTTP/1.1 and close-delimited for HTTP/1.0. The next chunk is pulled (on the handler pool) only
+// once the previous one is written, so a client that does not read costs one chunk plus socket
+// buffers, and is dropped after `write_timeout`. A source that throws ends the connection
+// without the final chunk, so the client sees a truncated body rather than a complete one.
+//
+// Bad framing is answered with our own sentence and the connection closed: 400 for malformed
+// HTTP (including versions other than 1.0 and 1.1), a Transfer-Encoding other than exactly
+// `chunked`, Content-Length with Transfer-Encoding, a missing or repeated Host in HTTP/1.1, a
+// chunk header or trailer over `header_limit` + 8 KiB; 413 body over `body_limit`; 417 an Expect
+// other than 100-continue; 431 header over `header_limit`.
+//
+// Connections: at most `max_connections` are open. Once more than 7/8 of them are open, each new
+// connection closes the one idle the longest between keep-alive requests; at the cap, when none
+// is, the one that has waited longest for a request to arrive in full (connected and silent, or
+// sending slowly: slowloris) is closed instead, so a new client is served within moments rather
+// than waiting in the listen backlog. Connections busy in a handler or writing are never evicted;
+// if all are, new clients wait in the backlog until one finishes. A failed accept (e.g. EMFILE) is
+// retried after a backoff of 50 ms doubling to 1 s, and logged at most once per second.
 //
 // Authentication is not implemented yet, so Start refuses any non-loopback address
 // (failed_precondition). Start: unavailable when the address cannot be bound (message names
 // address:port and the OS error), invalid_argument for an unparsable address.
-// Stop: stops accepting, closes idle connections, lets in-flight requests finish and write their
-// response, joins every thread; idempotent, also run by the destructor. Start/Stop/port are meant
-// for one owning thread.
+// Stop: stops accepting, closes idle connections, lets in-flight requests (streamed ones too)
+// finish for up to 10 s, joins every thread; idempotent, also run by the destructor.
+// Start/Stop/port are meant for one owning thread.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dagd/api/router.hpp"
 #include "dagd/scheduler/status.hpp"
@@ -36,15 +57,29 @@ struct ServerOptions {
   uint16_t port = 8080;  // 0: an ephemeral port, see HttpServer::port()
   int io_threads = 1;
   int handler_threads = 4;
-  size_t body_limit = 1 << 20;            // bytes; a larger request body is answered with 413
-  std::chrono::seconds read_timeout{30};  // for reading one request (and idle keep-alive)
-  size_t max_connections = 1024;  // open connections; at the limit, accepting pauses (see above)
+  // GET requests whose path (without the query) is one of these run on their own pool.
+  std::vector<std::string> fast_paths = {"/api/v2/version", "/api/v2/monitor/health"};
+  int fast_handler_threads = 2;
+  size_t body_limit = 1 << 20;     // bytes; a larger request body is answered with 413
+  size_t header_limit = 16 << 10;  // bytes of request line and header fields; larger: 431
+  std::chrono::milliseconds idle_timeout{30'000};    // keep-alive: waiting for the next request
+  std::chrono::milliseconds header_timeout{10'000};  // from a request's first byte to its header
+  std::chrono::milliseconds body_timeout{30'000};    // from the header to the end of the body
+  std::chrono::milliseconds write_timeout{30'000};   // each write: a response or one chunk
+  // Longest wait for a handler thread before the request is answered 503 unrun; 0: no limit.
+  std::chrono::milliseconds request_timeout{30'000};
+  size_t max_connections = 1024;  // open connections; eviction and backlog as described above
 };
 
 class HttpServer {
  public:
+  // Turns a request into a response; called on handler threads, concurrently.
+  using Handler = std::function<Response(const Request&)>;
+
   // `router` must outlive the server.
   HttpServer(ServerOptions options, const Router& router);
+  // `handler` must be thread-safe and never throw (an exception becomes a 500).
+  HttpServer(ServerOptions options, Handler handler);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -55,7 +90,7 @@ class HttpServer {
   uint16_t port() const;
 
  private:
-  class Impl;  // Beast stays in http_server.cpp: it is heavy to compile
+  class Impl;  // Beast stays in api/src: it is heavy to compile
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,0 +1,509 @@
+// An HTTP/1.1 connection: reads requests with deadlines, rejects bad framing with our own
+// sentences, runs the handler off the I/O threads, writes whole or streamed responses.
+#include "http_session.hpp"
+
+#include <algorithm>
+#include <array>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace dagd::api::http_internal {
+
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// How long a connection closed after an error keeps reading (and discarding) what the client
+// still sends, so the kernel does not reset the connection before the client reads our answer.
+constexpr std::chrono::seconds kLingerTime{2};
+// Bytes read while waiting for a request's first byte, and while lingering: small, because an
+// idle connection should cost little.
+constexpr size_t kScratchSize = 1024;
+// The read buffer holds what the parser has not consumed yet: a header (up to header_limit), a
+// chunk header with its extensions, or trailer fields. Body bytes move on into the request as
+// they are parsed. Beast bounds neither chunk extensions nor trailers, so this bound does: past
+// it a request is refused (buffer_overflow) instead of being buffered without end.
+constexpr size_t kReadBufferSlack = 8 << 10;
+
+std::string Endpoint(const tcp::endpoint& endpoint) {
+  std::string host = endpoint.address().to_string();
+  if (endpoint.address().is_v6()) host = "[" + host + "]";
+  return host + ":" + std::to_string(endpoint.port());
+}
+
+std::string LowerCase(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+struct Rejection {
+  int status;
+  std::string detail;
+};
+
+// Our sentence for a request Beast could not parse; Beast's own text goes to the log only.
+Rejection DescribeParseError(const beast::error_code& ec, const ServerOptions& options) {
+  using E = bhttp::error;
+  if (ec == E::body_limit) {
+    return {413, "Request body is larger than the limit of " + std::to_string(options.body_limit) +
+                     " bytes"};
+  }
+  if (ec == E::header_limit) {
+    return {431, "Request line and header fields are larger than the limit of " +
+                     std::to_string(options.header_limit) + " bytes"};
+  }
+  if (ec == E::bad_method || ec == E::bad_target || ec == E::bad_version) {
+    return {400,
+            "Malformed HTTP request line: expected 'METHOD /target HTTP/1.1' (HTTP/1.0 and 1.1 "
+            "are supported)"};
+  }
+  if (ec == E::bad_field || ec == E::bad_value || ec == E::bad_line_ending ||
+      ec == E::bad_obs_fold) {
+    return {400, "Malformed HTTP header field"};
+  }
+  if (ec == E::bad_content_length) {
+    return {400,
+            "Invalid Content-Length: it must be one decimal number, and a request must not have "
+            "both Content-Length and Transfer-Encoding"};
+  }
+  if (ec == E::bad_transfer_encoding) {
+    return {400,
+            "Invalid Transfer-Encoding: only a single 'chunked' coding is supported, and not "
+            "together with Content-Length"};
+  }
+  if (ec == E::bad_chunk || ec == E::bad_chunk_extension) {
+    return {400, "Malformed chunked request body"};
+  }
+  if (ec == E::buffer_overflow) {
+    return {400, "A chunk header or trailer of the request body is larger than the limit of " +
+                     std::to_string(options.header_limit + kReadBufferSlack) + " bytes"};
+  }
+  return {400, "Malformed HTTP request"};
+}
+
+bool IsParseError(const beast::error_code& ec) {
+  static const auto& category = bhttp::make_error_code(bhttp::error::bad_method).category();
+  return ec.category() == category && ec != bhttp::error::end_of_stream &&
+         ec != bhttp::error::partial_message;
+}
+
+// Framing rules Beast leaves to us (RFC 9112 §3.2, §6.1, §6.3; RFC 9110 §10.1.1). A request
+// that breaks them cannot be delimited safely, so it is refused and the connection closed:
+// reading on could take its body for a next request.
+std::optional<Rejection> CheckFraming(const bhttp::request_header<>& header) {
+  const auto hosts = header.count(bhttp::field::host);
+  if (hosts > 1 || (header.version() >= 11 && hosts == 0)) {
+    return Rejection{400, "An HTTP/1.1 request must have exactly one Host header field"};
+  }
+  const auto codings = header.count(bhttp::field::transfer_encoding);
+  if (codings > 0) {
+    if (header.version() < 11) {
+      return Rejection{400, "Transfer-Encoding is not allowed in an HTTP/1.0 request"};
+    }
+    if (header.count(bhttp::field::content_length) > 0) {
+      return Rejection{400, "A request must not have both Content-Length and Transfer-Encoding"};
+    }
+    // Beast has trimmed the value's surrounding whitespace.
+    if (codings > 1 || !beast::iequals(header[bhttp::field::transfer_encoding], "chunked")) {
+      return Rejection{400,
+                       "Unsupported Transfer-Encoding: a request body may only use the 'chunked' "
+                       "transfer coding, alone"};
+    }
+  }
+  const auto expect = header[bhttp::field::expect];
+  if (!expect.empty() && !beast::iequals(expect, "100-continue")) {
+    return Rejection{417, "Only 'Expect: 100-continue' is supported"};
+  }
+  return std::nullopt;
+}
+
+Response ErrorResponse(int status, const std::string& detail) {
+  return Response{status, "application/json", nlohmann::json{{"detail", detail}}.dump(), {}};
+}
+
+const char* PhaseName(ConnectionPhase phase) {
+  switch (phase) {
+    case ConnectionPhase::kNew:
+      return "new";
+    case ConnectionPhase::kIdle:
+      return "idle";
+    case ConnectionPhase::kReading:
+      return "reading";
+    case ConnectionPhase::kBusy:
+      return "busy";
+  }
+  return "?";
+}
+
+bool IsFast(const Request& req, const ServerOptions& options) {
+  if (req.method != "GET") return false;
+  const std::string_view path = std::string_view(req.target).substr(0, req.target.find('?'));
+  return std::find(options.fast_paths.begin(), options.fast_paths.end(), path) !=
+         options.fast_paths.end();
+}
+
+// A streamed response in progress: the serializer writes the header once, then each chunk we
+// point the buffer body at.
+struct StreamState {
+  bhttp::response<bhttp::buffer_body> message;
+  std::optional<bhttp::response_serializer<bhttp::buffer_body>> serializer;
+  BodySource source;
+  std::string chunk;  // the one chunk being written; the connection's whole body buffer
+};
+
+// One connection. Every member is touched only on the connection's strand, except: the state
+// in Connection (own mutex), and stream_state_->source, which is called on a handler thread while
+// the strand waits for it (exactly one pull is outstanding, handed over by net::post).
+class Session : public Connection, public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket&& socket, SessionContext& context)
+      : stream_(std::move(socket)),
+        context_(context),
+        options_(context.options),
+        buffer_(options_.header_limit + kReadBufferSlack) {
+    beast::error_code ec;
+    auto remote = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = Endpoint(remote);
+  }
+  ~Session() override { context_.registry.Unregister(this); }
+
+  void Run() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (!self->context_.registry.Register(self)) return self->DoClose();
+      self->DoRead();
+    });
+  }
+
+  void Evict(const State& seen) override {
+    net::post(stream_.get_executor(), [self = shared_from_this(), seen] {
+      const State now = self->state();
+      if (now.epoch != seen.epoch || now.phase == ConnectionPhase::kBusy) return;
+      self->context_.log.debug(
+          "http connection evicted to make room phase={} age_ms={} remote={}", PhaseName(now.phase),
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - now.since).count(),
+          self->remote_);
+      self->closing_ = true;
+      self->stream_.close();
+    });
+  }
+
+  void Shutdown() override {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->closing_ = true;
+      if (self->state().phase != ConnectionPhase::kBusy) self->stream_.close();
+    });
+  }
+
+ private:
+  // --- reading ---
+
+  void DoRead() {
+    if (closing_) return DoClose();
+    parser_.reset();
+    if (buffer_.size() > 0) return StartRequest();  // pipelined: its first bytes are here
+    buffer_.shrink_to_fit();                        // an idle connection keeps no read buffer
+    if (served_) SetPhase(ConnectionPhase::kIdle);
+    stream_.expires_after(options_.idle_timeout);
+    stream_.async_read_some(
+        net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+          if (ec) return self->DoClose();  // timeout, EOF, reset, evicted
+          self->buffer_.commit(
+              net::buffer_copy(self->buffer_.prepare(n), net::buffer(self->scratch_, n)));
+          self->StartRequest();
+        });
+  }
+
+  void StartRequest() {
+    SetPhase(ConnectionPhase::kReading);
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(
+        std::min<size_t>(options_.header_limit, std::numeric_limits<uint32_t>::max())));
+    parser_->body_limit(options_.body_limit);
+    stream_.expires_after(options_.header_timeout);
+    bhttp::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnReadHeader(ec); });
+  }
+
+  void OnReadHeader(beast::error_code ec) {
+    if (ec) return OnReadError(ec);
+    const auto& header = parser_->get();
+    version_ = header.version();
+    if (auto rejection = CheckFraming(header)) {
+      return WriteError(rejection->status, rejection->detail);
+    }
+    stream_.expires_after(options_.body_timeout);
+    // curl and others wait for "100 Continue" before sending a large body.
+    if (!header[bhttp::field::expect].empty() && !parser_->is_done()) {
+      auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
+                                                                       header.version());
+      bhttp::async_write(stream_, *cont,
+                         [self = shared_from_this(), cont](beast::error_code wec, size_t) {
+                           if (wec) return self->DoClose();
+                           self->DoReadBody();
+                         });
+      return;
+    }
+    DoReadBody();
+  }
+
+  void DoReadBody() {
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        if (ec) return self->OnReadError(ec);
+                        self->OnRequest();
+                      });
+  }
+
+  void OnReadError(const beast::error_code& ec) {
+    if (IsParseError(ec)) {
+      context_.log.debug("http request unparsable error=\"{}\" remote={}", ec.message(), remote_);
+      const Rejection rejection = DescribeParseError(ec, options_);
+      return WriteError(rejection.status, rejection.detail);
+    }
+    // End of stream, a missed deadline, a reset, or closed by Shutdown/Evict: nothing to answer.
+    DoClose();
+  }
+
+  // --- handling ---
+
+  void OnRequest() {
+    bhttp::request<bhttp::string_body> msg = parser_->release();
+    parser_.reset();
+    Request req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    for (const auto& field : msg) {
+      const auto raw_name = field.name_string();
+      std::string name = LowerCase(std::string_view(raw_name.data(), raw_name.size()));
+      auto [it, inserted] = req.headers.emplace(name, std::string(field.value()));
+      if (!inserted) it->second += ", " + std::string(field.value());
+    }
+    req.body = std::move(msg.body());
+    keep_alive_ = msg.keep_alive();
+    served_ = true;
+    SetPhase(ConnectionPhase::kBusy);
+    stream_.expires_never();  // the handler may take long; each write sets its own deadline
+    pool_ = IsFast(req, options_) ? &context_.fast_handlers : &context_.handlers;
+    // The handler may block on PostgreSQL: run it on a handler pool, never on an I/O thread.
+    net::post(*pool_, [self = shared_from_this(), req = std::move(req), queued = Clock::now()] {
+      self->Handle(req, queued);
+    });
+  }
+
+  // On a handler thread.
+  void Handle(const Request& req, Clock::time_point queued) {
+    const auto started = Clock::now();
+    Response res;
+    const auto limit = options_.request_timeout;
+    if (limit.count() > 0 && started - queued > limit) {
+      res = ErrorResponse(
+          503, "The server is too busy: the request waited longer than the request timeout of " +
+                   std::to_string(limit.count()) +
+                   " ms for a handler and was not run; try again later");
+    } else {
+      try {
+        res = context_.handler(req);
+      } catch (...) {  // handlers never throw; this is a last guard
+        res = ErrorResponse(500, "Internal error");
+      }
+    }
+    const auto ms = [](Clock::duration d) {
+      return std::chrono::duration<double, std::milli>(d).count();
+    };
+    context_.log.debug(
+        "request method={} target={} status={} queued_ms={:.2f} ms={:.2f} streamed={} remote={}",
+        req.method, req.target, res.status, ms(started - queued), ms(Clock::now() - started),
+        static_cast<bool>(res.stream), remote_);
+    net::post(stream_.get_executor(), [self = shared_from_this(), res = std::move(res)]() mutable {
+      if (res.stream) return self->StartStream(std::move(res));
+      self->Write(std::move(res), self->keep_alive_, /*linger=*/false);
+    });
+  }
+
+  // --- writing ---
+
+  // An answer to a request we could not read or will not run: sent with Connection: close.
+  void WriteError(int status, const std::string& detail) {
+    SetPhase(ConnectionPhase::kBusy);
+    context_.log.debug("request rejected status={} detail=\"{}\" remote={}", status, detail,
+                       remote_);
+    Write(ErrorResponse(status, detail), /*keep_alive=*/false, /*linger=*/true);
+  }
+
+  void Write(Response r, bool keep_alive, bool linger) {
+    auto res = std::make_shared<bhttp::response<bhttp::string_body>>(
+        static_cast<bhttp::status>(r.status), version_);
+    res->set(bhttp::field::server, "dagd/" DAGD_VERSION);
+    res->set(bhttp::field::content_type, r.content_type);
+    res->keep_alive(keep_alive && !closing_);
+    res->body() = std::move(r.body);
+    res->prepare_payload();
+    stream_.expires_after(options_.write_timeout);
+    bhttp::async_write(stream_, *res,
+                       [self = shared_from_this(), res, linger](beast::error_code ec, size_t) {
+                         if (ec) return self->DoClose();
+                         if (linger) return self->DoLinger();
+                         self->AfterResponse(res->need_eof());
+                       });
+  }
+
+  void AfterResponse(bool need_eof) {
+    if (need_eof || closing_) return DoClose();
+    DoRead();
+  }
+
+  // Chunked for HTTP/1.1; HTTP/1.0 has no chunked coding, so its body ends with the connection.
+  void StartStream(Response r) {
+    stream_state_.emplace();
+    auto& message = stream_state_->message;
+    message.result(static_cast<bhttp::status>(r.status));
+    message.version(version_);
+    message.set(bhttp::field::server, "dagd/" DAGD_VERSION);
+    message.set(bhttp::field::content_type, r.content_type);
+    if (version_ >= 11) {
+      message.keep_alive(keep_alive_ && !closing_);
+      message.chunked(true);
+    } else {
+      message.keep_alive(false);
+    }
+    stream_state_->source = std::move(r.stream);
+    stream_state_->chunk = std::move(r.body);
+    stream_state_->serializer.emplace(message);
+    stream_.expires_after(options_.write_timeout);
+    bhttp::async_write_header(stream_, *stream_state_->serializer,
+                              [self = shared_from_this()](beast::error_code ec, size_t) {
+                                if (ec) return self->AbortStream("write failed", ec);
+                                self->WriteChunkOrPull();
+                              });
+  }
+
+  void WriteChunkOrPull() {
+    if (stream_state_->chunk.empty()) return PullChunk();
+    auto& body = stream_state_->message.body();
+    body.data = stream_state_->chunk.data();
+    body.size = stream_state_->chunk.size();
+    body.more = true;
+    stream_.expires_after(options_.write_timeout);
+    bhttp::async_write(stream_, *stream_state_->serializer,
+                       [self = shared_from_this()](beast::error_code ec, size_t) {
+                         // need_buffer: the chunk is written and the serializer wants the next.
+                         if (ec && ec != bhttp::error::need_buffer) {
+                           return self->AbortStream("write failed", ec);
+                         }
+                         self->stream_state_->chunk = std::string();  // free it before the pull
+                         self->PullChunk();
+                       });
+  }
+
+  // The source may block briefly (a file read): call it on the request's handler pool.
+  void PullChunk() {
+    net::post(*pool_, [self = shared_from_this()] {
+      std::optional<std::string> next;
+      bool failed = false;
+      try {
+        next = self->stream_state_->source();
+      } catch (const std::exception& e) {
+        self->context_.log.error("http response body source failed error=\"{}\" remote={}",
+                                 e.what(), self->remote_);
+        failed = true;
+      } catch (...) {
+        self->context_.log.error("http response body source failed remote={}", self->remote_);
+        failed = true;
+      }
+      net::post(self->stream_.get_executor(), [self, next = std::move(next), failed]() mutable {
+        self->OnChunk(std::move(next), failed);
+      });
+    });
+  }
+
+  void OnChunk(std::optional<std::string> next, bool failed) {
+    if (failed) return AbortStream("source failed", {});
+    if (next) {
+      stream_state_->chunk = std::move(*next);
+      return WriteChunkOrPull();  // an empty chunk means "nothing yet": ask again
+    }
+    auto& body = stream_state_->message.body();
+    body.data = nullptr;
+    body.size = 0;
+    body.more = false;
+    stream_.expires_after(options_.write_timeout);
+    bhttp::async_write(stream_, *stream_state_->serializer,
+                       [self = shared_from_this()](beast::error_code ec, size_t) {
+                         if (ec) return self->AbortStream("write failed", ec);
+                         const bool need_eof = self->stream_state_->message.need_eof();
+                         self->stream_state_.reset();
+                         self->AfterResponse(need_eof);
+                       });
+  }
+
+  // Closes without the final chunk: the client must not mistake a cut body for a whole one.
+  void AbortStream(const char* why, const beast::error_code& ec) {
+    context_.log.debug("http streamed response aborted reason=\"{}\" error=\"{}\" remote={}", why,
+                       ec.message(), remote_);
+    stream_.close();
+  }
+
+  // --- closing ---
+
+  void DoClose() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    // The socket closes when the last handler holding this session is gone.
+  }
+
+  // Half-close, then drain what the client still sends until it closes or kLingerTime passes.
+  void DoLinger() {
+    SetPhase(ConnectionPhase::kIdle);
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return;
+    stream_.expires_after(kLingerTime);
+    ReadAndDiscard();
+  }
+
+  void ReadAndDiscard() {
+    stream_.async_read_some(net::buffer(scratch_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec || self->closing_) return;
+                              self->ReadAndDiscard();
+                            });
+  }
+
+  beast::tcp_stream stream_;
+  SessionContext& context_;
+  const ServerOptions& options_;
+  std::string remote_ = "?";
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::array<char, kScratchSize> scratch_{};
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+  bool served_ = false;   // a request was read: waiting for another is keep-alive idling
+  bool closing_ = false;  // Stop or eviction: close after the current response
+  net::thread_pool* pool_ = &context_.handlers;  // the pool serving the current request
+  std::optional<StreamState> stream_state_;      // while a streamed response is being written
+};
+
+}  // namespace
+
+void StartSession(tcp::socket socket, SessionContext& context) {
+  std::make_shared<Session>(std::move(socket), context)->Run();
+}
+
+}  // namespace dagd::api::http_internal

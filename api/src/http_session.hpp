@@ -1,0 +1,84 @@
+// One HTTP connection as the listener sees it, and how to start one. The session itself (Beast
+// reading, framing checks, handler dispatch, whole and streamed writes) is in http_session.cpp.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+
+#include "dagd/api/http_server.hpp"
+
+namespace dagd::api::http_internal {
+
+enum class ConnectionPhase {
+  kNew,      // connected, waiting for the first byte of its first request
+  kIdle,     // keep-alive between requests (or draining before a close)
+  kReading,  // reading a request's header or body
+  kBusy,     // the request is queued or running in a handler, or its response is being written
+};
+
+// What the listener may do with an open connection. Thread-safe.
+class Connection {
+ public:
+  struct State {
+    ConnectionPhase phase = ConnectionPhase::kNew;
+    std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
+    uint64_t epoch = 0;  // incremented at every phase change
+  };
+
+  virtual ~Connection() = default;
+
+  State state() const {
+    std::lock_guard lock(mu_);
+    return state_;
+  }
+  // Closes the connection if it is still in the state `seen` (same epoch) and not busy: the
+  // caller saw that state a moment ago and the connection may have moved on since.
+  virtual void Evict(const State& seen) = 0;
+  // The server is stopping: close now unless busy, else right after the current response.
+  virtual void Shutdown() = 0;
+
+ protected:
+  void SetPhase(ConnectionPhase phase) {
+    std::lock_guard lock(mu_);
+    state_.phase = phase;
+    state_.since = std::chrono::steady_clock::now();
+    ++state_.epoch;
+  }
+
+ private:
+  mutable std::mutex
+      mu_;  // guards state_ (written on the connection's strand, read by the listener)
+  State state_;
+};
+
+// The listener's side of the bookkeeping.
+class ConnectionRegistry {
+ public:
+  virtual ~ConnectionRegistry() = default;
+  // False when the server is stopping: the connection must close at once.
+  virtual bool Register(const std::shared_ptr<Connection>& connection) = 0;
+  // Called from every connection's destructor, registered or not: frees its slot.
+  virtual void Unregister(Connection* connection) = 0;
+};
+
+// Everything a session uses; all of it outlives every session.
+struct SessionContext {
+  const ServerOptions& options;
+  const HttpServer::Handler& handler;
+  boost::asio::thread_pool& handlers;       // general requests and their body sources
+  boost::asio::thread_pool& fast_handlers;  // options.fast_paths
+  spdlog::logger& log;
+  ConnectionRegistry& registry;
+};
+
+// Starts serving `socket` (accepted on its own strand). The session registers itself with
+// context.registry and unregisters when destroyed.
+void StartSession(boost::asio::ip::tcp::socket socket, SessionContext& context);
+
+}  // namespace dagd::api::http_internal

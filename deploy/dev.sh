@@ -16,15 +16,19 @@ command=${1:-}
 shift || true
 jobs=$(nproc)
 
-build() {  # build DIR TYPE SANITIZE
-  cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE="$2" -DDAGD_WERROR=ON -DDAGD_SANITIZE="$3" >/dev/null
-  cmake --build "$1" -j"$jobs"
+build() {  # build DIR TYPE SANITIZE [TARGET...]
+  local dir=$1 type=$2 sanitize=$3
+  shift 3
+  echo "dev.sh: building ${*:-everything} in $dir ($type) on $jobs cores"
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" -DDAGD_WERROR=ON -DDAGD_SANITIZE="$sanitize" >/dev/null
+  cmake --build "$dir" -j"$jobs" ${1:+--target "$@"}
 }
 
 case "$command" in
   run)
     deploy/install-deps.sh
-    build build RelWithDebInfo OFF
+    build build RelWithDebInfo OFF dagd
+    echo "dev.sh: starting dagd with the DAGs in dags/ (Ctrl-C stops it)"
     if [ "$(id -u)" = 0 ]; then
       exec build/daemon/dagd --dags-folder dags --state-dir /var/lib/dagd --pg-user postgres "$@"
     fi

@@ -2,6 +2,8 @@
 # Installs the Debian/Ubuntu packages dagd needs to build, run and test — only the missing ones.
 # Safe to run repeatedly: when everything is present it prints one line and touches nothing.
 # Non-interactive (CI, cloud-init). Uses sudo when not root.
+#   deploy/install-deps.sh          what dagd needs to build, run and test
+#   deploy/install-deps.sh --fuzz   also clang and its libFuzzer runtime (deploy/dev.sh fuzz)
 #
 # Note: on a fresh host, installing `postgresql` also starts the distribution's own cluster on
 # port 5432. dagd does not use it (its embedded cluster listens on a unix socket in its state
@@ -18,6 +20,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   curl ca-certificates
 )
+if [[ ${1:-} == --fuzz ]]; then
+  packages+=(clang libclang-rt-dev)
+fi
 
 # The account bash tasks run as when dagd runs as root (the default of --run-as): a system
 # account with no login shell and no home directory. Created only when missing, and only with

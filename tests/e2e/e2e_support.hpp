@@ -47,6 +47,21 @@ inline std::vector<std::string> RunAsArgs() {
 
 inline std::string ExampleDags() { return std::string(DAGD_SOURCE_DIR) + "/dags"; }
 
+// Arguments of a dagd on the embedded PostgreSQL in `state_dir` (as root the cluster runs as
+// `postgres` and tasks as RunAsArgs()).
+inline std::vector<std::string> EmbeddedDaemonArgs(const std::filesystem::path& state_dir,
+                                                   int port) {
+  std::vector<std::string> args = {"--state-dir",   state_dir.string(),
+                                   "--dags-folder", ExampleDags(),
+                                   "--listen",      "127.0.0.1:" + std::to_string(port)};
+  if (geteuid() == 0) {
+    args.push_back("--pg-user");
+    args.push_back("postgres");
+  }
+  for (auto& arg : RunAsArgs()) args.push_back(arg);
+  return args;
+}
+
 // A dagd on its own test database, state directory and port.
 struct Daemon {
   TestDatabase db;

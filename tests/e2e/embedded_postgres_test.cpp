@@ -14,15 +14,8 @@ TEST(EmbeddedPostgres, DaemonRunsAChainOnItsOwnDatabaseAndStopsIt) {
   // The embedded cluster may run as another account (root → postgres): let it in.
   chmod(state.path().c_str(), 0755);
   int port = FreePort();
-  std::vector<std::string> args = {"--state-dir",   state.path().string(),
-                                   "--dags-folder", ExampleDags(),
-                                   "--listen",      "127.0.0.1:" + std::to_string(port)};
-  if (geteuid() == 0) {
-    args.push_back("--pg-user");
-    args.push_back("postgres");
-  }
-  for (auto& arg : RunAsArgs()) args.push_back(arg);
-  DagdProcess dagd(args, (state.path() / "dagd.log").string(), port);
+  DagdProcess dagd(EmbeddedDaemonArgs(state.path(), port), (state.path() / "dagd.log").string(),
+                   port);
   dagd.Start(std::chrono::seconds(60));
   Json health = Json::parse(HttpGet(dagd.base_url() + "/api/v2/monitor/health").body);
   EXPECT_EQ(health["metadatabase"]["status"], "healthy") << health.dump();

@@ -14,15 +14,8 @@ namespace {
 
 // dagd with its own PostgreSQL in `state` (as root: run as the postgres account).
 std::unique_ptr<DagdProcess> EmbeddedDagd(const TempDir& state, int port) {
-  std::vector<std::string> args = {"--state-dir",   state.path().string(),
-                                   "--dags-folder", ExampleDags(),
-                                   "--listen",      "127.0.0.1:" + std::to_string(port)};
-  if (geteuid() == 0) {
-    args.push_back("--pg-user");
-    args.push_back("postgres");
-  }
-  for (auto& arg : RunAsArgs()) args.push_back(arg);
-  return std::make_unique<DagdProcess>(args, (state.path() / "dagd.log").string(), port);
+  return std::make_unique<DagdProcess>(EmbeddedDaemonArgs(state.path(), port),
+                                       (state.path() / "dagd.log").string(), port);
 }
 
 pid_t PostmasterPid(const TempDir& state) {

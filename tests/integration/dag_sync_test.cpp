@@ -11,6 +11,7 @@
 #include <random>
 
 #include "dagd/storage/pg_state_store.hpp"
+#include "forwarding_state_store.hpp"
 #include "test_database.hpp"
 
 namespace dagd::scheduler {
@@ -19,65 +20,19 @@ namespace {
 // Forwards everything to a real store, but hands SyncDag of one DAG a copy whose description holds
 // a NUL character, so that PostgreSQL itself refuses it (the parser no longer lets one through, and
 // this is the defence behind it). Every other call goes to PostgreSQL unchanged.
-class NulInjectingStore final : public StateStore {
+class NulInjectingStore final : public testing::ForwardingStateStore {
  public:
   NulInjectingStore(StateStore& inner, std::string poisoned_dag)
-      : inner_(inner), poisoned_(std::move(poisoned_dag)) {}
+      : ForwardingStateStore(inner), poisoned_(std::move(poisoned_dag)) {}
 
-  Status Ping() override { return inner_.Ping(); }
-  Status AcquireSchedulerLock() override { return inner_.AcquireSchedulerLock(); }
   StatusOr<int> SyncDag(const Dag& dag, const std::string& fileloc, TimePoint at) override {
     if (dag.dag_id != poisoned_) return inner_.SyncDag(dag, fileloc, at);
     Dag copy = dag;
     copy.description = std::string("x\0y", 3);
     return inner_.SyncDag(copy, fileloc, at);
   }
-  Status MarkStaleExcept(const std::vector<std::string>& ids) override {
-    return inner_.MarkStaleExcept(ids);
-  }
-  Status ReplaceImportErrors(const std::vector<ImportError>& errors) override {
-    return inner_.ReplaceImportErrors(errors);
-  }
-  StatusOr<Listing<ImportError>> ListImportErrors(const Page& page) override {
-    return inner_.ListImportErrors(page);
-  }
-  StatusOr<Listing<DagRecord>> ListDags(const DagQuery& q) override { return inner_.ListDags(q); }
-  StatusOr<DagRecord> GetDag(const std::string& id) override { return inner_.GetDag(id); }
-  Status SetPaused(const std::string& id, bool paused) override {
-    return inner_.SetPaused(id, paused);
-  }
-  StatusOr<DagVersionRecord> GetDagVersion(const std::string& id, int n) override {
-    return inner_.GetDagVersion(id, n);
-  }
-  StatusOr<DagRun> CreateRun(const DagRun& run, std::vector<TaskInstance>& tis) override {
-    return inner_.CreateRun(run, tis);
-  }
-  StatusOr<DagRun> GetRun(const std::string& dag_id, const std::string& run_id) override {
-    return inner_.GetRun(dag_id, run_id);
-  }
-  StatusOr<Listing<DagRun>> ListRuns(const RunQuery& q) override { return inner_.ListRuns(q); }
-  StatusOr<std::vector<DagRun>> LoadActiveRuns() override { return inner_.LoadActiveRuns(); }
-  StatusOr<std::vector<TaskInstance>> LoadTaskInstances(int64_t run_key) override {
-    return inner_.LoadTaskInstances(run_key);
-  }
-  StatusOr<Listing<TaskInstance>> ListTaskInstances(const TaskInstanceQuery& q) override {
-    return inner_.ListTaskInstances(q);
-  }
-  StatusOr<TaskInstance> GetTaskInstance(const std::string& d, const std::string& r,
-                                         const std::string& t) override {
-    return inner_.GetTaskInstance(d, r, t);
-  }
-  StatusOr<std::vector<TaskTry>> ListTries(const std::string& d, const std::string& r,
-                                           const std::string& t) override {
-    return inner_.ListTries(d, r, t);
-  }
-  StatusOr<std::vector<XcomEntry>> ListXcom(const std::string& ti_id) override {
-    return inner_.ListXcom(ti_id);
-  }
-  Status Apply(const Transition& t) override { return inner_.Apply(t); }
 
  private:
-  StateStore& inner_;
   std::string poisoned_;
 };
 

@@ -16,6 +16,7 @@
 #include "dagd/scheduler/dag_parser.hpp"
 #include "dagd/scheduler/scheduler_service.hpp"
 #include "dagd/storage/pg_state_store.hpp"
+#include "forwarding_state_store.hpp"
 #include "test_database.hpp"
 
 namespace dagd::scheduler {
@@ -24,48 +25,19 @@ namespace {
 using namespace std::chrono_literals;
 
 // Forwards to a real store; Apply and LoadTaskInstances can be made to fail.
-class FaultyStore final : public StateStore {
+class FaultyStore final : public testing::ForwardingStateStore {
  public:
-  explicit FaultyStore(StateStore& inner) : inner_(inner) {}
+  explicit FaultyStore(StateStore& inner) : ForwardingStateStore(inner) {}
 
   // Returns a non-ok Status to fail that Apply (nothing is written), or ok to let it through.
   std::function<Status(const Transition&)> apply_fault;
   std::atomic<int> fail_next_task_instance_loads{0};
   std::atomic<bool> database_down{false};  // the lock check cannot reach the database
 
-  Status Ping() override { return inner_.Ping(); }
   Status AcquireSchedulerLock() override {
     if (database_down) return Status::Unavailable("injected: database down");
     return inner_.AcquireSchedulerLock();
   }
-  StatusOr<int> SyncDag(const Dag& dag, const std::string& fileloc, TimePoint at) override {
-    return inner_.SyncDag(dag, fileloc, at);
-  }
-  Status MarkStaleExcept(const std::vector<std::string>& ids) override {
-    return inner_.MarkStaleExcept(ids);
-  }
-  Status ReplaceImportErrors(const std::vector<ImportError>& errors) override {
-    return inner_.ReplaceImportErrors(errors);
-  }
-  StatusOr<Listing<ImportError>> ListImportErrors(const Page& page) override {
-    return inner_.ListImportErrors(page);
-  }
-  StatusOr<Listing<DagRecord>> ListDags(const DagQuery& q) override { return inner_.ListDags(q); }
-  StatusOr<DagRecord> GetDag(const std::string& id) override { return inner_.GetDag(id); }
-  Status SetPaused(const std::string& id, bool paused) override {
-    return inner_.SetPaused(id, paused);
-  }
-  StatusOr<DagVersionRecord> GetDagVersion(const std::string& id, int n) override {
-    return inner_.GetDagVersion(id, n);
-  }
-  StatusOr<DagRun> CreateRun(const DagRun& run, std::vector<TaskInstance>& tis) override {
-    return inner_.CreateRun(run, tis);
-  }
-  StatusOr<DagRun> GetRun(const std::string& dag_id, const std::string& run_id) override {
-    return inner_.GetRun(dag_id, run_id);
-  }
-  StatusOr<Listing<DagRun>> ListRuns(const RunQuery& q) override { return inner_.ListRuns(q); }
-  StatusOr<std::vector<DagRun>> LoadActiveRuns() override { return inner_.LoadActiveRuns(); }
   StatusOr<std::vector<TaskInstance>> LoadTaskInstances(int64_t run_key) override {
     if (fail_next_task_instance_loads > 0) {
       --fail_next_task_instance_loads;
@@ -73,29 +45,12 @@ class FaultyStore final : public StateStore {
     }
     return inner_.LoadTaskInstances(run_key);
   }
-  StatusOr<Listing<TaskInstance>> ListTaskInstances(const TaskInstanceQuery& q) override {
-    return inner_.ListTaskInstances(q);
-  }
-  StatusOr<TaskInstance> GetTaskInstance(const std::string& d, const std::string& r,
-                                         const std::string& t) override {
-    return inner_.GetTaskInstance(d, r, t);
-  }
-  StatusOr<std::vector<TaskTry>> ListTries(const std::string& d, const std::string& r,
-                                           const std::string& t) override {
-    return inner_.ListTries(d, r, t);
-  }
-  StatusOr<std::vector<XcomEntry>> ListXcom(const std::string& ti_id) override {
-    return inner_.ListXcom(ti_id);
-  }
   Status Apply(const Transition& t) override {
     if (apply_fault) {
       if (Status s = apply_fault(t); !s.ok()) return s;
     }
     return inner_.Apply(t);
   }
-
- private:
-  StateStore& inner_;
 };
 
 // Forwards to a real executor; records the order of submissions and orphan stops, and lets a test

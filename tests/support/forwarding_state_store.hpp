@@ -1,0 +1,84 @@
+// A StateStore that forwards every call to another one: the base of test stores that inject a
+// fault into one or two calls and leave the rest to a real PostgreSQL store.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "dagd/scheduler/ports.hpp"
+
+namespace dagd::testing {
+
+class ForwardingStateStore : public scheduler::StateStore {
+ public:
+  // `inner` must outlive this store.
+  explicit ForwardingStateStore(scheduler::StateStore& inner) : inner_(inner) {}
+
+  Status Ping() override { return inner_.Ping(); }
+  Status AcquireSchedulerLock() override { return inner_.AcquireSchedulerLock(); }
+  StatusOr<int> SyncDag(const scheduler::Dag& dag, const std::string& fileloc,
+                        scheduler::TimePoint at) override {
+    return inner_.SyncDag(dag, fileloc, at);
+  }
+  Status MarkStaleExcept(const std::vector<std::string>& ids) override {
+    return inner_.MarkStaleExcept(ids);
+  }
+  Status ReplaceImportErrors(const std::vector<scheduler::ImportError>& errors) override {
+    return inner_.ReplaceImportErrors(errors);
+  }
+  StatusOr<scheduler::Listing<scheduler::ImportError>> ListImportErrors(
+      const scheduler::Page& page) override {
+    return inner_.ListImportErrors(page);
+  }
+  StatusOr<scheduler::Listing<scheduler::DagRecord>> ListDags(
+      const scheduler::DagQuery& q) override {
+    return inner_.ListDags(q);
+  }
+  StatusOr<scheduler::DagRecord> GetDag(const std::string& id) override {
+    return inner_.GetDag(id);
+  }
+  Status SetPaused(const std::string& id, bool paused) override {
+    return inner_.SetPaused(id, paused);
+  }
+  StatusOr<scheduler::DagVersionRecord> GetDagVersion(const std::string& id, int n) override {
+    return inner_.GetDagVersion(id, n);
+  }
+  StatusOr<scheduler::DagRun> CreateRun(const scheduler::DagRun& run,
+                                        std::vector<scheduler::TaskInstance>& tis) override {
+    return inner_.CreateRun(run, tis);
+  }
+  StatusOr<scheduler::DagRun> GetRun(const std::string& dag_id,
+                                     const std::string& run_id) override {
+    return inner_.GetRun(dag_id, run_id);
+  }
+  StatusOr<scheduler::Listing<scheduler::DagRun>> ListRuns(const scheduler::RunQuery& q) override {
+    return inner_.ListRuns(q);
+  }
+  StatusOr<std::vector<scheduler::DagRun>> LoadActiveRuns() override {
+    return inner_.LoadActiveRuns();
+  }
+  StatusOr<std::vector<scheduler::TaskInstance>> LoadTaskInstances(int64_t run_key) override {
+    return inner_.LoadTaskInstances(run_key);
+  }
+  StatusOr<scheduler::Listing<scheduler::TaskInstance>> ListTaskInstances(
+      const scheduler::TaskInstanceQuery& q) override {
+    return inner_.ListTaskInstances(q);
+  }
+  StatusOr<scheduler::TaskInstance> GetTaskInstance(const std::string& d, const std::string& r,
+                                                    const std::string& t) override {
+    return inner_.GetTaskInstance(d, r, t);
+  }
+  StatusOr<std::vector<scheduler::TaskTry>> ListTries(const std::string& d, const std::string& r,
+                                                      const std::string& t) override {
+    return inner_.ListTries(d, r, t);
+  }
+  StatusOr<std::vector<scheduler::XcomEntry>> ListXcom(const std::string& ti_id) override {
+    return inner_.ListXcom(ti_id);
+  }
+  Status Apply(const scheduler::Transition& t) override { return inner_.Apply(t); }
+
+ protected:
+  scheduler::StateStore& inner_;
+};
+
+}  // namespace dagd::testing

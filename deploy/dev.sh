@@ -63,7 +63,7 @@ case "$command" in
       mkdir -p "$corpus"
       echo "fuzz: $target for ${seconds}s (corpus $corpus, seeds tests/fuzz/corpus/${target%_fuzz})"
       build-fuzz/tests/fuzz/$target -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 "$corpus" "tests/fuzz/corpus/${target%_fuzz}" 2>&1 | tail -n 40
+        -print_final_stats=1 -print_funcs=0 -artifact_prefix=build-fuzz/ "$corpus" "tests/fuzz/corpus/${target%_fuzz}" 2>&1 | tail -n 40
     done
     ;;
   *)

@@ -1,6 +1,6 @@
 // Fuzz target: the template renderer. The input is split at the first NUL byte into a template
 // and a JSON run conf; rendering must never crash, hang or leak, and must either succeed or
-// fail with a sentence.
+// fail with a sentence; a rendered bash command must carry no templated value as code.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

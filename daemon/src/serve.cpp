@@ -1,6 +1,7 @@
 #include "serve.hpp"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -70,6 +71,10 @@ int Serve(const Config& config) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // Not dumpable: another process of the same account (a task, when dagd is not root) cannot
+  // read /proc/<pid>/environ or attach to dagd to take its database password. No core dumps,
+  // which would hold the same secrets.
+  prctl(PR_SET_DUMPABLE, 0);
   RaiseDescriptorLimit(config.api_max_connections);
 
   // Private to this account; the embedded PostgreSQL's own account (dagd as root) may pass through.

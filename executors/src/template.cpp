@@ -154,6 +154,31 @@ StatusOr<Json> RenderValue(const Json& value, const TemplateContext& ctx) {
   return value;
 }
 
+// A templated value that bash receives as a variable. bash never parses a variable's value as
+// code, except where it evaluates the value as an arithmetic expression or a variable name
+// ($(( )), (( )), let, [[ -gt ]], ${!x}, [[ -v ]]): there an array subscript is expanded, so
+// "a[$(id)]" runs `id`. Every such attack needs an expansion ('$' or '`') after a '[' and before
+// the ']' that closes it, which plain values do not hold; those values are refused, as are NUL
+// bytes (an environment cannot hold one).
+Status CheckBashValue(std::string_view value) {
+  if (value.find('\0') != std::string_view::npos) {
+    return Status::InvalidArgument("its value holds a NUL byte, which bash cannot be given");
+  }
+  bool expansion_in_subscript = false;
+  for (size_t open = value.find('['); open != std::string_view::npos && !expansion_in_subscript;
+       open = value.find('[', open + 1)) {
+    const size_t next = value.find_first_of("$`]", open + 1);
+    expansion_in_subscript = next != std::string_view::npos && value[next] != ']';
+  }
+  if (expansion_in_subscript) {
+    return Status::InvalidArgument(
+        "its value holds '$' or '`' inside '[...]', which bash runs as code wherever it "
+        "evaluates a value as arithmetic or as a name ($(( )), (( )), let, [[ -gt ]]); such "
+        "values are refused");
+  }
+  return Status::Ok();
+}
+
 // Copies the text outside `{{ ... }}` to `out` and hands each rendered expression to `emit`
 // (which appends whatever stands for it). Errors name the template and the task.
 template <typename Emit>
@@ -206,6 +231,18 @@ TemplateContext MakeTemplateContext(const scheduler::TaskAssignment& a) {
   return ctx;
 }
 
+StatusOr<std::string> RenderBashValue(std::string_view text, const TemplateContext& ctx) {
+  std::string out;
+  out.reserve(text.size());
+  Status s = Scan(text, ctx, out, [&out](std::string value) {
+    if (Status safe = CheckBashValue(value); !safe.ok()) return safe;
+    out.append(value);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
 StatusOr<std::string> RenderTemplate(std::string_view text, const TemplateContext& ctx) {
   std::string out;
   out.reserve(text.size());
@@ -223,9 +260,7 @@ StatusOr<BashTemplate> RenderBashCommand(std::string_view text, const TemplateCo
   Status s = Scan(text, ctx, result.command, [&result](std::string value) {
     const std::string name =
         std::string(kTemplateVariablePrefix) + std::to_string(result.variables.size() + 1);
-    if (value.find('\0') != std::string::npos) {
-      return Status::InvalidArgument("its value holds a NUL byte, which bash cannot be given");
-    }
+    if (Status safe = CheckBashValue(value); !safe.ok()) return safe;
     result.command += "${" + name + "}";
     result.variables.emplace_back(name, std::move(value));
     return Status::Ok();

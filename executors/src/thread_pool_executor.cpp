@@ -439,7 +439,7 @@ scheduler::TaskOutcome ThreadPoolExecutor::RunBashTask(const TaskAssignment& a, 
       return Failed("env name '" + name + "' of task '" + task.task_id +
                     "' is not a shell variable name");
     }
-    auto v = RenderTemplate(value, tctx);
+    auto v = RenderBashValue(value, tctx);
     if (!v.ok()) return Failed(v.status().message());
     if (v->find('\0') != std::string::npos) {
       return Failed("env '" + name + "' of task '" + task.task_id + "' holds a NUL byte");

@@ -424,6 +424,28 @@ TEST_F(ExecutorTest, BashTemplatedConfAndRunIdAreNeverRunAsCode) {
   }
 }
 
+TEST_F(ExecutorTest, BashArithmeticOnATemplatedValueCannotRunAnArraySubscript) {
+  // bash evaluates a value used in $(( )), (( )) or [[ -gt ]] as arithmetic, expanding an array
+  // subscript in it: such values are refused before anything runs, in the command and in env.
+  const std::string marker = (dir_ / "arith").string();
+  const Json conf = {{"n", "a[$(touch " + marker + ")]"}};
+  auto in_command =
+      Assign(Bash("arith", "echo $(( {{ params.n }} + 1 )); [[ {{ params.n }} -gt 0 ]]"), 1, conf);
+  TaskOutcome outcome = RunOne(std::move(in_command));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_NE(outcome.error.find("inside '[...]'"), std::string::npos) << outcome.error;
+  TaskSpec with_env = Bash("arith_env", "echo $(( N + 1 ))");
+  with_env.env = {{"N", "{{ params.n }}"}};
+  outcome = RunOne(Assign(with_env, 1, conf));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_FALSE(fs::exists(marker)) << "the subscript ran";
+  // A number, or brackets without an expansion, still work.
+  outcome = RunOne(Assign(Bash("arith_ok", "echo $(( {{ params.n }} + 1 )) '{{ params.s }}'"), 1,
+                          Json{{"n", "41"}, {"s", "[x] costs 5$"}}));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSuccess) << outcome.error;
+  EXPECT_NE(ReadFile(LogPath("arith_ok", 1)).find("42"), std::string::npos);
+}
+
 TEST_F(ExecutorTest, BashEnvironmentHoldsNothingOfTheDaemons) {
   ::setenv("DAGD_DATABASE_URL", "postgresql://dagd:s3cret-db@db/dagd", 1);
   ::setenv("SERVICE_API_TOKEN", "s3cret-token", 1);

@@ -81,8 +81,8 @@ class FakeService : public scheduler::Service {
                                                       const std::string&) override {
     return Status::NotFound("no task instance");
   }
-  StatusOr<scheduler::LogReader> OpenLog(const std::string&, const std::string&,
-                                         const std::string&, int) override {
+  StatusOr<scheduler::LogReader> OpenLog(const std::string&, const std::string&, const std::string&,
+                                         int) override {
     return Status::NotFound("no log");
   }
 

@@ -268,6 +268,21 @@ TEST(BashTemplate, AValueWithANulByteIsAnError) {
   EXPECT_NE(r.status().message().find("NUL byte"), std::string::npos) << r.status().message();
 }
 
+TEST(BashTemplate, AnArraySubscriptWithAnExpansionIsRefusedInCommandsAndEnvValues) {
+  for (const std::string value : {"a[$(id)]", "x[`id`]", "[${HOME}]", "a[ $x ]", "a[1][$(id)]"}) {
+    auto r = RenderBash("echo $(( {{ conf.x }} ))", Json{{"x", value}});
+    ASSERT_FALSE(r.ok()) << value;
+    EXPECT_NE(r.status().message().find("'$' or '`' inside '[...]'"), std::string::npos)
+        << r.status().message();
+    TemplateContext ctx = Context();
+    ctx.conf = Json{{"x", value}};
+    EXPECT_FALSE(RenderBashValue("n={{ conf.x }}", ctx).ok()) << value;
+  }
+  for (const std::string value : {"$5 [x]", "[1, 2]", "costs $3", "[x] costs 5$"}) {
+    EXPECT_TRUE(RenderBash("echo {{ conf.x }}", Json{{"x", value}}).ok()) << value;
+  }
+}
+
 TEST(BashTemplate, IsoFormatIsAirflowsSpelling) {
   EXPECT_EQ(IsoFormat(At(2026, 1, 2, 3, 4, 5)), "2026-01-02T03:04:05+00:00");
   EXPECT_EQ(IsoFormat(At(2026, 1, 2, 3, 4, 5) + std::chrono::microseconds(120)),

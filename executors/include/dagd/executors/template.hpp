@@ -69,9 +69,16 @@ struct BashTemplate {
 // quotes or `${...}` inside it take effect). As with any shell variable, write it in double
 // quotes ("{{ params.path }}") to keep it one word; unquoted, it is split on spaces and globbed;
 // inside single quotes or a quoted here-document it is not expanded at all.
+// bash does parse a variable's value where it evaluates it as arithmetic or as a name ($(( )),
+// (( )), let, [[ -gt ]], ${!x}): an array subscript there is expanded, so "a[$(id)]" would run
+// `id`. A value holding '$' or '`' inside '[...]' (or after an unclosed '[') is refused.
 // Errors: those of RenderTemplate, and invalid_argument when a value holds a NUL byte (an
-// environment variable cannot). Pure; thread-safe.
+// environment variable cannot) or '$' or '`' inside '[...]'. Pure; thread-safe.
 StatusOr<BashTemplate> RenderBashCommand(std::string_view text, const TemplateContext& ctx);
+
+// A bash task's `env` value: rendered as RenderTemplate does, with each templated value checked
+// as RenderBashCommand checks it (the command may use the variable anywhere).
+StatusOr<std::string> RenderBashValue(std::string_view text, const TemplateContext& ctx);
 
 // Airflow's datetime.isoformat() of a UTC time: 2026-01-02T03:04:05+00:00 (with .ffffff when the
 // time has microseconds).

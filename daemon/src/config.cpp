@@ -180,6 +180,12 @@ Invocation ParseCommandLine(int argc, char** argv) {
       ->envname("DAGD_MAX_PAGE_LIMIT")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
+  app.add_option("--max-conf-bytes", c.max_conf_bytes,
+                 "Largest run conf (its JSON) a trigger may carry, e.g. 65536 or 64KiB")
+      ->envname("DAGD_MAX_CONF_BYTES")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(uint64_t{2}, uint64_t{1} << 20))
+      ->capture_default_str();
   app.add_option("--api-max-connections", c.api_max_connections,
                  "Open API connections at most; near it, idle keep-alive ones are closed first")
       ->envname("DAGD_API_MAX_CONNECTIONS")

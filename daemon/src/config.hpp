@@ -29,7 +29,8 @@ struct Config {
   uint64_t max_log_bytes = uint64_t{100} << 20;  // per-try log cap
   // Host names the API answers to besides the loopback names (Host and Origin checks).
   std::vector<std::string> allowed_hosts;
-  int max_page_limit = 100;  // a larger `limit` is reduced to it
+  int max_page_limit = 100;            // a larger `limit` is reduced to it
+  uint64_t max_conf_bytes = 64 << 10;  // a trigger with a larger run conf is refused
   int api_max_connections = 1024;
   std::chrono::seconds api_request_timeout{30};  // longest wait for a handler before 503
   std::chrono::seconds api_idle_timeout{30};     // keep-alive connections idle longer are closed

@@ -800,7 +800,8 @@ class FileCloser {
 
 }  // namespace
 
-StatusOr<std::string> ReadDagFile(const std::filesystem::path& path) {
+StatusOr<std::string> ReadDagFile(const std::filesystem::path& path,
+                                  const std::filesystem::path* confine_to) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     const int err = errno;
@@ -819,6 +820,15 @@ StatusOr<std::string> ReadDagFile(const std::filesystem::path& path) {
   if (::fstat(fd, &st) != 0)
     return Status::Unavailable("cannot read the file: " + ErrnoText(errno));
   if (Status s = CheckRegularFile(st); !s.ok()) return s;
+  if (confine_to != nullptr) {
+    std::error_code ec;
+    const auto opened = std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(fd), ec);
+    const auto folder = std::filesystem::canonical(*confine_to, ec);
+    if (ec || opened.parent_path() != folder) {
+      return Status::FailedPrecondition(
+          "it leads outside the DAGs folder (a symbolic link); only files inside it are read");
+    }
+  }
   // Read at most one byte past the limit: a file that grew since fstat is still caught.
   std::string text;
   text.resize(static_cast<size_t>(st.st_size) + 1);
@@ -865,7 +875,7 @@ std::vector<LoadedFile> LoadDagFolder(const std::filesystem::path& folder,
   std::map<std::string, fs::path> defined_in;  // dag_id → the file that defined it first
   for (const auto& path : paths) {
     LoadedFile file{path, nullptr, {}};
-    auto content = ReadDagFile(path);
+    auto content = ReadDagFile(path, &folder);
     if (!content.ok()) {
       file.errors.push_back(content.status().message());
     } else {

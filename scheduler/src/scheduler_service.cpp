@@ -79,6 +79,13 @@ StatusOr<Listing<ImportError>> SchedulerService::ListImportErrors(const Page& pa
 
 StatusOr<DagRun> SchedulerService::Trigger(const std::string& dag_id,
                                            const TriggerRequest& request) {
+  if (const size_t size = request.conf.dump().size(); size > options_.max_conf_bytes) {
+    return Status::InvalidArgument("conf is " + std::to_string(size) +
+                                   " bytes of JSON; the limit is " +
+                                   std::to_string(options_.max_conf_bytes) +
+                                   " (--max-conf-bytes): pass large inputs by reference, e.g. a "
+                                   "path or URI");
+  }
   auto details = GetDag(dag_id);
   if (!details.ok()) return details.status();
   const Dag& dag = *details->dag;

@@ -78,6 +78,20 @@ class SchedulerServiceTest : public ::testing::Test {
   std::unique_ptr<SchedulerService> service_;
 };
 
+TEST_F(SchedulerServiceTest, AConfLargerThanTheLimitIsRefusedAndNothingIsCreated) {
+  TriggerRequest request;
+  request.dag_run_id = "big";
+  request.conf = {{"blob", std::string(64 << 10, 'x')}};
+  auto run = service_->Trigger("logged", request);
+  ASSERT_FALSE(run.ok());
+  EXPECT_EQ(run.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(run.status().message().find("the limit is 65536"), std::string::npos)
+      << run.status().message();
+  EXPECT_FALSE(store_->GetRun("logged", "big").ok());
+  request.conf = {{"blob", std::string(60 << 10, 'x')}};
+  EXPECT_TRUE(service_->Trigger("logged", request).ok());
+}
+
 TEST_F(SchedulerServiceTest, RunIdsOutsideAirflowsPatternAreRefusedAndNothingIsCreated) {
   for (const std::string& bad :
        std::vector<std::string>{"$(id>/tmp/y)", "a b", "a/b", std::string("a\0b", 3),

@@ -689,6 +689,23 @@ TEST(ReadDagFile, RefusesFilesOverTheLimitNamingItAndFollowsSymlinksToRegularFil
   EXPECT_THAT(device.status().message(), HasSubstr("a character device"));
 }
 
+TEST(LoadDagFolder, FollowsSymlinksInsideTheFolderAndRefusesThoseLeadingOut) {
+  TempDir dir, outside;
+  dir.Write("real.json.orig",
+            R"({"dag_id": "inside", "tasks": [{"task_id": "a", "operator": "empty"}]})");
+  std::filesystem::create_symlink(dir.path() / "real.json.orig", dir.path() / "inside.json");
+  // A secret elsewhere, in a shape that would be echoed back as an unknown field.
+  outside.Write("secret.json", R"({"dag_id": "x", "private_key": "hunter2"})");
+  std::filesystem::create_symlink(outside.path() / "secret.json", dir.path() / "secret.json");
+  auto files = LoadDagFolder(dir.path(), {});
+  ASSERT_EQ(files.size(), 2u);
+  ASSERT_NE(files[0].dag, nullptr) << files[0].errors.front();
+  EXPECT_EQ(files[0].dag->dag_id, "inside");
+  EXPECT_EQ(files[1].dag, nullptr);
+  EXPECT_THAT(files[1].errors, ElementsAre(HasSubstr("leads outside the DAGs folder")));
+  for (const auto& e : files[1].errors) EXPECT_THAT(e, Not(HasSubstr("hunter2")));
+}
+
 TEST(LoadDagFolder, ReportsAMissingFolder) {
   auto files = LoadDagFolder("/nonexistent/dagd/dags", {});
   ASSERT_EQ(files.size(), 1u);

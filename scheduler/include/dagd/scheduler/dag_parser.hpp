@@ -58,9 +58,14 @@ inline constexpr std::uintmax_t kMaxDagFileBytes = 4 * 1024 * 1024;
 // non-blocking and checked again on the open descriptor, so nothing in a dags folder can block
 // the daemon. Errors (failed_precondition: not a regular file or too large; not_found;
 // unavailable: an I/O error) carry a sentence naming the problem, without the path.
-StatusOr<std::string> ReadDagFile(const std::filesystem::path& path);
+// With `confine_to` (a folder), the file actually opened must lie inside it (checked on the open
+// descriptor, so a link swapped meanwhile cannot escape): a symlink out of a dags folder would
+// otherwise let whoever writes the folder read any file the daemon can, through import errors.
+StatusOr<std::string> ReadDagFile(const std::filesystem::path& path,
+                                  const std::filesystem::path* confine_to = nullptr);
 
-// Reads every *.json file directly under `folder` (sorted by name), through ReadDagFile. A file
+// Reads every *.json file directly under `folder` (sorted by name), through ReadDagFile confined
+// to `folder` (a symlink to a file inside it is followed, one leading out is refused). A file
 // that cannot be read or parsed is reported in its LoadedFile; it does not affect the others. Two
 // files declaring the same dag_id: the second is reported as an error.
 std::vector<LoadedFile> LoadDagFolder(const std::filesystem::path& folder,

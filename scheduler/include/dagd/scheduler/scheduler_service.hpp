@@ -15,6 +15,9 @@ struct ServiceOptions {
   std::chrono::seconds heartbeat_threshold{30};
   // OpenLog serves at most this many bytes of a log (its end).
   size_t max_log_bytes = 8 << 20;
+  // Trigger refuses a run conf whose JSON is larger (invalid_argument): the conf is stored with
+  // the run, read with it by the scheduler and every listing, and rendered into its tasks.
+  size_t max_conf_bytes = 64 << 10;
 };
 
 class SchedulerService final : public Service {

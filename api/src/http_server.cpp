@@ -13,8 +13,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <condition_variable>
+#include <functional>
 #include <future>
-#include <initializer_list>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -42,16 +42,11 @@ constexpr std::chrono::seconds kDrainTime{10};
 constexpr std::chrono::milliseconds kAcceptRetryMin{50};
 constexpr std::chrono::milliseconds kAcceptRetryMax{1000};
 constexpr std::chrono::seconds kAcceptLogInterval{1};
-// At the cap, when the evicted connection turned busy before it could be closed, try again.
+// At the cap, when no connection was evictable (all busy, too young or not stalled long enough),
+// or the evicted one turned busy before it could be closed, try again.
 constexpr std::chrono::milliseconds kEvictRetry{100};
 // Under a connection flood every accept evicts: one warning per interval, with a count.
 constexpr std::chrono::seconds kEvictLogInterval{1};
-
-// At the cap, when no connection is idle between requests, the one that has waited longest for
-// a request to arrive in full (since connecting, or since the request's first byte) yields its
-// place: it is the likeliest to be stalled on purpose (slowloris), and a new client is served.
-constexpr std::initializer_list<ConnectionPhase> kWaitingForRequest = {ConnectionPhase::kNew,
-                                                                       ConnectionPhase::kReading};
 
 std::string Endpoint(const net::ip::address& address, uint16_t port) {
   std::string host = address.to_string();
@@ -102,9 +97,12 @@ class HttpServer::Impl : public http_internal::ConnectionRegistry {
   void RetryEviction();
   // Asks `victim` to close if still as `seen`; logs at most once per kEvictLogInterval.
   void Evict(Connection& victim, const Connection::State& seen);
-  // The registered connection in one of `phases` that has been in it the longest, if any, and
-  // the state it was seen in. Requires mu_.
-  std::shared_ptr<Connection> Oldest(std::initializer_list<ConnectionPhase> phases,
+  // The connection to close so that a new client can be served, if any (see the header), and
+  // the state it was seen in. `full`: at the cap. Requires mu_.
+  std::shared_ptr<Connection> Victim(bool full, Connection::State* state);
+  // The registered connection whose state satisfies `eligible` and has been in its phase the
+  // longest, if any, and the state it was seen in. Requires mu_.
+  std::shared_ptr<Connection> Oldest(const std::function<bool(const Connection::State&)>& eligible,
                                      Connection::State* state);
   size_t MaxConnections() const { return std::max<size_t>(1, options_.max_connections); }
   // Above this many open connections, each accept closes the connection idle the longest.
@@ -169,19 +167,52 @@ void HttpServer::Impl::Unregister(Connection* connection) {
   sessions_changed_.notify_all();
 }
 
-std::shared_ptr<Connection> HttpServer::Impl::Oldest(std::initializer_list<ConnectionPhase> phases,
-                                                     Connection::State* state) {
+std::shared_ptr<Connection> HttpServer::Impl::Oldest(
+    const std::function<bool(const Connection::State&)>& eligible, Connection::State* state) {
   std::shared_ptr<Connection> oldest;
   for (auto& [ptr, weak] : sessions_) {
     auto connection = weak.lock();
     if (!connection) continue;
     const Connection::State s = connection->state();
-    if (std::find(phases.begin(), phases.end(), s.phase) == phases.end()) continue;
+    if (!eligible(s)) continue;
     if (oldest && s.since >= state->since) continue;
     oldest = std::move(connection);
     *state = s;
   }
   return oldest;
+}
+
+std::shared_ptr<Connection> HttpServer::Impl::Victim(bool full, Connection::State* state) {
+  using Phase = ConnectionPhase;
+  // An idle keep-alive connection holds no request: closing it costs its client a reconnect at
+  // most, so it goes first, at any age.
+  std::shared_ptr<Connection> victim;
+  if (full || open_sessions_ > ReapAbove()) {
+    victim = Oldest([](const Connection::State& s) { return s.phase == Phase::kIdle; }, state);
+  }
+  if (victim || !full) return victim;
+  // Only at the cap, and never a connection younger than min_connection_age: a client that has
+  // just connected had no time to send anything, and evicting the newest connections would
+  // turn every accept at the cap into an empty reply for someone.
+  const auto now = std::chrono::steady_clock::now();
+  const auto min_age = options_.min_connection_age;
+  // A write that made no progress for stalled_write_grace: its client stopped reading (e.g. a
+  // large log it never reads); the longest stalled goes first.
+  const auto grace = options_.stalled_write_grace;
+  victim = Oldest(
+      [&](const Connection::State& s) {
+        return s.phase == Phase::kWriting && now - s.since >= grace && now - s.accepted >= min_age;
+      },
+      state);
+  if (victim) return victim;
+  // The one that has waited longest for a request to arrive in full (since connecting, or since
+  // the request's first byte): the likeliest to be stalled on purpose (slowloris).
+  return Oldest(
+      [&](const Connection::State& s) {
+        return (s.phase == Phase::kNew || s.phase == Phase::kReading) &&
+               now - s.accepted >= min_age;
+      },
+      state);
 }
 
 void HttpServer::Impl::MakeRoom() {
@@ -192,8 +223,7 @@ void HttpServer::Impl::MakeRoom() {
     std::lock_guard lock(mu_);
     if (stopping_) return;
     full = open_sessions_ >= MaxConnections();
-    if (open_sessions_ > ReapAbove()) victim = Oldest({ConnectionPhase::kIdle}, &seen);
-    if (!victim && full) victim = Oldest(kWaitingForRequest, &seen);
+    victim = Victim(full, &seen);
     accept_paused_ = full;
   }
   if (victim) Evict(*victim, seen);
@@ -229,8 +259,7 @@ void HttpServer::Impl::RetryEviction() {
     std::lock_guard lock(mu_);
     // Not paused: a slot was freed and Unregister resumed accepting.
     if (!accept_paused_ || stopping_) return;
-    victim = Oldest({ConnectionPhase::kIdle}, &seen);
-    if (!victim) victim = Oldest(kWaitingForRequest, &seen);
+    victim = Victim(/*full=*/true, &seen);
   }
   if (victim) Evict(*victim, seen);
   ArmEvictRetry();

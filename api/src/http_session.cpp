@@ -146,6 +146,8 @@ const char* PhaseName(ConnectionPhase phase) {
       return "reading";
     case ConnectionPhase::kBusy:
       return "busy";
+    case ConnectionPhase::kWriting:
+      return "writing";
   }
   return "?";
 }
@@ -156,6 +158,12 @@ bool IsFast(const Request& req, const ServerOptions& options) {
   return std::find(options.fast_paths.begin(), options.fast_paths.end(), path) !=
          options.fast_paths.end();
 }
+
+// A whole response being written, and the serializer that writes it piece by piece.
+struct WholeResponse {
+  bhttp::response<bhttp::string_body> message;
+  std::optional<bhttp::response_serializer<bhttp::string_body>> serializer;
+};
 
 // A streamed response in progress: the serializer writes the header once, then each chunk we
 // point the buffer body at.
@@ -193,9 +201,12 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     net::post(stream_.get_executor(), [self = shared_from_this(), seen] {
       const State now = self->state();
       if (now.epoch != seen.epoch || now.phase == ConnectionPhase::kBusy) return;
+      const auto ms = [](Clock::duration d) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+      };
       self->context_.log.debug(
-          "http connection evicted to make room phase={} age_ms={} remote={}", PhaseName(now.phase),
-          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - now.since).count(),
+          "http connection evicted to make room phase={} phase_ms={} age_ms={} remote={}",
+          PhaseName(now.phase), ms(Clock::now() - now.since), ms(Clock::now() - now.accepted),
           self->remote_);
       self->closing_ = true;
       self->stream_.close();
@@ -205,7 +216,10 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   void Shutdown() override {
     net::post(stream_.get_executor(), [self = shared_from_this()] {
       self->closing_ = true;
-      if (self->state().phase != ConnectionPhase::kBusy) self->stream_.close();
+      const ConnectionPhase phase = self->state().phase;
+      if (phase != ConnectionPhase::kBusy && phase != ConnectionPhase::kWriting) {
+        self->stream_.close();
+      }
     });
   }
 
@@ -347,20 +361,39 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   }
 
   void Write(Response r, bool keep_alive, bool linger) {
-    auto res = std::make_shared<bhttp::response<bhttp::string_body>>(
-        static_cast<bhttp::status>(r.status), version_);
-    res->set(bhttp::field::server, "dagd/" DAGD_VERSION);
-    res->set(bhttp::field::content_type, r.content_type);
-    res->keep_alive(keep_alive && !closing_);
-    res->body() = std::move(r.body);
-    res->prepare_payload();
+    auto out = std::make_shared<WholeResponse>();
+    auto& res = out->message;
+    res.result(static_cast<bhttp::status>(r.status));
+    res.version(version_);
+    res.set(bhttp::field::server, "dagd/" DAGD_VERSION);
+    res.set(bhttp::field::content_type, r.content_type);
+    res.keep_alive(keep_alive && !closing_);
+    res.body() = std::move(r.body);
+    res.prepare_payload();
+    out->serializer.emplace(res);
     stream_.expires_after(options_.write_timeout);
-    bhttp::async_write(stream_, *res,
-                       [self = shared_from_this(), res, linger](beast::error_code ec, size_t) {
-                         if (ec) return self->DoClose();
-                         if (linger) return self->DoLinger();
-                         self->AfterResponse(res->need_eof());
-                       });
+    WriteSome(*out->serializer, [self = shared_from_this(), out, linger](beast::error_code ec) {
+      if (ec) return self->DoClose();
+      if (linger) return self->DoLinger();
+      self->AfterResponse(out->message.need_eof());
+    });
+  }
+
+  // Writes from `serializer` until it is done, or until it wants the next chunk of a streamed
+  // body, then calls done. The write runs as a series of partial writes, each renewing the
+  // kWriting phase: the listener sees how long a write has made no progress (a client that
+  // stopped reading) and may evict it at the cap. The deadline set before (write_timeout) still
+  // bounds the whole write. `serializer` must outlive the write.
+  template <class Serializer, class Done>
+  void WriteSome(Serializer& serializer, Done done) {
+    SetPhase(ConnectionPhase::kWriting);
+    bhttp::async_write_some(stream_, serializer,
+                            [self = shared_from_this(), &serializer, done = std::move(done)](
+                                beast::error_code ec, size_t) mutable {
+                              if (ec == bhttp::error::need_buffer) return done(beast::error_code{});
+                              if (ec || serializer.is_done()) return done(ec);
+                              self->WriteSome(serializer, std::move(done));
+                            });
   }
 
   void AfterResponse(bool need_eof) {
@@ -386,6 +419,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     stream_state_->chunk = std::move(r.body);
     stream_state_->serializer.emplace(message);
     stream_.expires_after(options_.write_timeout);
+    SetPhase(ConnectionPhase::kWriting);
     bhttp::async_write_header(stream_, *stream_state_->serializer,
                               [self = shared_from_this()](beast::error_code ec, size_t) {
                                 if (ec) return self->AbortStream("write failed", ec);
@@ -400,19 +434,16 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     body.size = stream_state_->chunk.size();
     body.more = true;
     stream_.expires_after(options_.write_timeout);
-    bhttp::async_write(stream_, *stream_state_->serializer,
-                       [self = shared_from_this()](beast::error_code ec, size_t) {
-                         // need_buffer: the chunk is written and the serializer wants the next.
-                         if (ec && ec != bhttp::error::need_buffer) {
-                           return self->AbortStream("write failed", ec);
-                         }
-                         self->stream_state_->chunk = std::string();  // free it before the pull
-                         self->PullChunk();
-                       });
+    WriteSome(*stream_state_->serializer, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) return self->AbortStream("write failed", ec);
+      self->stream_state_->chunk = std::string();  // free it before the pull
+      self->PullChunk();
+    });
   }
 
   // The source may block briefly (a file read): call it on the request's handler pool.
   void PullChunk() {
+    SetPhase(ConnectionPhase::kBusy);  // a slow source is not the client's fault
     net::post(*pool_, [self = shared_from_this()] {
       std::optional<std::string> next;
       bool failed = false;
@@ -443,13 +474,12 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     body.size = 0;
     body.more = false;
     stream_.expires_after(options_.write_timeout);
-    bhttp::async_write(stream_, *stream_state_->serializer,
-                       [self = shared_from_this()](beast::error_code ec, size_t) {
-                         if (ec) return self->AbortStream("write failed", ec);
-                         const bool need_eof = self->stream_state_->message.need_eof();
-                         self->stream_state_.reset();
-                         self->AfterResponse(need_eof);
-                       });
+    WriteSome(*stream_state_->serializer, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) return self->AbortStream("write failed", ec);
+      const bool need_eof = self->stream_state_->message.need_eof();
+      self->stream_state_.reset();
+      self->AfterResponse(need_eof);
+    });
   }
 
   // Closes without the final chunk: the client must not mistake a cut body for a whole one.

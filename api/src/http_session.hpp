@@ -19,7 +19,8 @@ enum class ConnectionPhase {
   kNew,      // connected, waiting for the first byte of its first request
   kIdle,     // keep-alive between requests (or draining before a close)
   kReading,  // reading a request's header or body
-  kBusy,     // the request is queued or running in a handler, or its response is being written
+  kBusy,     // the request is queued or running in a handler, or its body source is pulled
+  kWriting,  // writing a response, or a chunk of a streamed one; `since` is its last progress
 };
 
 // What the listener may do with an open connection. Thread-safe.
@@ -27,8 +28,10 @@ class Connection {
  public:
   struct State {
     ConnectionPhase phase = ConnectionPhase::kNew;
+    // When the phase began; while kWriting, when the write last made progress.
     std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
-    uint64_t epoch = 0;  // incremented at every phase change
+    std::chrono::steady_clock::time_point accepted = since;  // when accepted; never changes
+    uint64_t epoch = 0;  // incremented at every phase change and every write progress
   };
 
   virtual ~Connection() = default;
@@ -37,10 +40,10 @@ class Connection {
     std::lock_guard lock(mu_);
     return state_;
   }
-  // Closes the connection if it is still in the state `seen` (same epoch) and not busy: the
+  // Closes the connection if it is still in the state `seen` (same epoch) and not kBusy: the
   // caller saw that state a moment ago and the connection may have moved on since.
   virtual void Evict(const State& seen) = 0;
-  // The server is stopping: close now unless busy, else right after the current response.
+  // The server is stopping: close now unless busy or writing, else right after the response.
   virtual void Shutdown() = 0;
 
  protected:

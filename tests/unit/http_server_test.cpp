@@ -158,6 +158,13 @@ class RawConnection {
     }
     return std::exchange(buffer_, std::string());
   }
+  // True when the connection is open and nothing has arrived: the server neither answered nor
+  // closed it. Does not wait.
+  bool OpenAndSilent() {
+    char c;
+    const ssize_t n = ::recv(fd_, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
   // True when the server closed the connection (recv returns 0) within the socket timeout.
   bool ClosedByPeer() {
     char c;
@@ -574,6 +581,7 @@ TEST_F(HttpServerTest, IdleKeepAliveConnectionsBeyondTheCapAreReapedOldestFirst)
 TEST_F(HttpServerTest, AtTheCapTheSlowestPartialRequestIsEvictedForANewClient) {
   ServerOptions options;
   options.max_connections = 50;
+  options.min_connection_age = 100ms;  // the slow ones below are 200 ms old
   StartServer(options);
   std::vector<std::unique_ptr<RawConnection>> slow;
   for (int i = 0; i < 50; ++i) {
@@ -594,6 +602,7 @@ TEST_F(HttpServerTest, AtTheCapTheSlowestPartialRequestIsEvictedForANewClient) {
 TEST_F(HttpServerTest, AtTheCapSilentConnectionsAreEvictedForANewClient) {
   ServerOptions options;
   options.max_connections = 50;
+  options.min_connection_age = 100ms;  // the silent ones below are 200 ms old
   StartServer(options);
   std::vector<std::unique_ptr<RawConnection>> silent;
   for (int i = 0; i < 60; ++i) silent.push_back(std::make_unique<RawConnection>(server_->port()));
@@ -604,6 +613,79 @@ TEST_F(HttpServerTest, AtTheCapSilentConnectionsAreEvictedForANewClient) {
   const std::string response = fresh.ReadResponse();
   EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
   EXPECT_LT(std::chrono::steady_clock::now() - started, 1s);
+}
+
+// Before, a connection writing a response was never evicted: clients that requested a large
+// streamed log and never read it held every slot until write_timeout (30 s), and /version waited.
+TEST_F(HttpServerTest, AtTheCapWritesStalledOnClientsThatNeverReadAreEvictedForANewClient) {
+  constexpr int kCap = 16;
+  test_handler_ = [this](const Request&) {
+    return Response{200, "text/plain", "", ChunkSource(probe_, 4096, 64 << 10)};  // 256 MiB
+  };
+  ServerOptions options;
+  options.max_connections = kCap;
+  options.stalled_write_grace = 1s;
+  options.write_timeout = 30s;
+  StartServer(options);
+  std::vector<std::unique_ptr<RawConnection>> stalled;
+  for (int i = 0; i < kCap; ++i) {
+    stalled.push_back(std::make_unique<RawConnection>(server_->port(), true, 4096));
+    ASSERT_TRUE(stalled.back()->Send("GET /test/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  }
+  // Wait until the server stops pulling: every write is blocked on a full socket.
+  int pulled = -1;
+  for (int i = 0; i < 50 && probe_.pulled.load() != pulled; ++i) {
+    pulled = probe_.pulled.load();
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_EQ(probe_.live.load(), kCap);
+  const auto started = std::chrono::steady_clock::now();
+  RawConnection fresh(server_->port());
+  ASSERT_TRUE(fresh.Send(kVersionRequest));
+  const std::string response = fresh.ReadResponse();
+  const auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
+  EXPECT_LT(waited, 2s) << "the new client waited for the write timeout";
+  // The stalled writes were closed (their sources with them), long before the write timeout.
+  auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (probe_.live.load() == kCap && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_LT(probe_.live.load(), kCap) << "no stalled write was evicted";
+}
+
+// Before, at the cap the connection just accepted was often the one evicted ("phase=new
+// age_ms=1"): a client got an empty reply, and a slow client's own requests were cut mid-way.
+TEST_F(HttpServerTest, AtTheCapAConnectionYoungerThanTheMinimumAgeIsNotEvictedANewClientWaits) {
+  constexpr int kCap = 16;
+  ServerOptions options;
+  options.max_connections = kCap;
+  options.min_connection_age = 1s;
+  StartServer(options);
+  const auto opened = std::chrono::steady_clock::now();
+  std::vector<std::unique_ptr<RawConnection>> slow;
+  for (int i = 0; i < kCap; ++i) {
+    slow.push_back(std::make_unique<RawConnection>(server_->port()));
+    ASSERT_TRUE(slow.back()->Send("GET /api/v2/version HTTP/1.1\r\nHost: 127.0.0.1\r\n"));
+  }
+  // Two more clients: neither may be evicted for the other, nor any slow one for them.
+  RawConnection first(server_->port());
+  ASSERT_TRUE(first.Send(kVersionRequest));
+  RawConnection second(server_->port());
+  ASSERT_TRUE(second.Send(kVersionRequest));
+  std::this_thread::sleep_for(600ms);
+  ASSERT_LT(std::chrono::steady_clock::now() - opened, options.min_connection_age);
+  for (int i = 0; i < kCap; ++i) {
+    EXPECT_TRUE(slow[size_t(i)]->OpenAndSilent()) << "slow client " << i << " was cut young";
+  }
+  EXPECT_TRUE(first.OpenAndSilent()) << "served or cut while every connection was too young";
+  EXPECT_TRUE(second.OpenAndSilent()) << "served or cut while every connection was too young";
+  // Once the oldest slow ones come of age they make room, and both new clients are served.
+  EXPECT_EQ(first.ReadResponse().rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_EQ(second.ReadResponse().rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - opened, 2500ms);
+  slow.front()->SetReceiveTimeout(1s);
+  EXPECT_TRUE(slow.front()->ClosedByPeer()) << "the oldest partial request is still open";
 }
 
 TEST_F(HttpServerTest, AHeaderNotCompleteWithinTheHeaderTimeoutClosesTheConnection) {

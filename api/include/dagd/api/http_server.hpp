@@ -14,8 +14,9 @@
 // Streamed responses (Response::stream set): `body` then the source's chunks, chunked for
 // HTTP/1.1 and close-delimited for HTTP/1.0. The next chunk is pulled (on the handler pool) only
 // once the previous one is written, so a client that does not read costs one chunk plus socket
-// buffers, and is dropped after `write_timeout`. A source that throws ends the connection
-// without the final chunk, so the client sees a truncated body rather than a complete one.
+// buffers, and is dropped after `write_timeout` (sooner at the cap, see Connections). A source that
+// throws ends the connection without the final chunk, so the client sees a truncated body rather
+// than a complete one.
 //
 // Bad framing is answered with our own sentence and the connection closed: 400 for malformed
 // HTTP (including versions other than 1.0 and 1.1), a Transfer-Encoding other than exactly
@@ -24,12 +25,15 @@
 // other than 100-continue; 431 header over `header_limit`.
 //
 // Connections: at most `max_connections` are open. Once more than 7/8 of them are open, each new
-// connection closes the one idle the longest between keep-alive requests; at the cap, when none
-// is, the one that has waited longest for a request to arrive in full (connected and silent, or
-// sending slowly: slowloris) is closed instead, so a new client is served within moments rather
-// than waiting in the listen backlog. Connections busy in a handler or writing are never evicted;
-// if all are, new clients wait in the backlog until one finishes. A failed accept (e.g. EMFILE) is
-// retried after a backoff of 50 ms doubling to 1 s, and logged at most once per second.
+// connection closes the one idle the longest between keep-alive requests. At the cap, one is
+// closed to make room, first found of: the one idle the longest; the write that has made no
+// progress the longest, once that is `stalled_write_grace` (a client that stopped reading a
+// response); the one that has waited longest for a request to arrive in full (connected and
+// silent, or sending slowly: slowloris). Only idle ones may be younger than `min_connection_age`,
+// so a client just accepted is never cut. Connections in a handler or pulling a streamed body are
+// never evicted. While none is evictable, accepting pauses and new clients wait in the listen
+// backlog, retried every 100 ms. A failed accept (e.g. EMFILE) is retried after a backoff of
+// 50 ms doubling to 1 s, and logged at most once per second.
 //
 // Authentication is not implemented yet, so Start refuses any non-loopback address
 // (failed_precondition). Start: unavailable when the address cannot be bound (message names
@@ -69,6 +73,10 @@ struct ServerOptions {
   // Longest wait for a handler thread before the request is answered 503 unrun; 0: no limit.
   std::chrono::milliseconds request_timeout{30'000};
   size_t max_connections = 1024;  // open connections; eviction and backlog as described above
+  // At the cap, a write without progress for this long is evictable (before write_timeout).
+  std::chrono::milliseconds stalled_write_grace{5'000};
+  // At the cap, a connection open for less than this is not evicted (idle keep-alive excepted).
+  std::chrono::milliseconds min_connection_age{1'000};
 };
 
 class HttpServer {

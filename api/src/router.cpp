@@ -378,6 +378,7 @@ class Api {
 
   // Bytes read from a log file at a time: what a streamed log costs while the client reads it.
   static constexpr size_t kLogReadBytes = 64 << 10;
+  static constexpr size_t kEncodedReadBytes = 4 << 10;
 
   // BodySource must be copyable while the reader is not: the state is shared by the copies.
   static BodySource PlainLog(scheduler::LogReader log) {
@@ -396,19 +397,22 @@ class Api {
       bool finished = false;
     };
     auto state = std::make_shared<State>(State{std::move(log), LogEncoder(format), false});
+    // Encoding can grow text about 13 times (a log of empty lines becomes one JSON object per
+    // line), so the file is read in small pieces and a chunk ends once it reaches kLogReadBytes:
+    // a chunk stays under kLogReadBytes + 13 * kEncodedReadBytes whatever the log holds.
     return [state]() -> std::optional<std::string> {
-      while (!state->finished) {
-        const std::string piece = state->reader.Read(kLogReadBytes);
+      std::string out;
+      while (!state->finished && out.size() < kLogReadBytes) {
+        const std::string piece = state->reader.Read(kEncodedReadBytes);
         if (piece.empty()) {
           state->finished = true;
-          std::string rest = state->encoder.Finish();
-          if (rest.empty()) break;  // an empty chunk would end a chunked body
-          return rest;
+          out += state->encoder.Finish();
+        } else {
+          out += state->encoder.Feed(piece);  // may be empty: the piece only extended a line
         }
-        std::string out = state->encoder.Feed(piece);
-        if (!out.empty()) return out;  // else the piece only extended a line: read on
       }
-      return std::nullopt;
+      if (out.empty()) return std::nullopt;  // an empty chunk would end a chunked body
+      return out;
     };
   }
 

@@ -103,6 +103,22 @@ std::string CheckTaskAccounts(Config& c, const std::string& run_as) {
   return "";
 }
 
+// A host as the Host and Origin checks compare it: a DNS name, an IPv4 address, an IPv6 address
+// (bare or in brackets) or "*"; never a scheme, a path or a port, which would never match.
+bool IsHostName(std::string_view host) {
+  if (host == "*") return true;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty() || host.size() > 253) return false;
+  const bool ipv6 = host.find(':') != std::string_view::npos;
+  return host.find_first_not_of(ipv6 ? "0123456789abcdefABCDEF:."
+                                     : "abcdefghijklmnopqrstuvwxyz"
+                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "0123456789-.") == std::string_view::npos &&
+         (!ipv6 || host.find(':') != host.rfind(':'));  // "host:8080" is not IPv6
+}
+
 }  // namespace
 
 bool ParseListen(const std::string& text, std::string& host, uint16_t& port) {
@@ -234,6 +250,16 @@ Invocation ParseCommandLine(int argc, char** argv) {
     inv.command = Command::kExit;
     inv.exit_code = 2;
     return inv;
+  }
+  for (const std::string& host : c.allowed_hosts) {
+    if (!IsHostName(host)) {
+      std::cerr << "dagd: --allowed-hosts '" << host
+                << "' is not a host name: give names or addresses without scheme or port, "
+                   "e.g. dagd.internal,10.0.0.5 (or * for any)\n";
+      inv.command = Command::kExit;
+      inv.exit_code = 2;
+      return inv;
+    }
   }
   // Absolute, so DAG file locations and log paths do not depend on a later working directory.
   c.dags_folder = std::filesystem::absolute(dags_folder).lexically_normal();

@@ -890,6 +890,21 @@ TEST_F(RouterTest, LogsOfEveryFormatAreStreamedInBoundedChunks) {
   }
 }
 
+TEST_F(RouterTest, ALogOfEmptyLinesGrowsNoChunkPastItsBound) {
+  // Each empty line becomes a JSON object about 13 times its size: chunks are bounded by what
+  // they hold after encoding, not by what was read.
+  service_.log = std::string(1 << 20, '\n');
+  for (const char* accept : {"application/json", "application/x-ndjson"}) {
+    Response r = Call("GET", kRun + "/taskInstances/extract/logs/1", "", {{"accept", accept}});
+    ASSERT_TRUE(r.stream) << accept;
+    size_t chunks = 0;
+    size_t largest = 0;
+    const std::string body = Drain(r, &chunks, &largest);
+    EXPECT_GT(body.size(), 10u << 20) << accept;
+    EXPECT_LE(largest, 128u << 10) << accept;
+  }
+}
+
 TEST_F(RouterTest, ALogsNoteComesFirstInEveryFormat) {
   service_.log_note = "[dagd: this log has 9 bytes; showing the last 3]\n";
   service_.log = "end\n";

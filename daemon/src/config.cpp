@@ -1,14 +1,14 @@
 #include "config.hpp"
 
-#include <pwd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <cerrno>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <vector>
+
+#include "dagd/executors/system_account.hpp"
 
 namespace dagd::daemon {
 namespace {
@@ -24,38 +24,11 @@ std::filesystem::path DefaultStateDir() {
   return ".dagd";
 }
 
-struct AccountEntry {
-  std::string name;
-  uid_t uid;
-};
-
-std::optional<AccountEntry> FindAccount(const std::string& name) {
-  std::vector<char> buffer(16384);
-  passwd entry{};
-  passwd* found = nullptr;
-  int rc;
-  while ((rc = getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found)) == ERANGE) {
-    buffer.resize(buffer.size() * 2);
-  }
-  if (rc != 0 || found == nullptr) return std::nullopt;
-  return AccountEntry{found->pw_name, found->pw_uid};
-}
-
-std::string OwnAccountName() {
-  std::vector<char> buffer(16384);
-  passwd entry{};
-  passwd* found = nullptr;
-  if (getpwuid_r(geteuid(), &entry, buffer.data(), buffer.size(), &found) == 0 && found) {
-    return found->pw_name;
-  }
-  return std::to_string(geteuid());
-}
-
 // An account tasks may run as (as root): it exists, is not root, and is not the account that
 // owns the embedded PostgreSQL's files. Returns the reason it is refused, or "".
 std::string RefuseTaskAccount(const std::string& flag, const std::string& name,
                               const std::optional<std::string>& pg_user) {
-  auto account = FindAccount(name);
+  auto account = executors::FindAccount(name);
   if (!account) {
     return "--" + flag + " '" + name + "': no such account; create it (deploy/install-deps.sh " +
            "creates 'dagd') or name another";
@@ -65,7 +38,7 @@ std::string RefuseTaskAccount(const std::string& flag, const std::string& name,
            "unprivileged account";
   }
   if (pg_user) {
-    auto pg = FindAccount(*pg_user);
+    auto pg = executors::FindAccount(*pg_user);
     if (pg && pg->uid == account->uid) {
       return "--" + flag + " '" + name + "' is the PostgreSQL account (--pg-user), which owns " +
              "the database files; name another account";
@@ -77,7 +50,7 @@ std::string RefuseTaskAccount(const std::string& flag, const std::string& name,
 // Resolves c.run_as and checks both account flags; returns the first refusal, or "".
 std::string CheckTaskAccounts(Config& c, const std::string& run_as) {
   if (geteuid() != 0) {
-    const std::string self = OwnAccountName();
+    const std::string self = executors::AccountName(geteuid());
     for (const std::string& name : c.allow_run_as) {
       if (name != self) {
         return "--allow-run-as '" + name + "' needs root: dagd runs as '" + self +

@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 #include <grp.h>
 #include <libpq-fe.h>
-#include <pwd.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
@@ -24,6 +23,9 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+
+#include "dagd/executors/system_account.hpp"
+#include "errno_text.hpp"
 
 extern char** environ;
 
@@ -58,61 +60,31 @@ std::shared_ptr<spdlog::logger> Logger() {
   return logger ? logger : spdlog::default_logger();
 }
 
-std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
-
 // The OS account initdb and postgres run as.
-struct Account {
-  std::string name;
-  uid_t uid = 0;
-  gid_t gid = 0;
-  std::string home;
-  std::vector<gid_t> groups;
+struct Account : executors::SystemAccount {
   bool switch_to = false;  // dagd is root: setgid/setgroups/setuid in the child
 };
 
 StatusOr<Account> ResolveAccount(const std::optional<std::string>& run_as_user) {
-  std::vector<char> buffer(16384);
-  passwd entry{};
-  passwd* found = nullptr;
   const uid_t euid = geteuid();
-  Account account;
   if (euid == 0) {
     if (!run_as_user || run_as_user->empty())
       return Status::FailedPrecondition(std::string(kRootRefusal));
-    int rc;
-    while ((rc = getpwnam_r(run_as_user->c_str(), &entry, buffer.data(), buffer.size(), &found)) ==
-           ERANGE) {
-      buffer.resize(buffer.size() * 2);
-    }
-    if (rc != 0 || found == nullptr) {
+    auto found = executors::FindAccount(*run_as_user);
+    if (!found) {
       return Status::InvalidArgument(
           fmt::format("PostgreSQL user '{}' does not exist: create it (useradd --system {}) or "
                       "name another account with --pg-user",
                       *run_as_user, *run_as_user));
     }
-    if (found->pw_uid == 0) return Status::FailedPrecondition(std::string(kRootRefusal));
-    account.name = found->pw_name;
-    account.uid = found->pw_uid;
-    account.gid = found->pw_gid;
-    account.home = found->pw_dir ? found->pw_dir : "/";
-    account.switch_to = true;
-    int count = 32;
-    account.groups.resize(static_cast<std::size_t>(count));
-    while (getgrouplist(account.name.c_str(), account.gid, account.groups.data(), &count) < 0) {
-      account.groups.resize(static_cast<std::size_t>(count) + 32);
-      count = static_cast<int>(account.groups.size());
-    }
-    account.groups.resize(static_cast<std::size_t>(count));
-    return account;
+    if (found->uid == 0) return Status::FailedPrecondition(std::string(kRootRefusal));
+    return Account{std::move(*found), true};
   }
+  Account account;
   account.uid = euid;
   account.gid = getegid();
-  int rc;
-  while ((rc = getpwuid_r(euid, &entry, buffer.data(), buffer.size(), &found)) == ERANGE) {
-    buffer.resize(buffer.size() * 2);
-  }
   // Containers may run with a uid that has no passwd entry; PostgreSQL copes, so do we.
-  account.name = (rc == 0 && found != nullptr) ? found->pw_name : std::to_string(euid);
+  account.name = executors::AccountName(euid);
   if (run_as_user && !run_as_user->empty() && *run_as_user != account.name) {
     return Status::InvalidArgument(fmt::format(
         "--pg-user '{}' needs root: dagd runs as '{}', so PostgreSQL runs as '{}' too; drop "
@@ -120,16 +92,6 @@ StatusOr<Account> ResolveAccount(const std::optional<std::string>& run_as_user) 
         *run_as_user, account.name, account.name));
   }
   return account;
-}
-
-std::string UserName(uid_t uid) {
-  std::vector<char> buffer(16384);
-  passwd entry{};
-  passwd* found = nullptr;
-  if (getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found) == 0 && found != nullptr) {
-    return found->pw_name;
-  }
-  return std::to_string(uid);
 }
 
 // "15" or "9.6" → comparable tuple; nullopt when the name is not a version.
@@ -683,7 +645,7 @@ StatusOr<EmbeddedPostgres::Prepared> EmbeddedPostgres::Prepare(bool& first_start
   }
   // Before adopting the cluster dir: never chown it away from the account that owns the data.
   if (struct stat st{}; ::stat(data_dir.c_str(), &st) == 0 && st.st_uid != account.uid) {
-    const std::string owner = UserName(st.st_uid);
+    const std::string owner = executors::AccountName(st.st_uid);
     return Status::FailedPrecondition(fmt::format(
         "{} belongs to '{}' but PostgreSQL would run as '{}': run dagd as root with --pg-user {}, "
         "or chown -R {} {}",

@@ -128,6 +128,7 @@ int Serve(const Config& config) {
   dags::RegisterAllJobs(jobs);
   scheduler::ParseOptions parse_options;
   parse_options.job_exists = [&jobs](std::string_view job) { return jobs.Contains(job); };
+  // Only names that passed the start-up check (config.cpp: not root, not the PostgreSQL account).
   parse_options.run_as_allowed = [&config](std::string_view user) {
     return user == config.run_as ||
            std::find(config.allow_run_as.begin(), config.allow_run_as.end(), user) !=
@@ -139,6 +140,7 @@ int Serve(const Config& config) {
   executor_options.parallelism = config.parallelism;
   executor_options.run_as_user = config.run_as;
   executor_options.allowed_run_as = {config.allow_run_as.begin(), config.allow_run_as.end()};
+  executor_options.postgres_account = config.pg_user.value_or("");
   executor_options.max_log_bytes = config.max_log_bytes;
   executors::ThreadPoolExecutor executor(executor_options, jobs, clock);
 

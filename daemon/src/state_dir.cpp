@@ -1,23 +1,21 @@
 #include "state_dir.hpp"
 
 #include <fmt/format.h>
-#include <pwd.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <system_error>
-#include <vector>
 
+#include "dagd/executors/system_account.hpp"
+#include "errno_text.hpp"
 #include "logging.hpp"
 
 namespace dagd::daemon {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
 
 // Makes `dir` a directory with exactly `mode` (and group `group` when set), creating it if needed.
 Status MakeDir(const fs::path& dir, mode_t mode, std::optional<gid_t> group) {
@@ -53,21 +51,6 @@ Status MakeDir(const fs::path& dir, mode_t mode, std::optional<gid_t> group) {
   return Status::Ok();
 }
 
-StatusOr<gid_t> PrimaryGroup(const std::string& account) {
-  std::vector<char> buffer(16384);
-  passwd entry{};
-  passwd* found = nullptr;
-  int rc;
-  while ((rc = getpwnam_r(account.c_str(), &entry, buffer.data(), buffer.size(), &found)) ==
-         ERANGE) {
-    buffer.resize(buffer.size() * 2);
-  }
-  if (rc != 0 || found == nullptr) {
-    return Status::InvalidArgument(fmt::format("account '{}' does not exist", account));
-  }
-  return found->pw_gid;
-}
-
 }  // namespace
 
 Status PrepareStateDir(const fs::path& state_dir,
@@ -87,9 +70,11 @@ Status PrepareStateDir(const fs::path& state_dir,
   std::optional<gid_t> group;
   mode_t mode = 0700;
   if (traverse_account) {
-    auto gid = PrimaryGroup(*traverse_account);
-    if (!gid.ok()) return gid.status();
-    group = *gid;
+    auto account = executors::FindAccount(*traverse_account);
+    if (!account) {
+      return Status::InvalidArgument(fmt::format("account '{}' does not exist", *traverse_account));
+    }
+    group = account->gid;
     mode = 0710;
   }
   if (Status s = MakeDir(state_dir, mode, group); !s.ok()) return s;

@@ -1,52 +1,19 @@
 #include "task_account.hpp"
 
-#include <grp.h>
-#include <pwd.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <optional>
-
 namespace dagd::executors {
-namespace {
-
-std::optional<TaskAccount> LookUp(const std::string* name, uid_t uid) {
-  std::vector<char> buffer(16384);
-  passwd entry{};
-  passwd* found = nullptr;
-  int rc;
-  while ((rc = name != nullptr
-                   ? ::getpwnam_r(name->c_str(), &entry, buffer.data(), buffer.size(), &found)
-                   : ::getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found)) == ERANGE) {
-    buffer.resize(buffer.size() * 2);
-  }
-  if (rc != 0 || found == nullptr) return std::nullopt;
-  TaskAccount account;
-  account.name = found->pw_name;
-  account.uid = found->pw_uid;
-  account.gid = found->pw_gid;
-  account.home = found->pw_dir != nullptr && *found->pw_dir != '\0' ? found->pw_dir : "/";
-  int count = 32;
-  account.groups.resize(static_cast<size_t>(count));
-  while (::getgrouplist(account.name.c_str(), account.gid, account.groups.data(), &count) < 0) {
-    account.groups.resize(static_cast<size_t>(count) + 32);
-    count = static_cast<int>(account.groups.size());
-  }
-  account.groups.resize(static_cast<size_t>(count));
-  return account;
-}
-
-}  // namespace
 
 StatusOr<TaskAccount> ChooseTaskAccount(const std::string& task_id, const std::string& requested,
                                         const std::string& default_account,
-                                        const std::set<std::string>& allowed) {
+                                        const std::set<std::string>& allowed,
+                                        const std::string& postgres_account) {
   const std::string task = "task '" + task_id + "'";
   const uid_t euid = ::geteuid();
   if (euid != 0) {
     TaskAccount self;
-    if (auto found = LookUp(nullptr, euid)) {
-      self = std::move(*found);
+    if (auto found = FindAccount(euid)) {
+      self = TaskAccount{std::move(*found), false};
     } else {  // a container uid without a passwd entry
       self.name = std::to_string(euid);
       self.uid = euid;
@@ -71,17 +38,25 @@ StatusOr<TaskAccount> ChooseTaskAccount(const std::string& task_id, const std::s
     return Status::FailedPrecondition(task + " was not run: bash tasks never run as root, and " +
                                       "dagd runs as root without a task account (--run-as)");
   }
-  auto account = LookUp(&name, 0);
-  if (!account) {
+  auto found = FindAccount(name);
+  if (!found) {
     return Status::FailedPrecondition(task + " should run as '" + name +
                                       "', but no such account exists");
   }
-  if (account->uid == 0) {
+  if (found->uid == 0) {
     return Status::FailedPrecondition(task + " was not run: bash tasks never run as root, and " +
                                       "account '" + name + "' has uid 0");
   }
-  account->switch_to = true;
-  return *account;
+  // Checked here as well as at start: the account databases may have changed since.
+  if (!postgres_account.empty()) {
+    auto postgres = FindAccount(postgres_account);
+    if (postgres && postgres->uid == found->uid) {
+      return Status::FailedPrecondition(task + " was not run: account '" + name +
+                                        "' is the PostgreSQL account, which owns the database " +
+                                        "files");
+    }
+  }
+  return TaskAccount{std::move(*found), true};
 }
 
 }  // namespace dagd::executors

@@ -1,7 +1,6 @@
 #include "dagd/executors/thread_pool_executor.hpp"
 
 #include <fmt/format.h>
-#include <pwd.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +15,7 @@
 #include <vector>
 
 #include "bash_operator.hpp"
+#include "dagd/executors/system_account.hpp"
 #include "dagd/executors/template.hpp"
 #include "process_group.hpp"
 #include "task_account.hpp"
@@ -39,17 +39,6 @@ std::string DefaultHostname() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
   return buf;
-}
-
-// The account tries run as (Airflow's `unixname`).
-std::string CurrentUserName() {
-  std::vector<char> buf(16384);
-  passwd pw{};
-  passwd* result = nullptr;
-  if (::getpwuid_r(::geteuid(), &pw, buf.data(), buf.size(), &result) != 0 || result == nullptr) {
-    return std::to_string(::geteuid());
-  }
-  return pw.pw_name;
 }
 
 constexpr std::string_view kTaskPath = "/usr/local/bin:/usr/bin:/bin";
@@ -170,7 +159,7 @@ ThreadPoolExecutor::ThreadPoolExecutor(ExecutorOptions options, const JobRegistr
       registry_(registry),
       clock_(clock),
       pid_(static_cast<int>(::getpid())),
-      unixname_(CurrentUserName()),
+      unixname_(AccountName(::geteuid())),
       inherited_env_(InheritedEnvironment()) {
   workers_.reserve(static_cast<size_t>(options_.parallelism));
   for (int i = 0; i < options_.parallelism; ++i) workers_.emplace_back([this] { WorkerLoop(); });
@@ -421,7 +410,7 @@ scheduler::TaskOutcome ThreadPoolExecutor::RunBashTask(const TaskAssignment& a, 
   const scheduler::TaskSpec& task = a.task();
   const TemplateContext tctx = MakeTemplateContext(a);
   auto account = ChooseTaskAccount(task.task_id, task.run_as_user, options_.run_as_user,
-                                   options_.allowed_run_as);
+                                   options_.allowed_run_as, options_.postgres_account);
   if (!account.ok()) return Failed(account.status().message());
   auto rendered = RenderBashCommand(task.bash_command, tctx);
   if (!rendered.ok()) return Failed(rendered.status().message());

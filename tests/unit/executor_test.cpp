@@ -557,6 +557,18 @@ TEST_F(ExecutorTest, TaskRunAsRootIsRefusedEvenWhenAllowed) {
   EXPECT_FALSE(fs::exists(dir_ / "ran"));
 }
 
+TEST_F(ExecutorTest, ThePostgresAccountIsRefusedAsTheTaskAccount) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root";
+  ExecutorOptions options = Options();
+  options.postgres_account = kTaskAccount;
+  const TaskOutcome outcome =
+      RunWith(Assign(Bash("sh", "touch " + (dir_ / "ran").string())), options);
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(outcome.error, std::string("task 'sh' was not run: account '") + kTaskAccount +
+                               "' is the PostgreSQL account, which owns the database files");
+  EXPECT_FALSE(fs::exists(dir_ / "ran"));
+}
+
 TEST_F(ExecutorTest, TaskNamingAnotherAccountFailsWhenTheDaemonIsNotRoot) {
   if (IsRoot()) GTEST_SKIP() << "needs a non-root daemon";
   TaskSpec t = Bash("sh", "true");

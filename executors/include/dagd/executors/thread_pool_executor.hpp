@@ -12,8 +12,9 @@
 //      crash the daemon.
 // Operators: `empty` succeeds; `transform` runs the registered job in-process (a throwing job is
 // kFailed with the exception text); `bash` runs `/bin/bash -c` (see bash_operator.hpp):
-//   - as the task account (task_account.hpp: never root; the task's run_as_user only when
-//     allowed), in task.cwd or else a fresh temporary directory removed after the try;
+//   - as the task account (task_account.hpp: never root nor postgres_account; the task's
+//     run_as_user only when allowed), in task.cwd or else a fresh temporary directory removed after
+//     the try;
 //   - with templated values passed as environment variables, never as code
 //     (RenderBashCommand in template.hpp);
 //   - with only this environment: PATH (/usr/local/bin:/usr/bin:/bin), LANG and TZ when the
@@ -67,6 +68,9 @@ struct ExecutorOptions {
   // Further accounts a task may name in run_as_user (as root). Checked again here, for DAG
   // versions stored before the configuration changed.
   std::set<std::string> allowed_run_as;
+  // The embedded PostgreSQL's account (--pg-user), empty when none: as root, no task runs as an
+  // account with its uid, since that account owns the database files.
+  std::string postgres_account;
   // Per-try log cap in bytes; output beyond it is dropped and counted. 0: no cap.
   uint64_t max_log_bytes = uint64_t{100} << 20;
 };

@@ -134,6 +134,30 @@ class SchedulerTest : public ::testing::Test {
     service_ = std::make_unique<SchedulerService>(service_options, *faulty_, *scheduler_, clock_);
     ASSERT_TRUE(scheduler_->Start().ok());
   }
+  // Triggers run `run_id` of "two" without scheduling it, then records its task "a" as running
+  // try 1 on `hostname` in process group `process`: what a daemon killed mid-try leaves behind.
+  void LeaveTryRunning(const std::string& run_id, const std::string& hostname,
+                       std::optional<TryProcess> process) {
+    {
+      SchedulerOptions options;
+      options.logs_root = logs_;
+      Scheduler unused(options, *faulty_, *executor_, clock_);
+      ServiceOptions service_options;
+      SchedulerService service(service_options, *faulty_, unused, clock_);
+      TriggerRequest request;
+      request.dag_run_id = run_id;
+      ASSERT_TRUE(service.Trigger("two", request).ok());
+    }
+    TaskInstance a = *pg_->GetTaskInstance("two", run_id, "a");
+    a.state = TaskState::kRunning;
+    a.try_number = 1;
+    a.start_date = clock_.Now();
+    a.hostname = hostname;
+    a.process = std::move(process);
+    Transition t;
+    t.task_instances.push_back(a);
+    ASSERT_TRUE(pg_->Apply(t).ok());
+  }
 
   void Trigger(const std::string& dag_id, const std::string& run_id,
                std::optional<TimePoint> run_after = std::nullopt) {
@@ -287,23 +311,7 @@ TEST_F(SchedulerTest, ARunTriggeredForLaterWaitsForItsRunAfter) {
 TEST_F(SchedulerTest, RunningTriesLeftByAStoppedProcessAreRetriedWithoutUsingARetry) {
   AddDag(kTwoStep);
   // A previous process queued and started `a`, then vanished.
-  {
-    SchedulerOptions options;
-    options.logs_root = logs_;
-    Scheduler unused(options, *faulty_, *executor_, clock_);
-    ServiceOptions service_options;
-    SchedulerService service(service_options, *faulty_, unused, clock_);
-    TriggerRequest request;
-    request.dag_run_id = "orphaned";
-    ASSERT_TRUE(service.Trigger("two", request).ok());
-  }
-  TaskInstance a = *pg_->GetTaskInstance("two", "orphaned", "a");
-  a.state = TaskState::kRunning;
-  a.try_number = 1;
-  a.start_date = clock_.Now();
-  Transition t;
-  t.task_instances.push_back(a);
-  ASSERT_TRUE(pg_->Apply(t).ok());
+  ASSERT_NO_FATAL_FAILURE(LeaveTryRunning("orphaned", "", std::nullopt));
 
   StartScheduler();
   EXPECT_EQ(WaitForEnd("two", "orphaned").state, RunState::kSuccess);
@@ -317,24 +325,7 @@ TEST_F(SchedulerTest, RunningTriesLeftByAStoppedProcessAreRetriedWithoutUsingARe
 
 TEST_F(SchedulerTest, ATryLeftRunningOnThisHostIsStoppedBeforeItsRetryIsQueued) {
   AddDag(kTwoStep);
-  {
-    SchedulerOptions options;
-    Scheduler unused(options, *faulty_, *executor_, clock_);
-    ServiceOptions service_options;
-    SchedulerService service(service_options, *faulty_, unused, clock_);
-    TriggerRequest request;
-    request.dag_run_id = "orphaned";
-    ASSERT_TRUE(service.Trigger("two", request).ok());
-  }
-  TaskInstance a = *pg_->GetTaskInstance("two", "orphaned", "a");
-  a.state = TaskState::kRunning;
-  a.try_number = 1;
-  a.start_date = clock_.Now();
-  a.hostname = kThisHost;
-  a.process = TryProcess{4242, "boot:99"};
-  Transition t;
-  t.task_instances.push_back(a);
-  ASSERT_TRUE(pg_->Apply(t).ok());
+  ASSERT_NO_FATAL_FAILURE(LeaveTryRunning("orphaned", kThisHost, TryProcess{4242, "boot:99"}));
 
   // The old group cannot be stopped at first (still dying): the retry must wait for it.
   std::atomic<int> refusals{2};
@@ -354,23 +345,8 @@ TEST_F(SchedulerTest, ATryLeftRunningOnThisHostIsStoppedBeforeItsRetryIsQueued) 
 
 TEST_F(SchedulerTest, ATryLeftRunningOnAnotherHostIsRetriedWithoutStoppingAnything) {
   AddDag(kTwoStep);
-  {
-    SchedulerOptions options;
-    Scheduler unused(options, *faulty_, *executor_, clock_);
-    ServiceOptions service_options;
-    SchedulerService service(service_options, *faulty_, unused, clock_);
-    TriggerRequest request;
-    request.dag_run_id = "elsewhere";
-    ASSERT_TRUE(service.Trigger("two", request).ok());
-  }
-  TaskInstance a = *pg_->GetTaskInstance("two", "elsewhere", "a");
-  a.state = TaskState::kRunning;
-  a.try_number = 1;
-  a.hostname = "another-host";
-  a.process = TryProcess{4242, "boot:99"};
-  Transition t;
-  t.task_instances.push_back(a);
-  ASSERT_TRUE(pg_->Apply(t).ok());
+  ASSERT_NO_FATAL_FAILURE(
+      LeaveTryRunning("elsewhere", "another-host", TryProcess{4242, "boot:99"}));
   StartScheduler();
   EXPECT_EQ(WaitForEnd("two", "elsewhere").state, RunState::kSuccess);
   EXPECT_EQ(recording_->calls(), (std::vector<std::string>{"submit a try 2", "submit b try 1"}));

@@ -11,15 +11,11 @@ StatusOr<TaskAccount> ChooseTaskAccount(const std::string& task_id, const std::s
   const std::string task = "task '" + task_id + "'";
   const uid_t euid = ::geteuid();
   if (euid != 0) {
-    TaskAccount self;
-    if (auto found = FindAccount(euid)) {
-      self = TaskAccount{std::move(*found), false};
-    } else {  // a container uid without a passwd entry
-      self.name = std::to_string(euid);
-      self.uid = euid;
-      self.gid = ::getegid();
-      self.home = "/";
-    }
+    // A container uid may have no passwd entry: then it is known by its number.
+    std::optional<SystemAccount> found = FindAccount(euid);
+    if (!found)
+      found = SystemAccount{std::to_string(euid), euid, ::getegid(), {}, std::string(1, '/')};
+    const TaskAccount self{std::move(*found), false};
     for (const std::string* wanted : {&requested, &default_account}) {
       if (!wanted->empty() && *wanted != self.name) {
         return Status::FailedPrecondition(task + " should run as '" + *wanted +

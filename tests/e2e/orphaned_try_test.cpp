@@ -94,6 +94,12 @@ TEST(OrphanedTry, AKilledDaemonsBashTryIsStoppedBeforeItsRetryStarts) {
   }
   ASSERT_FALSE(pgid.empty()) << "the try's process group was never recorded\n" << d.process->Log();
   const auto try1_started = std::chrono::steady_clock::now();
+  // Until the try reaches its `sleep`, bash is the group's only member, and the death signal that
+  // kills bash with dagd would leave nothing to orphan: wait for it.
+  for (int i = 0; i < 400 && ReadAll(marks).find("start ") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(25ms);
+  }
+  std::this_thread::sleep_for(200ms);
   ASSERT_GT(LiveMembers(std::stoi(pgid)), 0) << "try 1's group should be running";
 
   d.process->Kill9();

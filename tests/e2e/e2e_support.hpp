@@ -16,27 +16,12 @@
 
 #include "dagd_process.hpp"
 #include "http_client.hpp"
+#include "temp_dir.hpp"
 #include "test_database.hpp"
 
 namespace dagd::testing {
 
 using Json = nlohmann::json;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "dagd-e2e.XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 // As root, dagd needs an unprivileged account for bash tasks (its default, `dagd`, is created by
 // deploy/install-deps.sh and may be missing where the tests run): `nobody`. Empty otherwise.

@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <random>
 
 #include "dagd/storage/pg_state_store.hpp"
 #include "forwarding_state_store.hpp"
+#include "temp_dir.hpp"
 #include "test_database.hpp"
 
 namespace dagd::scheduler {
@@ -36,29 +36,6 @@ class NulInjectingStore final : public testing::ForwardingStateStore {
   std::string poisoned_;
 };
 
-class Folder {
- public:
-  Folder() {
-    std::random_device random;
-    path_ = std::filesystem::temp_directory_path() /
-            ("dagd-sync-test-" + std::to_string(::getpid()) + "-" + std::to_string(random()));
-    std::filesystem::create_directories(path_);
-  }
-  ~Folder() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  Folder(const Folder&) = delete;
-  Folder& operator=(const Folder&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  void Write(const std::string& name, const std::string& text) const {
-    std::ofstream(path_ / name, std::ios::binary) << text;
-  }
-
- private:
-  std::filesystem::path path_;
-};
-
 std::string Doc(const std::string& dag_id) {
   return R"({"dag_id": ")" + dag_id + R"(", "tasks": [{"task_id": "a", "operator": "empty"}]})";
 }
@@ -70,7 +47,7 @@ TEST(DagSync, ADagTheDatabaseRefusesIsAnImportErrorForItsFileAloneAndTheOthersAr
   auto pg = storage::PgStateStore::Open({db.url(), 2});
   ASSERT_TRUE(pg.ok()) << pg.status().ToString();
   NulInjectingStore store(**pg, "b_refused");
-  Folder folder;
+  testing::TempDir folder;
   folder.Write("a_good.json", Doc("a_good"));
   folder.Write("b_refused.json", Doc("b_refused"));
   folder.Write("c_good.json", Doc("c_good"));

@@ -8,11 +8,14 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <string>
+
+#include "temp_dir.hpp"
 
 namespace dagd::scheduler {
 namespace {
+
+using dagd::testing::TempDir;
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -31,32 +34,6 @@ std::vector<std::string> TaskIds(const Dag& dag) {
   for (const auto& task : dag.tasks) ids.push_back(task.task_id);
   return ids;
 }
-
-// A temporary directory removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::random_device random;
-    path_ = std::filesystem::temp_directory_path() /
-            ("dagd-parser-test-" + std::to_string(::getpid()) + "-" + std::to_string(random()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::filesystem::path& path() const { return path_; }
-  void Write(const std::string& name, std::string_view content) const {
-    std::ofstream out(path_ / name, std::ios::binary);
-    out << content;
-  }
-
- private:
-  std::filesystem::path path_;
-};
 
 constexpr std::string_view kEtl = R"({
   "dag_id": "sparkify_etl",

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,14 +16,50 @@
 
 namespace dagd::scheduler {
 
-// A batch of state transitions, written atomically.
+// One conditional task-instance transition. The store applies it only while the stored row still
+// has (expect_state, expect_try, expect_epoch), and writes only the columns its kind owns, taken
+// from `after`; every other column keeps whatever is stored.
+struct TiTransition {
+  enum class Kind {
+    // A new try: state, try_number, scheduled_when, queued_when, owner_epoch (:= the writer's
+    // epoch); clears start_date, end_date, duration, next_retry_at, hostname, pid, process.
+    kQueue,
+    // The try started: state, start_date, hostname, unixname, pid, process.
+    kStart,
+    // The try ended (or was cut off): state, end_date, duration, next_retry_at, max_tries, and
+    // start_date when none is stored.
+    kFinish,
+    // Decided without a worker (skipped, upstream_failed, an `empty` task's success): state,
+    // try_number, start_date, end_date, duration.
+    kSettle,
+  };
+  Kind kind = Kind::kQueue;
+  TaskInstance after;  // id, run_id_key and the owned columns are read
+  TaskState expect_state = TaskState::kNone;
+  int expect_try = 0;
+  std::optional<int64_t> expect_epoch;
+};
+
+// One conditional run transition: applied only while the stored run is in `expect_state`.
+struct RunTransition {
+  enum class Kind {
+    kStart,   // state, start_date, last_scheduling_decision
+    kFinish,  // state, end_date, last_scheduling_decision, start_date when none is stored; only
+              // while no task instance of the run is unfinished in the store
+  };
+  Kind kind = Kind::kStart;
+  DagRun after;  // id and the owned columns are read
+  RunState expect_state = RunState::kQueued;
+};
+
+// A batch of transitions of several runs. The store writes it in one commit; each written task
+// instance also gets its try row (task_instance_try) updated, and every state change appends an
+// event (see EventRecord).
 struct Transition {
-  // Full rows: the store writes each row's mutable columns and appends `event` rows (kind
-  // dag_run / task_instance, with the new state) in the same transaction: one per task-instance
-  // entry, and one per run entry whose state differs from the run's previous state.
-  std::vector<DagRun> runs;
-  std::vector<TaskInstance> task_instances;
+  std::vector<RunTransition> runs;
+  std::vector<TiTransition> task_instances;
   struct Xcom {
+    int64_t run_key = 0;
     std::string ti_id;
     XcomEntry entry;
   };
@@ -30,62 +68,31 @@ struct Transition {
   bool empty() const { return runs.empty() && task_instances.empty() && xcoms.empty(); }
 };
 
-// The single source of truth. Every method is one transaction; implementations are thread-safe.
-// Errors: unavailable (database unreachable: retry later), aborted (conflict: retry),
-// not_found / already_exists / invalid_argument as documented, internal otherwise.
-class StateStore {
- public:
-  virtual ~StateStore() = default;
+// What Apply did: every run of the batch is either written whole or listed here, untouched,
+// because a row of it no longer matched its expectation (another writer changed it, or a run
+// to finish still has unfinished task instances in the store). The caller reloads those runs
+// and decides again.
+struct ApplyResult {
+  std::vector<int64_t> conflicts;  // run keys
+};
 
-  virtual Status Ping() = 0;
-
-  // Makes this process the database's only scheduler for as long as the store lives (a
-  // PostgreSQL session-level advisory lock on a dedicated connection). failed_precondition,
-  // naming the holder when known, when another process holds it; unavailable when the database
-  // is unreachable. Idempotent.
-  virtual Status AcquireSchedulerLock() = 0;
-
-  // --- DAGs ---
-  // Records `dag`, read from `fileloc`: creates the dag row on first sight (paused when
-  // is_paused_upon_creation), appends a dag_version when the hash differs from the latest one,
-  // refreshes the row's denormalised fields and clears is_stale. Returns the latest version
-  // number. Safe against two daemons syncing the same DAG at once.
-  virtual StatusOr<int> SyncDag(const Dag& dag, const std::string& fileloc,
-                                TimePoint parsed_at) = 0;
-  // Marks every DAG whose id is not in `present_dag_ids` as stale.
-  virtual Status MarkStaleExcept(const std::vector<std::string>& present_dag_ids) = 0;
-  // Replaces the whole import-error list (the errors of the latest folder scan).
-  virtual Status ReplaceImportErrors(const std::vector<ImportError>& errors) = 0;
-  virtual StatusOr<Listing<ImportError>> ListImportErrors(const Page& page) = 0;
-  virtual StatusOr<Listing<DagRecord>> ListDags(const DagQuery& query) = 0;
-  virtual StatusOr<DagRecord> GetDag(const std::string& dag_id) = 0;     // not_found
-  virtual Status SetPaused(const std::string& dag_id, bool paused) = 0;  // not_found
-  virtual StatusOr<DagVersionRecord> GetDagVersion(const std::string& dag_id,
-                                                   int version_number) = 0;  // not_found
-
-  // --- Runs ---
-  // Inserts the run and its task instances, with their events, in one transaction. Fills ids
-  // (run key, task-instance uuids). already_exists when (dag_id, run_id) is taken.
-  virtual StatusOr<DagRun> CreateRun(const DagRun& run, std::vector<TaskInstance>& tis) = 0;
-  virtual StatusOr<DagRun> GetRun(const std::string& dag_id, const std::string& run_id) = 0;
-  virtual StatusOr<Listing<DagRun>> ListRuns(const RunQuery& query) = 0;
-  // Runs in state queued or running, oldest queued_at first.
-  virtual StatusOr<std::vector<DagRun>> LoadActiveRuns() = 0;
-  virtual StatusOr<std::vector<TaskInstance>> LoadTaskInstances(int64_t run_key) = 0;
-
-  // --- Task instances ---
-  virtual StatusOr<Listing<TaskInstance>> ListTaskInstances(const TaskInstanceQuery& query) = 0;
-  virtual StatusOr<TaskInstance> GetTaskInstance(const std::string& dag_id,
-                                                 const std::string& run_id,
-                                                 const std::string& task_id) = 0;
-  // Every try of one task instance, oldest first. not_found when the task instance is unknown.
-  virtual StatusOr<std::vector<TaskTry>> ListTries(const std::string& dag_id,
-                                                   const std::string& run_id,
-                                                   const std::string& task_id) = 0;
-  virtual StatusOr<std::vector<XcomEntry>> ListXcom(const std::string& ti_id) = 0;
-
-  // Writes every row of `t` and its events in one transaction; nothing when it fails.
-  virtual Status Apply(const Transition& t) = 0;
+// One entry of the event log: every change of a run's or a task instance's state or try
+// number, whoever wrote it (dagd, another dagd, SQL), appended in the same transaction by the
+// database itself. `seq` is gap-free and in commit order: once a reader has seen seq N, no event
+// with a seq <= N can commit later.
+struct EventRecord {
+  int64_t seq = 0;
+  TimePoint at;
+  std::string kind;  // "dag_run" or "task_instance"
+  int64_t run_key = 0;
+  std::string dag_id;
+  std::string run_id;
+  std::string task_id;  // task_instance events
+  std::string ti_id;    // task_instance events
+  std::optional<int> try_number;
+  std::string state;  // Airflow's spelling; "" for a task instance's none
+  std::optional<int64_t> origin;  // the scheduler epoch that wrote it; none for other writers
+  Json payload = Json::object();
 };
 
 // Everything an operator needs to run one try.

@@ -87,6 +87,7 @@ struct TaskInstance {
   std::string unixname;
   std::optional<int> pid;
   std::optional<TryProcess> process;  // running bash tries: the command's process group
+  std::optional<int64_t> owner_epoch;  // the scheduler epoch that queued the current try
   std::string operator_name;
   std::string pool = "default_pool";
   int pool_slots = 1;

@@ -88,6 +88,7 @@ int Serve(const Config& config) {
 
   std::string database_url = config.database_url;
   std::atomic<bool> database_lost{false};  // the embedded PostgreSQL is down for good
+  std::atomic<bool> fenced{false};         // another dagd took over the scheduler lease
   std::unique_ptr<EmbeddedPostgres> embedded;
   if (database_url.empty()) {
     if (geteuid() == 0 && !config.pg_user) {
@@ -146,6 +147,12 @@ int Serve(const Config& config) {
 
   scheduler::SchedulerOptions scheduler_options;
   scheduler_options.logs_root = config.state_dir / "logs";
+  // Another process scheduling this database now: stop, non-zero, so that the service manager
+  // shows it (the loop below wakes as on SIGTERM).
+  scheduler_options.on_fenced = [&fenced] {
+    fenced = true;
+    ::kill(::getpid(), SIGTERM);
+  };
   scheduler::Scheduler sched(scheduler_options, **store, executor, clock);
   scheduler::ServiceOptions service_options;
   service_options.logs_root = scheduler_options.logs_root;
@@ -184,6 +191,8 @@ int Serve(const Config& config) {
     }
     if (database_lost) {
       Log()->critical("stopping: the embedded PostgreSQL is down and could not be restarted");
+    } else if (fenced) {
+      Log()->critical("stopping: another dagd took over scheduling this database");
     } else {
       Log()->info("{}: stopping grace_s={}", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                   config.shutdown_grace.count());
@@ -194,8 +203,8 @@ int Serve(const Config& config) {
   // grace period → flush the store → stop PostgreSQL.
   server.Stop();
   sched.Shutdown(config.shutdown_grace);
-  if (database_lost) {
-    Log()->critical("dagd stopped: database lost exit_code=1");
+  if (database_lost || fenced) {
+    Log()->critical("dagd stopped: {} exit_code=1", fenced ? "fenced off" : "database lost");
     return 1;
   }
   Log()->info("dagd stopped");

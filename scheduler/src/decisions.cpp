@@ -13,59 +13,42 @@ double Seconds(TimePoint from, TimePoint to) {
 
 }  // namespace
 
-RunDecision DecideRun(const Dag& dag, const std::vector<TaskInstance>& tis, TimePoint now,
-                      int free_slots) {
-  RunDecision decision;
-  std::vector<TaskState> state(tis.size());
-  for (size_t i = 0; i < tis.size(); ++i) state[i] = tis[i].state;
-
-  std::vector<size_t> runnable;
-  std::vector<TaskState> upstream_states;
-  for (size_t i = 0; i < dag.tasks.size(); ++i) {
-    if (state[i] == TaskState::kUpForRetry) {
-      const auto& at = tis[i].next_retry_at;
-      if (!at || *at <= now) {
-        runnable.push_back(i);
-      } else if (!decision.next_wakeup || *at < *decision.next_wakeup) {
-        decision.next_wakeup = *at;
-      }
-      continue;
+TaskDecision DecideTask(const TaskSpec& task, const TaskInstance& ti,
+                        const UpstreamSummary& upstream, TimePoint now) {
+  TaskDecision decision;
+  if (ti.state == TaskState::kUpForRetry) {
+    if (ti.next_retry_at && *ti.next_retry_at > now) {
+      decision.wake_at = ti.next_retry_at;
+    } else {
+      decision.action = TaskAction::kQueue;
     }
-    if (state[i] != TaskState::kNone) continue;
-    upstream_states.clear();
-    for (size_t up : dag.upstream[i]) upstream_states.push_back(state[up]);
-    switch (Evaluate(dag.tasks[i].trigger_rule, Summarize(upstream_states))) {
-      case RuleVerdict::kRun:
-        runnable.push_back(i);
-        break;
-      case RuleVerdict::kUpstreamFailed:
-        state[i] = TaskState::kUpstreamFailed;
-        decision.to_upstream_failed.push_back(i);
-        break;
-      case RuleVerdict::kSkip:
-        state[i] = TaskState::kSkipped;
-        decision.to_skip.push_back(i);
-        break;
-      case RuleVerdict::kWait:
-        break;
-    }
+    return decision;
   }
-
-  // Highest priority_weight first; topological order breaks ties.
-  std::stable_sort(runnable.begin(), runnable.end(), [&](size_t a, size_t b) {
-    return dag.tasks[a].priority_weight > dag.tasks[b].priority_weight;
-  });
-  const size_t take = static_cast<size_t>(std::max(free_slots, 0));
-  if (runnable.size() > take) runnable.resize(take);
-  decision.to_queue = std::move(runnable);
-
-  // Tasks left runnable by the slot limit are still unfinished, so the run goes on.
-  if (std::all_of(state.begin(), state.end(), IsFinished)) {
-    std::vector<TaskInstance> after = tis;
-    for (size_t i = 0; i < state.size(); ++i) after[i].state = state[i];
-    decision.finish = RunOutcome(dag, after);
+  if (ti.state != TaskState::kNone) return decision;
+  switch (Evaluate(task.trigger_rule, upstream)) {
+    case RuleVerdict::kRun:
+      decision.action =
+          task.operator_name == kOperatorEmpty ? TaskAction::kSucceed : TaskAction::kQueue;
+      break;
+    case RuleVerdict::kUpstreamFailed:
+      decision.action = TaskAction::kUpstreamFailed;
+      break;
+    case RuleVerdict::kSkip:
+      decision.action = TaskAction::kSkip;
+      break;
+    case RuleVerdict::kWait:
+      break;
   }
   return decision;
+}
+
+void OrderByPriority(const Dag& dag, std::vector<size_t>& runnable) {
+  std::sort(runnable.begin(), runnable.end(), [&](size_t a, size_t b) {
+    if (dag.tasks[a].priority_weight != dag.tasks[b].priority_weight) {
+      return dag.tasks[a].priority_weight > dag.tasks[b].priority_weight;
+    }
+    return a < b;  // task indices are in topological order
+  });
 }
 
 std::optional<RunState> RunOutcome(const Dag& dag, const std::vector<TaskInstance>& tis) {
@@ -149,8 +132,16 @@ TaskInstance MarkUnrunnable(TaskInstance ti, TaskState state, TimePoint now) {
   return ti;
 }
 
+TaskInstance SucceedWithoutWorker(TaskInstance ti, TimePoint now) {
+  ti.try_number += 1;
+  ti.state = TaskState::kSuccess;
+  ti.start_date = now;
+  ti.end_date = now;
+  ti.duration = 0.0;
+  return ti;
+}
+
 TaskInstance RecoverOrphan(TaskInstance ti, TimePoint now) {
-  if (ti.state == TaskState::kQueued) return ti;  // never started: submit it again as it is
   ti.state = TaskState::kUpForRetry;
   ti.max_tries += 1;
   ti.next_retry_at = now;

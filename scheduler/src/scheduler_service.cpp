@@ -69,7 +69,7 @@ StatusOr<DagDetails> SchedulerService::GetDag(const std::string& dag_id) {
 
 StatusOr<DagDetails> SchedulerService::SetPaused(const std::string& dag_id, bool paused) {
   if (Status s = ForClient(store_.SetPaused(dag_id, paused), "pause request"); !s.ok()) return s;
-  scheduler_.Wake();
+  scheduler_.DagChanged(dag_id);
   return GetDag(dag_id);
 }
 

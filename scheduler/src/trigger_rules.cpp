@@ -2,30 +2,32 @@
 
 namespace dagd::scheduler {
 
+void Count(UpstreamSummary& summary, TaskState state, int delta) {
+  switch (state) {
+    case TaskState::kSuccess:
+      summary.success += delta;
+      break;
+    case TaskState::kFailed:
+      summary.failed += delta;
+      break;
+    case TaskState::kUpstreamFailed:
+      summary.upstream_failed += delta;
+      break;
+    case TaskState::kSkipped:
+      summary.skipped += delta;
+      break;
+    case TaskState::kRemoved:
+      summary.removed += delta;
+      break;
+    default:
+      break;
+  }
+}
+
 UpstreamSummary Summarize(const std::vector<TaskState>& upstream_states) {
   UpstreamSummary s;
   s.total = static_cast<int>(upstream_states.size());
-  for (TaskState state : upstream_states) {
-    switch (state) {
-      case TaskState::kSuccess:
-        ++s.success;
-        break;
-      case TaskState::kFailed:
-        ++s.failed;
-        break;
-      case TaskState::kUpstreamFailed:
-        ++s.upstream_failed;
-        break;
-      case TaskState::kSkipped:
-        ++s.skipped;
-        break;
-      case TaskState::kRemoved:
-        ++s.removed;
-        break;
-      default:
-        break;
-    }
-  }
+  for (TaskState state : upstream_states) Count(s, state, +1);
   return s;
 }
 

@@ -8,26 +8,36 @@
 #include "dagd/scheduler/dag.hpp"
 #include "dagd/scheduler/ports.hpp"
 #include "dagd/scheduler/records.hpp"
+#include "dagd/scheduler/trigger_rules.hpp"
 
 namespace dagd::scheduler {
 
-struct RunDecision {
-  std::vector<size_t> to_queue;            // task indices, highest priority_weight first
-  std::vector<size_t> to_upstream_failed;  // task indices
-  std::vector<size_t> to_skip;             // task indices
-  std::optional<RunState> finish;          // the run is over, with this state
-  std::optional<TimePoint> next_wakeup;    // earliest future retry time, if any
+enum class TaskAction {
+  kWait,            // nothing to do now
+  kQueue,           // hand a new try to a worker (when a slot is free)
+  kSucceed,         // an `empty` task that may run: it succeeds at once, without a worker
+  kUpstreamFailed,  // its trigger rule can no longer be met because of failures
+  kSkip,            // its trigger rule can no longer be met because of skips
 };
 
-// Decides what to do next in one run. `tis[i]` is the task instance of dag.tasks[i].
-// `free_slots` bounds to_queue (max_active_tasks minus what is queued or running).
-// Tasks are visited in topological order with the states this decision already implies, so
-// upstream_failed and skipped propagate through a whole chain in one call.
-RunDecision DecideRun(const Dag& dag, const std::vector<TaskInstance>& tis, TimePoint now,
-                      int free_slots);
+struct TaskDecision {
+  TaskAction action = TaskAction::kWait;
+  std::optional<TimePoint> wake_at;  // kWait in a retry delay: decide again at this time
+};
+
+// Decides one task instance that can change without a worker event: state none (by its trigger
+// rule, over the counts of its direct upstreams' states) or up_for_retry (once its delay has
+// passed). Every other state is kWait. Cost: O(1), whatever the size of the DAG.
+TaskDecision DecideTask(const TaskSpec& task, const TaskInstance& ti,
+                        const UpstreamSummary& upstream, TimePoint now);
+
+// Orders runnable task indices for the free slots: highest priority_weight first, then
+// topological order.
+void OrderByPriority(const Dag& dag, std::vector<size_t>& runnable);
 
 // Run outcome once every task is finished: failed when a leaf task failed or is
 // upstream_failed, success otherwise (Airflow's rule). nullopt while any task is unfinished.
+// O(tasks): called once, when a run's count of unfinished tasks reaches zero.
 std::optional<RunState> RunOutcome(const Dag& dag, const std::vector<TaskInstance>& tis);
 
 // When a failed try may be retried: retry_delay, doubled per try with exponential backoff,
@@ -44,9 +54,12 @@ TaskInstance MarkRunning(TaskInstance ti, const TaskEvent& started);
 // up_for_retry at once with max_tries + 1 (a try stopped by shutdown does not count).
 TaskInstance Finish(TaskInstance ti, const TaskSpec& task, const TaskOutcome& outcome,
                     TimePoint at);
-TaskInstance MarkUnrunnable(TaskInstance ti, TaskState state,
-                            TimePoint now);  // skipped/upstream_failed
-// A try found queued or running when the daemon starts was cut off by a crash or restart.
+// skipped or upstream_failed, decided without a try.
+TaskInstance MarkUnrunnable(TaskInstance ti, TaskState state, TimePoint now);
+// An `empty` task's try, done by the scheduler itself: a new try number, success, no duration.
+TaskInstance SucceedWithoutWorker(TaskInstance ti, TimePoint now);
+// A try found queued or running that no live process of this scheduler owns (its process was
+// stopped, crashed, or fenced off): up_for_retry at once, without using a retry.
 TaskInstance RecoverOrphan(TaskInstance ti, TimePoint now);
 
 }  // namespace dagd::scheduler

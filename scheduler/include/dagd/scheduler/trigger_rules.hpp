@@ -21,6 +21,9 @@ struct UpstreamSummary {
 };
 
 UpstreamSummary Summarize(const std::vector<TaskState>& upstream_states);
+// Adds `delta` (+1 or -1) to the count `state` belongs to, if any: keeps a summary current as one
+// upstream task changes state, without looking at the others.
+void Count(UpstreamSummary& summary, TaskState state, int delta);
 
 enum class RuleVerdict {
   kWait,            // not decided yet: some upstream is still to finish

@@ -1,0 +1,49 @@
+#include "active_run.hpp"
+
+namespace dagd::scheduler {
+namespace {
+
+bool HoldsSlot(TaskState s) { return s == TaskState::kQueued || s == TaskState::kRunning; }
+
+}  // namespace
+
+ActiveRun::ActiveRun(DagRun run, DagPtr dag, std::vector<TaskInstance> tis)
+    : run_(std::move(run)),
+      dag_(std::move(dag)),
+      tis_(std::move(tis)),
+      upstream_(tis_.size()) {
+  for (size_t i = 0; i < tis_.size(); ++i) {
+    upstream_[i].total = static_cast<int>(dag_->upstream[i].size());
+    Count(tis_[i], +1);
+    for (size_t down : dag_->downstream[i]) dagd::scheduler::Count(upstream_[down], tis_[i].state, +1);
+    candidates_.insert(candidates_.end(), i);
+  }
+}
+
+void ActiveRun::Count(const TaskInstance& ti, int delta) {
+  if (!IsFinished(ti.state)) unfinished_ += delta;
+  if (HoldsSlot(ti.state)) active_ += delta;
+}
+
+void ActiveRun::Set(size_t i, TaskInstance ti) {
+  const TaskState before = tis_[i].state;
+  const bool freed = HoldsSlot(before) && !HoldsSlot(ti.state);
+  Count(tis_[i], -1);
+  Count(ti, +1);
+  tis_[i] = std::move(ti);
+  const TaskState after = tis_[i].state;
+  if (before != after) {
+    if (after == TaskState::kNone || after == TaskState::kUpForRetry) candidates_.insert(i);
+    for (size_t down : dag_->downstream[i]) {
+      dagd::scheduler::Count(upstream_[down], before, -1);
+      dagd::scheduler::Count(upstream_[down], after, +1);
+      candidates_.insert(down);
+    }
+  }
+  if (freed && !waiting_for_slot_.empty()) {
+    candidates_.insert(waiting_for_slot_.begin()->second);
+    waiting_for_slot_.erase(waiting_for_slot_.begin());
+  }
+}
+
+}  // namespace dagd::scheduler

@@ -1,0 +1,571 @@
+#include "scheduler_loop.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "dagd/scheduler/admission.hpp"
+#include "dagd/scheduler/decisions.hpp"
+#include "dagd/scheduler/log_paths.hpp"
+#include "logger.hpp"
+
+namespace dagd::scheduler {
+namespace {
+
+// A timer's task index that means "the run's DAG may admit a queued run now".
+constexpr size_t kAdmission = static_cast<size_t>(-1);
+
+int64_t Micros(TimePoint t) { return t.time_since_epoch().count(); }
+
+std::string ThisHost() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0) return {};
+  return name;
+}
+
+bool Retryable(const Status& s) {
+  return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kAborted;
+}
+
+}  // namespace
+
+// --- Scheduler: the public face -------------------------------------------------------------------
+
+Scheduler::Scheduler(SchedulerOptions options, StateStore& store, TaskExecutor& executor,
+                     const Clock& clock)
+    : loop_(std::make_unique<Loop>(std::move(options), store, executor, clock)) {}
+Scheduler::~Scheduler() = default;
+Status Scheduler::Start() { return loop_->Start(); }
+void Scheduler::Wake() { loop_->Wake(); }
+void Scheduler::DagChanged(const std::string& dag_id) { loop_->DagChanged(dag_id); }
+void Scheduler::Shutdown(std::chrono::milliseconds grace) { loop_->Shutdown(grace); }
+StatusOr<DagPtr> Scheduler::GetDag(const std::string& dag_id, int version_number) {
+  return loop_->GetDag(dag_id, version_number);
+}
+std::optional<TimePoint> Scheduler::LastHeartbeat() const { return loop_->LastHeartbeat(); }
+bool Scheduler::Fenced() const { return loop_->Fenced(); }
+
+// --- The loop -------------------------------------------------------------------------------------
+
+Scheduler::Loop::Loop(SchedulerOptions options, StateStore& store, TaskExecutor& executor,
+                      const Clock& clock)
+    : options_(std::move(options)), store_(store), executor_(executor), clock_(clock) {
+  if (options_.hostname.empty()) options_.hostname = ThisHost();
+}
+
+Scheduler::Loop::~Loop() {
+  if (thread_.joinable()) Shutdown(std::chrono::milliseconds(0));
+}
+
+Status Scheduler::Loop::Start() {
+  const std::optional<int64_t> epoch = store_.SchedulerEpoch();
+  if (!epoch) return Status::FailedPrecondition("the scheduler lock is not held");
+  epoch_ = *epoch;
+  // The watermark first: whatever commits after it is read by the first catch-up, and the
+  // active runs loaded below already show everything before it.
+  auto latest = store_.LatestEventSeq();
+  if (!latest.ok()) return latest.status();
+  watermark_ = *latest;
+  auto active = store_.LoadActiveRuns();
+  if (!active.ok()) return active.status();
+  for (const DagRun& run : *active) stale_.insert(run.id);
+  std::weak_ptr<Inbox> weak = inbox_;
+  const Status subscribed = store_.Subscribe([weak, self = epoch_](std::optional<int64_t> origin) {
+    if (origin == self) return;  // this loop's own commit: nothing new to read
+    auto inbox = weak.lock();
+    if (!inbox) return;
+    {
+      std::lock_guard lock(inbox->mu);
+      inbox->catch_up = true;
+    }
+    inbox->cv.notify_one();
+  });
+  if (!subscribed.ok()) return subscribed;
+  Log()->info("scheduler started epoch={} active_runs={}", epoch_, stale_.size());
+  thread_ = std::thread([this] { Run(); });
+  return Status::Ok();
+}
+
+void Scheduler::Loop::Wake() {
+  {
+    std::lock_guard lock(inbox_->mu);
+    inbox_->catch_up = true;
+  }
+  inbox_->cv.notify_one();
+}
+
+void Scheduler::Loop::DagChanged(const std::string& dag_id) {
+  {
+    std::lock_guard lock(inbox_->mu);
+    inbox_->dags_changed.insert(dag_id);
+  }
+  inbox_->cv.notify_one();
+}
+
+void Scheduler::Loop::Shutdown(std::chrono::milliseconds grace) {
+  if (!thread_.joinable()) return;
+  draining_ = true;
+  executor_.StopAccepting();
+  if (!executor_.WaitIdle(grace)) {
+    Log()->warn("grace period over, stopping running tasks running={} grace_ms={}",
+                executor_.RunningCount(), grace.count());
+    executor_.CancelRunning();
+    if (!executor_.WaitIdle(std::chrono::seconds(15))) {
+      Log()->error("tasks still running after cancellation running={}", executor_.RunningCount());
+    }
+  }
+  {
+    std::lock_guard lock(inbox_->mu);
+    inbox_->stop = true;
+  }
+  inbox_->cv.notify_one();
+  thread_.join();
+  store_.Unsubscribe();
+}
+
+StatusOr<DagPtr> Scheduler::Loop::GetDag(const std::string& dag_id, int version_number) {
+  {
+    std::lock_guard lock(dags_mu_);
+    auto it = dags_.find({dag_id, version_number});
+    if (it != dags_.end()) return it->second;
+  }
+  auto version = store_.GetDagVersion(dag_id, version_number);
+  if (!version.ok()) return version.status();
+  ParseResult parsed = ParseDag(std::string_view(version->document), ParseOptions{});
+  if (!parsed.dag) {
+    return Status::Internal("stored version " + std::to_string(version_number) + " of DAG '" +
+                            dag_id + "' no longer parses: " + parsed.errors.front());
+  }
+  std::lock_guard lock(dags_mu_);
+  return dags_.emplace(std::make_pair(dag_id, version_number), parsed.dag).first->second;
+}
+
+std::optional<TimePoint> Scheduler::Loop::LastHeartbeat() const {
+  int64_t us = heartbeat_us_.load();
+  if (us == 0) return std::nullopt;
+  return TimePoint(Duration(us));
+}
+
+void Scheduler::Loop::Run() {
+  int failed_steps = 0;
+  bool retry_now = true;  // the first step loads the active runs
+  while (true) {
+    std::vector<TaskEvent> events;
+    bool catch_up = false;
+    bool stop = false;
+    std::set<std::string> dags_changed;
+    {
+      std::unique_lock lock(inbox_->mu);
+      TimePoint until = next_heartbeat_;
+      if (!timers_.empty()) until = std::min(until, timers_.begin()->first);
+      if (retry_now || !dirty_.empty() || !dirty_dags_.empty()) until = clock_.Now();
+      const auto deadline = std::chrono::system_clock::now() +
+                            std::max<Duration>(until - clock_.Now(), Duration(0));
+      inbox_->cv.wait_until(lock, deadline, [&] {
+        return inbox_->stop || inbox_->catch_up || !inbox_->events.empty() ||
+               !inbox_->dags_changed.empty();
+      });
+      events.assign(std::make_move_iterator(inbox_->events.begin()),
+                    std::make_move_iterator(inbox_->events.end()));
+      inbox_->events.clear();
+      catch_up = inbox_->catch_up;
+      inbox_->catch_up = false;
+      dags_changed.swap(inbox_->dags_changed);
+      stop = inbox_->stop;
+    }
+    const TimePoint now = clock_.Now();
+    if (now >= next_heartbeat_) {
+      // The safety net: the lock, every DAG's paused flag, and the event log, whatever the
+      // notifications said. Like Airflow's heartbeat, which lives in the database, it goes stale
+      // while the database is unreachable, so health reports the scheduler unhealthy.
+      next_heartbeat_ = now + options_.heartbeat;
+      if (CheckSchedulerLock() && !fenced_) heartbeat_us_ = Micros(now);
+      catch_up = true;
+      for (const auto& [dag_id, state] : dag_states_) dags_changed.insert(dag_id);
+    }
+    if (fenced_) {
+      if (stop) break;
+      continue;  // writes nothing more; the daemon is stopping
+    }
+    const bool ok = Step(std::move(events), catch_up, dags_changed, now);
+    if (!deferred_.empty() || !ok) {
+      // Not applied yet (a task instance already in the step's batch, or a step that could not
+      // read the store): first in line for the next step.
+      std::lock_guard lock(inbox_->mu);
+      inbox_->events.insert(inbox_->events.begin(), std::make_move_iterator(deferred_.begin()),
+                            std::make_move_iterator(deferred_.end()));
+      deferred_.clear();
+      if (!ok) {
+        inbox_->catch_up = inbox_->catch_up || catch_up;
+        inbox_->dags_changed.insert(dags_changed.begin(), dags_changed.end());
+      }
+    }
+    retry_now = !stale_.empty() && ok;
+    if (ok) {
+      failed_steps = 0;
+      if (stop) break;
+      continue;
+    }
+    if (stop && ++failed_steps >= 5) {
+      Log()->error("stopping with uncommitted task results; their tries are retried after restart");
+      break;
+    }
+    std::this_thread::sleep_for(options_.store_retry);
+  }
+  Log()->info("scheduler stopped");
+}
+
+bool Scheduler::Loop::Step(std::vector<TaskEvent> events, bool catch_up,
+                           const std::set<std::string>& dags, TimePoint now) {
+  auto unread = [&](const Status& s, std::string_view what) {
+    Log()->warn("cannot read {}, retrying error=\"{}\"", what, s.message());
+    deferred_.insert(deferred_.end(), std::make_move_iterator(events.begin()),
+                     std::make_move_iterator(events.end()));
+    return false;
+  };
+  if (catch_up) {
+    if (Status s = CatchUp(); !s.ok()) return unread(s, "the event log");
+  }
+  if (!dags.empty()) {
+    if (Status s = RefreshPaused(dags); !s.ok()) return unread(s, "paused flags");
+  }
+  Batch batch;
+  const Status loaded = LoadStaleRuns(now, batch);
+  while (!timers_.empty() && timers_.begin()->first <= now) {
+    auto [key, index] = timers_.begin()->second;
+    timers_.erase(timers_.begin());
+    auto it = runs_.find(key);
+    if (it == runs_.end()) continue;
+    if (index == kAdmission) {
+      dirty_dags_.insert(it->second.run().dag_id);
+    } else {
+      it->second.candidates().insert(index);
+      dirty_.insert(key);
+    }
+  }
+  for (TaskEvent& event : events) ApplyTaskEvent(std::move(event), batch);
+  std::set<std::string> dags_to_admit;
+  dags_to_admit.swap(dirty_dags_);
+  for (const std::string& dag_id : dags_to_admit) Admit(dag_id, now, batch);
+  std::set<int64_t> to_decide;
+  to_decide.swap(dirty_);
+  for (int64_t key : to_decide) DecideRun(key, now, batch);
+  const bool committed = Commit(batch);
+  if (!loaded.ok()) {
+    Log()->warn("some runs not loaded yet, retrying error=\"{}\"", loaded.message());
+    return false;
+  }
+  return committed;
+}
+
+// --- Deciding -------------------------------------------------------------------------------------
+
+void Scheduler::Loop::SetTi(ActiveRun& active, size_t index, TaskInstance after,
+                            TiTransition::Kind kind, Batch& batch) {
+  const TaskInstance& before = active.ti(index);
+  auto [pos, inserted] = batch.ti_pos.try_emplace(before.id, batch.transition.task_instances.size());
+  if (inserted) {
+    TiTransition t;
+    t.kind = kind;
+    t.expect_state = before.state;
+    t.expect_try = before.try_number;
+    t.expect_epoch = before.owner_epoch;
+    batch.transition.task_instances.push_back(std::move(t));
+  } else {
+    // The only second change of one task instance in a batch: a try that started and ended
+    // within it. One kFinish from queued writes both (see TiTransition::Kind::kFinish).
+    batch.transition.task_instances[pos->second].kind = kind;
+  }
+  if (kind == TiTransition::Kind::kQueue) after.owner_epoch = epoch_;
+  batch.transition.task_instances[pos->second].after = after;
+  batch.runs.insert(active.run().id);
+  active.Set(index, std::move(after));
+}
+
+void Scheduler::Loop::SetRun(ActiveRun& active, RunTransition::Kind kind, TimePoint now,
+                             Batch& batch) {
+  const int64_t key = active.run().id;
+  auto [pos, inserted] = batch.run_pos.try_emplace(key, batch.transition.runs.size());
+  if (inserted) {
+    RunTransition t;
+    t.expect_state = active.run().state;
+    batch.transition.runs.push_back(std::move(t));
+  }
+  // A run that starts and ends in one batch (all of its tasks `empty`) is one kFinish from
+  // queued: kFinish also sets start_date when none is stored.
+  RunTransition& t = batch.transition.runs[pos->second];
+  t.kind = kind;
+  batch.runs.insert(key);
+  DagRun& run = active.run();
+  run.last_scheduling_decision = now;
+  if (kind == RunTransition::Kind::kStart) {
+    run.state = RunState::kRunning;
+    run.start_date = now;
+  } else {
+    run.end_date = now;
+    if (!run.start_date) run.start_date = now;
+  }
+  t.after = run;
+}
+
+void Scheduler::Loop::ApplyTaskEvent(TaskEvent event, Batch& batch) {
+  if (event.kind == TaskEvent::Kind::kFinished) in_flight_.erase(event.ti_id);
+  auto where = ti_index_.find(event.ti_id);
+  if (where == ti_index_.end()) return;  // its run is over: a late or duplicate event
+  auto [key, index] = where->second;
+  if (stale_.count(key) != 0) {
+    held_[key].push_back(std::move(event));
+    return;
+  }
+  ActiveRun& active = runs_.at(key);
+  const TaskInstance& ti = active.ti(index);
+  if (ti.try_number != event.try_number) return;  // fencing: an older try reporting late
+  if (InBatch(batch, ti)) {
+    const auto& pending = batch.transition.task_instances[batch.ti_pos.at(ti.id)];
+    const bool merge = event.kind == TaskEvent::Kind::kFinished &&
+                       pending.kind == TiTransition::Kind::kStart;
+    if (!merge) {
+      deferred_.push_back(std::move(event));
+      return;
+    }
+  }
+  if (event.kind == TaskEvent::Kind::kStarted) {
+    if (ti.state != TaskState::kQueued) return;
+    SetTi(active, index, MarkRunning(ti, event), TiTransition::Kind::kStart, batch);
+  } else {
+    if (ti.state != TaskState::kQueued && ti.state != TaskState::kRunning) return;
+    TaskInstance after = Finish(ti, active.dag().tasks[index], event.outcome, event.at);
+    if (after.state != TaskState::kSuccess) {
+      Log()->info("task {} dag={} run={} task={} try={}/{} error=\"{}\"", ToString(after.state),
+                  after.dag_id, after.run_id, after.task_id, after.try_number,
+                  after.max_tries + 1, event.outcome.error);
+    }
+    for (const XcomEntry& x : event.outcome.xcom) {
+      batch.transition.xcoms.push_back({key, ti.id, x});
+    }
+    SetTi(active, index, std::move(after), TiTransition::Kind::kFinish, batch);
+  }
+  batch.events[key].push_back(std::move(event));
+  dirty_.insert(key);
+}
+
+void Scheduler::Loop::Admit(const std::string& dag_id, TimePoint now, Batch& batch) {
+  auto state_it = dag_states_.find(dag_id);
+  if (state_it == dag_states_.end() || state_it->second.queued.empty()) return;
+  DagState& state = state_it->second;
+  const Dag& dag = runs_.at(*state.queued.begin()).dag();
+  AdmissionInput input;
+  input.paused = state.paused;
+  input.draining = draining_;
+  input.running = static_cast<int>(state.running.size());
+  input.max_active_runs = dag.max_active_runs;
+  // Only as many queued runs as could start: the work does not grow with the queue.
+  int due = 0;
+  for (int64_t key : state.queued) {
+    if (due >= input.max_active_runs - input.running) break;
+    const DagRun& run = runs_.at(key).run();
+    input.queued.push_back({key, run.run_after});
+    if (!run.run_after || *run.run_after <= now) ++due;
+  }
+  const Admission admission = AdmitRuns(input, now);
+  if (admission.next_wakeup) {
+    timers_.emplace(*admission.next_wakeup, std::make_pair(*state.queued.begin(), kAdmission));
+  }
+  for (int64_t key : admission.start) {
+    SetRun(runs_.at(key), RunTransition::Kind::kStart, now, batch);
+    state.queued.erase(key);
+    state.running.insert(key);
+    dirty_.insert(key);
+  }
+}
+
+void Scheduler::Loop::DecideRun(int64_t key, TimePoint now, Batch& batch) {
+  auto it = runs_.find(key);
+  if (it == runs_.end() || stale_.count(key) != 0) return;
+  ActiveRun& active = it->second;
+  if (active.run().state != RunState::kRunning) return;
+  if (dag_states_[active.run().dag_id].paused) return;  // candidates wait for the unpause
+  const Dag& dag = active.dag();
+  std::vector<size_t> runnable;
+  std::vector<size_t> later;  // already changed in this batch: decided at the next step
+  auto& candidates = active.candidates();
+  while (!candidates.empty()) {
+    const size_t i = *candidates.begin();
+    candidates.erase(candidates.begin());
+    const TaskInstance& ti = active.ti(i);
+    if (InBatch(batch, ti)) {
+      later.push_back(i);
+      continue;
+    }
+    const TaskDecision decision = DecideTask(dag.tasks[i], ti, active.upstream(i), now);
+    switch (decision.action) {
+      case TaskAction::kWait:
+        if (decision.wake_at) timers_.emplace(*decision.wake_at, std::make_pair(key, i));
+        break;
+      case TaskAction::kQueue:
+        runnable.push_back(i);
+        break;
+      case TaskAction::kSucceed:
+        if (draining_) {
+          later.push_back(i);
+          break;
+        }
+        // Its downstream tasks become candidates, decided in this same loop: a chain of
+        // `empty` tasks completes in one commit.
+        SetTi(active, i, SucceedWithoutWorker(ti, now), TiTransition::Kind::kSettle, batch);
+        break;
+      case TaskAction::kUpstreamFailed:
+        SetTi(active, i, MarkUnrunnable(ti, TaskState::kUpstreamFailed, now),
+              TiTransition::Kind::kSettle, batch);
+        break;
+      case TaskAction::kSkip:
+        SetTi(active, i, MarkUnrunnable(ti, TaskState::kSkipped, now),
+              TiTransition::Kind::kSettle, batch);
+        break;
+    }
+  }
+  OrderByPriority(dag, runnable);
+  int free_slots = draining_ ? 0 : active.free_slots();
+  for (size_t i : runnable) {
+    if (free_slots <= 0) {
+      active.WaitForSlot(i);
+      continue;
+    }
+    SetTi(active, i, Queue(active.ti(i), now), TiTransition::Kind::kQueue, batch);
+    batch.to_submit.emplace_back(key, i);
+    --free_slots;
+  }
+  if (!later.empty()) {
+    candidates.insert(later.begin(), later.end());
+    if (!draining_) dirty_.insert(key);
+  }
+  if (active.unfinished() == 0) {
+    active.run().state = *RunOutcome(dag, active.tis());
+    SetRun(active, RunTransition::Kind::kFinish, now, batch);
+  }
+}
+
+// --- Committing -----------------------------------------------------------------------------------
+
+bool Scheduler::Loop::Commit(Batch& batch) {
+  if (batch.transition.empty()) return true;
+  auto result = store_.Apply(batch.transition);
+  if (result.ok()) {
+    const std::set<int64_t> conflicts(result->conflicts.begin(), result->conflicts.end());
+    for (int64_t key : conflicts) {
+      Log()->info("run changed by another writer, reloading dag={} run_key={}",
+                  runs_.at(key).run().dag_id, key);
+      MarkStale(key, std::move(batch.events[key]));
+    }
+    Adopt(batch, conflicts);
+    return true;
+  }
+  const Status& status = result.status();
+  if (status.code() == StatusCode::kFailedPrecondition) {
+    Fence(status);
+    return false;
+  }
+  if (!Retryable(status)) return CommitRunByRun(batch);
+  Log()->error("commit failed, will retry error=\"{}\" runs={}", status.message(),
+               batch.runs.size());
+  // The cache of these runs holds changes the store may not have: reload them once it is back.
+  for (int64_t key : batch.runs) MarkStale(key, std::move(batch.events[key]));
+  return false;
+}
+
+bool Scheduler::Loop::CommitRunByRun(Batch& batch) {
+  std::set<int64_t> not_written;
+  bool all_ok = true;
+  for (int64_t key : batch.runs) {
+    Transition part;
+    for (const RunTransition& t : batch.transition.runs) {
+      if (t.after.id == key) part.runs.push_back(t);
+    }
+    for (const TiTransition& t : batch.transition.task_instances) {
+      if (t.after.run_id_key == key) part.task_instances.push_back(t);
+    }
+    for (const Transition::Xcom& x : batch.transition.xcoms) {
+      if (x.run_key == key) part.xcoms.push_back(x);
+    }
+    auto result = store_.Apply(part);
+    if (result.ok() && result->conflicts.empty()) continue;
+    not_written.insert(key);
+    if (result.ok()) {
+      MarkStale(key, std::move(batch.events[key]));
+    } else if (Retryable(result.status())) {
+      MarkStale(key, std::move(batch.events[key]));
+      all_ok = false;
+    } else if (result.status().code() == StatusCode::kFailedPrecondition) {
+      Fence(result.status());
+      return false;
+    } else {
+      // Its task results cannot be recorded: the reload finds its tries as orphans, and they
+      // are retried.
+      Log()->critical("transition rejected by the store, dropped dag={} run_key={} error=\"{}\"",
+                      runs_.at(key).run().dag_id, key, result.status().message());
+      MarkStale(key, {});
+    }
+  }
+  Adopt(batch, not_written);
+  return all_ok;
+}
+
+void Scheduler::Loop::Adopt(Batch& batch, const std::set<int64_t>& not_written) {
+  for (auto [key, index] : batch.to_submit) {
+    if (not_written.count(key) != 0) continue;
+    Submit(runs_.at(key), index);
+  }
+  for (int64_t key : batch.runs) {
+    if (not_written.count(key) != 0) continue;
+    const ActiveRun& active = runs_.at(key);
+    if (!IsTerminal(active.run().state)) continue;
+    Log()->info("run {} dag={} run={}", ToString(active.run().state), active.run().dag_id,
+                active.run().run_id);
+    dirty_dags_.insert(active.run().dag_id);  // a queued run held back by max_active_runs
+    Remove(key);
+  }
+}
+
+void Scheduler::Loop::Submit(const ActiveRun& active, size_t task_index) {
+  const TaskInstance& ti = active.ti(task_index);
+  TaskAssignment assignment;
+  assignment.dag = active.dag_ptr();
+  assignment.task_index = task_index;
+  assignment.run = active.run();
+  assignment.ti_id = ti.id;
+  assignment.try_number = ti.try_number;
+  assignment.max_tries = ti.max_tries;
+  assignment.log_path =
+      TryLogPath(options_.logs_root, ti.dag_id, ti.run_id, ti.task_id, ti.try_number);
+  in_flight_.insert(ti.id);
+  std::weak_ptr<Inbox> weak = inbox_;
+  executor_.Submit(std::move(assignment), [weak](TaskEvent event) {
+    auto inbox = weak.lock();
+    if (!inbox) return;
+    {
+      std::lock_guard lock(inbox->mu);
+      inbox->events.push_back(std::move(event));
+    }
+    inbox->cv.notify_one();
+  });
+}
+
+bool Scheduler::Loop::CheckSchedulerLock() {
+  // The lock lives on a database session: after a database restart it is taken again, which
+  // succeeds only if no other process held the lease meanwhile.
+  Status s = store_.AcquireSchedulerLock();
+  if (s.code() == StatusCode::kFailedPrecondition) Fence(s);
+  return s.ok();
+}
+
+void Scheduler::Loop::Fence(const Status& why) {
+  if (fenced_.exchange(true)) return;
+  draining_ = true;
+  executor_.StopAccepting();
+  Log()->critical("another scheduler took over this database; writing nothing more, stopping "
+                  "error=\"{}\"",
+                  why.message());
+  if (options_.on_fenced) options_.on_fenced();
+}
+
+}  // namespace dagd::scheduler

@@ -1,4 +1,4 @@
-#include "active_run.hpp"
+#include "dagd/scheduler/active_run.hpp"
 
 namespace dagd::scheduler {
 namespace {
@@ -15,7 +15,9 @@ ActiveRun::ActiveRun(DagRun run, DagPtr dag, std::vector<TaskInstance> tis)
   for (size_t i = 0; i < tis_.size(); ++i) {
     upstream_[i].total = static_cast<int>(dag_->upstream[i].size());
     Count(tis_[i], +1);
-    for (size_t down : dag_->downstream[i]) dagd::scheduler::Count(upstream_[down], tis_[i].state, +1);
+    for (size_t down : dag_->downstream[i]) {
+      dagd::scheduler::Count(upstream_[down], tis_[i].state, +1);
+    }
     candidates_.insert(candidates_.end(), i);
   }
 }
@@ -32,8 +34,11 @@ void ActiveRun::Set(size_t i, TaskInstance ti) {
   Count(ti, +1);
   tis_[i] = std::move(ti);
   const TaskState after = tis_[i].state;
-  if (before != after) {
-    if (after == TaskState::kNone || after == TaskState::kUpForRetry) candidates_.insert(i);
+  if (before != after && (after == TaskState::kNone || after == TaskState::kUpForRetry)) {
+    candidates_.insert(i);
+  }
+  // Downstream tasks count only finished upstreams: queued → running changes nothing there.
+  if (before != after && (IsFinished(before) || IsFinished(after))) {
     for (size_t down : dag_->downstream[i]) {
       dagd::scheduler::Count(upstream_[down], before, -1);
       dagd::scheduler::Count(upstream_[down], after, +1);

@@ -51,6 +51,78 @@ void OrderByPriority(const Dag& dag, std::vector<size_t>& runnable) {
   });
 }
 
+CandidateDecisions DecideCandidates(ActiveRun& run, TimePoint now, int64_t epoch, bool draining,
+                                    const std::function<bool(const TaskInstance&)>& busy) {
+  CandidateDecisions out;
+  if (run.run().state != RunState::kRunning) return out;
+  const Dag& dag = run.dag();
+  std::vector<bool> changed(run.size(), false);
+  auto change = [&](size_t i, TaskInstance after, TiTransition::Kind kind) {
+    out.changes.push_back({i, kind, run.ti(i)});
+    changed[i] = true;
+    run.Set(i, std::move(after));
+  };
+  std::vector<size_t> runnable;
+  std::vector<size_t> later;
+  auto& candidates = run.candidates();
+  while (!candidates.empty()) {
+    const size_t i = *candidates.begin();
+    candidates.erase(candidates.begin());
+    const TaskInstance& ti = run.ti(i);
+    if (changed[i] || busy(ti)) {
+      later.push_back(i);
+      continue;
+    }
+    const TaskDecision decision = DecideTask(dag.tasks[i], ti, run.upstream(i), now);
+    switch (decision.action) {
+      case TaskAction::kWait:
+        if (decision.wake_at) out.wakeups.emplace_back(*decision.wake_at, i);
+        break;
+      case TaskAction::kQueue:
+        runnable.push_back(i);
+        break;
+      case TaskAction::kSucceed:
+        if (draining) {
+          later.push_back(i);
+          break;
+        }
+        // Its downstream tasks become candidates, decided in this same loop: a chain of
+        // `empty` tasks completes in one commit.
+        change(i, SucceedWithoutWorker(ti, now), TiTransition::Kind::kSettle);
+        break;
+      case TaskAction::kUpstreamFailed:
+        change(i, MarkUnrunnable(ti, TaskState::kUpstreamFailed, now),
+               TiTransition::Kind::kSettle);
+        break;
+      case TaskAction::kSkip:
+        change(i, MarkUnrunnable(ti, TaskState::kSkipped, now), TiTransition::Kind::kSettle);
+        break;
+    }
+  }
+  OrderByPriority(dag, runnable);
+  int free_slots = draining ? 0 : run.free_slots();
+  for (size_t i : runnable) {
+    if (draining) {
+      later.push_back(i);
+    } else if (free_slots <= 0) {
+      run.WaitForSlot(i);
+    } else {
+      TaskInstance after = Queue(run.ti(i), now);
+      after.owner_epoch = epoch;
+      change(i, std::move(after), TiTransition::Kind::kQueue);
+      out.to_submit.push_back(i);
+      --free_slots;
+    }
+  }
+  candidates.insert(later.begin(), later.end());
+  out.more = !later.empty();
+  if (run.unfinished() == 0) {
+    run.run().state = *RunOutcome(dag, run.tis());
+    out.finished = true;
+  }
+  return out;
+}
+
 std::optional<RunState> RunOutcome(const Dag& dag, const std::vector<TaskInstance>& tis) {
   for (const auto& ti : tis) {
     if (!IsFinished(ti.state)) return std::nullopt;

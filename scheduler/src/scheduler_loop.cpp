@@ -262,24 +262,28 @@ bool Scheduler::Loop::Step(std::vector<TaskEvent> events, bool catch_up,
 
 void Scheduler::Loop::SetTi(ActiveRun& active, size_t index, TaskInstance after,
                             TiTransition::Kind kind, Batch& batch) {
-  const TaskInstance& before = active.ti(index);
-  auto [pos, inserted] = batch.ti_pos.try_emplace(before.id, batch.transition.task_instances.size());
+  TaskChange change{index, kind, active.ti(index)};
+  active.Set(index, std::move(after));
+  Record(active, change, batch);
+}
+
+void Scheduler::Loop::Record(const ActiveRun& active, const TaskChange& change, Batch& batch) {
+  const TaskInstance& before = change.before;
+  auto [pos, inserted] =
+      batch.ti_pos.try_emplace(before.id, batch.transition.task_instances.size());
   if (inserted) {
     TiTransition t;
-    t.kind = kind;
     t.expect_state = before.state;
     t.expect_try = before.try_number;
     t.expect_epoch = before.owner_epoch;
     batch.transition.task_instances.push_back(std::move(t));
-  } else {
-    // The only second change of one task instance in a batch: a try that started and ended
-    // within it. One kFinish from queued writes both (see TiTransition::Kind::kFinish).
-    batch.transition.task_instances[pos->second].kind = kind;
   }
-  if (kind == TiTransition::Kind::kQueue) after.owner_epoch = epoch_;
-  batch.transition.task_instances[pos->second].after = after;
+  // A second change of one task instance in a batch is only ever a try that started and ended
+  // within it: one kFinish from queued writes both (see TiTransition::Kind::kFinish).
+  TiTransition& t = batch.transition.task_instances[pos->second];
+  t.kind = change.kind;
+  t.after = active.ti(change.index);
   batch.runs.insert(active.run().id);
-  active.Set(index, std::move(after));
 }
 
 void Scheduler::Loop::SetRun(ActiveRun& active, RunTransition::Kind kind, TimePoint now,
@@ -383,66 +387,15 @@ void Scheduler::Loop::DecideRun(int64_t key, TimePoint now, Batch& batch) {
   auto it = runs_.find(key);
   if (it == runs_.end() || stale_.count(key) != 0) return;
   ActiveRun& active = it->second;
-  if (active.run().state != RunState::kRunning) return;
   if (dag_states_[active.run().dag_id].paused) return;  // candidates wait for the unpause
-  const Dag& dag = active.dag();
-  std::vector<size_t> runnable;
-  std::vector<size_t> later;  // already changed in this batch: decided at the next step
-  auto& candidates = active.candidates();
-  while (!candidates.empty()) {
-    const size_t i = *candidates.begin();
-    candidates.erase(candidates.begin());
-    const TaskInstance& ti = active.ti(i);
-    if (InBatch(batch, ti)) {
-      later.push_back(i);
-      continue;
-    }
-    const TaskDecision decision = DecideTask(dag.tasks[i], ti, active.upstream(i), now);
-    switch (decision.action) {
-      case TaskAction::kWait:
-        if (decision.wake_at) timers_.emplace(*decision.wake_at, std::make_pair(key, i));
-        break;
-      case TaskAction::kQueue:
-        runnable.push_back(i);
-        break;
-      case TaskAction::kSucceed:
-        if (draining_) {
-          later.push_back(i);
-          break;
-        }
-        // Its downstream tasks become candidates, decided in this same loop: a chain of
-        // `empty` tasks completes in one commit.
-        SetTi(active, i, SucceedWithoutWorker(ti, now), TiTransition::Kind::kSettle, batch);
-        break;
-      case TaskAction::kUpstreamFailed:
-        SetTi(active, i, MarkUnrunnable(ti, TaskState::kUpstreamFailed, now),
-              TiTransition::Kind::kSettle, batch);
-        break;
-      case TaskAction::kSkip:
-        SetTi(active, i, MarkUnrunnable(ti, TaskState::kSkipped, now),
-              TiTransition::Kind::kSettle, batch);
-        break;
-    }
-  }
-  OrderByPriority(dag, runnable);
-  int free_slots = draining_ ? 0 : active.free_slots();
-  for (size_t i : runnable) {
-    if (free_slots <= 0) {
-      active.WaitForSlot(i);
-      continue;
-    }
-    SetTi(active, i, Queue(active.ti(i), now), TiTransition::Kind::kQueue, batch);
-    batch.to_submit.emplace_back(key, i);
-    --free_slots;
-  }
-  if (!later.empty()) {
-    candidates.insert(later.begin(), later.end());
-    if (!draining_) dirty_.insert(key);
-  }
-  if (active.unfinished() == 0) {
-    active.run().state = *RunOutcome(dag, active.tis());
-    SetRun(active, RunTransition::Kind::kFinish, now, batch);
-  }
+  const CandidateDecisions decided =
+      DecideCandidates(active, now, epoch_, draining_,
+                       [&](const TaskInstance& ti) { return InBatch(batch, ti); });
+  for (const TaskChange& change : decided.changes) Record(active, change, batch);
+  for (size_t i : decided.to_submit) batch.to_submit.emplace_back(key, i);
+  for (const auto& [at, i] : decided.wakeups) timers_.emplace(at, std::make_pair(key, i));
+  if (decided.more && !draining_) dirty_.insert(key);
+  if (decided.finished) SetRun(active, RunTransition::Kind::kFinish, now, batch);
 }
 
 // --- Committing -----------------------------------------------------------------------------------

@@ -14,7 +14,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include "active_run.hpp"
+#include "dagd/scheduler/active_run.hpp"
+#include "dagd/scheduler/decisions.hpp"
 #include "dagd/scheduler/scheduler.hpp"
 
 namespace dagd::scheduler {
@@ -95,6 +96,8 @@ class Scheduler::Loop {
   void DecideRun(int64_t key, TimePoint now, Batch& batch);
   void SetTi(ActiveRun& active, size_t index, TaskInstance after, TiTransition::Kind kind,
              Batch& batch);
+  // Records an in-place change of the cache as a conditional transition of the batch.
+  void Record(const ActiveRun& active, const TaskChange& change, Batch& batch);
   void SetRun(ActiveRun& active, RunTransition::Kind kind, TimePoint now, Batch& batch);
   bool InBatch(const Batch& batch, const TaskInstance& ti) const {
     return batch.ti_pos.count(ti.id) != 0;

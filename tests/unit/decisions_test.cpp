@@ -11,9 +11,11 @@ using namespace std::chrono_literals;
 
 const TimePoint kNow = TimePoint(Duration(1'700'000'000'000'000));
 
-DagPtr MakeDag(const std::string& tasks_json) {
-  ParseResult r =
-      ParseDag(std::string_view(R"({"dag_id": "d", "tasks": )" + tasks_json + "}"), ParseOptions{});
+// `fields`: more top-level fields, each followed by a comma.
+DagPtr MakeDag(const std::string& tasks_json, const std::string& fields = "") {
+  ParseResult r = ParseDag(
+      std::string_view(R"({"dag_id": "d", )" + fields + R"("tasks": )" + tasks_json + "}"),
+      ParseOptions{});
   EXPECT_TRUE(r.errors.empty()) << (r.errors.empty() ? "" : r.errors.front());
   return r.dag;
 }
@@ -21,14 +23,46 @@ DagPtr MakeDag(const std::string& tasks_json) {
 std::vector<TaskInstance> Fresh(const Dag& dag) {
   std::vector<TaskInstance> tis(dag.tasks.size());
   for (size_t i = 0; i < tis.size(); ++i) {
+    tis[i].id = "ti-" + dag.tasks[i].task_id;
     tis[i].task_id = dag.tasks[i].task_id;
     tis[i].max_tries = dag.tasks[i].retries;
   }
   return tis;
 }
 
-TaskInstance& At(const Dag& dag, std::vector<TaskInstance>& tis, const std::string& id) {
-  return tis[*dag.IndexOf(id)];
+// A running run of `dag` with fresh task instances.
+ActiveRun Running(const DagPtr& dag) {
+  DagRun run;
+  run.id = 1;
+  run.dag_id = dag->dag_id;
+  run.state = RunState::kRunning;
+  return ActiveRun(run, dag, Fresh(*dag));
+}
+
+CandidateDecisions Decide(ActiveRun& run, TimePoint now = kNow, bool draining = false) {
+  return DecideCandidates(run, now, /*epoch=*/7, draining, [](const TaskInstance&) {
+    return false;
+  });
+}
+
+size_t Index(const ActiveRun& run, const std::string& task_id) {
+  return *run.dag().IndexOf(task_id);
+}
+
+// Sets one task's state as a worker's result would.
+void SetState(ActiveRun& run, const std::string& task_id, TaskState state) {
+  TaskInstance ti = run.ti(Index(run, task_id));
+  ti.state = state;
+  run.Set(Index(run, task_id), ti);
+}
+
+std::vector<std::string> Changed(const ActiveRun& run, const CandidateDecisions& d,
+                                 TaskState state) {
+  std::vector<std::string> ids;
+  for (const TaskChange& c : d.changes) {
+    if (run.ti(c.index).state == state) ids.push_back(run.dag().tasks[c.index].task_id);
+  }
+  return ids;
 }
 
 std::vector<std::string> Ids(const Dag& dag, const std::vector<size_t>& indices) {
@@ -37,95 +71,164 @@ std::vector<std::string> Ids(const Dag& dag, const std::vector<size_t>& indices)
   return ids;
 }
 
-const char* kChain = R"([
-  {"task_id": "a", "operator": "empty"},
-  {"task_id": "b", "operator": "empty", "upstream": ["a"]},
-  {"task_id": "c", "operator": "empty", "upstream": ["b"]}])";
+const char* kBashChain = R"([
+  {"task_id": "a", "operator": "bash", "bash_command": "true"},
+  {"task_id": "b", "operator": "bash", "bash_command": "true", "upstream": ["a"]},
+  {"task_id": "c", "operator": "bash", "bash_command": "true", "upstream": ["b"]}])";
 
 TEST(Decisions, OnlyRootsAreQueuedAtFirst) {
-  DagPtr dag = MakeDag(kChain);
-  auto tis = Fresh(*dag);
-  RunDecision d = DecideRun(*dag, tis, kNow, 16);
-  EXPECT_EQ(Ids(*dag, d.to_queue), std::vector<std::string>{"a"});
-  EXPECT_FALSE(d.finish);
+  ActiveRun run = Running(MakeDag(kBashChain));
+  CandidateDecisions d = Decide(run);
+  EXPECT_EQ(Ids(run.dag(), d.to_submit), std::vector<std::string>{"a"});
+  ASSERT_EQ(d.changes.size(), 1u);
+  EXPECT_EQ(d.changes[0].kind, TiTransition::Kind::kQueue);
+  EXPECT_EQ(d.changes[0].before.state, TaskState::kNone);
+  const TaskInstance& a = run.ti(Index(run, "a"));
+  EXPECT_EQ(a.state, TaskState::kQueued);
+  EXPECT_EQ(a.try_number, 1);
+  EXPECT_EQ(a.owner_epoch, 7);
+  EXPECT_FALSE(d.finished);
+  EXPECT_TRUE(run.candidates().empty());
 }
 
-TEST(Decisions, DownstreamIsQueuedWhenUpstreamSucceeds) {
-  DagPtr dag = MakeDag(kChain);
-  auto tis = Fresh(*dag);
-  At(*dag, tis, "a").state = TaskState::kSuccess;
-  RunDecision d = DecideRun(*dag, tis, kNow, 16);
-  EXPECT_EQ(Ids(*dag, d.to_queue), std::vector<std::string>{"b"});
+TEST(Decisions, DownstreamIsQueuedWhenUpstreamSucceedsAndNothingElseIsLookedAt) {
+  ActiveRun run = Running(MakeDag(kBashChain));
+  Decide(run);
+  SetState(run, "a", TaskState::kSuccess);
+  EXPECT_EQ(run.candidates(), (std::set<size_t>{Index(run, "b")}));
+  CandidateDecisions d = Decide(run);
+  EXPECT_EQ(Ids(run.dag(), d.to_submit), std::vector<std::string>{"b"});
 }
 
 TEST(Decisions, UpstreamFailedPropagatesThroughTheWholeChainInOneDecision) {
-  DagPtr dag = MakeDag(kChain);
-  auto tis = Fresh(*dag);
-  At(*dag, tis, "a").state = TaskState::kFailed;
-  RunDecision d = DecideRun(*dag, tis, kNow, 16);
-  EXPECT_EQ(Ids(*dag, d.to_upstream_failed), (std::vector<std::string>{"b", "c"}));
-  ASSERT_TRUE(d.finish);
-  EXPECT_EQ(*d.finish, RunState::kFailed);
+  ActiveRun run = Running(MakeDag(kBashChain));
+  Decide(run);
+  SetState(run, "a", TaskState::kFailed);
+  CandidateDecisions d = Decide(run);
+  EXPECT_EQ(Changed(run, d, TaskState::kUpstreamFailed), (std::vector<std::string>{"b", "c"}));
+  EXPECT_TRUE(d.finished);
+  EXPECT_EQ(run.run().state, RunState::kFailed);
 }
 
 TEST(Decisions, SkipPropagatesAndTheRunSucceeds) {
-  DagPtr dag = MakeDag(kChain);
-  auto tis = Fresh(*dag);
-  At(*dag, tis, "a").state = TaskState::kSkipped;
-  RunDecision d = DecideRun(*dag, tis, kNow, 16);
-  EXPECT_EQ(Ids(*dag, d.to_skip), (std::vector<std::string>{"b", "c"}));
-  ASSERT_TRUE(d.finish);
-  EXPECT_EQ(*d.finish, RunState::kSuccess);
+  ActiveRun run = Running(MakeDag(kBashChain));
+  Decide(run);
+  SetState(run, "a", TaskState::kSkipped);
+  CandidateDecisions d = Decide(run);
+  EXPECT_EQ(Changed(run, d, TaskState::kSkipped), (std::vector<std::string>{"b", "c"}));
+  EXPECT_TRUE(d.finished);
+  EXPECT_EQ(run.run().state, RunState::kSuccess);
 }
 
-TEST(Decisions, RunSucceedsWhenEveryTaskSucceeded) {
-  DagPtr dag = MakeDag(kChain);
-  auto tis = Fresh(*dag);
-  for (auto& ti : tis) ti.state = TaskState::kSuccess;
-  RunDecision d = DecideRun(*dag, tis, kNow, 16);
-  ASSERT_TRUE(d.finish);
-  EXPECT_EQ(*d.finish, RunState::kSuccess);
+TEST(Decisions, AChainOfEmptyTasksSucceedsInOneDecisionWithoutAWorker) {
+  ActiveRun run = Running(MakeDag(R"([
+    {"task_id": "a", "operator": "empty"},
+    {"task_id": "b", "operator": "empty", "upstream": ["a"]},
+    {"task_id": "c", "operator": "empty", "upstream": ["b"]}])"));
+  CandidateDecisions d = Decide(run);
+  EXPECT_TRUE(d.to_submit.empty());
+  EXPECT_EQ(Changed(run, d, TaskState::kSuccess), (std::vector<std::string>{"a", "b", "c"}));
+  for (const TaskChange& c : d.changes) EXPECT_EQ(c.kind, TiTransition::Kind::kSettle);
+  EXPECT_EQ(run.ti(2).try_number, 1);
+  EXPECT_EQ(run.ti(2).start_date, kNow);
+  EXPECT_TRUE(d.finished);
+  EXPECT_EQ(run.run().state, RunState::kSuccess);
 }
 
 TEST(Decisions, AllDoneCleanupRunsAfterAFailureAndDecidesTheRunByLeaves) {
-  DagPtr dag = MakeDag(R"([
-    {"task_id": "a", "operator": "empty"},
-    {"task_id": "cleanup", "operator": "empty", "upstream": ["a"], "trigger_rule": "all_done"}])");
-  auto tis = Fresh(*dag);
-  At(*dag, tis, "a").state = TaskState::kFailed;
-  RunDecision d = DecideRun(*dag, tis, kNow, 16);
-  EXPECT_EQ(Ids(*dag, d.to_queue), std::vector<std::string>{"cleanup"});
-  At(*dag, tis, "cleanup").state = TaskState::kSuccess;
-  EXPECT_EQ(RunOutcome(*dag, tis), RunState::kSuccess);
+  ActiveRun run = Running(MakeDag(R"([
+    {"task_id": "a", "operator": "bash", "bash_command": "false"},
+    {"task_id": "cleanup", "operator": "bash", "bash_command": "true", "upstream": ["a"],
+     "trigger_rule": "all_done"}])"));
+  Decide(run);
+  SetState(run, "a", TaskState::kFailed);
+  EXPECT_EQ(Ids(run.dag(), Decide(run).to_submit), std::vector<std::string>{"cleanup"});
+  SetState(run, "cleanup", TaskState::kSuccess);
+  CandidateDecisions d = Decide(run);
+  EXPECT_TRUE(d.finished);
+  EXPECT_EQ(run.run().state, RunState::kSuccess);
 }
 
 TEST(Decisions, FreeSlotsBoundTheQueueAndPriorityWeightOrdersIt) {
-  DagPtr dag = MakeDag(R"([
-    {"task_id": "low", "operator": "empty", "priority_weight": 1},
-    {"task_id": "high", "operator": "empty", "priority_weight": 10},
-    {"task_id": "mid", "operator": "empty", "priority_weight": 5}])");
-  auto tis = Fresh(*dag);
-  RunDecision d = DecideRun(*dag, tis, kNow, 2);
-  EXPECT_EQ(Ids(*dag, d.to_queue), (std::vector<std::string>{"high", "mid"}));
-  EXPECT_FALSE(d.finish);
-  EXPECT_TRUE(DecideRun(*dag, tis, kNow, 0).to_queue.empty());
+  ActiveRun run = Running(MakeDag(R"([
+    {"task_id": "low", "operator": "bash", "bash_command": "true", "priority_weight": 1},
+    {"task_id": "high", "operator": "bash", "bash_command": "true", "priority_weight": 10},
+    {"task_id": "mid", "operator": "bash", "bash_command": "true", "priority_weight": 5}])",
+                                 R"("max_active_tasks": 2, )"));
+  EXPECT_EQ(Ids(run.dag(), Decide(run).to_submit), (std::vector<std::string>{"high", "mid"}));
+  EXPECT_TRUE(run.candidates().empty());
+  EXPECT_TRUE(Decide(run).to_submit.empty());
+  SetState(run, "high", TaskState::kSuccess);  // frees a slot: the task waiting for one runs
+  EXPECT_EQ(Ids(run.dag(), Decide(run).to_submit), std::vector<std::string>{"low"});
 }
 
 TEST(Decisions, RetryIsQueuedOnlyOnceItsDelayHasPassed) {
-  DagPtr dag = MakeDag(R"([{"task_id": "a", "operator": "empty", "retries": 1}])");
-  auto tis = Fresh(*dag);
-  tis[0].state = TaskState::kUpForRetry;
-  tis[0].next_retry_at = kNow + 5s;
-  RunDecision early = DecideRun(*dag, tis, kNow, 16);
-  EXPECT_TRUE(early.to_queue.empty());
-  ASSERT_TRUE(early.next_wakeup);
-  EXPECT_EQ(*early.next_wakeup, kNow + 5s);
-  EXPECT_EQ(DecideRun(*dag, tis, kNow + 5s, 16).to_queue.size(), 1u);
+  ActiveRun run = Running(MakeDag(
+      R"([{"task_id": "a", "operator": "bash", "bash_command": "true", "retries": 1}])"));
+  Decide(run);
+  TaskInstance a = run.ti(0);
+  a.state = TaskState::kUpForRetry;
+  a.next_retry_at = kNow + 5s;
+  run.Set(0, a);
+  CandidateDecisions early = Decide(run);
+  EXPECT_TRUE(early.to_submit.empty());
+  ASSERT_EQ(early.wakeups.size(), 1u);
+  EXPECT_EQ(early.wakeups[0], std::make_pair(kNow + 5s, size_t{0}));
+  run.candidates().insert(0);  // the timer fired
+  CandidateDecisions due = Decide(run, kNow + 5s);
+  ASSERT_EQ(due.to_submit.size(), 1u);
+  EXPECT_EQ(run.ti(0).try_number, 2);
+}
+
+TEST(Decisions, ATaskAlreadyChangedInTheBatchIsLeftForTheNextStep) {
+  ActiveRun run = Running(MakeDag(kBashChain));
+  CandidateDecisions d = DecideCandidates(run, kNow, 7, false, [](const TaskInstance& ti) {
+    return ti.task_id == "a";
+  });
+  EXPECT_TRUE(d.changes.empty());
+  EXPECT_TRUE(d.more);
+  EXPECT_EQ(run.candidates().count(Index(run, "a")), 1u);
+}
+
+TEST(Decisions, NothingStartsWhileDraining) {
+  ActiveRun run = Running(MakeDag(R"([
+    {"task_id": "a", "operator": "bash", "bash_command": "true"},
+    {"task_id": "e", "operator": "empty"}])"));
+  CandidateDecisions d = Decide(run, kNow, /*draining=*/true);
+  EXPECT_TRUE(d.changes.empty());
+  EXPECT_TRUE(d.more);
+  EXPECT_FALSE(d.finished);
+}
+
+TEST(Decisions, AQueuedRunIsNotDecided) {
+  ActiveRun run = Running(MakeDag(kBashChain));
+  run.run().state = RunState::kQueued;
+  EXPECT_TRUE(Decide(run).changes.empty());
+}
+
+TEST(Decisions, AJoinCountsItsUpstreamsIncrementally) {
+  ActiveRun run = Running(MakeDag(R"([
+    {"task_id": "start", "operator": "bash", "bash_command": "true"},
+    {"task_id": "w1", "operator": "bash", "bash_command": "true", "upstream": ["start"]},
+    {"task_id": "w2", "operator": "bash", "bash_command": "true", "upstream": ["start"]},
+    {"task_id": "join", "operator": "bash", "bash_command": "true", "upstream": ["w1", "w2"]}])"));
+  Decide(run);
+  SetState(run, "start", TaskState::kSuccess);
+  EXPECT_EQ(Ids(run.dag(), Decide(run).to_submit), (std::vector<std::string>{"w1", "w2"}));
+  SetState(run, "w1", TaskState::kSuccess);
+  SetState(run, "w2", TaskState::kRunning);
+  EXPECT_EQ(run.upstream(Index(run, "join")).success, 1);
+  EXPECT_TRUE(Decide(run).to_submit.empty());
+  SetState(run, "w2", TaskState::kSuccess);
+  EXPECT_EQ(run.upstream(Index(run, "join")).success, 2);
+  EXPECT_EQ(Ids(run.dag(), Decide(run).to_submit), std::vector<std::string>{"join"});
+  EXPECT_EQ(run.unfinished(), 1);
+  EXPECT_EQ(run.active(), 1);
 }
 
 TEST(Decisions, FailedTryGoesUpForRetryWhileTriesRemainThenFails) {
   DagPtr dag =
-      MakeDag(R"([{"task_id": "a", "operator": "empty", "retries": 2, "retry_delay": "10s"}])");
+      MakeDag(R"([{"task_id": "a", "operator": "bash", "bash_command": "true", "retries": 2, "retry_delay": "10s"}])");
   TaskInstance ti = Fresh(*dag)[0];
   TaskOutcome failed{TaskOutcome::Kind::kFailed, "boom", {}};
   ti = Queue(ti, kNow);
@@ -159,7 +262,7 @@ TEST(Decisions, ExponentialBackoffDoublesUpToTheCap) {
   EXPECT_EQ(NextRetryAt(task, 3, kNow), kNow + 30s);
 }
 
-TEST(Decisions, OrphanedRunningTryIsRetriedAndQueuedTryKept) {
+TEST(Decisions, OrphanedRunningOrQueuedTryIsRetriedWithoutUsingARetry) {
   TaskInstance running;
   running.state = TaskState::kRunning;
   running.try_number = 1;
@@ -169,7 +272,9 @@ TEST(Decisions, OrphanedRunningTryIsRetriedAndQueuedTryKept) {
   EXPECT_EQ(recovered.max_tries, 1);
   TaskInstance queued;
   queued.state = TaskState::kQueued;
-  EXPECT_EQ(RecoverOrphan(queued, kNow).state, TaskState::kQueued);
+  queued.try_number = 1;
+  EXPECT_EQ(RecoverOrphan(queued, kNow).state, TaskState::kUpForRetry);
+  EXPECT_EQ(RecoverOrphan(queued, kNow).max_tries, 1);
 }
 
 TEST(Decisions, AStartedTryRecordsItsProcessGroupAndTheNextTryStartsWithoutIt) {
@@ -188,23 +293,6 @@ TEST(Decisions, AStartedTryRecordsItsProcessGroupAndTheNextTryStartsWithoutIt) {
   TaskInstance next = Queue(RecoverOrphan(ti, kNow), kNow);
   EXPECT_EQ(next.try_number, 2);
   EXPECT_EQ(next.process, std::nullopt);
-}
-
-TEST(Decisions, FanOutQueuesEveryBranchAndJoinWaitsForAll) {
-  DagPtr dag = MakeDag(R"([
-    {"task_id": "start", "operator": "empty"},
-    {"task_id": "w1", "operator": "empty", "upstream": ["start"]},
-    {"task_id": "w2", "operator": "empty", "upstream": ["start"]},
-    {"task_id": "join", "operator": "empty", "upstream": ["w1", "w2"]}])");
-  auto tis = Fresh(*dag);
-  At(*dag, tis, "start").state = TaskState::kSuccess;
-  EXPECT_EQ(Ids(*dag, DecideRun(*dag, tis, kNow, 16).to_queue),
-            (std::vector<std::string>{"w1", "w2"}));
-  At(*dag, tis, "w1").state = TaskState::kSuccess;
-  At(*dag, tis, "w2").state = TaskState::kRunning;
-  EXPECT_TRUE(DecideRun(*dag, tis, kNow, 16).to_queue.empty());
-  At(*dag, tis, "w2").state = TaskState::kSuccess;
-  EXPECT_EQ(Ids(*dag, DecideRun(*dag, tis, kNow, 16).to_queue), std::vector<std::string>{"join"});
 }
 
 }  // namespace

@@ -2,9 +2,11 @@
 // No I/O, no clocks, no locks: every function here is deterministic and unit tested.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <vector>
 
+#include "dagd/scheduler/active_run.hpp"
 #include "dagd/scheduler/dag.hpp"
 #include "dagd/scheduler/ports.hpp"
 #include "dagd/scheduler/records.hpp"
@@ -34,6 +36,31 @@ TaskDecision DecideTask(const TaskSpec& task, const TaskInstance& ti,
 // Orders runnable task indices for the free slots: highest priority_weight first, then
 // topological order.
 void OrderByPriority(const Dag& dag, std::vector<size_t>& runnable);
+
+// One task instance changed by DecideCandidates: `before` is the row it replaced.
+struct TaskChange {
+  size_t index = 0;
+  TiTransition::Kind kind = TiTransition::Kind::kQueue;
+  TaskInstance before;
+};
+
+struct CandidateDecisions {
+  std::vector<TaskChange> changes;        // in the order they were made
+  std::vector<size_t> to_submit;          // queued now: hand to a worker once committed
+  std::vector<std::pair<TimePoint, size_t>> wakeups;  // decide these tasks again then
+  bool finished = false;                  // the run's state was set to its outcome
+  bool more = false;  // candidates were left for the next step (`busy` ones, or draining)
+};
+
+// Decides the run's candidate tasks (ActiveRun::candidates) and applies the result to `run` in
+// place: skipped / upstream_failed / an `empty` task's success cascade through the downstream
+// tasks in the same call; runnable tasks are queued into the free slots by priority (new tries
+// owned by `epoch`), the others wait for a slot; when no task is unfinished any more, the run's
+// state becomes its outcome. `busy(ti)`: the task instance already changed in the batch being
+// built, so it is left as a candidate for the next step. While `draining`, nothing new starts.
+// A run in any state but running is left alone. Cost: O(candidates + what they change).
+CandidateDecisions DecideCandidates(ActiveRun& run, TimePoint now, int64_t epoch, bool draining,
+                                    const std::function<bool(const TaskInstance&)>& busy);
 
 // Run outcome once every task is finished: failed when a leaf task failed or is
 // upstream_failed, success otherwise (Airflow's rule). nullopt while any task is unfinished.

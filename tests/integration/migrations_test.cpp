@@ -15,13 +15,15 @@ namespace {
 TEST(PgStateStoreMigrations, OpenAppliesTheSchemaOnceAndRecordsIt) {
   testing::TestDatabase db;
   {
-    auto store = PgStateStore::Open({db.url(), 2});
+    auto store = PgStateStore::Open({.url = db.url(), .pool_size = 2});
     ASSERT_TRUE(store.ok()) << store.status().ToString();
   }
   EXPECT_EQ(db.Query("SELECT version || ':' || name FROM schema_migration ORDER BY version"),
-            (std::vector<std::string>{"1:001_initial", "2:002_try_process"}));
+            (std::vector<std::string>{"1:001_initial", "2:002_try_process",
+                                      "3:003_event_log_and_fencing"}));
   for (const char* table : {"dag", "dag_version", "dag_run", "task_instance", "task_instance_try",
-                            "xcom", "event", "import_error"}) {
+                            "xcom", "event", "import_error", "event_counter", "scheduler_epoch",
+                            "scheduler_lease"}) {
     EXPECT_EQ(db.Query(std::string("SELECT to_regclass('") + table + "') IS NOT NULL")[0], "t")
         << table;
   }
@@ -29,9 +31,9 @@ TEST(PgStateStoreMigrations, OpenAppliesTheSchemaOnceAndRecordsIt) {
       db.Query("SELECT applied_at FROM schema_migration ORDER BY version");
 
   // Opening again is a no-op: nothing re-applied, the record untouched.
-  auto again = PgStateStore::Open({db.url(), 2});
+  auto again = PgStateStore::Open({.url = db.url(), .pool_size = 2});
   ASSERT_TRUE(again.ok()) << again.status().ToString();
-  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "2");
+  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "3");
   EXPECT_EQ(db.Query("SELECT applied_at FROM schema_migration ORDER BY version"), applied_at);
   EXPECT_TRUE((*again)->Ping().ok());
 }
@@ -44,7 +46,7 @@ TEST(PgStateStoreMigrations, StoresOpeningAtOnceOnAFreshDatabaseAllSucceed) {
   std::vector<std::thread> threads;
   for (int i = 0; i < kOpeners; ++i) {
     threads.emplace_back([&, i] {
-      auto store = PgStateStore::Open({db.url(), 1});
+      auto store = PgStateStore::Open({.url = db.url(), .pool_size = 1});
       if (!store.ok()) {
         ++failures;
         errors[static_cast<size_t>(i)] = store.status().ToString();
@@ -53,11 +55,12 @@ TEST(PgStateStoreMigrations, StoresOpeningAtOnceOnAFreshDatabaseAllSucceed) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0) << errors[0] << errors[1];
-  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "2");
+  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "3");
 }
 
 TEST(PgStateStoreMigrations, OpenWithAnUnreachableDatabaseIsUnavailable) {
-  auto store = PgStateStore::Open({"host=/nonexistent-dagd-socket-dir port=1 dbname=x", 1});
+  auto store = PgStateStore::Open(
+      {.url = "host=/nonexistent-dagd-socket-dir port=1 dbname=x", .pool_size = 1});
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), StatusCode::kUnavailable) << store.status().ToString();
 }
@@ -84,7 +87,7 @@ TEST(PgStateStoreMigrations, OpenAcceptsAUriConnectionString) {
   }
   const std::string uri = "postgresql://" + user + "@/" + db.name() + "?host=" + host +
                           (port.empty() ? "" : "&port=" + port);
-  auto store = PgStateStore::Open({uri, 1});
+  auto store = PgStateStore::Open({.url = uri, .pool_size = 1});
   ASSERT_TRUE(store.ok()) << uri << ": " << store.status().ToString();
   EXPECT_TRUE((*store)->Ping().ok());
 }

@@ -95,6 +95,86 @@ struct EventRecord {
   Json payload = Json::object();
 };
 
+// The single source of truth. Every method is one transaction; implementations are thread-safe.
+// Errors: unavailable (database unreachable or busy: retry later), aborted (conflict: retry),
+// not_found / already_exists / invalid_argument as documented, internal otherwise.
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  virtual Status Ping() = 0;
+
+  // Makes this process the database's only scheduler: a PostgreSQL session-level advisory lock
+  // on a dedicated connection, and a new scheduler epoch that becomes the database's lease
+  // holder (SchedulerEpoch()). failed_precondition, naming the holder when known, when another
+  // process holds the lock; unavailable when the database is unreachable. Later calls check the
+  // lock: ok while its connection lives; after losing it, the lock is retaken only while the
+  // lease still names this epoch, otherwise failed_precondition ("fenced: ...").
+  virtual Status AcquireSchedulerLock() = 0;
+  // The epoch of the last successful AcquireSchedulerLock; none before.
+  virtual std::optional<int64_t> SchedulerEpoch() const = 0;
+
+  // --- DAGs ---
+  // Records `dag`, read from `fileloc`: creates the dag row on first sight (paused when
+  // is_paused_upon_creation), appends a dag_version when the hash differs from the latest one,
+  // refreshes the row's denormalised fields and clears is_stale. Returns the latest version
+  // number. Safe against two daemons syncing the same DAG at once.
+  virtual StatusOr<int> SyncDag(const Dag& dag, const std::string& fileloc,
+                                TimePoint parsed_at) = 0;
+  // Marks every DAG whose id is not in `present_dag_ids` as stale.
+  virtual Status MarkStaleExcept(const std::vector<std::string>& present_dag_ids) = 0;
+  // Replaces the whole import-error list (the errors of the latest folder scan).
+  virtual Status ReplaceImportErrors(const std::vector<ImportError>& errors) = 0;
+  virtual StatusOr<Listing<ImportError>> ListImportErrors(const Page& page) = 0;
+  virtual StatusOr<Listing<DagRecord>> ListDags(const DagQuery& query) = 0;
+  virtual StatusOr<DagRecord> GetDag(const std::string& dag_id) = 0;     // not_found
+  virtual Status SetPaused(const std::string& dag_id, bool paused) = 0;  // not_found
+  virtual StatusOr<DagVersionRecord> GetDagVersion(const std::string& dag_id,
+                                                   int version_number) = 0;  // not_found
+
+  // --- Runs ---
+  // Inserts the run and its task instances in one transaction (their events come with them).
+  // Fills ids (run key, task-instance uuids). not_found when the DAG is unknown,
+  // already_exists when (dag_id, run_id) is taken.
+  virtual StatusOr<DagRun> CreateRun(const DagRun& run, std::vector<TaskInstance>& tis) = 0;
+  virtual StatusOr<DagRun> GetRun(const std::string& dag_id, const std::string& run_id) = 0;
+  virtual StatusOr<DagRun> LoadRun(int64_t run_key) = 0;  // not_found
+  virtual StatusOr<Listing<DagRun>> ListRuns(const RunQuery& query) = 0;
+  // Runs in state queued or running, oldest queued_at first.
+  virtual StatusOr<std::vector<DagRun>> LoadActiveRuns() = 0;
+  virtual StatusOr<std::vector<TaskInstance>> LoadTaskInstances(int64_t run_key) = 0;
+
+  // --- Task instances ---
+  virtual StatusOr<Listing<TaskInstance>> ListTaskInstances(const TaskInstanceQuery& query) = 0;
+  virtual StatusOr<TaskInstance> GetTaskInstance(const std::string& dag_id,
+                                                 const std::string& run_id,
+                                                 const std::string& task_id) = 0;
+  // Every try of one task instance, oldest first. not_found when the task instance is unknown.
+  virtual StatusOr<std::vector<TaskTry>> ListTries(const std::string& dag_id,
+                                                   const std::string& run_id,
+                                                   const std::string& task_id) = 0;
+  virtual StatusOr<std::vector<XcomEntry>> ListXcom(const std::string& ti_id) = 0;
+
+  // Writes `t` in one commit as this process's epoch (see ApplyResult for conflicts). At most
+  // one transition per task instance and per run in a batch. failed_precondition when this
+  // store holds no epoch or another scheduler took the lease (fenced): nothing is written.
+  virtual StatusOr<ApplyResult> Apply(const Transition& t) = 0;
+
+  // --- Event log ---
+  // Up to `limit` events with seq > after_seq, in seq order.
+  virtual StatusOr<std::vector<EventRecord>> ReadEvents(int64_t after_seq, int limit) = 0;
+  // The seq of the latest committed event; 0 when there is none.
+  virtual StatusOr<int64_t> LatestEventSeq() = 0;
+  // Calls on_change(origin) from a background thread after every commit that changed runs or
+  // task instances (origin: the writer's epoch, none for other writers), and on_change(nullopt)
+  // after a lost listening connection is restored (changes may have been missed: catch up).
+  // Calls may be coalesced. One subscription per store; Subscribe replaces it. Unsubscribe (and
+  // the destructor) returns once no call is in progress.
+  using ChangeCallback = std::function<void(std::optional<int64_t> origin)>;
+  virtual Status Subscribe(ChangeCallback on_change) = 0;
+  virtual void Unsubscribe() = 0;
+};
+
 // Everything an operator needs to run one try.
 struct TaskAssignment {
   DagPtr dag;

@@ -19,6 +19,13 @@
 ALTER TABLE task_instance ADD COLUMN owner_epoch bigint;
 ALTER TABLE task_instance_try ADD COLUMN owner_epoch bigint;
 
+-- Transitions change state, dates and hosts but no indexed column, so with room on the page
+-- PostgreSQL updates a task instance in place (HOT), without touching its four indexes: the
+-- state index goes (lists by state scan one run's rows, or all of them), and pages keep 20 %
+-- free for the new row versions.
+DROP INDEX task_instance_state_idx;
+ALTER TABLE task_instance SET (fillfactor = 80);
+
 -- --- The event log -------------------------------------------------------------------------------
 
 ALTER TABLE event ADD COLUMN seq bigint, ADD COLUMN run_key bigint, ADD COLUMN ti_id uuid,
@@ -31,7 +38,7 @@ UPDATE event SET ti_id = (payload ->> 'ti_id')::uuid WHERE payload ? 'ti_id';
 DROP INDEX event_run_idx;
 ALTER TABLE event DROP COLUMN id;
 ALTER TABLE event ALTER COLUMN seq SET NOT NULL, ADD PRIMARY KEY (seq);
-CREATE INDEX event_run_idx ON event (dag_id, run_id, seq);
+CREATE INDEX event_run_idx ON event (run_key, seq);
 
 CREATE TABLE event_counter (
   one  boolean PRIMARY KEY DEFAULT true CHECK (one),
@@ -46,7 +53,7 @@ CREATE FUNCTION dagd_notify_change() RETURNS void
   AS $$ SELECT pg_notify('dagd_change', coalesce(current_setting('dagd.origin', true), '')) $$;
 
 CREATE FUNCTION dagd_dag_run_events() RETURNS trigger
-  LANGUAGE plpgsql AS $$
+  LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
   v_origin bigint := nullif(current_setting('dagd.origin', true), '')::bigint;
   v_count bigint;
@@ -84,7 +91,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION dagd_task_instance_events() RETURNS trigger
-  LANGUAGE plpgsql AS $$
+  LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
   v_origin bigint := nullif(current_setting('dagd.origin', true), '')::bigint;
   v_count bigint;
@@ -140,6 +147,13 @@ CREATE TRIGGER task_instance_update_events AFTER UPDATE ON task_instance
   REFERENCING OLD TABLE AS dagd_old NEW TABLE AS dagd_new
   FOR EACH STATEMENT EXECUTE FUNCTION dagd_task_instance_events();
 
+-- The time conversions of migration 001 were declared IMMUTABLE, but timestamptz arithmetic is
+-- STABLE: PostgreSQL then refuses to inline them and runs each call as a query of its own (most
+-- of a batch statement's time). STABLE is what they are, and lets them inline.
+ALTER FUNCTION dagd_ts(bigint) STABLE;
+ALTER FUNCTION dagd_us(timestamptz) STABLE;
+ALTER FUNCTION dagd_rfc3339(timestamptz) STABLE;
+
 -- --- Scheduler epochs and the lease --------------------------------------------------------------
 
 -- One row per scheduler start (AcquireSchedulerLock): who it was.
@@ -173,13 +187,17 @@ CREATE TYPE dagd_run_change AS (
   kind text, id bigint, expect_state text, state text, start_date bigint, end_date bigint,
   last_scheduling_decision bigint);
 
+-- plan_cache_mode: each statement below is planned once per session, not at every call (custom
+-- plans for array arguments cost more to make than to run); the generic plans join the batch to
+-- the tables by primary key whatever its size.
+--
 -- Writes a batch of conditional transitions as scheduler epoch p_epoch, in the caller's
 -- transaction; returns the keys of the runs it did not write (see ApplyResult in
 -- scheduler/include/dagd/scheduler/ports.hpp). p_xcoms: [{run_key, ti_id, key, value}], at most
 -- one per (ti_id, key). At most one element per task instance and per run.
 CREATE FUNCTION dagd_apply(p_epoch bigint, p_runs json, p_tis json, p_xcoms json)
   RETURNS bigint[]
-  LANGUAGE plpgsql AS $$
+  LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
   v_runs dagd_run_change[] :=
     ARRAY(SELECT json_populate_recordset(NULL::dagd_run_change, p_runs));
@@ -204,9 +222,14 @@ BEGIN
   -- Lock what the expectations are about (task instances, then runs, each in id order, as every
   -- dagd_apply does: no deadlock between two of them); a run to finish also locks all its task
   -- instances, so the finish guard reads rows no one can change before this commits.
-  IF cardinality(v_ti_ids) > 0 OR cardinality(v_finish_ids) > 0 THEN
+  IF cardinality(v_finish_ids) > 0 THEN
     PERFORM 1 FROM task_instance t
-      WHERE t.id = ANY (v_ti_ids) OR t.dag_run_id = ANY (v_finish_ids)
+      WHERE t.id IN (SELECT u.id FROM unnest(v_ti_ids) AS u(id)
+                     UNION ALL
+                     SELECT f.id FROM task_instance f WHERE f.dag_run_id = ANY (v_finish_ids))
+      ORDER BY t.id FOR UPDATE;
+  ELSIF cardinality(v_ti_ids) > 0 THEN
+    PERFORM 1 FROM task_instance t WHERE t.id IN (SELECT u.id FROM unnest(v_ti_ids) AS u(id))
       ORDER BY t.id FOR UPDATE;
   END IF;
   IF cardinality(v_run_ids) > 0 THEN

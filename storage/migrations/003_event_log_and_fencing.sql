@@ -199,16 +199,14 @@ CREATE FUNCTION dagd_apply(p_epoch bigint, p_runs json, p_tis json, p_xcoms json
   RETURNS bigint[]
   LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-  v_runs dagd_run_change[] :=
-    ARRAY(SELECT json_populate_recordset(NULL::dagd_run_change, p_runs));
-  v_tis dagd_ti_change[] := ARRAY(SELECT json_populate_recordset(NULL::dagd_ti_change, p_tis));
-  v_ti_ids uuid[] := ARRAY(SELECT x.id FROM unnest(v_tis) x);
-  v_run_ids bigint[] := ARRAY(SELECT r.id FROM unnest(v_runs) r);
-  v_finish_ids bigint[] := ARRAY(SELECT r.id FROM unnest(v_runs) r WHERE r.kind = 'finish');
-  v_conflicts bigint[];
+  v_runs dagd_run_change[] := '{}';
+  v_tis dagd_ti_change[] := '{}';
+  v_finish_ids bigint[] := '{}';
+  v_conflicts bigint[] := '{}';
   v_holder record;
 BEGIN
-  PERFORM 1 FROM scheduler_lease WHERE epoch = p_epoch FOR SHARE;
+  PERFORM set_config('dagd.origin', p_epoch::text, true)
+    FROM scheduler_lease WHERE epoch = p_epoch FOR SHARE;
   IF NOT FOUND THEN
     SELECT l.epoch, e.hostname, e.pid INTO v_holder
       FROM scheduler_lease l LEFT JOIN scheduler_epoch e ON e.epoch = l.epoch;
@@ -217,25 +215,29 @@ BEGIN
       coalesce(v_holder.pid::text, '?')
       USING ERRCODE = 'DGD01';
   END IF;
-  PERFORM set_config('dagd.origin', p_epoch::text, true);
+  IF json_array_length(p_runs) > 0 THEN
+    v_runs := ARRAY(SELECT json_populate_recordset(NULL::dagd_run_change, p_runs));
+    v_finish_ids := ARRAY(SELECT r.id FROM unnest(v_runs) r WHERE r.kind = 'finish');
+  END IF;
+  IF json_array_length(p_tis) > 0 THEN
+    v_tis := ARRAY(SELECT json_populate_recordset(NULL::dagd_ti_change, p_tis));
+  END IF;
 
   -- Lock what the expectations are about (task instances, then runs, each in id order, as every
-  -- dagd_apply does: no deadlock between two of them); a run to finish also locks all its task
-  -- instances, so the finish guard reads rows no one can change before this commits.
-  IF cardinality(v_finish_ids) > 0 THEN
+  -- dagd_apply does: no deadlock between two of them), then compare with the latest committed
+  -- rows. A run to finish also locks all its task instances, so the finish guard reads rows no
+  -- one can change before this commits.
+  IF cardinality(v_tis) > 0 OR cardinality(v_finish_ids) > 0 THEN
     PERFORM 1 FROM task_instance t
-      WHERE t.id IN (SELECT u.id FROM unnest(v_ti_ids) AS u(id)
+      WHERE t.id IN (SELECT x.id FROM unnest(v_tis) x
                      UNION ALL
                      SELECT f.id FROM task_instance f WHERE f.dag_run_id = ANY (v_finish_ids))
       ORDER BY t.id FOR UPDATE;
-  ELSIF cardinality(v_ti_ids) > 0 THEN
-    PERFORM 1 FROM task_instance t WHERE t.id IN (SELECT u.id FROM unnest(v_ti_ids) AS u(id))
-      ORDER BY t.id FOR UPDATE;
   END IF;
-  IF cardinality(v_run_ids) > 0 THEN
-    PERFORM 1 FROM dag_run d WHERE d.id = ANY (v_run_ids) ORDER BY d.id FOR UPDATE;
+  IF cardinality(v_runs) > 0 THEN
+    PERFORM 1 FROM dag_run d WHERE d.id IN (SELECT r.id FROM unnest(v_runs) r)
+      ORDER BY d.id FOR UPDATE;
   END IF;
-
   v_conflicts := ARRAY(
     SELECT x.run_key FROM unnest(v_tis) x LEFT JOIN task_instance t ON t.id = x.id
      WHERE t.id IS NULL OR t.dag_run_id IS DISTINCT FROM x.run_key
@@ -247,14 +249,14 @@ BEGIN
 
   -- Each statement below fires the event triggers once: runs that start, then task instances,
   -- then runs that end, in seq order.
-  IF cardinality(v_run_ids) > cardinality(v_finish_ids) THEN
+  IF cardinality(v_runs) > cardinality(v_finish_ids) THEN
     UPDATE dag_run d SET state = r.state, start_date = dagd_ts(r.start_date),
         last_scheduling_decision = dagd_ts(r.last_scheduling_decision)
       FROM unnest(v_runs) r
       WHERE r.kind = 'start' AND d.id = r.id AND r.id <> ALL (v_conflicts);
   END IF;
 
-  IF cardinality(v_ti_ids) > 0 THEN
+  IF cardinality(v_tis) > 0 THEN
     WITH tu AS (
       UPDATE task_instance t SET
         state = x.state,

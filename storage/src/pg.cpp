@@ -1,9 +1,15 @@
 #include "pg.hpp"
 
+#include <poll.h>
+
+#include <algorithm>
+#include <chrono>
 #include <exception>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace dagd::storage::pg {
 namespace {
@@ -36,7 +42,52 @@ std::string ServerMessage(const pqxx::sql_error& e) {
   return out;
 }
 
+// "5 s" or "250 ms".
+std::string Duration(std::chrono::milliseconds d) {
+  if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + " s";
+  return std::to_string(d.count()) + " ms";
+}
+
+// libpq parameters appended to the caller's connection string; a later key wins in libpq, so
+// these override the same keys in the URL.
+std::string WithParameters(const std::string& url,
+                           const std::vector<std::pair<std::string, std::string>>& params) {
+  const bool uri = url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
+  std::string out = url;
+  for (const auto& [key, value] : params) {
+    if (uri) {
+      out += out.find('?') == std::string::npos ? '?' : '&';
+      out += key + "=" + value;
+    } else {
+      out += " " + key + "=" + value;
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+std::unique_ptr<pqxx::connection> Connect(const PgOptions& options,
+                                          const std::string& application_name) {
+  const auto connect_s = std::max<int64_t>(
+      1, std::chrono::duration_cast<std::chrono::seconds>(options.connect_timeout).count());
+  const std::string conninfo = WithParameters(
+      options.url, {{"connect_timeout", std::to_string(connect_s)},
+                    {"keepalives", "1"},
+                    {"keepalives_idle", std::to_string(options.keepalives_idle.count())},
+                    {"keepalives_interval", std::to_string(options.keepalives_interval.count())},
+                    {"keepalives_count", std::to_string(options.keepalives_count)}});
+  auto conn = std::make_unique<pqxx::connection>(conninfo);
+  // Session settings rather than an `options` connection parameter: the URL may carry its own.
+  pqxx::nontransaction tx(*conn);
+  tx.exec_params(
+      "SELECT set_config('statement_timeout', $1, false), "
+      "set_config('idle_in_transaction_session_timeout', $2, false), "
+      "CASE WHEN $3 <> '' THEN set_config('application_name', $3, false) END",
+      std::to_string(options.statement_timeout.count()),
+      std::to_string(options.idle_in_transaction_timeout.count()), application_name);
+  return conn;
+}
 
 Status MapCurrentException() {
   try {
@@ -62,9 +113,14 @@ Status MapCurrentException() {
     // the caller's data, not a fault of the store; libpqxx maps only some of class 22 to
     // data_exception, so the SQLSTATE decides.
     if (e.sqlstate().rfind("22", 0) == 0) return Status::InvalidArgument(ServerMessage(e));
+    const std::string& state = e.sqlstate();
+    if (state == kFencedSqlstate) return Status::FailedPrecondition(ServerMessage(e));
+    if (state == "57014") {
+      return Status::Unavailable("the database did not answer in time (statement_timeout): " +
+                                 ServerMessage(e));
+    }
     // Server errors during a shutdown or restart (admin_shutdown, cannot_connect_now) mean the
     // database is going away, not that our SQL is wrong.
-    const std::string& state = e.sqlstate();
     if (state.rfind("57P", 0) == 0 || state.rfind("08", 0) == 0) {
       return Status::Unavailable(std::string("database unavailable: ") + e.what());
     }
@@ -76,18 +132,28 @@ Status MapCurrentException() {
   }
 }
 
-Pool::Pool(std::string url, int size) : url_(std::move(url)) {
-  if (size < 1) size = 1;
-  slots_.resize(static_cast<size_t>(size));
+Pool::Pool(PgOptions options) : options_(std::move(options)) {
+  slots_.resize(static_cast<size_t>(std::max(options_.pool_size, 1)));
   // Hand out low indices first so a lightly loaded store keeps reusing few connections.
   for (size_t i = slots_.size(); i > 0; --i) free_.push_back(i - 1);
 }
 
-Pool::Lease::Lease(Pool& pool) : pool_(pool) {
-  std::unique_lock lock(pool_.mu_);
-  while (pool_.free_.empty()) pool_.slot_freed_.wait(lock);
-  slot_ = pool_.free_.back();
-  pool_.free_.pop_back();
+std::optional<size_t> Pool::TakeSlot() {
+  const auto deadline = std::chrono::steady_clock::now() + options_.pool_wait_timeout;
+  std::unique_lock lock(mu_);
+  while (free_.empty()) {
+    if (slot_freed_.wait_until(lock, deadline) == std::cv_status::timeout && free_.empty()) {
+      return std::nullopt;
+    }
+  }
+  const size_t slot = free_.back();
+  free_.pop_back();
+  return slot;
+}
+
+Status Pool::Busy() const {
+  return Status::Unavailable("the database is busy: no connection became free within " +
+                             Duration(options_.pool_wait_timeout));
 }
 
 Pool::Lease::~Lease() {
@@ -101,10 +167,28 @@ Pool::Lease::~Lease() {
 pqxx::connection& Pool::Lease::Connection() {
   auto& conn = pool_.slots_[slot_];
   if (conn && !conn->is_open()) conn.reset();
-  if (!conn) {
-    conn = std::make_unique<pqxx::connection>(pool_.url_);
-  }
+  if (!conn) conn = Connect(pool_.options_, "dagd");
   return *conn;
+}
+
+void Pool::Lease::DiscardIfClosed() {
+  auto& conn = pool_.slots_[slot_];
+  if (!conn) return;
+  pollfd p{conn->sock(), POLLIN, 0};
+  if (p.fd < 0) {
+    conn.reset();
+    return;
+  }
+  // An idle connection has nothing to read; something readable is the server's goodbye (or a
+  // parameter report): consume it and see whether the connection survived.
+  if (::poll(&p, 1, 0) <= 0) return;
+  try {
+    conn->get_notifs();
+  } catch (...) {
+    conn.reset();
+    return;
+  }
+  if (!conn->is_open()) conn.reset();
 }
 
 }  // namespace dagd::storage::pg

@@ -1,28 +1,44 @@
-// The one thin wrapper between dagd and libpqxx: a fixed-size connection pool and Run(fn), which
-// executes fn in one transaction and maps libpqxx exceptions to Status exactly once. Every other
-// file in storage/ talks to PostgreSQL through this, so a move to libpqxx 7 touches little.
+// The one thin wrapper between dagd and libpqxx: Connect (every connection dagd opens, with its
+// timeouts), a fixed-size connection pool, Run(fn), which executes fn in one transaction, and
+// RunAutocommit(fn), which executes fn's single statements outside any transaction; both map
+// libpqxx exceptions to Status exactly once. Every other file in storage/ talks to PostgreSQL
+// through this, so a move to libpqxx 7 touches little.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "dagd/scheduler/status.hpp"
+#include "dagd/storage/pg_state_store.hpp"
 
 namespace dagd::storage::pg {
 
+// The SQLSTATE dagd_apply raises when the scheduler lease names another epoch.
+inline constexpr std::string_view kFencedSqlstate = "DGD01";
+
 // Maps the exception currently being handled (call only inside a catch block):
-// broken_connection → unavailable; serialization_failure, deadlock_detected → aborted;
-// unique_violation → already_exists; data exceptions (SQLSTATE class 22: \u0000 in JSON, string
-// too long, bad datetime) → invalid_argument with PostgreSQL's message; in_doubt_error and
-// everything else → internal.
+// broken_connection, statement timeout (57014), server shutdown → unavailable;
+// serialization_failure, deadlock_detected → aborted; unique_violation → already_exists; data
+// exceptions (SQLSTATE class 22: \u0000 in JSON, string too long, bad datetime) →
+// invalid_argument with PostgreSQL's message; kFencedSqlstate → failed_precondition with
+// PostgreSQL's message; in_doubt_error and everything else → internal.
 Status MapCurrentException();
+
+// Opens a connection with the options' connect timeout and TCP keepalives (as libpq connection
+// parameters; they override the same keys in options.url) and sets the session's
+// statement_timeout and idle_in_transaction_session_timeout, and application_name when not
+// empty. Throws libpqxx exceptions (broken_connection when the database is unreachable).
+std::unique_ptr<pqxx::connection> Connect(const PgOptions& options,
+                                          const std::string& application_name = "");
 
 inline const Status& StatusOf(const Status& s) { return s; }
 template <typename T>
@@ -32,8 +48,8 @@ const Status& StatusOf(const StatusOr<T>& s) {
 
 class Pool {
  public:
-  // Connections are opened lazily; call Check() to verify the database is reachable.
-  Pool(std::string url, int size);
+  // Connections (options.pool_size, at least 1) are opened lazily, with Connect(options).
+  explicit Pool(PgOptions options);
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
@@ -42,7 +58,9 @@ class Pool {
   template <typename Fn>
   auto Run(Fn&& fn) -> std::invoke_result_t<Fn, pqxx::work&> {
     using Result = std::invoke_result_t<Fn, pqxx::work&>;
-    Lease lease(*this);
+    auto slot = TakeSlot();
+    if (!slot) return Result(Busy());
+    Lease lease(*this, *slot);
     try {
       std::optional<pqxx::work> tx;
       Begin(lease, tx);
@@ -58,11 +76,35 @@ class Pool {
     }
   }
 
+  // Runs fn(pqxx::nontransaction&) on a pooled connection in autocommit mode: each statement
+  // fn sends commits on its own (one round trip for a single statement, no BEGIN/COMMIT). A
+  // pooled connection found closed before anything is sent is replaced first. Same error
+  // mapping as Run; a connection lost mid-statement is unavailable (the statement may or may
+  // not have taken effect).
+  template <typename Fn>
+  auto RunAutocommit(Fn&& fn) -> std::invoke_result_t<Fn, pqxx::nontransaction&> {
+    using Result = std::invoke_result_t<Fn, pqxx::nontransaction&>;
+    auto slot = TakeSlot();
+    if (!slot) return Result(Busy());
+    Lease lease(*this, *slot);
+    try {
+      lease.DiscardIfClosed();
+      pqxx::nontransaction tx(lease.Connection());
+      return fn(tx);
+    } catch (...) {
+      Status status = MapCurrentException();
+      if (!lease.IsOpen()) lease.Discard();
+      return Result(std::move(status));
+    }
+  }
+
   // Runs fn(pqxx::connection_base&) on a pooled connection, outside any transaction (for
   // migrations, which manage their own). Same error mapping as Run.
   template <typename Fn>
   Status WithConnection(Fn&& fn) {
-    Lease lease(*this);
+    auto slot = TakeSlot();
+    if (!slot) return Busy();
+    Lease lease(*this, *slot);
     try {
       fn(lease.Connection());
       return Status::Ok();
@@ -76,7 +118,7 @@ class Pool {
   // One connection, borrowed by one thread at a time; returned to the pool when destroyed.
   class Lease {
    public:
-    explicit Lease(Pool& pool);
+    Lease(Pool& pool, size_t slot) : pool_(pool), slot_(slot) {}
     ~Lease();
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
@@ -85,6 +127,10 @@ class Pool {
     // Closes the connection; the next user of this slot reconnects.
     void Discard() { pool_.slots_[slot_].reset(); }
     bool HasConnection() const { return pool_.slots_[slot_] != nullptr; }
+    bool IsOpen() const { return HasConnection() && pool_.slots_[slot_]->is_open(); }
+    // Closes the connection if the server has hung up on it while it sat idle (a restart, a
+    // terminated backend): checked without a round trip.
+    void DiscardIfClosed();
 
    private:
     Pool& pool_;
@@ -106,7 +152,11 @@ class Pool {
     }
   }
 
-  const std::string url_;
+  // A free slot, waiting at most options_.pool_wait_timeout; none when none became free.
+  std::optional<size_t> TakeSlot();
+  Status Busy() const;
+
+  const PgOptions options_;
   // Only the lease holding slot i touches slots_[i]; mu_ guards free_.
   std::vector<std::unique_ptr<pqxx::connection>> slots_;
   std::mutex mu_;

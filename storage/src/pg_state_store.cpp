@@ -1,12 +1,19 @@
 #include "dagd/storage/pg_state_store.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <chrono>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <stdexcept>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "migrations.hpp"
@@ -168,7 +175,7 @@ constexpr std::string_view kTaskInstanceColumns =
     "max_tries, dagd_us(scheduled_when) AS scheduled_when, dagd_us(queued_when) AS queued_when, "
     "dagd_us(start_date) AS start_date, dagd_us(end_date) AS end_date, duration, "
     "dagd_us(next_retry_at) AS next_retry_at, hostname, unixname, pid, operator, pool, "
-    "pool_slots, priority_weight, note, process_pgid, process_start_key";
+    "pool_slots, priority_weight, note, process_pgid, process_start_key, owner_epoch";
 
 TaskInstance TaskInstanceOf(const pqxx::row& r) {
   TaskInstance ti;
@@ -198,10 +205,11 @@ TaskInstance TaskInstanceOf(const pqxx::row& r) {
   if (!r["process_pgid"].is_null()) {
     ti.process = scheduler::TryProcess{r["process_pgid"].as<int>(), TextOf(r["process_start_key"])};
   }
+  if (!r["owner_epoch"].is_null()) ti.owner_epoch = r["owner_epoch"].as<int64_t>();
   return ti;
 }
 
-// The mutable columns of a task instance, as one element of a json_to_recordset batch.
+// The columns of a new task instance, as one element of CreateRun's json_to_recordset.
 Json TaskInstanceJson(const TaskInstance& ti) {
   return Json{{"task_id", ti.task_id},
               {"version_number", ti.version_number},
@@ -223,7 +231,8 @@ Json TaskInstanceJson(const TaskInstance& ti) {
               {"priority_weight", ti.priority_weight},
               {"note", OptText(ti.note)},
               {"process_pgid", ti.process ? Json(ti.process->pgid) : Json(nullptr)},
-              {"process_start_key", ti.process ? Json(ti.process->start_key) : Json(nullptr)}};
+              {"process_start_key", ti.process ? Json(ti.process->start_key) : Json(nullptr)},
+              {"owner_epoch", ti.owner_epoch ? Json(*ti.owner_epoch) : Json(nullptr)}};
 }
 
 // The record definition matching TaskInstanceJson, for json_to_recordset(...) AS x(<this>).
@@ -232,13 +241,7 @@ constexpr std::string_view kTaskInstanceRecord =
     "scheduled_when bigint, queued_when bigint, start_date bigint, end_date bigint, "
     "duration double precision, next_retry_at bigint, hostname text, unixname text, pid integer, "
     "operator text, pool text, pool_slots integer, priority_weight integer, note text, "
-    "process_pgid integer, process_start_key text";
-
-constexpr std::string_view kEventPayloadForTi =
-    "jsonb_build_object('ti_id', x.id, 'max_tries', x.max_tries, "
-    "'start_date', dagd_rfc3339(dagd_ts(x.start_date)), "
-    "'end_date', dagd_rfc3339(dagd_ts(x.end_date)), 'duration', x.duration, "
-    "'hostname', x.hostname)";
+    "process_pgid integer, process_start_key text, owner_epoch bigint";
 
 // --- Queries -------------------------------------------------------------------------------------
 
@@ -359,16 +362,115 @@ Status TaskInstanceNotFound(const std::string& dag_id, const std::string& run_id
 // The scheduler lock's connection lives outside the pool: the pool discards and reopens
 // connections on errors, and closing this one would silently release the lock.
 struct PgStateStore::SchedulerLock {
-  std::mutex mu;
+  std::mutex mu;                           // guards conn and the writes of epoch
   std::unique_ptr<pqxx::connection> conn;  // open ⇔ (as far as we know) the lock is held
+  std::atomic<int64_t> epoch{0};           // 0: none yet; read by Apply without mu
 };
 
-PgStateStore::PgStateStore(std::string url, std::unique_ptr<pg::Pool> pool)
-    : url_(std::move(url)),
+// The LISTEN side of Subscribe: one connection on one thread, replaced (with backoff) when lost.
+class PgStateStore::Listener {
+ public:
+  Listener(PgOptions options, ChangeCallback on_change)
+      : options_(std::move(options)), on_change_(std::move(on_change)) {}
+  ~Listener() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    receiver_.reset();  // before the connection it listens on
+  }
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  // Connects and listens, then starts the thread.
+  Status Start() {
+    try {
+      Connect();
+    } catch (...) {
+      receiver_.reset();
+      conn_.reset();
+      return pg::MapCurrentException();
+    }
+    thread_ = std::thread([this] { Loop(); });
+    return Status::Ok();
+  }
+
+ private:
+  class Receiver final : public pqxx::notification_receiver {
+   public:
+    Receiver(pqxx::connection_base& conn, const ChangeCallback& on_change)
+        : pqxx::notification_receiver(conn, "dagd_change"), on_change_(on_change) {}
+    void operator()(const std::string& payload, int) override {
+      std::optional<int64_t> origin;
+      if (!payload.empty()) {
+        char* end = nullptr;
+        const long long v = std::strtoll(payload.c_str(), &end, 10);
+        if (end != nullptr && *end == '\0') origin = v;
+      }
+      on_change_(origin);
+    }
+
+   private:
+    const ChangeCallback& on_change_;
+  };
+
+  void Connect() {
+    conn_ = pg::Connect(options_, "dagd-listener");
+    receiver_ = std::make_unique<Receiver>(*conn_, on_change_);  // sends LISTEN
+  }
+
+  void Loop() {
+    constexpr auto kMinBackoff = std::chrono::milliseconds(100);
+    constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
+    auto backoff = kMinBackoff;
+    while (!stop_) {
+      if (!conn_) {
+        try {
+          Connect();
+        } catch (...) {
+          receiver_.reset();
+          conn_.reset();
+          // Sleep in short steps so that Unsubscribe is not held up by the backoff.
+          const auto until = std::chrono::steady_clock::now() + backoff;
+          while (!stop_ && std::chrono::steady_clock::now() < until) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          }
+          backoff = std::min(backoff * 2, kMaxBackoff);
+          continue;
+        }
+        backoff = kMinBackoff;
+        on_change_(std::nullopt);  // whatever happened while nobody listened
+        continue;
+      }
+      bool lost = false;
+      try {
+        // A short wait, so that stop_ is seen quickly.
+        conn_->await_notification(0, 50000);
+        lost = !conn_->is_open();
+      } catch (...) {
+        lost = true;
+      }
+      if (lost) {
+        receiver_.reset();
+        conn_.reset();
+      }
+    }
+  }
+
+  const PgOptions options_;
+  const ChangeCallback on_change_;
+  std::atomic<bool> stop_{false};
+  // Used by Start, then only by the thread.
+  std::unique_ptr<pqxx::connection> conn_;
+  std::unique_ptr<Receiver> receiver_;
+  std::thread thread_;
+};
+
+PgStateStore::PgStateStore(PgOptions options, std::unique_ptr<pg::Pool> pool)
+    : options_(std::move(options)),
       pool_(std::move(pool)),
       scheduler_lock_(std::make_unique<SchedulerLock>()) {}
 
 PgStateStore::~PgStateStore() {
+  Unsubscribe();
   // Release explicitly: the server frees a closed session's locks only when its backend has
   // exited, a moment after the client hangs up; a successor started right after this store is
   // destroyed should find the lock free.
@@ -383,11 +485,11 @@ PgStateStore::~PgStateStore() {
 }
 
 StatusOr<std::unique_ptr<PgStateStore>> PgStateStore::Open(const PgOptions& options) {
-  auto pool = std::make_unique<pg::Pool>(options.url, options.pool_size);
+  auto pool = std::make_unique<pg::Pool>(options);
   Status migrated = pool->WithConnection(
       [](pqxx::connection_base& conn) { ApplyMigrations(conn, EmbeddedMigrations()); });
   if (!migrated.ok()) return migrated;
-  return std::unique_ptr<PgStateStore>(new PgStateStore(options.url, std::move(pool)));
+  return std::unique_ptr<PgStateStore>(new PgStateStore(options, std::move(pool)));
 }
 
 Status PgStateStore::Ping() {
@@ -397,24 +499,32 @@ Status PgStateStore::Ping() {
   });
 }
 
+std::optional<int64_t> PgStateStore::SchedulerEpoch() const {
+  const int64_t epoch = scheduler_lock_->epoch.load();
+  if (epoch == 0) return std::nullopt;
+  return epoch;
+}
+
 Status PgStateStore::AcquireSchedulerLock() {
   std::lock_guard guard(scheduler_lock_->mu);
   auto& conn = scheduler_lock_->conn;
-  // A connection we already hold may have died (and taken the lock with it) since the last call:
-  // then one more attempt on a fresh connection.
-  for (int attempt = 0;; ++attempt) {
-    const bool reused = conn != nullptr;
+  if (conn) {
+    // Held as long as its session lives.
     try {
-      if (!conn) {
-        conn = std::make_unique<pqxx::connection>(url_);
-        pqxx::nontransaction tx(*conn);
-        tx.exec("SELECT set_config('application_name', 'dagd-scheduler', false)");
-      }
       pqxx::nontransaction tx(*conn);
-      // Session locks nest, so taking it again on the holding connection just succeeds.
-      if (tx.exec_params1("SELECT pg_try_advisory_lock($1)", kSchedulerLockKey)[0].as<bool>()) {
-        return Status::Ok();
-      }
+      tx.exec("SELECT 1");
+      return Status::Ok();
+    } catch (...) {
+      conn.reset();
+      Status status = pg::MapCurrentException();
+      if (status.code() != StatusCode::kUnavailable) return status;
+    }
+  }
+  const int64_t epoch = scheduler_lock_->epoch.load();
+  try {
+    conn = pg::Connect(options_, "dagd-scheduler");
+    pqxx::nontransaction tx(*conn);
+    if (!tx.exec_params1("SELECT pg_try_advisory_lock($1)", kSchedulerLockKey)[0].as<bool>()) {
       std::string holder;
       const pqxx::result found = tx.exec_params(
           "SELECT a.pid, a.application_name, host(a.client_addr), "
@@ -439,12 +549,32 @@ Status PgStateStore::AcquireSchedulerLock() {
       return Status::FailedPrecondition("another dagd scheduler already runs on this database" +
                                         holder +
                                         "; stop it first or point this one at another database");
-    } catch (...) {
-      conn.reset();
-      Status status = pg::MapCurrentException();
-      if (reused && attempt == 0 && status.code() == StatusCode::kUnavailable) continue;
-      return status;
     }
+    if (epoch == 0) {
+      char host[256] = {};
+      if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+      const pqxx::row r = tx.exec_params1(
+          "WITH e AS (INSERT INTO scheduler_epoch (hostname, pid) VALUES ($1, $2) "
+          "  RETURNING epoch) "
+          "UPDATE scheduler_lease SET epoch = (SELECT epoch FROM e) RETURNING epoch",
+          std::string(host), static_cast<int>(::getpid()));
+      scheduler_lock_->epoch = r[0].as<int64_t>();
+      return Status::Ok();
+    }
+    // The lock was lost for a while: another scheduler may have run meanwhile.
+    const pqxx::row r = tx.exec1(
+        "SELECT l.epoch, e.hostname, e.pid FROM scheduler_lease l "
+        "LEFT JOIN scheduler_epoch e ON e.epoch = l.epoch");
+    if (!r[0].is_null() && r[0].as<int64_t>() == epoch) return Status::Ok();
+    tx.exec("SELECT pg_advisory_unlock_all()");
+    conn.reset();
+    return Status::FailedPrecondition(
+        "fenced: another scheduler (epoch " + (r[0].is_null() ? "none" : r[0].as<std::string>()) +
+        ", host " + (r[1].is_null() ? "?" : r[1].as<std::string>()) + " pid " +
+        (r[2].is_null() ? "?" : r[2].as<std::string>()) + ") took over");
+  } catch (...) {
+    conn.reset();
+    return pg::MapCurrentException();
   }
 }
 
@@ -638,70 +768,60 @@ StatusOr<DagRun> PgStateStore::CreateRun(const DagRun& run, std::vector<TaskInst
     row["ord"] = i;
     ti_rows.push_back(std::move(row));
   }
-  auto created = pool_->Run([&](pqxx::work& tx) -> StatusOr<DagRun> {
-    // The run and its event; ON CONFLICT turns a duplicate run id into "no row" instead of an
-    // error, so the message can name the run.
-    const pqxx::result r = tx.exec_params(
-        "WITH r AS ("
-        "  INSERT INTO dag_run (dag_id, run_id, version_number, state, run_type, logical_date,"
-        "    queued_at, start_date, end_date, data_interval_start, data_interval_end, run_after,"
-        "    last_scheduling_decision, conf, note, triggered_by)"
-        "  SELECT x.dag_id, x.run_id, x.version_number, x.state, x.run_type,"
-        "    dagd_ts(x.logical_date), dagd_ts(x.queued_at), dagd_ts(x.start_date),"
-        "    dagd_ts(x.end_date), dagd_ts(x.data_interval_start), dagd_ts(x.data_interval_end),"
-        "    dagd_ts(x.run_after), dagd_ts(x.last_scheduling_decision), x.conf, x.note,"
-        "    x.triggered_by"
-        "  FROM jsonb_to_record($1::jsonb) AS x(dag_id text, run_id text, version_number integer,"
-        "    state text, run_type text, logical_date bigint, queued_at bigint, start_date bigint,"
-        "    end_date bigint, data_interval_start bigint, data_interval_end bigint,"
-        "    run_after bigint, last_scheduling_decision bigint, conf jsonb, note text,"
-        "    triggered_by text)"
-        "  WHERE EXISTS (SELECT 1 FROM dag WHERE dag.dag_id = x.dag_id)"
-        "  ON CONFLICT (dag_id, run_id) DO NOTHING"
-        "  RETURNING *),"
-        " ev AS ("
-        "  INSERT INTO event (kind, dag_id, run_id, state, payload)"
-        "  SELECT 'dag_run', r.dag_id, r.run_id, r.state,"
-        "    jsonb_build_object('run_type', r.run_type, 'version_number', r.version_number,"
-        "      'logical_date', dagd_rfc3339(r.logical_date)) FROM r)"
-        "SELECT " +
-            std::string(kRunColumns) + " FROM r",
-        Dump(run_json));
-    if (r.empty()) {
-      if (tx.exec_params("SELECT 1 FROM dag WHERE dag_id = $1", run.dag_id).empty()) {
-        return DagNotFound(run.dag_id);
-      }
+  // One statement: the run, then its task instances (their events come from the triggers, in
+  // that order). ON CONFLICT turns a duplicate run id into "no row" instead of an error, so the
+  // message can name the run; the outer LEFT JOIN yields a row either way.
+  static const std::string kSql =
+      "WITH r AS ("
+      "  INSERT INTO dag_run (dag_id, run_id, version_number, state, run_type, logical_date,"
+      "    queued_at, start_date, end_date, data_interval_start, data_interval_end, run_after,"
+      "    last_scheduling_decision, conf, note, triggered_by)"
+      "  SELECT x.dag_id, x.run_id, x.version_number, x.state, x.run_type,"
+      "    dagd_ts(x.logical_date), dagd_ts(x.queued_at), dagd_ts(x.start_date),"
+      "    dagd_ts(x.end_date), dagd_ts(x.data_interval_start), dagd_ts(x.data_interval_end),"
+      "    dagd_ts(x.run_after), dagd_ts(x.last_scheduling_decision), x.conf, x.note,"
+      "    x.triggered_by"
+      "  FROM jsonb_to_record($1::jsonb) AS x(dag_id text, run_id text, version_number integer,"
+      "    state text, run_type text, logical_date bigint, queued_at bigint, start_date bigint,"
+      "    end_date bigint, data_interval_start bigint, data_interval_end bigint,"
+      "    run_after bigint, last_scheduling_decision bigint, conf jsonb, note text,"
+      "    triggered_by text)"
+      "  WHERE EXISTS (SELECT 1 FROM dag WHERE dag.dag_id = x.dag_id)"
+      "  ON CONFLICT (dag_id, run_id) DO NOTHING"
+      "  RETURNING *),"
+      " t AS ("
+      "  INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, version_number, state,"
+      "    try_number, max_tries, scheduled_when, queued_when, start_date, end_date,"
+      "    duration, next_retry_at, hostname, unixname, pid, operator, pool, pool_slots,"
+      "    priority_weight, note, owner_epoch)"
+      "  SELECT r.id, r.dag_id, r.run_id, x.task_id, x.version_number, x.state, x.try_number,"
+      "    x.max_tries, dagd_ts(x.scheduled_when), dagd_ts(x.queued_when),"
+      "    dagd_ts(x.start_date), dagd_ts(x.end_date), x.duration, dagd_ts(x.next_retry_at),"
+      "    x.hostname, x.unixname, x.pid, x.operator, x.pool, x.pool_slots,"
+      "    x.priority_weight, x.note, x.owner_epoch"
+      "  FROM r, json_to_recordset($2::json) AS x(ord integer, " +
+      std::string(kTaskInstanceRecord) +
+      ")"
+      "  ORDER BY x.ord"
+      "  RETURNING id, task_id)"
+      "SELECT " +
+      std::string(kRunColumns) +
+      ", (SELECT coalesce(json_agg(json_build_array(t.id, t.task_id)), '[]') FROM t)::text"
+      "    AS tis,"
+      "  EXISTS (SELECT 1 FROM dag WHERE dag_id = $3) AS dag_exists "
+      "FROM (SELECT 1) AS one LEFT JOIN r ON true";
+  auto created = pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> StatusOr<DagRun> {
+    const pqxx::row row = tx.exec_params1(kSql, Dump(run_json), Dump(ti_rows), run.dag_id);
+    if (row["id"].is_null()) {
+      if (!row["dag_exists"].as<bool>()) return DagNotFound(run.dag_id);
       return Status::AlreadyExists("DAG run '" + run.run_id + "' already exists for DAG '" +
                                    run.dag_id + "'");
     }
-    DagRun stored = RunOf(r[0]);
-    if (tis.empty()) return stored;
-    const pqxx::result ids = tx.exec_params(
-        "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(ord integer, " +
-            std::string(kTaskInstanceRecord) +
-            ")),"
-            " t AS ("
-            "  INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, version_number, "
-            "state,"
-            "    try_number, max_tries, scheduled_when, queued_when, start_date, end_date,"
-            "    duration, next_retry_at, hostname, unixname, pid, operator, pool, pool_slots,"
-            "    priority_weight, note)"
-            "  SELECT $2, $3, $4, x.task_id, x.version_number, x.state, x.try_number,"
-            "    x.max_tries, dagd_ts(x.scheduled_when), dagd_ts(x.queued_when),"
-            "    dagd_ts(x.start_date), dagd_ts(x.end_date), x.duration, dagd_ts(x.next_retry_at),"
-            "    x.hostname, x.unixname, x.pid, x.operator, x.pool, x.pool_slots,"
-            "    x.priority_weight, x.note"
-            "  FROM x ORDER BY x.ord"
-            "  RETURNING id, task_id, state, try_number),"
-            " ev AS ("
-            "  INSERT INTO event (kind, dag_id, run_id, task_id, try_number, state, payload)"
-            "  SELECT 'task_instance', $3, $4, t.task_id, t.try_number, t.state,"
-            "    jsonb_build_object('ti_id', t.id)"
-            "  FROM t JOIN x ON x.task_id = t.task_id ORDER BY x.ord)"
-            "SELECT id::text, task_id FROM t",
-        Dump(ti_rows), stored.id, stored.dag_id, stored.run_id);
+    DagRun stored = RunOf(row);
     std::unordered_map<std::string, std::string> id_of;
-    for (const auto& row : ids) id_of[row[1].as<std::string>()] = row[0].as<std::string>();
+    for (const auto& pair : Json::parse(row["tis"].c_str())) {
+      id_of[pair[1].get<std::string>()] = pair[0].get<std::string>();
+    }
     if (id_of.size() != tis.size()) {
       return Status::Internal("CreateRun: inserted " + std::to_string(id_of.size()) + " of " +
                               std::to_string(tis.size()) + " task instances");
@@ -727,6 +847,15 @@ StatusOr<DagRun> PgStateStore::GetRun(const std::string& dag_id, const std::stri
         "SELECT " + std::string(kRunColumns) + " FROM dag_run WHERE dag_id = $1 AND run_id = $2",
         dag_id, run_id);
     if (r.empty()) return RunNotFound(dag_id, run_id);
+    return RunOf(r[0]);
+  });
+}
+
+StatusOr<DagRun> PgStateStore::LoadRun(int64_t run_key) {
+  return pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> StatusOr<DagRun> {
+    const pqxx::result r = tx.exec_params(
+        "SELECT " + std::string(kRunColumns) + " FROM dag_run WHERE id = $1", run_key);
+    if (r.empty()) return Status::NotFound("no DAG run with key " + std::to_string(run_key));
     return RunOf(r[0]);
   });
 }
@@ -933,149 +1062,161 @@ StatusOr<std::vector<XcomEntry>> PgStateStore::ListXcom(const std::string& ti_id
 
 // --- Transitions ---------------------------------------------------------------------------------
 
-Status PgStateStore::Apply(const scheduler::Transition& t) {
-  if (t.empty()) return Status::Ok();
-  // Everything goes to the server as three JSON arrays and is written by ONE statement: the hot
-  // path costs one round trip (plus BEGIN/COMMIT) however many rows the batch holds.
-  //
-  // A row may appear several times in a batch (queued then running). Its columns take the last
-  // entry ("last"), a try row the last entry of that try ("last_try"), and every entry gets its
-  // own event. Event order ("ord"): runs that start, then task instances, then runs that end, so
-  // the stream reads naturally even though the batch has no order across kinds.
-  std::unordered_map<int64_t, size_t> last_run;
-  for (size_t i = 0; i < t.runs.size(); ++i) last_run[t.runs[i].id] = i;
-  std::unordered_map<std::string, size_t> last_ti;
-  std::map<std::pair<std::string, int>, size_t> last_try;
-  for (size_t i = 0; i < t.task_instances.size(); ++i) {
-    last_ti[t.task_instances[i].id] = i;
-    last_try[{t.task_instances[i].id, t.task_instances[i].try_number}] = i;
-  }
-  const size_t n_runs = t.runs.size();
-  const size_t n_tis = t.task_instances.size();
+namespace {
 
-  // A run row also changes without a transition (last_scheduling_decision): only entries whose
-  // state differs from the one before get an event. Within the batch that is decided here
-  // ("emit"); for a run's first entry the SQL compares with the stored state (emit = null).
-  std::unordered_map<int64_t, scheduler::RunState> previous_state;
+std::string_view KindName(scheduler::TiTransition::Kind kind) {
+  switch (kind) {
+    case scheduler::TiTransition::Kind::kQueue:
+      return "queue";
+    case scheduler::TiTransition::Kind::kStart:
+      return "start";
+    case scheduler::TiTransition::Kind::kFinish:
+      return "finish";
+    case scheduler::TiTransition::Kind::kSettle:
+      return "settle";
+  }
+  return "";
+}
+
+}  // namespace
+
+StatusOr<scheduler::ApplyResult> PgStateStore::Apply(const scheduler::Transition& t) {
+  if (t.empty()) return scheduler::ApplyResult{};
+  const int64_t epoch = scheduler_lock_->epoch.load();
+  if (epoch == 0) {
+    return Status::FailedPrecondition(
+        "Apply needs a scheduler epoch: AcquireSchedulerLock has not succeeded");
+  }
+  // The whole batch goes to dagd_apply (migration 003) as three JSON arrays: one statement, one
+  // round trip, one commit, however many rows the batch holds.
+  std::unordered_set<int64_t> run_keys;
   Json runs = Json::array();
-  for (size_t i = 0; i < n_runs; ++i) {
-    const DagRun& r = t.runs[i];
-    const bool ends = scheduler::IsTerminal(r.state);
-    auto previous = previous_state.find(r.id);
-    Json emit =
-        previous == previous_state.end() ? Json(nullptr) : Json(previous->second != r.state);
-    previous_state[r.id] = r.state;
-    runs.push_back({{"ord", ends ? n_runs + n_tis + i : i},
-                    {"last", last_run[r.id] == i},
-                    {"emit", emit},
-                    {"id", r.id},
-                    {"state", std::string(scheduler::ToString(r.state))},
-                    {"version_number", r.version_number},
-                    {"queued_at", Us(r.queued_at)},
-                    {"start_date", Us(r.start_date)},
-                    {"end_date", Us(r.end_date)},
-                    {"last_scheduling_decision", Us(r.last_scheduling_decision)},
-                    {"note", OptText(r.note)}});
+  for (const scheduler::RunTransition& r : t.runs) {
+    if (!run_keys.insert(r.after.id).second) {
+      return Status::Internal("Apply: run " + std::to_string(r.after.id) +
+                              " appears twice in one batch");
+    }
+    const bool finish = r.kind == scheduler::RunTransition::Kind::kFinish;
+    runs.push_back({{"kind", finish ? "finish" : "start"},
+                    {"id", r.after.id},
+                    {"expect_state", std::string(scheduler::ToString(r.expect_state))},
+                    {"state", std::string(scheduler::ToString(r.after.state))},
+                    {"start_date", Us(r.after.start_date)},
+                    {"end_date", Us(r.after.end_date)},
+                    {"last_scheduling_decision", Us(r.after.last_scheduling_decision)}});
   }
+  std::unordered_set<std::string> ti_ids;
   Json tis = Json::array();
-  for (size_t i = 0; i < n_tis; ++i) {
-    const TaskInstance& ti = t.task_instances[i];
-    Json row = TaskInstanceJson(ti);
-    row["ord"] = n_runs + i;
-    row["id"] = ti.id;
-    row["last"] = last_ti[ti.id] == i;
-    row["last_try"] = last_try[{ti.id, ti.try_number}] == i;
-    tis.push_back(std::move(row));
+  for (const scheduler::TiTransition& x : t.task_instances) {
+    const TaskInstance& ti = x.after;
+    if (!LooksLikeUuid(ti.id) || !ti_ids.insert(ti.id).second) {
+      return Status::Internal("Apply: task instance '" + ti.id +
+                              "' is not a stored id or appears twice in one batch");
+    }
+    tis.push_back(
+        {{"kind", KindName(x.kind)},
+         {"id", ti.id},
+         {"run_key", ti.run_id_key},
+         {"expect_state", StateJson(x.expect_state)},
+         {"expect_try", x.expect_try},
+         {"expect_epoch", x.expect_epoch ? Json(*x.expect_epoch) : Json(nullptr)},
+         {"state", StateJson(ti.state)},
+         {"try_number", ti.try_number},
+         {"max_tries", ti.max_tries},
+         {"scheduled_when", Us(ti.scheduled_when)},
+         {"queued_when", Us(ti.queued_when)},
+         {"start_date", Us(ti.start_date)},
+         {"end_date", Us(ti.end_date)},
+         {"duration", ti.duration ? Json(*ti.duration) : Json(nullptr)},
+         {"next_retry_at", Us(ti.next_retry_at)},
+         {"hostname", ti.hostname},
+         {"unixname", ti.unixname},
+         {"pid", ti.pid ? Json(*ti.pid) : Json(nullptr)},
+         {"process_pgid", ti.process ? Json(ti.process->pgid) : Json(nullptr)},
+         {"process_start_key", ti.process ? Json(ti.process->start_key) : Json(nullptr)}});
   }
-  std::map<std::pair<std::string, std::string>, const Json*> last_xcom;
-  for (const auto& x : t.xcoms) last_xcom[{x.ti_id, x.entry.key}] = &x.entry.value;
+  // One row per (task instance, key): the last value given wins.
+  std::map<std::pair<std::string, std::string>, const scheduler::Transition::Xcom*> last_xcom;
+  for (const auto& x : t.xcoms) {
+    if (!LooksLikeUuid(x.ti_id)) {
+      return Status::Internal("Apply: xcom of task instance '" + x.ti_id + "' is not a stored id");
+    }
+    last_xcom[{x.ti_id, x.entry.key}] = &x;
+  }
   Json xcoms = Json::array();
-  for (const auto& [key, value] : last_xcom) {
-    xcoms.push_back({{"ti_id", key.first}, {"key", key.second}, {"value", *value}});
+  for (const auto& [key, x] : last_xcom) {
+    xcoms.push_back(
+        {{"run_key", x->run_key}, {"ti_id", key.first}, {"key", key.second}, {"value", x->entry.value}});
   }
+  return pool_->RunAutocommit(
+      [&](pqxx::nontransaction& tx) -> StatusOr<scheduler::ApplyResult> {
+        const pqxx::result r =
+            tx.exec_params("SELECT unnest(dagd_apply($1, $2::json, $3::json, $4::json))", epoch,
+                           Dump(runs), Dump(tis), Dump(xcoms));
+        scheduler::ApplyResult result;
+        result.conflicts.reserve(r.size());
+        for (const auto& row : r) result.conflicts.push_back(row[0].as<int64_t>());
+        return result;
+      });
+}
 
-  static const std::string kSql =
-      "WITH rx AS ("
-      "  SELECT * FROM json_to_recordset($1::json) AS x(ord bigint, last boolean, emit boolean,"
-      "    id bigint, state text, version_number integer, queued_at bigint, start_date bigint,"
-      "    end_date bigint, last_scheduling_decision bigint, note text)),"
-      // Every part of one statement sees the same snapshot: these are the states before it.
-      " rold AS (SELECT id, state FROM dag_run WHERE id IN (SELECT id FROM rx)),"
-      " ru AS ("
-      "  UPDATE dag_run r SET state = rx.state, version_number = rx.version_number,"
-      "    queued_at = dagd_ts(rx.queued_at), start_date = dagd_ts(rx.start_date),"
-      "    end_date = dagd_ts(rx.end_date),"
-      "    last_scheduling_decision = dagd_ts(rx.last_scheduling_decision), note = rx.note"
-      "  FROM rx WHERE rx.last AND r.id = rx.id"
-      "  RETURNING r.id, r.dag_id, r.run_id, r.run_type),"
-      " tx AS ("
-      "  SELECT * FROM json_to_recordset($2::json) AS x(ord bigint, last boolean,"
-      "    last_try boolean, id uuid, " +
-      std::string(kTaskInstanceRecord) +
-      ")),"
-      " tu AS ("
-      "  UPDATE task_instance t SET version_number = tx.version_number, state = tx.state,"
-      "    try_number = tx.try_number, max_tries = tx.max_tries,"
-      "    scheduled_when = dagd_ts(tx.scheduled_when), queued_when = dagd_ts(tx.queued_when),"
-      "    start_date = dagd_ts(tx.start_date), end_date = dagd_ts(tx.end_date),"
-      "    duration = tx.duration, next_retry_at = dagd_ts(tx.next_retry_at),"
-      "    hostname = tx.hostname, unixname = tx.unixname, pid = tx.pid,"
-      "    operator = tx.operator, pool = tx.pool, pool_slots = tx.pool_slots,"
-      "    priority_weight = tx.priority_weight, note = tx.note,"
-      "    process_pgid = tx.process_pgid, process_start_key = tx.process_start_key"
-      "  FROM tx WHERE tx.last AND t.id = tx.id"
-      "  RETURNING t.id, t.dag_id, t.run_id, t.task_id),"
-      " tt AS ("
-      "  INSERT INTO task_instance_try AS old (ti_id, try_number, state, queued_when, start_date,"
-      "    end_date, duration, hostname, pid, operator, process_pgid, process_start_key)"
-      "  SELECT tx.id, tx.try_number, tx.state, dagd_ts(tx.queued_when),"
-      "    dagd_ts(tx.start_date), dagd_ts(tx.end_date), tx.duration, tx.hostname, tx.pid,"
-      "    tx.operator, tx.process_pgid, tx.process_start_key"
-      "  FROM tx JOIN tu ON tu.id = tx.id WHERE tx.last_try AND tx.try_number > 0"
-      "  ON CONFLICT (ti_id, try_number) DO UPDATE SET state = excluded.state,"
-      "    queued_when = excluded.queued_when, start_date = excluded.start_date,"
-      "    end_date = excluded.end_date, duration = excluded.duration,"
-      "    hostname = excluded.hostname, pid = excluded.pid, operator = excluded.operator,"
-      "    process_pgid = excluded.process_pgid,"
-      "    process_start_key = excluded.process_start_key),"
-      " xc AS ("
-      "  INSERT INTO xcom (ti_id, key, value)"
-      "  SELECT x.ti_id, x.key, x.value"
-      "  FROM json_to_recordset($3::json) AS x(ti_id uuid, key text, value jsonb)"
-      "  ON CONFLICT (ti_id, key) DO UPDATE SET value = excluded.value),"
-      " ev AS ("
-      "  INSERT INTO event (kind, dag_id, run_id, task_id, try_number, state, payload)"
-      "  SELECT e.kind, e.dag_id, e.run_id, e.task_id, e.try_number, e.state, e.payload FROM ("
-      "    SELECT rx.ord, 'dag_run' AS kind, ru.dag_id, ru.run_id, NULL::text AS task_id,"
-      "      NULL::integer AS try_number, rx.state,"
-      "      jsonb_build_object('run_type', ru.run_type,"
-      "        'start_date', dagd_rfc3339(dagd_ts(rx.start_date)),"
-      "        'end_date', dagd_rfc3339(dagd_ts(rx.end_date))) AS payload"
-      "    FROM rx JOIN ru ON ru.id = rx.id JOIN rold ON rold.id = rx.id"
-      "    WHERE coalesce(rx.emit, rx.state IS DISTINCT FROM rold.state)"
-      "    UNION ALL"
-      "    SELECT x.ord, 'task_instance', tu.dag_id, tu.run_id, tu.task_id, x.try_number,"
-      "      x.state, " +
-      std::string(kEventPayloadForTi) +
-      "    FROM tx AS x JOIN tu ON tu.id = x.id) AS e"
-      "  ORDER BY e.ord)"
-      "SELECT (SELECT count(*) FROM ru), (SELECT count(*) FROM tu)";
+// --- Event log -----------------------------------------------------------------------------------
 
-  return pool_->Run([&](pqxx::work& tx) -> Status {
-    const pqxx::row counts = tx.exec_params1(kSql, Dump(runs), Dump(tis), Dump(xcoms));
-    const auto updated_runs = counts[0].as<size_t>();
-    const auto updated_tis = counts[1].as<size_t>();
-    // An id the store does not know means the caller's view is stale: write nothing.
-    if (updated_runs != last_run.size()) {
-      return Status::NotFound("Apply: " + std::to_string(last_run.size() - updated_runs) + " of " +
-                              std::to_string(last_run.size()) + " dag runs do not exist");
-    }
-    if (updated_tis != last_ti.size()) {
-      return Status::NotFound("Apply: " + std::to_string(last_ti.size() - updated_tis) + " of " +
-                              std::to_string(last_ti.size()) + " task instances do not exist");
-    }
-    return Status::Ok();
+StatusOr<std::vector<scheduler::EventRecord>> PgStateStore::ReadEvents(int64_t after_seq,
+                                                                       int limit) {
+  return pool_->RunAutocommit(
+      [&](pqxx::nontransaction& tx) -> StatusOr<std::vector<scheduler::EventRecord>> {
+        const pqxx::result r = tx.exec_params(
+            "SELECT seq, dagd_us(at) AS at, kind, run_key, dag_id, run_id, task_id,"
+            "  ti_id::text AS ti_id, try_number, state, origin, payload::text AS payload "
+            "FROM event WHERE seq > $1 ORDER BY seq LIMIT $2",
+            after_seq, std::max(limit, 0));
+        std::vector<scheduler::EventRecord> events;
+        events.reserve(r.size());
+        for (const auto& row : r) {
+          scheduler::EventRecord e;
+          e.seq = row["seq"].as<int64_t>();
+          e.at = TimeOf(row["at"]);
+          e.kind = row["kind"].as<std::string>();
+          if (!row["run_key"].is_null()) e.run_key = row["run_key"].as<int64_t>();
+          e.dag_id = row["dag_id"].as<std::string>();
+          e.run_id = row["run_id"].as<std::string>();
+          e.task_id = TextOf(row["task_id"]);
+          e.ti_id = TextOf(row["ti_id"]);
+          if (!row["try_number"].is_null()) e.try_number = row["try_number"].as<int>();
+          e.state = TextOf(row["state"]);
+          if (!row["origin"].is_null()) e.origin = row["origin"].as<int64_t>();
+          e.payload = Json::parse(row["payload"].c_str());
+          events.push_back(std::move(e));
+        }
+        return events;
+      });
+}
+
+StatusOr<int64_t> PgStateStore::LatestEventSeq() {
+  // The counter commits with the events it numbered, so it never runs ahead of what is visible.
+  return pool_->RunAutocommit([](pqxx::nontransaction& tx) -> StatusOr<int64_t> {
+    return tx.exec1("SELECT last FROM event_counter")[0].as<int64_t>();
   });
+}
+
+Status PgStateStore::Subscribe(ChangeCallback on_change) {
+  Unsubscribe();
+  auto listener = std::make_unique<Listener>(options_, std::move(on_change));
+  Status started = listener->Start();
+  if (!started.ok()) return started;
+  std::lock_guard guard(listener_mu_);
+  listener_ = std::move(listener);
+  return Status::Ok();
+}
+
+void PgStateStore::Unsubscribe() {
+  std::unique_ptr<Listener> listener;
+  {
+    std::lock_guard guard(listener_mu_);
+    listener = std::move(listener_);
+  }
+  listener.reset();  // joins its thread outside the mutex
 }
 
 }  // namespace dagd::storage

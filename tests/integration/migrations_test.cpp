@@ -2,11 +2,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "dagd/storage/pg_state_store.hpp"
+#include "pg_store_fixture.hpp"
 #include "test_database.hpp"
 
 namespace dagd::storage {
@@ -15,13 +18,15 @@ namespace {
 TEST(PgStateStoreMigrations, OpenAppliesTheSchemaOnceAndRecordsIt) {
   testing::TestDatabase db;
   {
-    auto store = PgStateStore::Open({db.url(), 2});
+    auto store = PgStateStore::Open({.url = db.url(), .pool_size = 2});
     ASSERT_TRUE(store.ok()) << store.status().ToString();
   }
   EXPECT_EQ(db.Query("SELECT version || ':' || name FROM schema_migration ORDER BY version"),
-            (std::vector<std::string>{"1:001_initial", "2:002_try_process"}));
+            (std::vector<std::string>{"1:001_initial", "2:002_try_process",
+                                      "3:003_event_log_and_fencing"}));
   for (const char* table : {"dag", "dag_version", "dag_run", "task_instance", "task_instance_try",
-                            "xcom", "event", "import_error"}) {
+                            "xcom", "event", "import_error", "event_counter", "scheduler_epoch",
+                            "scheduler_lease"}) {
     EXPECT_EQ(db.Query(std::string("SELECT to_regclass('") + table + "') IS NOT NULL")[0], "t")
         << table;
   }
@@ -29,9 +34,9 @@ TEST(PgStateStoreMigrations, OpenAppliesTheSchemaOnceAndRecordsIt) {
       db.Query("SELECT applied_at FROM schema_migration ORDER BY version");
 
   // Opening again is a no-op: nothing re-applied, the record untouched.
-  auto again = PgStateStore::Open({db.url(), 2});
+  auto again = PgStateStore::Open({.url = db.url(), .pool_size = 2});
   ASSERT_TRUE(again.ok()) << again.status().ToString();
-  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "2");
+  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "3");
   EXPECT_EQ(db.Query("SELECT applied_at FROM schema_migration ORDER BY version"), applied_at);
   EXPECT_TRUE((*again)->Ping().ok());
 }
@@ -44,7 +49,7 @@ TEST(PgStateStoreMigrations, StoresOpeningAtOnceOnAFreshDatabaseAllSucceed) {
   std::vector<std::thread> threads;
   for (int i = 0; i < kOpeners; ++i) {
     threads.emplace_back([&, i] {
-      auto store = PgStateStore::Open({db.url(), 1});
+      auto store = PgStateStore::Open({.url = db.url(), .pool_size = 1});
       if (!store.ok()) {
         ++failures;
         errors[static_cast<size_t>(i)] = store.status().ToString();
@@ -53,11 +58,55 @@ TEST(PgStateStoreMigrations, StoresOpeningAtOnceOnAFreshDatabaseAllSucceed) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0) << errors[0] << errors[1];
-  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "2");
+  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "3");
+}
+
+std::string ReadMigration(const std::string& name) {
+  std::ifstream in(std::string(DAGD_SOURCE_DIR) + "/storage/migrations/" + name);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A database written by an older dagd: its events (numbered by a bigserial with gaps) are
+// renumbered 1..n in their old order and tied to their runs; the triggers number on from there.
+TEST(PgStateStoreMigrations, EventsOfAnOlderSchemaAreRenumberedWithoutGapsInTheirOrder) {
+  testing::TestDatabase db;
+  test::SqlSession sql(db.url());
+  sql.Exec(ReadMigration("001_initial.sql"));
+  sql.Exec(ReadMigration("002_try_process.sql"));
+  sql.Exec(
+      "CREATE TABLE schema_migration (version integer PRIMARY KEY, name text NOT NULL,"
+      "  applied_at timestamptz NOT NULL DEFAULT clock_timestamp());"
+      "INSERT INTO schema_migration (version, name) VALUES (1, '001_initial'),"
+      "  (2, '002_try_process');"
+      "INSERT INTO dag (dag_id) VALUES ('etl');"
+      "INSERT INTO dag_run (dag_id, run_id, version_number, state, run_type)"
+      "  VALUES ('etl', 'r1', 1, 'running', 'manual');"
+      "INSERT INTO event (id, kind, dag_id, run_id, state) VALUES"
+      "  (7, 'dag_run', 'etl', 'r1', 'queued'), (3, 'dag_run', 'gone', 'old', 'success'),"
+      "  (12, 'dag_run', 'etl', 'r1', 'running');"
+      "INSERT INTO event (id, kind, dag_id, run_id, task_id, state, payload) VALUES"
+      "  (9, 'task_instance', 'etl', 'r1', 'a', 'queued',"
+      "   '{\"ti_id\": \"00000000-0000-0000-0000-00000000000a\"}')");
+  auto store = PgStateStore::Open({.url = db.url(), .pool_size = 1});
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ(db.Query("SELECT seq || ':' || run_id || ':' || coalesce(run_key::text, '-') || ':' "
+                     "|| coalesce(ti_id::text, '-') FROM event ORDER BY seq"),
+            (std::vector<std::string>{"1:old:-:-", "2:r1:1:-",
+                                      "3:r1:1:00000000-0000-0000-0000-00000000000a",
+                                      "4:r1:1:-"}));
+  EXPECT_EQ(*(*store)->LatestEventSeq(), 4);
+  sql.Exec("UPDATE dag_run SET state = 'success'");
+  auto events = (*store)->ReadEvents(4, 10);
+  ASSERT_TRUE(events.ok()) << events.status().ToString();
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].seq, 5);
 }
 
 TEST(PgStateStoreMigrations, OpenWithAnUnreachableDatabaseIsUnavailable) {
-  auto store = PgStateStore::Open({"host=/nonexistent-dagd-socket-dir port=1 dbname=x", 1});
+  auto store = PgStateStore::Open(
+      {.url = "host=/nonexistent-dagd-socket-dir port=1 dbname=x", .pool_size = 1});
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), StatusCode::kUnavailable) << store.status().ToString();
 }
@@ -84,7 +133,7 @@ TEST(PgStateStoreMigrations, OpenAcceptsAUriConnectionString) {
   }
   const std::string uri = "postgresql://" + user + "@/" + db.name() + "?host=" + host +
                           (port.empty() ? "" : "&port=" + port);
-  auto store = PgStateStore::Open({uri, 1});
+  auto store = PgStateStore::Open({.url = uri, .pool_size = 1});
   ASSERT_TRUE(store.ok()) << uri << ": " << store.status().ToString();
   EXPECT_TRUE((*store)->Ping().ok());
 }

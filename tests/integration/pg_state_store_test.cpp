@@ -10,98 +10,26 @@
 #include <thread>
 #include <vector>
 
-#include "dagd/scheduler/dag_parser.hpp"
-#include "test_database.hpp"
+#include "pg_store_fixture.hpp"
 
 namespace dagd::storage {
 namespace {
 
-using scheduler::DagPtr;
-using scheduler::DagRun;
-using scheduler::RunState;
-using scheduler::TaskInstance;
-using scheduler::TaskState;
-using scheduler::TimePoint;
-using Us = std::chrono::microseconds;
+using test::At;
+using test::DagRun;
+using test::kT0;
+using test::MakeDag;
+using test::MakeRun;
+using test::MakeTis;
+using test::RunState;
+using test::TaskInstance;
+using test::TaskState;
+using test::TimePoint;
+using test::Us;
+using TiKind = scheduler::TiTransition::Kind;
+using RunKind = scheduler::RunTransition::Kind;
 
-TimePoint At(int64_t micros) { return TimePoint(Us(micros)); }
-
-// 2026-01-02T03:04:05.123457Z: a time with every microsecond digit significant.
-const TimePoint kT0 = At(1767323045123457);
-
-DagPtr MakeDag(const std::string& dag_id, const std::string& description = "demo",
-               bool paused_upon_creation = false) {
-  const std::string json =
-      R"({"dag_id": ")" + dag_id + R"(", "description": ")" + description +
-      R"(", "tags": ["etl", "daily"], "owners": ["ops"], "schedule": "0 * * * *",
-    "max_active_runs": 3, "is_paused_upon_creation": )" +
-      (paused_upon_creation ? "true" : "false") + R"(,
-    "tasks": [{"task_id": "extract", "operator": "empty"},
-              {"task_id": "transform", "operator": "empty", "upstream": ["extract"]},
-              {"task_id": "load", "operator": "empty", "upstream": ["transform"]}]})";
-  auto parsed = scheduler::ParseDag(std::string_view(json), scheduler::ParseOptions{});
-  if (!parsed.dag) {
-    std::string all;
-    for (const auto& e : parsed.errors) all += e + "; ";
-    throw std::runtime_error("test DAG does not parse: " + all);
-  }
-  return parsed.dag;
-}
-
-DagRun MakeRun(const std::string& dag_id, const std::string& run_id, int version = 1) {
-  DagRun run;
-  run.dag_id = dag_id;
-  run.run_id = run_id;
-  run.version_number = version;
-  run.state = RunState::kQueued;
-  run.logical_date = kT0;
-  run.queued_at = kT0;
-  run.data_interval_start = kT0 - std::chrono::hours(1);
-  run.data_interval_end = kT0;
-  run.run_after = kT0;
-  run.conf = {{"input", "s3://raw"}, {"n", 3}};
-  run.note = "first";
-  return run;
-}
-
-std::vector<TaskInstance> MakeTis(const scheduler::Dag& dag, int version = 1) {
-  std::vector<TaskInstance> tis;
-  for (const auto& task : dag.tasks) {
-    TaskInstance ti;
-    ti.task_id = task.task_id;
-    ti.version_number = version;
-    ti.operator_name = task.operator_name;
-    ti.max_tries = task.retries;
-    tis.push_back(ti);
-  }
-  return tis;
-}
-
-class PgStateStoreTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto opened = PgStateStore::Open({db_.url(), 4});
-    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-    store_ = std::move(opened).value();
-  }
-
-  int64_t Count(const std::string& sql) { return std::stoll(db_.Query(sql).at(0)); }
-
-  // Syncs `dag` and creates a run with all its task instances; returns the run.
-  DagRun CreateRunOf(const scheduler::Dag& dag, const std::string& run_id,
-                     std::vector<TaskInstance>* tis_out = nullptr) {
-    auto version = store_->SyncDag(dag, "/dags/" + dag.dag_id + ".json", kT0);
-    EXPECT_TRUE(version.ok()) << version.status().ToString();
-    auto tis = MakeTis(dag, *version);
-    auto run = store_->CreateRun(MakeRun(dag.dag_id, run_id, *version), tis);
-    EXPECT_TRUE(run.ok()) << run.status().ToString();
-    if (tis_out != nullptr) *tis_out = tis;
-    return *run;
-  }
-
-  testing::TestDatabase db_;
-  std::unique_ptr<PgStateStore> store_;
-};
+using PgStateStoreTest = test::PgStoreTest;
 
 // --- DAGs ----------------------------------------------------------------------------------------
 
@@ -308,10 +236,14 @@ TEST_F(PgStateStoreTest, CreateRunStoresTheRunAndItsTaskInstancesWithIdsAndEvent
   EXPECT_EQ((*stored)[0].state, TaskState::kNone);
   EXPECT_EQ(Count("SELECT count(*) FROM task_instance WHERE state IS NULL"), 3);
 
-  // One event for the run, then one per task instance in the order given.
-  EXPECT_EQ(db_.Query("SELECT coalesce(task_id, '-') || ':' || coalesce(state, 'null') FROM event "
-                      "ORDER BY id"),
-            (std::vector<std::string>{"-:queued", "extract:null", "transform:null", "load:null"}));
+  // One event for the run, then one per task instance (in id order), numbered from 1.
+  EXPECT_EQ(db_.Query("SELECT seq || ':' || coalesce(task_id, '-') || ':' || coalesce(state, "
+                      "'null') FROM event WHERE seq = 1"),
+            std::vector<std::string>{"1:-:queued"});
+  EXPECT_EQ(db_.Query("SELECT string_agg(seq::text, ',' ORDER BY ti_id) FROM event "
+                      "WHERE kind = 'task_instance' AND state IS NULL AND try_number = 0 "
+                      "AND ti_id IS NOT NULL AND origin IS NULL"),
+            std::vector<std::string>{"2,3,4"});
 }
 
 TEST_F(PgStateStoreTest, CreateRunWithATakenRunIdIsAlreadyExistsAndWritesNothing) {
@@ -462,41 +394,31 @@ TEST_F(PgStateStoreTest, LoadActiveRunsReturnsQueuedAndRunningOldestQueuedFirst)
 // --- Transitions ---------------------------------------------------------------------------------
 
 TEST_F(PgStateStoreTest, ApplyWritesRunsTaskInstancesTriesXcomsAndEventsTogether) {
+  const int64_t epoch = Epoch();
   auto dag = MakeDag("etl");
   std::vector<TaskInstance> tis;
   DagRun run = CreateRunOf(*dag, "r1", &tis);
   const int64_t events_before = Count("SELECT count(*) FROM event");
 
   scheduler::Transition t;
-  run.state = RunState::kRunning;
-  run.start_date = kT0 + Us(5);
-  run.last_scheduling_decision = kT0 + Us(6);
-  t.runs.push_back(run);
+  t.runs.push_back(test::RunChange(RunKind::kStart, run, RunState::kRunning, kT0 + Us(5)));
   TaskInstance extract = tis[0];
-  extract.state = TaskState::kQueued;
-  extract.try_number = 1;
-  extract.queued_when = kT0 + Us(7);
-  t.task_instances.push_back(extract);
-  extract.state = TaskState::kRunning;  // the same TI twice in one batch: last one wins
-  extract.start_date = kT0 + Us(8);
-  extract.hostname = "host-a";
-  extract.pid = 4242;
-  t.task_instances.push_back(extract);
+  t.task_instances.push_back(test::Queue(extract, epoch, kT0 + Us(7)));
   TaskInstance transform = tis[1];
-  transform.state = TaskState::kScheduled;
-  transform.scheduled_when = kT0 + Us(9);
-  t.task_instances.push_back(transform);
-  t.xcoms.push_back({extract.id, {"return_value", {{"rows", 12}}}});
-  t.xcoms.push_back({extract.id, {"note", "text value"}});
+  t.task_instances.push_back(test::Settle(transform, TaskState::kSkipped, kT0 + Us(9)));
+  ApplyOk(t);
 
-  Status applied = store_->Apply(t);
-  ASSERT_TRUE(applied.ok()) << applied.ToString();
+  scheduler::Transition started;
+  started.task_instances.push_back(test::Start(extract, kT0 + Us(8)));
+  started.xcoms.push_back({run.id, extract.id, {"return_value", {{"rows", 12}}}});
+  started.xcoms.push_back({run.id, extract.id, {"note", "text value"}});
+  ApplyOk(started);
 
   auto stored_run = store_->GetRun("etl", "r1");
   ASSERT_TRUE(stored_run.ok());
   EXPECT_EQ(stored_run->state, RunState::kRunning);
   EXPECT_EQ(stored_run->start_date, kT0 + Us(5));
-  EXPECT_EQ(stored_run->last_scheduling_decision, kT0 + Us(6));
+  EXPECT_EQ(stored_run->last_scheduling_decision, kT0 + Us(5));
 
   auto got = store_->GetTaskInstance("etl", "r1", "extract");
   ASSERT_TRUE(got.ok()) << got.status().ToString();
@@ -506,7 +428,8 @@ TEST_F(PgStateStoreTest, ApplyWritesRunsTaskInstancesTriesXcomsAndEventsTogether
   EXPECT_EQ(got->start_date, kT0 + Us(8));
   EXPECT_EQ(got->hostname, "host-a");
   EXPECT_EQ(got->pid, 4242);
-  EXPECT_EQ(store_->GetTaskInstance("etl", "r1", "transform")->state, TaskState::kScheduled);
+  EXPECT_EQ(got->owner_epoch, epoch);
+  EXPECT_EQ(store_->GetTaskInstance("etl", "r1", "transform")->state, TaskState::kSkipped);
   EXPECT_EQ(store_->GetTaskInstance("etl", "r1", "load")->state, TaskState::kNone);
 
   auto tries = store_->ListTries("etl", "r1", "extract");
@@ -515,7 +438,7 @@ TEST_F(PgStateStoreTest, ApplyWritesRunsTaskInstancesTriesXcomsAndEventsTogether
   EXPECT_EQ((*tries)[0].state, TaskState::kRunning);
   EXPECT_EQ((*tries)[0].pid, 4242);
   EXPECT_EQ((*tries)[0].task_id, "extract");
-  // try_number 0 (never queued) has no try row.
+  // try_number 0 (settled without a try) has no try row.
   EXPECT_TRUE(store_->ListTries("etl", "r1", "transform")->empty());
 
   auto xcom = store_->ListXcom(extract.id);
@@ -525,36 +448,38 @@ TEST_F(PgStateStoreTest, ApplyWritesRunsTaskInstancesTriesXcomsAndEventsTogether
   EXPECT_EQ((*xcom)[0].value, "text value");
   EXPECT_EQ((*xcom)[1].value, (scheduler::Json{{"rows", 12}}));
 
-  // One event per entry: the starting run first, then the task instances in batch order.
+  // The starting run first, then the task instances; our epoch as origin.
   EXPECT_EQ(Count("SELECT count(*) FROM event") - events_before, 4);
-  EXPECT_EQ(db_.Query("SELECT kind || ':' || coalesce(task_id, '-') || ':' || coalesce(state, "
-                      "'null') || ':' || coalesce(try_number::text, '-') FROM event WHERE id > " +
-                      std::to_string(events_before) + " ORDER BY id"),
-            (std::vector<std::string>{"dag_run:-:running:-", "task_instance:extract:queued:1",
-                                      "task_instance:extract:running:1",
-                                      "task_instance:transform:scheduled:0"}));
+  const std::string after = std::to_string(events_before);
+  EXPECT_EQ(db_.Query("SELECT kind || ':' || coalesce(state, 'null') || ':' || "
+                      "coalesce(try_number::text, '-') FROM event WHERE seq > " +
+                      after + " AND task_id IS DISTINCT FROM 'transform' ORDER BY seq"),
+            (std::vector<std::string>{"dag_run:running:-", "task_instance:queued:1",
+                                      "task_instance:running:1"}));
+  EXPECT_EQ(Count("SELECT count(*) FROM event WHERE seq > " + after +
+                  " AND origin = " + std::to_string(epoch)),
+            4);
 }
 
 TEST_F(PgStateStoreTest, ApplyKeepsOneTryRowPerTryAcrossRetries) {
+  const int64_t epoch = Epoch();
   auto dag = MakeDag("etl");
   std::vector<TaskInstance> tis;
   DagRun run = CreateRunOf(*dag, "r1", &tis);
   TaskInstance ti = tis[0];
-  ti.max_tries = 1;
-  auto step = [&](TaskState state, int try_number) {
-    ti.state = state;
-    ti.try_number = try_number;
+  auto step = [&](scheduler::TiTransition change) {
     scheduler::Transition t;
-    t.task_instances.push_back(ti);
-    Status s = store_->Apply(t);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    change.after.max_tries = 1;
+    ti.max_tries = 1;
+    t.task_instances.push_back(change);
+    ApplyOk(t);
   };
-  step(TaskState::kQueued, 1);
-  step(TaskState::kRunning, 1);
-  step(TaskState::kUpForRetry, 1);
-  step(TaskState::kQueued, 2);
-  step(TaskState::kRunning, 2);
-  step(TaskState::kSuccess, 2);
+  step(test::Queue(ti, epoch));
+  step(test::Start(ti, kT0 + Us(1)));
+  step(test::Finish(ti, TaskState::kUpForRetry, kT0 + Us(2)));
+  step(test::Queue(ti, epoch));
+  step(test::Start(ti, kT0 + Us(3)));
+  step(test::Finish(ti, TaskState::kSuccess, kT0 + Us(4)));
   auto tries = store_->ListTries("etl", "r1", "extract");
   ASSERT_TRUE(tries.ok());
   ASSERT_EQ(tries->size(), 2u);
@@ -562,37 +487,43 @@ TEST_F(PgStateStoreTest, ApplyKeepsOneTryRowPerTryAcrossRetries) {
   EXPECT_EQ((*tries)[0].state, TaskState::kUpForRetry);
   EXPECT_EQ((*tries)[1].try_number, 2);
   EXPECT_EQ((*tries)[1].state, TaskState::kSuccess);
+  EXPECT_EQ(store_->GetTaskInstance("etl", "r1", "extract")->max_tries, 1);
 
-  // The run finishing after its last task: the run's event comes after the task's.
-  run.state = RunState::kSuccess;
-  run.end_date = kT0 + std::chrono::seconds(1);
+  // The run finishing with its last tasks: the run's event comes after the tasks'.
+  scheduler::Transition start;
+  start.runs.push_back(test::RunChange(RunKind::kStart, run, RunState::kRunning, kT0));
+  ApplyOk(start);
   scheduler::Transition t;
-  t.runs.push_back(run);
   for (size_t i = 1; i < tis.size(); ++i) {
-    tis[i].state = TaskState::kSkipped;
-    t.task_instances.push_back(tis[i]);
+    t.task_instances.push_back(test::Settle(tis[i], TaskState::kSkipped, kT0 + Us(5)));
   }
-  ASSERT_TRUE(store_->Apply(t).ok());
-  EXPECT_EQ(db_.Query("SELECT kind FROM event ORDER BY id DESC LIMIT 1")[0], "dag_run");
-  EXPECT_EQ(db_.Query("SELECT state FROM event ORDER BY id DESC LIMIT 1")[0], "success");
+  t.runs.push_back(
+      test::RunChange(RunKind::kFinish, run, RunState::kSuccess, kT0 + std::chrono::seconds(1)));
+  ApplyOk(t);
+  EXPECT_EQ(db_.Query("SELECT kind || ':' || state FROM event ORDER BY seq DESC LIMIT 1")[0],
+            "dag_run:success");
+  auto finished = store_->GetRun("etl", "r1");
+  EXPECT_EQ(finished->end_date, kT0 + std::chrono::seconds(1));
+  EXPECT_EQ(finished->start_date, kT0);
 }
 
 // A restarted daemon stops what its predecessor left running before retrying it: the process
 // group of a running try must survive the trip through the database, on the task instance and
 // on the try's own row.
 TEST_F(PgStateStoreTest, ARunningTrysProcessGroupRoundTripsAndANewTryStartsWithoutOne) {
+  const int64_t epoch = Epoch();
   auto dag = MakeDag("etl");
   std::vector<TaskInstance> tis;
   CreateRunOf(*dag, "r1", &tis);
   TaskInstance ti = tis[0];
   EXPECT_EQ(store_->GetTaskInstance("etl", "r1", "extract")->process, std::nullopt);
-  ti.state = TaskState::kRunning;
-  ti.try_number = 1;
-  ti.hostname = "host-a";
+  scheduler::Transition queued;
+  queued.task_instances.push_back(test::Queue(ti, epoch));
+  ApplyOk(queued);
   ti.process = scheduler::TryProcess{4242, "0d6f3b8e-boot:123456"};
   scheduler::Transition t;
-  t.task_instances.push_back(ti);
-  ASSERT_TRUE(store_->Apply(t).ok());
+  t.task_instances.push_back(test::Start(ti, kT0));
+  ApplyOk(t);
 
   auto stored = store_->GetTaskInstance("etl", "r1", "extract");
   ASSERT_TRUE(stored.ok());
@@ -603,15 +534,16 @@ TEST_F(PgStateStoreTest, ARunningTrysProcessGroupRoundTripsAndANewTryStartsWitho
                               [](const TaskInstance& x) { return x.task_id == "extract"; });
   ASSERT_NE(extract, loaded->end());
   EXPECT_EQ(extract->process, ti.process);
+  EXPECT_EQ(extract->owner_epoch, epoch);
   EXPECT_EQ(db_.Query("SELECT process_pgid || ' ' || process_start_key FROM task_instance_try"),
             std::vector<std::string>{"4242 0d6f3b8e-boot:123456"});
 
-  ti.state = TaskState::kQueued;
-  ti.try_number = 2;
-  ti.process.reset();
+  scheduler::Transition failed;
+  failed.task_instances.push_back(test::Finish(ti, TaskState::kUpForRetry, kT0 + Us(1)));
+  ApplyOk(failed);
   scheduler::Transition next;
-  next.task_instances.push_back(ti);
-  ASSERT_TRUE(store_->Apply(next).ok());
+  next.task_instances.push_back(test::Queue(ti, epoch));
+  ApplyOk(next);
   EXPECT_EQ(store_->GetTaskInstance("etl", "r1", "extract")->process, std::nullopt);
   EXPECT_EQ(db_.Query("SELECT coalesce(process_pgid::text, '-') FROM task_instance_try "
                       "ORDER BY try_number"),
@@ -619,42 +551,42 @@ TEST_F(PgStateStoreTest, ARunningTrysProcessGroupRoundTripsAndANewTryStartsWitho
 }
 
 TEST_F(PgStateStoreTest, ApplyRecordsARunEventOnlyWhenTheRunStateChanges) {
+  Epoch();
   auto dag = MakeDag("etl");
-  DagRun run = CreateRunOf(*dag, "r1", nullptr);
-  auto apply = [&](std::vector<RunState> states) {
+  std::vector<TaskInstance> tis;
+  DagRun run = CreateRunOf(*dag, "r1", &tis);
+  auto apply = [&](RunKind kind, RunState state, TimePoint at) {
     scheduler::Transition t;
-    for (RunState state : states) {
-      run.state = state;
-      run.last_scheduling_decision = kT0 + std::chrono::seconds(t.runs.size());
-      t.runs.push_back(run);
+    if (kind == RunKind::kFinish) {
+      for (auto& ti : tis) t.task_instances.push_back(test::Settle(ti, TaskState::kSkipped, at));
     }
-    Status s = store_->Apply(t);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    t.runs.push_back(test::RunChange(kind, run, state, at));
+    ApplyOk(t);
   };
-  apply({RunState::kRunning});
-  apply({RunState::kRunning});  // a scheduling decision without a transition
-  apply({RunState::kRunning, RunState::kRunning, RunState::kSuccess});
-  EXPECT_EQ(db_.Query("SELECT state FROM event WHERE kind = 'dag_run' ORDER BY id"),
+  apply(RunKind::kStart, RunState::kRunning, kT0);
+  apply(RunKind::kStart, RunState::kRunning, kT0 + std::chrono::seconds(1));  // a decision only
+  EXPECT_EQ(store_->GetRun("etl", "r1")->last_scheduling_decision, kT0 + std::chrono::seconds(1));
+  apply(RunKind::kFinish, RunState::kSuccess, kT0 + std::chrono::seconds(2));
+  EXPECT_EQ(db_.Query("SELECT state FROM event WHERE kind = 'dag_run' ORDER BY seq"),
             (std::vector<std::string>{"queued", "running", "success"}));
   EXPECT_EQ(store_->GetRun("etl", "r1")->last_scheduling_decision, kT0 + std::chrono::seconds(2));
 }
 
-TEST_F(PgStateStoreTest, ApplyWithAnUnknownTaskInstanceWritesNothing) {
+TEST_F(PgStateStoreTest, ApplyWithAnUnknownTaskInstanceReportsItsRunAndWritesNothingOfIt) {
+  const int64_t epoch = Epoch();
   auto dag = MakeDag("etl");
   std::vector<TaskInstance> tis;
   DagRun run = CreateRunOf(*dag, "r1", &tis);
   const int64_t events_before = Count("SELECT count(*) FROM event");
   scheduler::Transition t;
-  run.state = RunState::kRunning;
-  t.runs.push_back(run);
-  tis[0].state = TaskState::kQueued;
-  tis[0].try_number = 1;
-  t.task_instances.push_back(tis[0]);
+  t.runs.push_back(test::RunChange(RunKind::kStart, run, RunState::kRunning, kT0));
+  t.task_instances.push_back(test::Queue(tis[0], epoch));
   TaskInstance ghost = tis[1];
   ghost.id = "00000000-0000-0000-0000-000000000000";
-  t.task_instances.push_back(ghost);
-  Status s = store_->Apply(t);
-  EXPECT_EQ(s.code(), StatusCode::kNotFound) << s.ToString();
+  t.task_instances.push_back(test::Queue(ghost, epoch));
+  auto applied = store_->Apply(t);
+  ASSERT_TRUE(applied.ok()) << applied.status().ToString();
+  EXPECT_EQ(applied->conflicts, std::vector<int64_t>{run.id});
   EXPECT_EQ(Count("SELECT count(*) FROM event"), events_before);
   EXPECT_EQ(store_->GetRun("etl", "r1")->state, RunState::kQueued);
   EXPECT_EQ(store_->GetTaskInstance("etl", "r1", "extract")->state, TaskState::kNone);
@@ -662,28 +594,15 @@ TEST_F(PgStateStoreTest, ApplyWithAnUnknownTaskInstanceWritesNothing) {
 }
 
 TEST_F(PgStateStoreTest, ApplyWritesAThousandTaskFanOutInOneBatch) {
-  std::string json = R"({"dag_id": "fan", "tasks": [{"task_id": "root", "operator": "empty"})";
-  for (int i = 0; i < 1000; ++i) {
-    json += R"(, {"task_id": "t)" + std::to_string(i) +
-            R"(", "operator": "empty", "upstream": ["root"]})";
-  }
-  json += "]}";
-  auto parsed = scheduler::ParseDag(std::string_view(json), scheduler::ParseOptions{});
-  ASSERT_TRUE(parsed.dag) << (parsed.errors.empty() ? "" : parsed.errors[0]);
+  const int64_t epoch = Epoch();
   std::vector<TaskInstance> tis;
-  CreateRunOf(*parsed.dag, "big", &tis);
+  CreateRunOf(*test::MakeFanOutDag("fan", 1000), "big", &tis);
   ASSERT_EQ(tis.size(), 1001u);
   scheduler::Transition t;
-  for (auto& ti : tis) {
-    ti.state = TaskState::kQueued;
-    ti.try_number = 1;
-    ti.queued_when = kT0;
-    t.task_instances.push_back(ti);
-  }
+  for (auto& ti : tis) t.task_instances.push_back(test::Queue(ti, epoch));
   const auto start = std::chrono::steady_clock::now();
-  Status s = store_->Apply(t);
+  ApplyOk(t);
   const auto elapsed = std::chrono::steady_clock::now() - start;
-  ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(Count("SELECT count(*) FROM task_instance WHERE state = 'queued'"), 1001);
   EXPECT_EQ(Count("SELECT count(*) FROM task_instance_try"), 1001);
   EXPECT_EQ(Count("SELECT count(*) FROM event WHERE kind = 'task_instance' AND state = 'queued'"),
@@ -697,11 +616,11 @@ TEST_F(PgStateStoreTest, ListTaskInstancesFiltersByStateIncludingNoneAndTaskIds)
   std::vector<TaskInstance> tis;
   CreateRunOf(*dag, "r1", &tis);
   CreateRunOf(*dag, "r2");
+  Epoch();
   scheduler::Transition t;
-  tis[0].state = TaskState::kSuccess;
-  tis[1].state = TaskState::kFailed;
-  t.task_instances = {tis[0], tis[1]};
-  ASSERT_TRUE(store_->Apply(t).ok());
+  t.task_instances.push_back(test::Settle(tis[0], TaskState::kSuccess, kT0));
+  t.task_instances.push_back(test::Settle(tis[1], TaskState::kFailed, kT0));
+  ApplyOk(t);
 
   scheduler::TaskInstanceQuery q;
   q.dag_id = "etl";
@@ -796,19 +715,19 @@ TEST_F(PgStateStoreTest, CreateRunWithANulInItsConfIsInvalidArgumentAndWritesNot
 }
 
 TEST_F(PgStateStoreTest, ApplyWithANulInAnXcomValueIsInvalidArgumentAndWritesNothing) {
+  const int64_t epoch = Epoch();
   auto dag = MakeDag("etl");
   std::vector<TaskInstance> tis;
   DagRun run = CreateRunOf(*dag, "r1", &tis);
   const int64_t events_before = Count("SELECT count(*) FROM event");
   scheduler::Transition t;
-  run.state = RunState::kRunning;
-  t.runs.push_back(run);
-  tis[0].state = TaskState::kSuccess;
-  tis[0].try_number = 1;
-  t.task_instances.push_back(tis[0]);
-  t.xcoms.push_back({tis[0].id, {"good", "fine"}});
-  t.xcoms.push_back({tis[0].id, {"return_value", {{"out", std::string("x\0y", 3)}}}});
-  Status s = store_->Apply(t);
+  t.runs.push_back(test::RunChange(RunKind::kStart, run, RunState::kRunning, kT0));
+  t.task_instances.push_back(test::Queue(tis[0], epoch));
+  t.xcoms.push_back({run.id, tis[0].id, {"good", "fine"}});
+  t.xcoms.push_back({run.id, tis[0].id, {"return_value", {{"out", std::string("x\0y", 3)}}}});
+  auto applied = store_->Apply(t);
+  ASSERT_FALSE(applied.ok());
+  const Status& s = applied.status();
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
   EXPECT_NE(s.message().find("unsupported Unicode escape sequence"), std::string::npos)
       << s.message();
@@ -819,7 +738,7 @@ TEST_F(PgStateStoreTest, ApplyWithANulInAnXcomValueIsInvalidArgumentAndWritesNot
   EXPECT_EQ(store_->GetTaskInstance("etl", "r1", "extract")->state, TaskState::kNone);
   // The store is fine afterwards: the same batch without the bad value goes through.
   t.xcoms.pop_back();
-  EXPECT_TRUE(store_->Apply(t).ok());
+  ApplyOk(t);
   EXPECT_EQ(Count("SELECT count(*) FROM xcom"), 1);
 }
 
@@ -827,7 +746,7 @@ TEST_F(PgStateStoreTest, ApplyWithANulInAnXcomValueIsInvalidArgumentAndWritesNot
 
 TEST_F(PgStateStoreTest, OnlyOneStorePerDatabaseGetsTheSchedulerLockUntilItIsDestroyed) {
   ASSERT_TRUE(store_->AcquireSchedulerLock().ok());
-  auto opened = PgStateStore::Open({db_.url(), 1});
+  auto opened = PgStateStore::Open({.url = db_.url(), .pool_size = 1});
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   std::unique_ptr<PgStateStore> second = std::move(opened).value();
 
@@ -880,7 +799,7 @@ TEST_F(PgStateStoreTest, TheSchedulerLockIsTakenAgainAfterItsConnectionIsLost) {
   Status again = store_->AcquireSchedulerLock();
   EXPECT_TRUE(again.ok()) << again.ToString();
   // A second store now sees the lock held again.
-  auto opened = PgStateStore::Open({db_.url(), 1});
+  auto opened = PgStateStore::Open({.url = db_.url(), .pool_size = 1});
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   EXPECT_EQ((*opened)->AcquireSchedulerLock().code(), StatusCode::kFailedPrecondition);
 }

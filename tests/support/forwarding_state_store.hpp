@@ -2,7 +2,10 @@
 // fault into one or two calls and leave the rest to a real PostgreSQL store.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dagd/scheduler/ports.hpp"
@@ -16,6 +19,7 @@ class ForwardingStateStore : public scheduler::StateStore {
 
   Status Ping() override { return inner_.Ping(); }
   Status AcquireSchedulerLock() override { return inner_.AcquireSchedulerLock(); }
+  std::optional<int64_t> SchedulerEpoch() const override { return inner_.SchedulerEpoch(); }
   StatusOr<int> SyncDag(const scheduler::Dag& dag, const std::string& fileloc,
                         scheduler::TimePoint at) override {
     return inner_.SyncDag(dag, fileloc, at);
@@ -51,6 +55,7 @@ class ForwardingStateStore : public scheduler::StateStore {
                                      const std::string& run_id) override {
     return inner_.GetRun(dag_id, run_id);
   }
+  StatusOr<scheduler::DagRun> LoadRun(int64_t run_key) override { return inner_.LoadRun(run_key); }
   StatusOr<scheduler::Listing<scheduler::DagRun>> ListRuns(const scheduler::RunQuery& q) override {
     return inner_.ListRuns(q);
   }
@@ -75,7 +80,17 @@ class ForwardingStateStore : public scheduler::StateStore {
   StatusOr<std::vector<scheduler::XcomEntry>> ListXcom(const std::string& ti_id) override {
     return inner_.ListXcom(ti_id);
   }
-  Status Apply(const scheduler::Transition& t) override { return inner_.Apply(t); }
+  StatusOr<scheduler::ApplyResult> Apply(const scheduler::Transition& t) override {
+    return inner_.Apply(t);
+  }
+  StatusOr<std::vector<scheduler::EventRecord>> ReadEvents(int64_t after_seq, int limit) override {
+    return inner_.ReadEvents(after_seq, limit);
+  }
+  StatusOr<int64_t> LatestEventSeq() override { return inner_.LatestEventSeq(); }
+  Status Subscribe(ChangeCallback on_change) override {
+    return inner_.Subscribe(std::move(on_change));
+  }
+  void Unsubscribe() override { inner_.Unsubscribe(); }
 
  protected:
   scheduler::StateStore& inner_;

@@ -169,7 +169,7 @@ class StateStore {
   // task instances (origin: the writer's epoch, none for other writers), and on_change(nullopt)
   // after a lost listening connection is restored (changes may have been missed: catch up).
   // Calls may be coalesced. One subscription per store; Subscribe replaces it. Unsubscribe (and
-  // the destructor) returns once no call is in progress.
+  // the destructor) returns once no call is in progress; on_change must not call either.
   using ChangeCallback = std::function<void(std::optional<int64_t> origin)>;
   virtual Status Subscribe(ChangeCallback on_change) = 0;
   virtual void Unsubscribe() = 0;

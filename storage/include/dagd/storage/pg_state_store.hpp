@@ -2,18 +2,26 @@
 //
 // Open connects, applies the embedded migrations (storage/migrations/*.sql) under an advisory
 // lock, and returns a store backed by a small pool of connections. Every StateStore method is one
-// transaction on one pooled connection; no exception escapes: libpqxx errors become
-// unavailable (connection lost; the connection is re-opened on next use), aborted (serialization
-// failure, deadlock: retry the call), already_exists (unique violation), internal (anything else,
+// transaction on one pooled connection (CreateRun and Apply: one autocommit statement, one round
+// trip); no exception escapes: libpqxx errors become unavailable (connection lost, the statement
+// timed out, or no pooled connection became free in time), aborted (serialization failure,
+// deadlock: retry the call), already_exists (unique violation), internal (anything else,
 // including a commit whose outcome is unknown); data PostgreSQL refuses (SQLSTATE class 22, e.g.
-// \u0000 in a JSON string) is invalid_argument. Thread-safe; a caller blocks while all
-// connections are busy.
+// \u0000 in a JSON string) is invalid_argument. Thread-safe.
+//
+// Events, notifications and fencing live in the database (migration 003 states the contract
+// every writer gets): any writer of runs and task instances, psql included, appends events and
+// wakes subscribers.
 //
 // AcquireSchedulerLock uses one more connection, outside the pool, that stays open (holding the
-// lock) until the store is destroyed; it shows as application_name 'dagd-scheduler'.
+// lock) until the store is destroyed; it shows as application_name 'dagd-scheduler'. Subscribe
+// uses another ('dagd-listener') on its own thread.
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +32,20 @@ namespace dagd::storage {
 struct PgOptions {
   std::string url;    // any libpq connection string: "host=/run/pg port=5432 dbname=dagd" or a URI
   int pool_size = 8;  // connections; at least 1
+  // Every connection (pool, lock, listener): libpq's connect_timeout (whole seconds, at least 1)
+  // and TCP keepalives (idle, interval, count), so a silent network partition ends in an error
+  // instead of a hang. These override the same keys in `url`.
+  std::chrono::seconds connect_timeout{5};
+  std::chrono::seconds keepalives_idle{30};
+  std::chrono::seconds keepalives_interval{10};
+  int keepalives_count = 3;
+  // Session settings of every connection: a statement running longer is cancelled (→
+  // unavailable); a session idle inside a transaction longer is closed by the server.
+  std::chrono::milliseconds statement_timeout{30000};
+  std::chrono::milliseconds idle_in_transaction_timeout{60000};
+  // How long a call waits for a free pooled connection before it answers unavailable ("the
+  // database is busy").
+  std::chrono::milliseconds pool_wait_timeout{5000};
 };
 
 namespace pg {
@@ -41,6 +63,7 @@ class PgStateStore final : public scheduler::StateStore {
 
   Status Ping() override;
   Status AcquireSchedulerLock() override;
+  std::optional<int64_t> SchedulerEpoch() const override;
 
   StatusOr<int> SyncDag(const scheduler::Dag& dag, const std::string& fileloc,
                         scheduler::TimePoint parsed_at) override;
@@ -58,6 +81,7 @@ class PgStateStore final : public scheduler::StateStore {
   StatusOr<scheduler::DagRun> CreateRun(const scheduler::DagRun& run,
                                         std::vector<scheduler::TaskInstance>& tis) override;
   StatusOr<scheduler::DagRun> GetRun(const std::string& dag_id, const std::string& run_id) override;
+  StatusOr<scheduler::DagRun> LoadRun(int64_t run_key) override;
   StatusOr<scheduler::Listing<scheduler::DagRun>> ListRuns(
       const scheduler::RunQuery& query) override;
   StatusOr<std::vector<scheduler::DagRun>> LoadActiveRuns() override;
@@ -73,16 +97,26 @@ class PgStateStore final : public scheduler::StateStore {
                                                       const std::string& task_id) override;
   StatusOr<std::vector<scheduler::XcomEntry>> ListXcom(const std::string& ti_id) override;
 
-  Status Apply(const scheduler::Transition& t) override;
+  StatusOr<scheduler::ApplyResult> Apply(const scheduler::Transition& t) override;
+
+  StatusOr<std::vector<scheduler::EventRecord>> ReadEvents(int64_t after_seq, int limit) override;
+  StatusOr<int64_t> LatestEventSeq() override;
+  // Connects the listener before returning (unavailable when it cannot), so every commit after
+  // Subscribe returns is reported.
+  Status Subscribe(ChangeCallback on_change) override;
+  void Unsubscribe() override;
 
  private:
   struct SchedulerLock;
+  class Listener;
 
-  PgStateStore(std::string url, std::unique_ptr<pg::Pool> pool);
+  PgStateStore(PgOptions options, std::unique_ptr<pg::Pool> pool);
 
-  const std::string url_;
+  const PgOptions options_;
   std::unique_ptr<pg::Pool> pool_;
   std::unique_ptr<SchedulerLock> scheduler_lock_;
+  std::unique_ptr<Listener> listener_;  // guarded by listener_mu_
+  std::mutex listener_mu_;
 };
 
 }  // namespace dagd::storage

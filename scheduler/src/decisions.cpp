@@ -20,7 +20,8 @@ TaskDecision DecideTask(const TaskSpec& task, const TaskInstance& ti,
     if (ti.next_retry_at && *ti.next_retry_at > now) {
       decision.wake_at = ti.next_retry_at;
     } else {
-      decision.action = TaskAction::kQueue;
+      decision.action =
+          task.operator_name == kOperatorEmpty ? TaskAction::kSucceed : TaskAction::kQueue;
     }
     return decision;
   }
@@ -116,10 +117,7 @@ CandidateDecisions DecideCandidates(ActiveRun& run, TimePoint now, int64_t epoch
   }
   candidates.insert(later.begin(), later.end());
   out.more = !later.empty();
-  if (run.unfinished() == 0) {
-    run.run().state = *RunOutcome(dag, run.tis());
-    out.finished = true;
-  }
+  if (run.unfinished() == 0) out.finish = RunOutcome(dag, run.tis());
   return out;
 }
 

@@ -286,8 +286,7 @@ void Scheduler::Loop::Record(const ActiveRun& active, const TaskChange& change, 
   batch.runs.insert(active.run().id);
 }
 
-void Scheduler::Loop::SetRun(ActiveRun& active, RunTransition::Kind kind, TimePoint now,
-                             Batch& batch) {
+void Scheduler::Loop::SetRun(ActiveRun& active, RunState state, TimePoint now, Batch& batch) {
   const int64_t key = active.run().id;
   auto [pos, inserted] = batch.run_pos.try_emplace(key, batch.transition.runs.size());
   if (inserted) {
@@ -298,18 +297,18 @@ void Scheduler::Loop::SetRun(ActiveRun& active, RunTransition::Kind kind, TimePo
   // A run that starts and ends in one batch (all of its tasks `empty`) is one kFinish from
   // queued: kFinish also sets start_date when none is stored.
   RunTransition& t = batch.transition.runs[pos->second];
-  t.kind = kind;
-  batch.runs.insert(key);
+  t.kind = state == RunState::kRunning ? RunTransition::Kind::kStart : RunTransition::Kind::kFinish;
   DagRun& run = active.run();
+  run.state = state;
   run.last_scheduling_decision = now;
-  if (kind == RunTransition::Kind::kStart) {
-    run.state = RunState::kRunning;
+  if (state == RunState::kRunning) {
     run.start_date = now;
   } else {
     run.end_date = now;
     if (!run.start_date) run.start_date = now;
   }
   t.after = run;
+  batch.runs.insert(key);
 }
 
 void Scheduler::Loop::ApplyTaskEvent(TaskEvent event, Batch& batch) {
@@ -376,7 +375,7 @@ void Scheduler::Loop::Admit(const std::string& dag_id, TimePoint now, Batch& bat
     timers_.emplace(*admission.next_wakeup, std::make_pair(*state.queued.begin(), kAdmission));
   }
   for (int64_t key : admission.start) {
-    SetRun(runs_.at(key), RunTransition::Kind::kStart, now, batch);
+    SetRun(runs_.at(key), RunState::kRunning, now, batch);
     state.queued.erase(key);
     state.running.insert(key);
     dirty_.insert(key);
@@ -395,7 +394,7 @@ void Scheduler::Loop::DecideRun(int64_t key, TimePoint now, Batch& batch) {
   for (size_t i : decided.to_submit) batch.to_submit.emplace_back(key, i);
   for (const auto& [at, i] : decided.wakeups) timers_.emplace(at, std::make_pair(key, i));
   if (decided.more && !draining_) dirty_.insert(key);
-  if (decided.finished) SetRun(active, RunTransition::Kind::kFinish, now, batch);
+  if (decided.finish) SetRun(active, *decided.finish, now, batch);
 }
 
 // --- Committing -----------------------------------------------------------------------------------
@@ -428,6 +427,7 @@ bool Scheduler::Loop::Commit(Batch& batch) {
 
 bool Scheduler::Loop::CommitRunByRun(Batch& batch) {
   std::set<int64_t> not_written;
+  std::vector<int64_t> set_aside;
   bool all_ok = true;
   for (int64_t key : batch.runs) {
     Transition part;
@@ -452,14 +452,16 @@ bool Scheduler::Loop::CommitRunByRun(Batch& batch) {
       Fence(result.status());
       return false;
     } else {
-      // Its task results cannot be recorded: the reload finds its tries as orphans, and they
-      // are retried.
-      Log()->critical("transition rejected by the store, dropped dag={} run_key={} error=\"{}\"",
-                      runs_.at(key).run().dag_id, key, result.status().message());
-      MarkStale(key, {});
+      // Deciding it again would be rejected again: it is set aside until another writer
+      // changes it or dagd restarts (its running tries are then recovered as orphans).
+      Log()->critical(
+          "transition rejected by the store, run set aside dag={} run_key={} error=\"{}\"",
+          runs_.at(key).run().dag_id, key, result.status().message());
+      set_aside.push_back(key);
     }
   }
   Adopt(batch, not_written);
+  for (int64_t key : set_aside) Remove(key);
   return all_ok;
 }
 

@@ -98,7 +98,8 @@ class Scheduler::Loop {
              Batch& batch);
   // Records an in-place change of the cache as a conditional transition of the batch.
   void Record(const ActiveRun& active, const TaskChange& change, Batch& batch);
-  void SetRun(ActiveRun& active, RunTransition::Kind kind, TimePoint now, Batch& batch);
+  // The run goes to `state`: running (kStart) or its outcome (kFinish).
+  void SetRun(ActiveRun& active, RunState state, TimePoint now, Batch& batch);
   bool InBatch(const Batch& batch, const TaskInstance& ti) const {
     return batch.ti_pos.count(ti.id) != 0;
   }

@@ -279,15 +279,26 @@ BEGIN
         next_retry_at = CASE x.kind WHEN 'queue' THEN NULL
                                     WHEN 'finish' THEN dagd_ts(x.next_retry_at)
                                     ELSE t.next_retry_at END,
-        hostname = CASE x.kind WHEN 'queue' THEN '' WHEN 'start' THEN x.hostname
-                               ELSE t.hostname END,
-        unixname = CASE x.kind WHEN 'start' THEN x.unixname ELSE t.unixname END,
-        pid = CASE x.kind WHEN 'queue' THEN NULL WHEN 'start' THEN x.pid ELSE t.pid END,
-        process_pgid = CASE x.kind WHEN 'queue' THEN NULL WHEN 'start' THEN x.process_pgid
-                                   ELSE t.process_pgid END,
-        process_start_key = CASE x.kind WHEN 'queue' THEN NULL
-                                        WHEN 'start' THEN x.process_start_key
-                                        ELSE t.process_start_key END,
+        hostname = CASE WHEN x.kind = 'queue' THEN ''
+                        WHEN x.kind = 'start' OR x.kind = 'finish' AND x.expect_state = 'queued'
+                          THEN x.hostname
+                        ELSE t.hostname END,
+        unixname = CASE WHEN x.kind = 'start' OR x.kind = 'finish' AND x.expect_state = 'queued'
+                          THEN x.unixname
+                        ELSE t.unixname END,
+        pid = CASE WHEN x.kind = 'queue' THEN NULL
+                   WHEN x.kind = 'start' OR x.kind = 'finish' AND x.expect_state = 'queued'
+                     THEN x.pid
+                   ELSE t.pid END,
+        process_pgid = CASE WHEN x.kind = 'queue' THEN NULL
+                            WHEN x.kind = 'start' OR x.kind = 'finish' AND x.expect_state = 'queued'
+                              THEN x.process_pgid
+                            ELSE t.process_pgid END,
+        process_start_key = CASE WHEN x.kind = 'queue' THEN NULL
+                                 WHEN x.kind = 'start'
+                                      OR x.kind = 'finish' AND x.expect_state = 'queued'
+                                   THEN x.process_start_key
+                                 ELSE t.process_start_key END,
         owner_epoch = CASE x.kind WHEN 'queue' THEN p_epoch ELSE t.owner_epoch END
       FROM unnest(v_tis) x
       WHERE t.id = x.id AND x.run_key <> ALL (v_conflicts)

@@ -47,6 +47,7 @@ class SchedulerServiceTest : public ::testing::Test {
     ServiceOptions service_options;
     service_options.logs_root = logs_;
     service_ = std::make_unique<SchedulerService>(service_options, *store_, *scheduler_, clock_);
+    ASSERT_TRUE(store_->AcquireSchedulerLock().ok());
     ASSERT_TRUE(scheduler_->Start().ok());
   }
   void TearDown() override {

@@ -45,7 +45,7 @@ class FaultyStore final : public testing::ForwardingStateStore {
     }
     return inner_.LoadTaskInstances(run_key);
   }
-  Status Apply(const Transition& t) override {
+  StatusOr<ApplyResult> Apply(const Transition& t) override {
     if (apply_fault) {
       if (Status s = apply_fault(t); !s.ok()) return s;
     }
@@ -132,10 +132,12 @@ class SchedulerTest : public ::testing::Test {
     ServiceOptions service_options;
     service_options.logs_root = logs_;
     service_ = std::make_unique<SchedulerService>(service_options, *faulty_, *scheduler_, clock_);
+    ASSERT_TRUE(faulty_->AcquireSchedulerLock().ok());
     ASSERT_TRUE(scheduler_->Start().ok());
   }
-  // Triggers run `run_id` of "two" without scheduling it, then records its task "a" as running
-  // try 1 on `hostname` in process group `process`: what a daemon killed mid-try leaves behind.
+  // Triggers run `run_id` of "bash_two" without scheduling it, then records its task "a" as
+  // running try 1 on `hostname` in process group `process`, owned by an older scheduler epoch:
+  // what a daemon killed mid-try leaves behind.
   void LeaveTryRunning(const std::string& run_id, const std::string& hostname,
                        std::optional<TryProcess> process) {
     {
@@ -146,17 +148,17 @@ class SchedulerTest : public ::testing::Test {
       SchedulerService service(service_options, *faulty_, unused, clock_);
       TriggerRequest request;
       request.dag_run_id = run_id;
-      ASSERT_TRUE(service.Trigger("two", request).ok());
+      ASSERT_TRUE(service.Trigger("bash_two", request).ok());
     }
-    TaskInstance a = *pg_->GetTaskInstance("two", run_id, "a");
-    a.state = TaskState::kRunning;
-    a.try_number = 1;
-    a.start_date = clock_.Now();
-    a.hostname = hostname;
-    a.process = std::move(process);
-    Transition t;
-    t.task_instances.push_back(a);
-    ASSERT_TRUE(pg_->Apply(t).ok());
+    const std::string pgid = process ? std::to_string(process->pgid) : "NULL";
+    const std::string start_key = process ? "'" + process->start_key + "'" : "NULL";
+    db_.Query(
+        "WITH e AS (INSERT INTO scheduler_epoch (hostname, pid) VALUES ('" + hostname +
+        "', 1) RETURNING epoch) "
+        "UPDATE task_instance SET state = 'running', try_number = 1, start_date = now(), "
+        "hostname = '" + hostname + "', process_pgid = " + pgid + ", process_start_key = " +
+        start_key + ", owner_epoch = (SELECT epoch FROM e) WHERE run_id = '" + run_id +
+        "' AND task_id = 'a' RETURNING task_id");
   }
 
   void Trigger(const std::string& dag_id, const std::string& run_id,
@@ -196,12 +198,16 @@ const char* kTwoStep = R"({"dag_id": "two", "tasks": [
   {"task_id": "a", "operator": "empty"},
   {"task_id": "b", "operator": "empty", "upstream": ["a"]}]})";
 
+const char* kBashTwo = R"({"dag_id": "bash_two", "tasks": [
+  {"task_id": "a", "operator": "bash", "bash_command": "true"},
+  {"task_id": "b", "operator": "bash", "bash_command": "true", "upstream": ["a"]}]})";
+
 TEST_F(SchedulerTest, ARunTheStoreRejectsForGoodDoesNotBlockOtherRuns) {
   AddDag(kTwoStep);
   std::atomic<int> rejected{0};
   faulty_->apply_fault = [&](const Transition& t) {
     for (const auto& ti : t.task_instances) {
-      if (ti.run_id == "poisoned") {
+      if (ti.after.run_id == "poisoned") {
         ++rejected;
         return Status::Internal("injected: rows rejected");
       }
@@ -217,17 +223,17 @@ TEST_F(SchedulerTest, ARunTheStoreRejectsForGoodDoesNotBlockOtherRuns) {
 }
 
 TEST_F(SchedulerTest, AFailureWhileIsolatingARejectedRunNeitherLosesNorRepeatsOtherRunsWork) {
-  AddDag(kTwoStep);
-  ASSERT_TRUE(pg_->SetPaused("two", true).ok());
+  AddDag(kBashTwo);
+  ASSERT_TRUE(pg_->SetPaused("bash_two", true).ok());
   StartScheduler();
   // Created while paused, so that the first step sees all three runs at once.
-  Trigger("two", "committed");
-  Trigger("two", "poisoned");
-  Trigger("two", "postponed");
+  Trigger("bash_two", "committed");
+  Trigger("bash_two", "poisoned");
+  Trigger("bash_two", "postponed");
   std::atomic<bool> postponed_fails_once{true};
   auto holds = [](const Transition& t, const std::string& run_id) {
     for (const auto& ti : t.task_instances) {
-      if (ti.run_id == run_id) return true;
+      if (ti.after.run_id == run_id) return true;
     }
     return false;
   };
@@ -238,14 +244,14 @@ TEST_F(SchedulerTest, AFailureWhileIsolatingARejectedRunNeitherLosesNorRepeatsOt
     }
     return Status::Ok();
   };
-  ASSERT_TRUE(service_->SetPaused("two", false).ok());
+  ASSERT_TRUE(service_->SetPaused("bash_two", false).ok());
 
-  EXPECT_EQ(WaitForEnd("two", "committed").state, RunState::kSuccess);
-  EXPECT_EQ(WaitForEnd("two", "postponed").state, RunState::kSuccess);
+  EXPECT_EQ(WaitForEnd("bash_two", "committed").state, RunState::kSuccess);
+  EXPECT_EQ(WaitForEnd("bash_two", "postponed").state, RunState::kSuccess);
   EXPECT_FALSE(postponed_fails_once.load());
   for (const std::string run_id : {"committed", "postponed"}) {
-    EXPECT_EQ(pg_->GetTaskInstance("two", run_id, "a")->try_number, 1) << run_id;
-    EXPECT_EQ(pg_->ListTries("two", run_id, "a")->size(), 1u) << run_id;
+    EXPECT_EQ(pg_->GetTaskInstance("bash_two", run_id, "a")->try_number, 1) << run_id;
+    EXPECT_EQ(pg_->ListTries("bash_two", run_id, "a")->size(), 1u) << run_id;
     // Each transition recorded once: nothing committed was decided and written again.
     EXPECT_EQ(db_.Query("SELECT count(*) FROM event WHERE run_id = '" + run_id +
                         "' AND task_id = 'a' AND state = 'queued'"),
@@ -309,22 +315,22 @@ TEST_F(SchedulerTest, ARunTriggeredForLaterWaitsForItsRunAfter) {
 }
 
 TEST_F(SchedulerTest, RunningTriesLeftByAStoppedProcessAreRetriedWithoutUsingARetry) {
-  AddDag(kTwoStep);
+  AddDag(kBashTwo);
   // A previous process queued and started `a`, then vanished.
   ASSERT_NO_FATAL_FAILURE(LeaveTryRunning("orphaned", "", std::nullopt));
 
   StartScheduler();
-  EXPECT_EQ(WaitForEnd("two", "orphaned").state, RunState::kSuccess);
-  TaskInstance after = *pg_->GetTaskInstance("two", "orphaned", "a");
+  EXPECT_EQ(WaitForEnd("bash_two", "orphaned").state, RunState::kSuccess);
+  TaskInstance after = *pg_->GetTaskInstance("bash_two", "orphaned", "a");
   EXPECT_EQ(after.try_number, 2);
   EXPECT_EQ(after.max_tries, 1);  // the cut-off try did not use the task's (zero) retries
-  auto tries = pg_->ListTries("two", "orphaned", "a");
+  auto tries = pg_->ListTries("bash_two", "orphaned", "a");
   ASSERT_EQ(tries->size(), 2u);
   EXPECT_EQ((*tries)[0].state, TaskState::kUpForRetry);
 }
 
 TEST_F(SchedulerTest, ATryLeftRunningOnThisHostIsStoppedBeforeItsRetryIsQueued) {
-  AddDag(kTwoStep);
+  AddDag(kBashTwo);
   ASSERT_NO_FATAL_FAILURE(LeaveTryRunning("orphaned", kThisHost, TryProcess{4242, "boot:99"}));
 
   // The old group cannot be stopped at first (still dying): the retry must wait for it.
@@ -334,21 +340,21 @@ TEST_F(SchedulerTest, ATryLeftRunningOnThisHostIsStoppedBeforeItsRetryIsQueued) 
     return Status::Ok();
   };
   StartScheduler();
-  EXPECT_EQ(WaitForEnd("two", "orphaned").state, RunState::kSuccess);
+  EXPECT_EQ(WaitForEnd("bash_two", "orphaned").state, RunState::kSuccess);
   EXPECT_EQ(recording_->calls(),
             (std::vector<std::string>{"stop 4242 boot:99 failed", "stop 4242 boot:99 failed",
                                       "stop 4242 boot:99 ok", "submit a try 2", "submit b try 1"}));
-  auto tries = pg_->ListTries("two", "orphaned", "a");
+  auto tries = pg_->ListTries("bash_two", "orphaned", "a");
   ASSERT_EQ(tries->size(), 2u);
-  EXPECT_EQ(pg_->GetTaskInstance("two", "orphaned", "a")->max_tries, 1);
+  EXPECT_EQ(pg_->GetTaskInstance("bash_two", "orphaned", "a")->max_tries, 1);
 }
 
 TEST_F(SchedulerTest, ATryLeftRunningOnAnotherHostIsRetriedWithoutStoppingAnything) {
-  AddDag(kTwoStep);
+  AddDag(kBashTwo);
   ASSERT_NO_FATAL_FAILURE(
       LeaveTryRunning("elsewhere", "another-host", TryProcess{4242, "boot:99"}));
   StartScheduler();
-  EXPECT_EQ(WaitForEnd("two", "elsewhere").state, RunState::kSuccess);
+  EXPECT_EQ(WaitForEnd("bash_two", "elsewhere").state, RunState::kSuccess);
   EXPECT_EQ(recording_->calls(), (std::vector<std::string>{"submit a try 2", "submit b try 1"}));
 }
 
@@ -367,7 +373,7 @@ bool Eventually(const std::function<bool()>& condition) {
   return false;
 }
 
-TEST_F(SchedulerTest, TheSchedulerLockIsTakenAgainAfterTheDatabaseDropsItAndLosingItStopsQueueing) {
+TEST_F(SchedulerTest, TheSchedulerLockIsTakenAgainAfterTheDatabaseDropsItAndLosingItFencesThisProcess) {
   AddDag(kTwoStep);
   ASSERT_TRUE(pg_->AcquireSchedulerLock().ok());
   StartScheduler(/*heartbeat=*/100ms);
@@ -390,7 +396,7 @@ TEST_F(SchedulerTest, TheSchedulerLockIsTakenAgainAfterTheDatabaseDropsItAndLosi
   auto other = storage::PgStateStore::Open(options);
   ASSERT_TRUE(other.ok());
   ASSERT_TRUE((*other)->AcquireSchedulerLock().ok());
-  std::this_thread::sleep_for(400ms);  // several heartbeats: the loop notices
+  EXPECT_TRUE(Eventually([&] { return scheduler_->Fenced(); }));  // at its next lock check
   Trigger("two", "after");
   std::this_thread::sleep_for(400ms);
   EXPECT_EQ(pg_->GetTaskInstance("two", "after", "a")->state, TaskState::kNone);

@@ -87,7 +87,7 @@ TEST(Decisions, OnlyRootsAreQueuedAtFirst) {
   EXPECT_EQ(a.state, TaskState::kQueued);
   EXPECT_EQ(a.try_number, 1);
   EXPECT_EQ(a.owner_epoch, 7);
-  EXPECT_FALSE(d.finished);
+  EXPECT_FALSE(d.finish);
   EXPECT_TRUE(run.candidates().empty());
 }
 
@@ -106,8 +106,7 @@ TEST(Decisions, UpstreamFailedPropagatesThroughTheWholeChainInOneDecision) {
   SetState(run, "a", TaskState::kFailed);
   CandidateDecisions d = Decide(run);
   EXPECT_EQ(Changed(run, d, TaskState::kUpstreamFailed), (std::vector<std::string>{"b", "c"}));
-  EXPECT_TRUE(d.finished);
-  EXPECT_EQ(run.run().state, RunState::kFailed);
+  EXPECT_EQ(d.finish, RunState::kFailed);
 }
 
 TEST(Decisions, SkipPropagatesAndTheRunSucceeds) {
@@ -116,8 +115,7 @@ TEST(Decisions, SkipPropagatesAndTheRunSucceeds) {
   SetState(run, "a", TaskState::kSkipped);
   CandidateDecisions d = Decide(run);
   EXPECT_EQ(Changed(run, d, TaskState::kSkipped), (std::vector<std::string>{"b", "c"}));
-  EXPECT_TRUE(d.finished);
-  EXPECT_EQ(run.run().state, RunState::kSuccess);
+  EXPECT_EQ(d.finish, RunState::kSuccess);
 }
 
 TEST(Decisions, AChainOfEmptyTasksSucceedsInOneDecisionWithoutAWorker) {
@@ -131,8 +129,7 @@ TEST(Decisions, AChainOfEmptyTasksSucceedsInOneDecisionWithoutAWorker) {
   for (const TaskChange& c : d.changes) EXPECT_EQ(c.kind, TiTransition::Kind::kSettle);
   EXPECT_EQ(run.ti(2).try_number, 1);
   EXPECT_EQ(run.ti(2).start_date, kNow);
-  EXPECT_TRUE(d.finished);
-  EXPECT_EQ(run.run().state, RunState::kSuccess);
+  EXPECT_EQ(d.finish, RunState::kSuccess);
 }
 
 TEST(Decisions, AllDoneCleanupRunsAfterAFailureAndDecidesTheRunByLeaves) {
@@ -145,8 +142,7 @@ TEST(Decisions, AllDoneCleanupRunsAfterAFailureAndDecidesTheRunByLeaves) {
   EXPECT_EQ(Ids(run.dag(), Decide(run).to_submit), std::vector<std::string>{"cleanup"});
   SetState(run, "cleanup", TaskState::kSuccess);
   CandidateDecisions d = Decide(run);
-  EXPECT_TRUE(d.finished);
-  EXPECT_EQ(run.run().state, RunState::kSuccess);
+  EXPECT_EQ(d.finish, RunState::kSuccess);
 }
 
 TEST(Decisions, FreeSlotsBoundTheQueueAndPriorityWeightOrdersIt) {
@@ -197,7 +193,7 @@ TEST(Decisions, NothingStartsWhileDraining) {
   CandidateDecisions d = Decide(run, kNow, /*draining=*/true);
   EXPECT_TRUE(d.changes.empty());
   EXPECT_TRUE(d.more);
-  EXPECT_FALSE(d.finished);
+  EXPECT_FALSE(d.finish);
 }
 
 TEST(Decisions, AQueuedRunIsNotDecided) {

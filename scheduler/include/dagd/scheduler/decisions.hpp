@@ -48,15 +48,15 @@ struct CandidateDecisions {
   std::vector<TaskChange> changes;        // in the order they were made
   std::vector<size_t> to_submit;          // queued now: hand to a worker once committed
   std::vector<std::pair<TimePoint, size_t>> wakeups;  // decide these tasks again then
-  bool finished = false;                  // the run's state was set to its outcome
+  std::optional<RunState> finish;         // no task is unfinished: the run's outcome
   bool more = false;  // candidates were left for the next step (`busy` ones, or draining)
 };
 
 // Decides the run's candidate tasks (ActiveRun::candidates) and applies the result to `run` in
 // place: skipped / upstream_failed / an `empty` task's success cascade through the downstream
 // tasks in the same call; runnable tasks are queued into the free slots by priority (new tries
-// owned by `epoch`), the others wait for a slot; when no task is unfinished any more, the run's
-// state becomes its outcome. `busy(ti)`: the task instance already changed in the batch being
+// owned by `epoch`), the others wait for a slot; when no task is unfinished any more, `finish`
+// is the run's outcome (the run itself is left to the caller). `busy(ti)`: the task instance already changed in the batch being
 // built, so it is left as a candidate for the next step. While `draining`, nothing new starts.
 // A run in any state but running is left alone. Cost: O(candidates + what they change).
 CandidateDecisions DecideCandidates(ActiveRun& run, TimePoint now, int64_t epoch, bool draining,

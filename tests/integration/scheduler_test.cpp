@@ -388,14 +388,16 @@ TEST_F(SchedulerTest, TheSchedulerLockIsTakenAgainAfterTheDatabaseDropsItAndLosi
   Trigger("two", "before");
   EXPECT_EQ(WaitForEnd("two", "before").state, RunState::kSuccess);
 
-  // Now another process takes it first: this scheduler must not start tries any more.
-  db_.Query(kill_lock_session);
-  EXPECT_TRUE(Eventually([&] { return LockConnections(db_) == 0; }));
+  // Now another process takes it first (this loop may retake it in between: kill its session
+  // again until the other one wins): this scheduler must not start tries any more.
   storage::PgOptions options;
   options.url = db_.url();
   auto other = storage::PgStateStore::Open(options);
   ASSERT_TRUE(other.ok());
-  ASSERT_TRUE((*other)->AcquireSchedulerLock().ok());
+  ASSERT_TRUE(Eventually([&] {
+    db_.Query(kill_lock_session);
+    return (*other)->AcquireSchedulerLock().ok();
+  }));
   EXPECT_TRUE(Eventually([&] { return scheduler_->Fenced(); }));  // at its next lock check
   Trigger("two", "after");
   std::this_thread::sleep_for(400ms);

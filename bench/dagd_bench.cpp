@@ -179,7 +179,11 @@ struct Execution {
   double load_after = 0;
   bool timed_out = false;
   int64_t write_xacts = 0;
-  std::optional<int64_t> commits;  // xact_commit of the dagd database, the probe's own excluded
+  // xact_commit of the dagd database over the scene and its settle time, the probe's own
+  // transactions and dagd's idle rate (heartbeats) over the same window subtracted.
+  std::optional<double> commits;
+  int64_t commits_raw = 0;
+  double idle_commits_per_s = 0;
 };
 
 struct Figures {
@@ -266,6 +270,7 @@ class Bench {
     StartDagd();
     PrintSettings();
     Warmup();
+    MeasureIdleRate();
 
     std::vector<Execution> executions;
     for (const Scene* scene : chosen) {
@@ -348,6 +353,21 @@ class Bench {
       commits_mark_ = probe_->XactCommit();
     }
     own_mark_ = probe_->own_transactions();
+    mark_time_ = std::chrono::steady_clock::now();
+  }
+
+  // dagd commits a little while idle (scheduler heartbeats): measured over one quiet settle
+  // window, and subtracted from the scenes' counts in proportion to their windows.
+  void MeasureIdleRate() {
+    if (options_.settle_s == 0) return;
+    Settle();
+    const int64_t commits = commits_mark_, own = own_mark_;
+    const auto time = mark_time_;
+    Settle();
+    idle_rate_ = static_cast<double>(commits_mark_ - commits - (own_mark_ - own)) /
+                 std::chrono::duration<double>(mark_time_ - time).count();
+    std::printf("idle: %.2f commits/s (subtracted from each scene's window)\n", idle_rate_);
+    std::fflush(stdout);
   }
 
   // Keeps `target` runs of the hold DAG running with their task up_for_retry (held runs are
@@ -372,7 +392,7 @@ class Bench {
     held_ = target;
     std::printf("  %d runs held after %.1f s\n", target,
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    Settle();
+    MeasureIdleRate();
   }
 
   Execution Execute(const Scene& scene, int repetition) {
@@ -390,9 +410,14 @@ class Bench {
     e.write_xacts = probe_->NextXid() - xid_before;
     e.load_after = LoadAverage();
     const int64_t commits_before = commits_mark_, own_before = own_mark_;
+    const auto window_start = mark_time_;
     Settle();
-    if (options_.settle_s > 0)
-      e.commits = commits_mark_ - commits_before - (own_mark_ - own_before);
+    if (options_.settle_s > 0) {
+      const double window_s = std::chrono::duration<double>(mark_time_ - window_start).count();
+      e.commits_raw = commits_mark_ - commits_before - (own_mark_ - own_before);
+      e.idle_commits_per_s = idle_rate_;
+      e.commits = static_cast<double>(e.commits_raw) - idle_rate_ * window_s;
+    }
     std::printf("%-24s r%d %s (load %.2f → %.2f)\n", scene.name.c_str(), repetition,
                 e.timed_out ? "TIMED OUT" : "done", e.load_before, e.load_after);
     std::fflush(stdout);
@@ -415,8 +440,7 @@ class Bench {
         error = ex.what();
       }
       const double units = static_cast<double>(s.hop ? f.hop_ms.size() : f.tasks);
-      const double commits_per =
-          e.commits && units > 0 ? static_cast<double>(*e.commits) / units : -1;
+      const double commits_per = e.commits && units > 0 ? *e.commits / units : -1;
       const double wxacts_per = units > 0 ? static_cast<double>(e.write_xacts) / units : -1;
       char commits_text[32] = "-";
       if (commits_per >= 0) std::snprintf(commits_text, sizeof commits_text, "%.2f", commits_per);
@@ -462,6 +486,8 @@ class Bench {
            {{"p50", Percentile(f.trigger_answer_ms, 0.5)},
             {"max", Percentile(f.trigger_answer_ms, 1.0)}}},
           {"xact_commit", e.commits ? Json(*e.commits) : Json(nullptr)},
+          {"xact_commit_raw", e.commits_raw},
+          {"idle_commits_per_s", e.idle_commits_per_s},
           {"write_xacts", e.write_xacts},
           {s.hop ? "commits_per_hop" : "commits_per_task",
            commits_per >= 0 ? Json(commits_per) : Json(nullptr)},
@@ -487,6 +513,8 @@ class Bench {
   int held_ = 0;
   int64_t commits_mark_ = 0;
   int64_t own_mark_ = 0;
+  std::chrono::steady_clock::time_point mark_time_;
+  double idle_rate_ = 0;
 };
 
 }  // namespace

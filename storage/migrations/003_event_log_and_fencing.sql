@@ -256,6 +256,17 @@ BEGIN
       WHERE r.kind = 'start' AND d.id = r.id AND r.id <> ALL (v_conflicts);
   END IF;
 
+  -- A try that started and ended within one batch (a kFinish from queued that has a start) is
+  -- first set running, so that the event log shows every state a try went through.
+  IF cardinality(v_tis) > 0 THEN
+    UPDATE task_instance t SET state = 'running', start_date = dagd_ts(x.start_date),
+        hostname = x.hostname, unixname = x.unixname, pid = x.pid,
+        process_pgid = x.process_pgid, process_start_key = x.process_start_key
+      FROM unnest(v_tis) x
+      WHERE x.kind = 'finish' AND x.expect_state = 'queued' AND x.start_date IS NOT NULL
+        AND t.id = x.id AND x.run_key <> ALL (v_conflicts);
+  END IF;
+
   IF cardinality(v_tis) > 0 THEN
     WITH tu AS (
       UPDATE task_instance t SET

@@ -54,12 +54,12 @@ TEST(ExampleChain, RunsEndToEndOverHttpInOrderAndServesItsLogs) {
 
   // Every transition is in the event log, in commit order: the run's and task b's.
   auto run_events = d.db.Query("SELECT state FROM event WHERE kind = 'dag_run' AND run_id = '" +
-                               run_id + "' ORDER BY id");
+                               run_id + "' ORDER BY seq");
   EXPECT_EQ(run_events, (std::vector<std::string>{"queued", "running", "success"}));
   auto b_events = d.db.Query(
       "SELECT coalesce(state, 'none') || '/' || try_number FROM event "
       "WHERE task_id = 'b' AND run_id = '" +
-      run_id + "' ORDER BY id");
+      run_id + "' ORDER BY seq");
   EXPECT_EQ(b_events, (std::vector<std::string>{"none/0", "queued/1", "running/1", "success/1"}));
 
   HttpResponse log =

@@ -28,7 +28,7 @@ struct TiTransition {
     kStart,
     // The try ended (or was cut off): state, end_date, duration, next_retry_at, max_tries, and
     // start_date when none is stored. From queued (the try started and ended within one batch),
-    // also kStart's columns.
+    // also kStart's columns, and the event log shows it running first.
     kFinish,
     // Decided without a worker (skipped, upstream_failed, an `empty` task's success): state,
     // try_number, start_date, end_date, duration.

@@ -64,8 +64,11 @@ class LogReader {
     in_->read(out.data(), static_cast<std::streamsize>(out.size()));
     out.resize(static_cast<size_t>(std::max<std::streamsize>(in_->gcount(), 0)));
     if (out.empty()) {
-      note_ = (ends_line_ ? "" : "\n") + std::string("[dagd: the log ended ") +
-              std::to_string(remaining_) + " bytes early while being read]\n";
+      // Appended piece by piece: GCC 12 at -O3 reports a false -Wrestrict on `"…" + string`.
+      note_ = ends_line_ ? "" : "\n";
+      note_ += "[dagd: the log ended ";
+      note_ += std::to_string(remaining_);
+      note_ += " bytes early while being read]\n";
       remaining_ = 0;
       return Read(max_bytes);
     }

@@ -49,8 +49,7 @@ case "$command" in
     ;;
   bench)
     deploy/install-deps.sh
-    # No -Werror here: GCC 12 at -O3 reports false -Wrestrict warnings that -O2 does not.
-    WERROR=OFF build build-release Release OFF dagd dagd_bench
+    build build-release Release OFF dagd dagd_bench
     exec bench/run.sh build-release "$@"
     ;;
   fuzz)

@@ -96,6 +96,18 @@ struct EventRecord {
   Json payload = Json::object();
 };
 
+// A page of the event log read for one reader (StateStore::ReadOtherEvents).
+struct EventPage {
+  std::vector<EventRecord> events;
+  int64_t last_seq = 0;  // the highest seq covered; resume after it
+};
+
+// A run with all its task instances.
+struct RunRows {
+  DagRun run;
+  std::vector<TaskInstance> task_instances;
+};
+
 // The single source of truth. Every method is one transaction; implementations are thread-safe.
 // Errors: unavailable (database unreachable or busy: retry later), aborted (conflict: retry),
 // not_found / already_exists / invalid_argument as documented, internal otherwise.
@@ -140,6 +152,9 @@ class StateStore {
   virtual StatusOr<DagRun> CreateRun(const DagRun& run, std::vector<TaskInstance>& tis) = 0;
   virtual StatusOr<DagRun> GetRun(const std::string& dag_id, const std::string& run_id) = 0;
   virtual StatusOr<DagRun> LoadRun(int64_t run_key) = 0;  // not_found
+  // The runs with these keys and their task instances, in a fixed number of queries whatever
+  // their number (keys that do not exist are left out), for loading many new runs at once.
+  virtual StatusOr<std::vector<RunRows>> LoadRuns(const std::vector<int64_t>& run_keys) = 0;
   virtual StatusOr<Listing<DagRun>> ListRuns(const RunQuery& query) = 0;
   // Runs in state queued or running, oldest queued_at first.
   virtual StatusOr<std::vector<DagRun>> LoadActiveRuns() = 0;
@@ -164,6 +179,11 @@ class StateStore {
   // --- Event log ---
   // Up to `limit` events with seq > after_seq, in seq order.
   virtual StatusOr<std::vector<EventRecord>> ReadEvents(int64_t after_seq, int limit) = 0;
+  // The same, leaving out the events written by scheduler epoch `skip_origin` (a scheduler's
+  // own commits): `last_seq` is the highest seq the read covered, returned or not, so that the
+  // reader resumes after it.
+  virtual StatusOr<EventPage> ReadOtherEvents(int64_t after_seq, int limit,
+                                              int64_t skip_origin) = 0;
   // The seq of the latest committed event; 0 when there is none.
   virtual StatusOr<int64_t> LatestEventSeq() = 0;
   // Calls on_change(origin) from a background thread after every commit that changed runs or

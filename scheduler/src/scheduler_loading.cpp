@@ -19,17 +19,16 @@ Status Scheduler::Loop::CatchUp() {
   // Only other writers' events matter: this loop's own commits are already in its cache. Each
   // one touches one run: the work is proportional to what changed, not to what is active.
   while (true) {
-    auto events = store_.ReadEvents(watermark_, kEventPage);
-    if (!events.ok()) return events.status();
-    for (const EventRecord& e : *events) {
-      watermark_ = e.seq;
-      if (e.origin == epoch_) continue;
+    auto page = store_.ReadOtherEvents(watermark_, kEventPage, epoch_);
+    if (!page.ok()) return page.status();
+    watermark_ = std::max(watermark_, page->last_seq);
+    for (const EventRecord& e : page->events) {
       const bool cached = runs_.count(e.run_key) != 0;
       const bool started =
           e.kind == "dag_run" && (e.state == "queued" || e.state == "running");
       if (cached || started) stale_.insert(e.run_key);
     }
-    if (events->size() < static_cast<size_t>(kEventPage)) return Status::Ok();
+    if (page->events.size() < static_cast<size_t>(kEventPage)) return Status::Ok();
   }
 }
 
@@ -50,39 +49,35 @@ Status Scheduler::Loop::RefreshPaused(const std::set<std::string>& dag_ids) {
   return Status::Ok();
 }
 
-StatusOr<std::optional<ActiveRun>> Scheduler::Loop::LoadRun(int64_t key) {
-  auto run = store_.LoadRun(key);
-  if (run.status().code() == StatusCode::kNotFound) return std::optional<ActiveRun>();
-  if (!run.ok()) return run.status();
-  if (!IsActive(run->state)) return std::optional<ActiveRun>();
-  if (dag_states_.count(run->dag_id) == 0) {
-    auto record = store_.GetDag(run->dag_id);
+StatusOr<std::optional<ActiveRun>> Scheduler::Loop::FromRows(RunRows rows) {
+  DagRun& run = rows.run;
+  if (!IsActive(run.state)) return std::optional<ActiveRun>();
+  if (dag_states_.count(run.dag_id) == 0) {
+    auto record = store_.GetDag(run.dag_id);
     if (!record.ok()) return record.status();
-    dag_states_[run->dag_id].paused = record->is_paused;
+    dag_states_[run.dag_id].paused = record->is_paused;
   }
-  auto dag = GetDag(run->dag_id, run->version_number);
+  auto dag = GetDag(run.dag_id, run.version_number);
   if (!dag.ok()) {
-    Log()->error("run cannot be scheduled dag={} run={} error=\"{}\"", run->dag_id, run->run_id,
+    Log()->error("run cannot be scheduled dag={} run={} error=\"{}\"", run.dag_id, run.run_id,
                  dag.status().message());
     if (dag.status().code() == StatusCode::kUnavailable) return dag.status();
     return std::optional<ActiveRun>();
   }
-  auto tis = store_.LoadTaskInstances(key);
-  if (!tis.ok()) return tis.status();
   std::vector<TaskInstance> by_task((*dag)->tasks.size());
   std::vector<bool> seen(by_task.size(), false);
-  for (TaskInstance& ti : *tis) {
+  for (TaskInstance& ti : rows.task_instances) {
     auto index = (*dag)->IndexOf(ti.task_id);
     if (!index) continue;  // a task instance of a task this version does not have
     seen[*index] = true;
     by_task[*index] = std::move(ti);
   }
   if (std::find(seen.begin(), seen.end(), false) != seen.end()) {
-    Log()->error("run cannot be scheduled: task instances missing dag={} run={}", run->dag_id,
-                 run->run_id);
+    Log()->error("run cannot be scheduled: task instances missing dag={} run={}", run.dag_id,
+                 run.run_id);
     return std::optional<ActiveRun>();
   }
-  return std::optional<ActiveRun>(ActiveRun(std::move(*run), *dag, std::move(by_task)));
+  return std::optional<ActiveRun>(ActiveRun(std::move(run), *dag, std::move(by_task)));
 }
 
 bool Scheduler::Loop::IsOrphan(const TaskInstance& ti, const std::vector<TaskEvent>& held) const {
@@ -126,26 +121,35 @@ Status Scheduler::Loop::StopOrphans(const ActiveRun& active) {
 }
 
 Status Scheduler::Loop::LoadStaleRuns(TimePoint now, Batch& batch) {
-  Status result = Status::Ok();
+  if (stale_.empty()) return Status::Ok();
   const std::vector<int64_t> keys(stale_.begin(), stale_.end());
-  for (int64_t key : keys) {
-    auto loaded = LoadRun(key);
-    if (!loaded.ok()) {
-      result = loaded.status();  // retried at the next step
+  auto loaded = store_.LoadRuns(keys);
+  if (!loaded.ok()) return loaded.status();
+  std::set<int64_t> gone(keys.begin(), keys.end());
+  Status result = Status::Ok();
+  for (RunRows& rows : *loaded) {
+    const int64_t key = rows.run.id;
+    gone.erase(key);
+    auto active = FromRows(std::move(rows));
+    if (!active.ok()) {
+      result = active.status();  // retried at the next step
       continue;
     }
-    if (!loaded->has_value()) {  // over, or never schedulable
-      if (runs_.count(key) != 0) Remove(key);
-      stale_.erase(key);
-      held_.erase(key);
+    if (!active->has_value()) {  // over, or never schedulable
+      gone.insert(key);
       continue;
     }
-    if (Status s = StopOrphans(**loaded); !s.ok()) {
+    if (Status s = StopOrphans(**active); !s.ok()) {
       result = s;
       continue;
     }
     stale_.erase(key);
-    Insert(std::move(**loaded), now, batch);
+    Insert(std::move(**active), now, batch);
+  }
+  for (int64_t key : gone) {
+    if (runs_.count(key) != 0) Remove(key);
+    stale_.erase(key);
+    held_.erase(key);
   }
   return result;
 }

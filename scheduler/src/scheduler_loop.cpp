@@ -149,6 +149,8 @@ std::optional<TimePoint> Scheduler::Loop::LastHeartbeat() const {
 void Scheduler::Loop::Run() {
   int failed_steps = 0;
   bool retry_now = true;  // the first step loads the active runs
+  std::vector<TaskEvent> starts;  // kStarted events waiting for company (start_grace)
+  TimePoint starts_due{};
   while (true) {
     std::vector<TaskEvent> events;
     bool catch_up = false;
@@ -158,6 +160,7 @@ void Scheduler::Loop::Run() {
       std::unique_lock lock(inbox_->mu);
       TimePoint until = next_heartbeat_;
       if (!timers_.empty()) until = std::min(until, timers_.begin()->first);
+      if (!starts.empty()) until = std::min(until, starts_due);
       if (retry_now || !dirty_.empty() || !dirty_dags_.empty()) until = clock_.Now();
       const auto deadline = std::chrono::system_clock::now() +
                             std::max<Duration>(until - clock_.Now(), Duration(0));
@@ -165,8 +168,9 @@ void Scheduler::Loop::Run() {
         return inbox_->stop || inbox_->catch_up || !inbox_->events.empty() ||
                !inbox_->dags_changed.empty();
       });
-      events.assign(std::make_move_iterator(inbox_->events.begin()),
-                    std::make_move_iterator(inbox_->events.end()));
+      for (TaskEvent& event : inbox_->events) {
+        (event.kind == TaskEvent::Kind::kStarted ? starts : events).push_back(std::move(event));
+      }
       inbox_->events.clear();
       catch_up = inbox_->catch_up;
       inbox_->catch_up = false;
@@ -174,7 +178,8 @@ void Scheduler::Loop::Run() {
       stop = inbox_->stop;
     }
     const TimePoint now = clock_.Now();
-    if (now >= next_heartbeat_) {
+    const bool heartbeat = now >= next_heartbeat_;
+    if (heartbeat) {
       // The safety net: the lock, every DAG's paused flag, and the event log, whatever the
       // notifications said. Like Airflow's heartbeat, which lives in the database, it goes stale
       // while the database is unreachable, so health reports the scheduler unhealthy.
@@ -187,6 +192,21 @@ void Scheduler::Loop::Run() {
       if (stop) break;
       continue;  // writes nothing more; the daemon is stopping
     }
+    // A try's start alone is not worth a commit of its own: it waits (start_grace) for the next
+    // step, usually the one that records the same try's end, so that a short task costs one
+    // commit, not two, and the hop to its downstream task waits for no other commit.
+    if (!starts.empty() && events.empty() && starts_due == TimePoint{}) {
+      starts_due = now + options_.start_grace;
+    }
+    const bool timer_due = !timers_.empty() && timers_.begin()->first <= now;
+    const bool work = stop || catch_up || !dags_changed.empty() || !events.empty() || retry_now ||
+                      !dirty_.empty() || !dirty_dags_.empty() || timer_due ||
+                      (!starts.empty() && now >= starts_due);
+    if (!work) continue;
+    events.insert(events.begin(), std::make_move_iterator(starts.begin()),
+                  std::make_move_iterator(starts.end()));
+    starts.clear();
+    starts_due = TimePoint{};
     const bool ok = Step(std::move(events), catch_up, dags_changed, now);
     if (!deferred_.empty() || !ok) {
       // Not applied yet (a task instance already in the step's batch, or a step that could not

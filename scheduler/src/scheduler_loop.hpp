@@ -75,9 +75,9 @@ class Scheduler::Loop {
   Status RefreshPaused(const std::set<std::string>& dag_ids);
   // (Re)loads every stale run. Not ok when the store failed: the rest is retried later.
   Status LoadStaleRuns(TimePoint now, Batch& batch);
-  // The run with its DAG version and task instances; nullopt when it is not active or can never
-  // be scheduled (logged).
-  StatusOr<std::optional<ActiveRun>> LoadRun(int64_t key);
+  // A loaded run with its DAG version; nullopt when it is not active or can never be scheduled
+  // (logged).
+  StatusOr<std::optional<ActiveRun>> FromRows(RunRows rows);
   // Stops the process groups of orphaned tries on this host (see Scheduler::Start).
   Status StopOrphans(const ActiveRun& active);
   bool IsOrphan(const TaskInstance& ti, const std::vector<TaskEvent>& held) const;

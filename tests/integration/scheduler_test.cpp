@@ -24,26 +24,26 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Forwards to a real store; Apply and LoadTaskInstances can be made to fail.
+// Forwards to a real store; Apply and LoadRuns can be made to fail.
 class FaultyStore final : public testing::ForwardingStateStore {
  public:
   explicit FaultyStore(StateStore& inner) : ForwardingStateStore(inner) {}
 
   // Returns a non-ok Status to fail that Apply (nothing is written), or ok to let it through.
   std::function<Status(const Transition&)> apply_fault;
-  std::atomic<int> fail_next_task_instance_loads{0};
+  std::atomic<int> fail_next_run_loads{0};
   std::atomic<bool> database_down{false};  // the lock check cannot reach the database
 
   Status AcquireSchedulerLock() override {
     if (database_down) return Status::Unavailable("injected: database down");
     return inner_.AcquireSchedulerLock();
   }
-  StatusOr<std::vector<TaskInstance>> LoadTaskInstances(int64_t run_key) override {
-    if (fail_next_task_instance_loads > 0) {
-      --fail_next_task_instance_loads;
+  StatusOr<std::vector<RunRows>> LoadRuns(const std::vector<int64_t>& run_keys) override {
+    if (fail_next_run_loads > 0) {
+      --fail_next_run_loads;
       return Status::Unavailable("injected: connection lost");
     }
-    return inner_.LoadTaskInstances(run_key);
+    return inner_.LoadRuns(run_keys);
   }
   StatusOr<ApplyResult> Apply(const Transition& t) override {
     if (apply_fault) {
@@ -280,10 +280,10 @@ TEST_F(SchedulerTest, AnUnavailableStoreDelaysCommitsButLosesNoTaskResult) {
 TEST_F(SchedulerTest, ANewRunWhoseFirstLoadFailsIsLoadedAgainWithoutWaitingForAHeartbeat) {
   AddDag(kTwoStep);
   StartScheduler(/*heartbeat=*/60s);
-  faulty_->fail_next_task_instance_loads = 1;
+  faulty_->fail_next_run_loads = 1;
   Trigger("two", "r1");
   EXPECT_EQ(WaitForEnd("two", "r1", 10s).state, RunState::kSuccess);
-  EXPECT_EQ(faulty_->fail_next_task_instance_loads.load(), 0);
+  EXPECT_EQ(faulty_->fail_next_run_loads.load(), 0);
 }
 
 TEST_F(SchedulerTest, AQueuedRunStartsAsSoonAsThePreviousRunEndsUnderMaxActiveRuns) {

@@ -35,6 +35,9 @@ struct SchedulerOptions {
   // without a notification (the safety net for a lost one).
   std::chrono::milliseconds heartbeat{5000};
   std::chrono::milliseconds store_retry{1000};  // pause before retrying a failed commit
+  // How long a try's start may wait to be committed together with other changes (typically
+  // its own end): `running` shows up to this late, and a short task costs one commit.
+  std::chrono::milliseconds start_grace{20};
   // This host's name as the executor reports it in kStarted (the same value must go to both);
   // empty = gethostname(). A recovered try recorded on another host cannot be stopped from here.
   std::string hostname;

@@ -376,7 +376,7 @@ void Scheduler::Loop::Admit(const std::string& dag_id, TimePoint now, Batch& bat
   auto state_it = dag_states_.find(dag_id);
   if (state_it == dag_states_.end() || state_it->second.queued.empty()) return;
   DagState& state = state_it->second;
-  const Dag& dag = runs_.at(*state.queued.begin()).dag();
+  const Dag& dag = runs_.at(*state.queued.rbegin()).dag();  // the newest run's version
   AdmissionInput input;
   input.paused = state.paused;
   input.draining = draining_;
@@ -386,6 +386,7 @@ void Scheduler::Loop::Admit(const std::string& dag_id, TimePoint now, Batch& bat
   int due = 0;
   for (int64_t key : state.queued) {
     if (due >= input.max_active_runs - input.running) break;
+    if (stale_.count(key) != 0) continue;  // admitted once reloaded
     const DagRun& run = runs_.at(key).run();
     input.queued.push_back({key, run.run_after});
     if (!run.run_after || *run.run_after <= now) ++due;

@@ -32,11 +32,17 @@ class FaultyStore final : public testing::ForwardingStateStore {
   // Returns a non-ok Status to fail that Apply (nothing is written), or ok to let it through.
   std::function<Status(const Transition&)> apply_fault;
   std::atomic<int> fail_next_run_loads{0};
+  std::atomic<bool> drop_notifications{false};  // change notifications never reach the caller
   std::atomic<bool> database_down{false};  // the lock check cannot reach the database
 
   Status AcquireSchedulerLock() override {
     if (database_down) return Status::Unavailable("injected: database down");
     return inner_.AcquireSchedulerLock();
+  }
+  Status Subscribe(ChangeCallback on_change) override {
+    return inner_.Subscribe([this, on_change](std::optional<int64_t> origin) {
+      if (!drop_notifications) on_change(origin);
+    });
   }
   StatusOr<std::vector<RunRows>> LoadRuns(const std::vector<int64_t>& run_keys) override {
     if (fail_next_run_loads > 0) {
@@ -356,6 +362,45 @@ TEST_F(SchedulerTest, ATryLeftRunningOnAnotherHostIsRetriedWithoutStoppingAnythi
   StartScheduler();
   EXPECT_EQ(WaitForEnd("bash_two", "elsewhere").state, RunState::kSuccess);
   EXPECT_EQ(recording_->calls(), (std::vector<std::string>{"submit a try 2", "submit b try 1"}));
+}
+
+// A run created through another store (another process, as far as PostgreSQL can tell): nothing
+// in this process calls Wake.
+void CreateRunElsewhere(const testing::TestDatabase& db, const std::string& dag_id,
+                        const std::string& run_id) {
+  storage::PgOptions options;
+  options.url = db.url();
+  auto other = storage::PgStateStore::Open(options);
+  ASSERT_TRUE(other.ok());
+  DagRun run;
+  run.dag_id = dag_id;
+  run.run_id = run_id;
+  run.version_number = 1;
+  run.queued_at = SystemClock().Now();
+  std::vector<TaskInstance> tis;
+  for (const char* task_id : {"a", "b"}) {
+    TaskInstance ti;
+    ti.task_id = task_id;
+    ti.version_number = 1;
+    ti.operator_name = "empty";
+    tis.push_back(ti);
+  }
+  ASSERT_TRUE((*other)->CreateRun(run, tis).ok());
+}
+
+TEST_F(SchedulerTest, ARunCreatedByAnotherProcessIsNotifiedWithoutWaitingForAHeartbeat) {
+  AddDag(kTwoStep);
+  StartScheduler(/*heartbeat=*/60s);
+  ASSERT_NO_FATAL_FAILURE(CreateRunElsewhere(db_, "two", "elsewhere"));
+  EXPECT_EQ(WaitForEnd("two", "elsewhere", 10s).state, RunState::kSuccess);
+}
+
+TEST_F(SchedulerTest, ALostNotificationIsMadeUpForByTheHeartbeatsCatchUp) {
+  AddDag(kTwoStep);
+  faulty_->drop_notifications = true;
+  StartScheduler(/*heartbeat=*/200ms);
+  ASSERT_NO_FATAL_FAILURE(CreateRunElsewhere(db_, "two", "unnotified"));
+  EXPECT_EQ(WaitForEnd("two", "unnotified", 10s).state, RunState::kSuccess);
 }
 
 // Rows of pg_stat_activity holding the scheduler lock's connection.

@@ -243,6 +243,38 @@ constexpr std::string_view kTaskInstanceRecord =
     "operator text, pool text, pool_slots integer, priority_weight integer, note text, "
     "process_pgid integer, process_start_key text, owner_epoch bigint";
 
+// A bigint[] parameter as PostgreSQL's array text ("{1,2,3}"), for `= ANY($n::bigint[])`.
+std::string BigintArray(const std::vector<int64_t>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(values[i]);
+  }
+  return out + "}";
+}
+
+// Selected by the event readers; decoded by EventOf.
+constexpr std::string_view kEventColumns =
+    "seq, dagd_us(at) AS at, kind, run_key, dag_id, run_id, task_id, ti_id::text AS ti_id, "
+    "try_number, state, origin, payload::text AS payload";
+
+scheduler::EventRecord EventOf(const pqxx::row& row) {
+  scheduler::EventRecord e;
+  e.seq = row["seq"].as<int64_t>();
+  e.at = TimeOf(row["at"]);
+  e.kind = row["kind"].as<std::string>();
+  if (!row["run_key"].is_null()) e.run_key = row["run_key"].as<int64_t>();
+  e.dag_id = row["dag_id"].as<std::string>();
+  e.run_id = row["run_id"].as<std::string>();
+  e.task_id = TextOf(row["task_id"]);
+  e.ti_id = TextOf(row["ti_id"]);
+  if (!row["try_number"].is_null()) e.try_number = row["try_number"].as<int>();
+  e.state = TextOf(row["state"]);
+  if (!row["origin"].is_null()) e.origin = row["origin"].as<int64_t>();
+  e.payload = Json::parse(row["payload"].c_str());
+  return e;
+}
+
 // --- Queries -------------------------------------------------------------------------------------
 
 // Positional parameters of a query built at run time; every value is non-null text.
@@ -860,6 +892,46 @@ StatusOr<DagRun> PgStateStore::LoadRun(int64_t run_key) {
   });
 }
 
+StatusOr<std::vector<scheduler::RunRows>> PgStateStore::LoadRuns(
+    const std::vector<int64_t>& run_keys) {
+  if (run_keys.empty()) return std::vector<scheduler::RunRows>{};
+  const std::string keys = BigintArray(run_keys);
+  return pool_->Run<pg::SnapshotRead>(
+      [&](pg::SnapshotRead& tx) -> StatusOr<std::vector<scheduler::RunRows>> {
+        const pqxx::result runs = tx.exec_params(
+            "SELECT " + std::string(kRunColumns) + " FROM dag_run WHERE id = ANY ($1::bigint[])",
+            keys);
+        std::unordered_map<int64_t, scheduler::RunRows> by_key;
+        by_key.reserve(runs.size());
+        for (const auto& row : runs) {
+          DagRun run = RunOf(row);
+          const int64_t key = run.id;
+          by_key[key].run = std::move(run);
+        }
+        if (!by_key.empty()) {
+          const pqxx::result tis = tx.exec_params("SELECT " + std::string(kTaskInstanceColumns) +
+                                                      " FROM task_instance "
+                                                      "WHERE dag_run_id = ANY ($1::bigint[]) "
+                                                      "ORDER BY dag_run_id, task_id",
+                                                  keys);
+          for (const auto& row : tis) {
+            TaskInstance ti = TaskInstanceOf(row);
+            by_key[ti.run_id_key].task_instances.push_back(std::move(ti));
+          }
+        }
+        // In the caller's order, each run once.
+        std::vector<scheduler::RunRows> out;
+        out.reserve(by_key.size());
+        for (int64_t key : run_keys) {
+          auto it = by_key.find(key);
+          if (it == by_key.end()) continue;
+          out.push_back(std::move(it->second));
+          by_key.erase(it);
+        }
+        return out;
+      });
+}
+
 StatusOr<Listing<DagRun>> PgStateStore::ListRuns(const scheduler::RunQuery& query) {
   static const OrderFields kFields = {
       {"id", "dag_run.id"},
@@ -1166,31 +1238,45 @@ StatusOr<std::vector<scheduler::EventRecord>> PgStateStore::ReadEvents(int64_t a
                                                                        int limit) {
   return pool_->RunAutocommit(
       [&](pqxx::nontransaction& tx) -> StatusOr<std::vector<scheduler::EventRecord>> {
-        const pqxx::result r = tx.exec_params(
-            "SELECT seq, dagd_us(at) AS at, kind, run_key, dag_id, run_id, task_id,"
-            "  ti_id::text AS ti_id, try_number, state, origin, payload::text AS payload "
-            "FROM event WHERE seq > $1 ORDER BY seq LIMIT $2",
-            after_seq, std::max(limit, 0));
+        const pqxx::result r =
+            tx.exec_params("SELECT " + std::string(kEventColumns) +
+                               " FROM event WHERE seq > $1 ORDER BY seq LIMIT $2",
+                           after_seq, std::max(limit, 0));
         std::vector<scheduler::EventRecord> events;
         events.reserve(r.size());
-        for (const auto& row : r) {
-          scheduler::EventRecord e;
-          e.seq = row["seq"].as<int64_t>();
-          e.at = TimeOf(row["at"]);
-          e.kind = row["kind"].as<std::string>();
-          if (!row["run_key"].is_null()) e.run_key = row["run_key"].as<int64_t>();
-          e.dag_id = row["dag_id"].as<std::string>();
-          e.run_id = row["run_id"].as<std::string>();
-          e.task_id = TextOf(row["task_id"]);
-          e.ti_id = TextOf(row["ti_id"]);
-          if (!row["try_number"].is_null()) e.try_number = row["try_number"].as<int>();
-          e.state = TextOf(row["state"]);
-          if (!row["origin"].is_null()) e.origin = row["origin"].as<int64_t>();
-          e.payload = Json::parse(row["payload"].c_str());
-          events.push_back(std::move(e));
-        }
+        for (const auto& row : r) events.push_back(EventOf(row));
         return events;
       });
+}
+
+StatusOr<scheduler::EventPage> PgStateStore::ReadOtherEvents(int64_t after_seq, int limit,
+                                                             int64_t skip_origin) {
+  if (limit <= 0) return scheduler::EventPage{{}, after_seq};
+  // The counter and the events come from one statement, hence one snapshot; the LEFT JOIN
+  // yields the counter even when no event is returned.
+  return pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> StatusOr<scheduler::EventPage> {
+    const pqxx::result r = tx.exec_params(
+        "SELECT c.last AS counter, e.* FROM event_counter c LEFT JOIN LATERAL ("
+        "  SELECT " +
+            std::string(kEventColumns) +
+            " FROM event WHERE seq > $1 AND seq <= c.last AND origin IS DISTINCT FROM $3"
+            "  ORDER BY seq LIMIT $2) e ON true",
+        after_seq, limit, skip_origin);
+    scheduler::EventPage page;
+    if (r.empty()) return Status::Internal("ReadOtherEvents: the event counter row is missing");
+    for (const auto& row : r) {
+      if (row["seq"].is_null()) break;  // no event: the one row only carries the counter
+      page.events.push_back(EventOf(row));
+    }
+    const int64_t counter = r[0]["counter"].as<int64_t>();
+    if (page.events.size() == static_cast<size_t>(limit)) {
+      page.last_seq = page.events.back().seq;
+    } else {
+      // A reader ahead of the counter (the database was replaced under it) is not sent back.
+      page.last_seq = std::max(counter, after_seq);
+    }
+    return page;
+  });
 }
 
 StatusOr<int64_t> PgStateStore::LatestEventSeq() {

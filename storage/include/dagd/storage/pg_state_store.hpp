@@ -82,6 +82,8 @@ class PgStateStore final : public scheduler::StateStore {
                                         std::vector<scheduler::TaskInstance>& tis) override;
   StatusOr<scheduler::DagRun> GetRun(const std::string& dag_id, const std::string& run_id) override;
   StatusOr<scheduler::DagRun> LoadRun(int64_t run_key) override;
+  // Two queries on one snapshot: the runs, then all their task instances.
+  StatusOr<std::vector<scheduler::RunRows>> LoadRuns(const std::vector<int64_t>& run_keys) override;
   StatusOr<scheduler::Listing<scheduler::DagRun>> ListRuns(
       const scheduler::RunQuery& query) override;
   StatusOr<std::vector<scheduler::DagRun>> LoadActiveRuns() override;
@@ -100,6 +102,12 @@ class PgStateStore final : public scheduler::StateStore {
   StatusOr<scheduler::ApplyResult> Apply(const scheduler::Transition& t) override;
 
   StatusOr<std::vector<scheduler::EventRecord>> ReadEvents(int64_t after_seq, int limit) override;
+  // One statement: event_counter.last, read in the statement's snapshot, is the highest
+  // committed seq (seqs are taken in commit order under the counter's row lock, so every event
+  // up to it is visible there too). A full page ends at its last row; a shorter one covers
+  // everything up to the counter.
+  StatusOr<scheduler::EventPage> ReadOtherEvents(int64_t after_seq, int limit,
+                                                 int64_t skip_origin) override;
   StatusOr<int64_t> LatestEventSeq() override;
   // Connects the listener before returning (unavailable when it cannot), so every commit after
   // Subscribe returns is reported.

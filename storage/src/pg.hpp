@@ -46,6 +46,10 @@ const Status& StatusOf(const StatusOr<T>& s) {
   return s.status();
 }
 
+// A read-only transaction on one snapshot (repeatable read): several queries that must agree
+// with each other. libpqxx sends its BEGIN and SET TRANSACTION in one round trip.
+using SnapshotRead = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+
 class Pool {
  public:
   // Connections (options.pool_size, at least 1) are opened lazily, with Connect(options).
@@ -53,16 +57,17 @@ class Pool {
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
-  // Runs fn(pqxx::work&) in one transaction; commits when it returns an ok Status / StatusOr,
-  // rolls back otherwise. fn returns Status or StatusOr<T>; so does Run. Never throws.
-  template <typename Fn>
-  auto Run(Fn&& fn) -> std::invoke_result_t<Fn, pqxx::work&> {
-    using Result = std::invoke_result_t<Fn, pqxx::work&>;
+  // Runs fn(Tx&) in one transaction (Tx: pqxx::work, read committed, unless the caller names
+  // another pqxx::transaction<...>, e.g. SnapshotRead); commits when it returns an ok Status /
+  // StatusOr, rolls back otherwise. fn returns Status or StatusOr<T>; so does Run. Never throws.
+  template <typename Tx = pqxx::work, typename Fn>
+  auto Run(Fn&& fn) -> std::invoke_result_t<Fn, Tx&> {
+    using Result = std::invoke_result_t<Fn, Tx&>;
     auto slot = TakeSlot();
     if (!slot) return Result(Busy());
     Lease lease(*this, *slot);
     try {
-      std::optional<pqxx::work> tx;
+      std::optional<Tx> tx;
       Begin(lease, tx);
       Result result = fn(*tx);
       if (StatusOf(result).ok()) tx->commit();
@@ -141,7 +146,8 @@ class Pool {
   // idle (the server restarted, its backend was terminated) fails at BEGIN, before anything that
   // could take effect was sent: it is replaced by a fresh connection, once, instead of failing
   // the caller.
-  static void Begin(Lease& lease, std::optional<pqxx::work>& tx) {
+  template <typename Tx>
+  static void Begin(Lease& lease, std::optional<Tx>& tx) {
     const bool pooled = lease.HasConnection();
     try {
       tx.emplace(lease.Connection());

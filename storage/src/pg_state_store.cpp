@@ -16,6 +16,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "group_commit.hpp"
 #include "migrations.hpp"
 #include "pg.hpp"
 
@@ -243,6 +244,38 @@ constexpr std::string_view kTaskInstanceRecord =
     "operator text, pool text, pool_slots integer, priority_weight integer, note text, "
     "process_pgid integer, process_start_key text, owner_epoch bigint";
 
+// A bigint[] parameter as PostgreSQL's array text ("{1,2,3}"), for `= ANY($n::bigint[])`.
+std::string BigintArray(const std::vector<int64_t>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(values[i]);
+  }
+  return out + "}";
+}
+
+// Selected by the event readers; decoded by EventOf.
+constexpr std::string_view kEventColumns =
+    "seq, dagd_us(at) AS at, kind, run_key, dag_id, run_id, task_id, ti_id::text AS ti_id, "
+    "try_number, state, origin, payload::text AS payload";
+
+scheduler::EventRecord EventOf(const pqxx::row& row) {
+  scheduler::EventRecord e;
+  e.seq = row["seq"].as<int64_t>();
+  e.at = TimeOf(row["at"]);
+  e.kind = row["kind"].as<std::string>();
+  if (!row["run_key"].is_null()) e.run_key = row["run_key"].as<int64_t>();
+  e.dag_id = row["dag_id"].as<std::string>();
+  e.run_id = row["run_id"].as<std::string>();
+  e.task_id = TextOf(row["task_id"]);
+  e.ti_id = TextOf(row["ti_id"]);
+  if (!row["try_number"].is_null()) e.try_number = row["try_number"].as<int>();
+  e.state = TextOf(row["state"]);
+  if (!row["origin"].is_null()) e.origin = row["origin"].as<int64_t>();
+  e.payload = Json::parse(row["payload"].c_str());
+  return e;
+}
+
 // --- Queries -------------------------------------------------------------------------------------
 
 // Positional parameters of a query built at run time; every value is non-null text.
@@ -467,6 +500,11 @@ class PgStateStore::Listener {
 PgStateStore::PgStateStore(PgOptions options, std::unique_ptr<pg::Pool> pool)
     : options_(std::move(options)),
       pool_(std::move(pool)),
+      run_commits_(std::make_unique<pg::GroupCommit<NewRun, DagRun>>(
+          pg::GroupCommit<NewRun, DagRun>::Limits{
+              static_cast<size_t>(std::max(options_.create_run_group_max_runs, 1)),
+              static_cast<size_t>(std::max(options_.create_run_group_max_task_instances, 0))},
+          [this](const std::vector<NewRun*>& group) { return WriteRuns(group); })),
       scheduler_lock_(std::make_unique<SchedulerLock>()) {}
 
 PgStateStore::~PgStateStore() {
@@ -745,90 +783,14 @@ StatusOr<DagVersionRecord> PgStateStore::GetDagVersion(const std::string& dag_id
 
 // --- Runs ----------------------------------------------------------------------------------------
 
+struct PgStateStore::NewRun {
+  const DagRun* run;
+  std::vector<TaskInstance>* tis;  // ids filled by WriteRuns on success
+};
+
 StatusOr<DagRun> PgStateStore::CreateRun(const DagRun& run, std::vector<TaskInstance>& tis) {
-  const Json run_json = {{"dag_id", run.dag_id},
-                         {"run_id", run.run_id},
-                         {"version_number", run.version_number},
-                         {"state", std::string(scheduler::ToString(run.state))},
-                         {"run_type", std::string(scheduler::ToString(run.run_type))},
-                         {"logical_date", Us(run.logical_date)},
-                         {"queued_at", Us(run.queued_at)},
-                         {"start_date", Us(run.start_date)},
-                         {"end_date", Us(run.end_date)},
-                         {"data_interval_start", Us(run.data_interval_start)},
-                         {"data_interval_end", Us(run.data_interval_end)},
-                         {"run_after", Us(run.run_after)},
-                         {"last_scheduling_decision", Us(run.last_scheduling_decision)},
-                         {"conf", run.conf.is_null() ? Json::object() : run.conf},
-                         {"note", OptText(run.note)},
-                         {"triggered_by", run.triggered_by}};
-  Json ti_rows = Json::array();
-  for (size_t i = 0; i < tis.size(); ++i) {
-    Json row = TaskInstanceJson(tis[i]);
-    row["ord"] = i;
-    ti_rows.push_back(std::move(row));
-  }
-  // One statement: the run, then its task instances (their events come from the triggers, in
-  // that order). ON CONFLICT turns a duplicate run id into "no row" instead of an error, so the
-  // message can name the run; the outer LEFT JOIN yields a row either way.
-  static const std::string kSql =
-      "WITH r AS ("
-      "  INSERT INTO dag_run (dag_id, run_id, version_number, state, run_type, logical_date,"
-      "    queued_at, start_date, end_date, data_interval_start, data_interval_end, run_after,"
-      "    last_scheduling_decision, conf, note, triggered_by)"
-      "  SELECT x.dag_id, x.run_id, x.version_number, x.state, x.run_type,"
-      "    dagd_ts(x.logical_date), dagd_ts(x.queued_at), dagd_ts(x.start_date),"
-      "    dagd_ts(x.end_date), dagd_ts(x.data_interval_start), dagd_ts(x.data_interval_end),"
-      "    dagd_ts(x.run_after), dagd_ts(x.last_scheduling_decision), x.conf, x.note,"
-      "    x.triggered_by"
-      "  FROM jsonb_to_record($1::jsonb) AS x(dag_id text, run_id text, version_number integer,"
-      "    state text, run_type text, logical_date bigint, queued_at bigint, start_date bigint,"
-      "    end_date bigint, data_interval_start bigint, data_interval_end bigint,"
-      "    run_after bigint, last_scheduling_decision bigint, conf jsonb, note text,"
-      "    triggered_by text)"
-      "  WHERE EXISTS (SELECT 1 FROM dag WHERE dag.dag_id = x.dag_id)"
-      "  ON CONFLICT (dag_id, run_id) DO NOTHING"
-      "  RETURNING *),"
-      " t AS ("
-      "  INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, version_number, state,"
-      "    try_number, max_tries, scheduled_when, queued_when, start_date, end_date,"
-      "    duration, next_retry_at, hostname, unixname, pid, operator, pool, pool_slots,"
-      "    priority_weight, note, owner_epoch)"
-      "  SELECT r.id, r.dag_id, r.run_id, x.task_id, x.version_number, x.state, x.try_number,"
-      "    x.max_tries, dagd_ts(x.scheduled_when), dagd_ts(x.queued_when),"
-      "    dagd_ts(x.start_date), dagd_ts(x.end_date), x.duration, dagd_ts(x.next_retry_at),"
-      "    x.hostname, x.unixname, x.pid, x.operator, x.pool, x.pool_slots,"
-      "    x.priority_weight, x.note, x.owner_epoch"
-      "  FROM r, json_to_recordset($2::json) AS x(ord integer, " +
-      std::string(kTaskInstanceRecord) +
-      ")"
-      "  ORDER BY x.ord"
-      "  RETURNING id, task_id)"
-      "SELECT " +
-      std::string(kRunColumns) +
-      ", (SELECT coalesce(json_agg(json_build_array(t.id, t.task_id)), '[]') FROM t)::text"
-      "    AS tis,"
-      "  EXISTS (SELECT 1 FROM dag WHERE dag_id = $3) AS dag_exists "
-      "FROM (SELECT 1) AS one LEFT JOIN r ON true";
-  auto created = pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> StatusOr<DagRun> {
-    const pqxx::row row = tx.exec_params1(kSql, Dump(run_json), Dump(ti_rows), run.dag_id);
-    if (row["id"].is_null()) {
-      if (!row["dag_exists"].as<bool>()) return DagNotFound(run.dag_id);
-      return Status::AlreadyExists("DAG run '" + run.run_id + "' already exists for DAG '" +
-                                   run.dag_id + "'");
-    }
-    DagRun stored = RunOf(row);
-    std::unordered_map<std::string, std::string> id_of;
-    for (const auto& pair : Json::parse(row["tis"].c_str())) {
-      id_of[pair[1].get<std::string>()] = pair[0].get<std::string>();
-    }
-    if (id_of.size() != tis.size()) {
-      return Status::Internal("CreateRun: inserted " + std::to_string(id_of.size()) + " of " +
-                              std::to_string(tis.size()) + " task instances");
-    }
-    for (TaskInstance& ti : tis) ti.id = id_of[ti.task_id];
-    return stored;
-  });
+  NewRun request{&run, &tis};
+  StatusOr<DagRun> created = run_commits_->Submit(request, tis.size());
   if (created.ok()) {
     for (TaskInstance& ti : tis) {
       ti.run_id_key = created->id;
@@ -839,6 +801,181 @@ StatusOr<DagRun> PgStateStore::CreateRun(const DagRun& run, std::vector<TaskInst
     for (TaskInstance& ti : tis) ti.id.clear();  // nothing was stored
   }
   return created;
+}
+
+namespace {
+
+Json NewRunJson(const DagRun& run, size_t ord) {
+  return {{"ord", ord},
+          {"dag_id", run.dag_id},
+          {"run_id", run.run_id},
+          {"version_number", run.version_number},
+          {"state", std::string(scheduler::ToString(run.state))},
+          {"run_type", std::string(scheduler::ToString(run.run_type))},
+          {"logical_date", Us(run.logical_date)},
+          {"queued_at", Us(run.queued_at)},
+          {"start_date", Us(run.start_date)},
+          {"end_date", Us(run.end_date)},
+          {"data_interval_start", Us(run.data_interval_start)},
+          {"data_interval_end", Us(run.data_interval_end)},
+          {"run_after", Us(run.run_after)},
+          {"last_scheduling_decision", Us(run.last_scheduling_decision)},
+          {"conf", run.conf.is_null() ? Json::object() : run.conf},
+          {"note", OptText(run.note)},
+          {"triggered_by", run.triggered_by}};
+}
+
+Status RunExists(const DagRun& run) {
+  return Status::AlreadyExists("DAG run '" + run.run_id + "' already exists for DAG '" +
+                               run.dag_id + "'");
+}
+
+// One statement for a group of new runs ($1: their rows, each with its index `ord` in the
+// group; $2: all their task instances, each with its run's ord and its own). ON CONFLICT turns a
+// taken run id into "no row" instead of an error, so that the others go on; the final SELECT
+// yields one row per request, in ord order: the stored run (id NULL when none was inserted),
+// its task instances' [id, task_id] pairs, and whether its DAG exists. The triggers number the
+// events of all the runs, then of all the task instances.
+const std::string& CreateRunsSql() {
+  static const std::string kSql =
+      "WITH x AS MATERIALIZED ("
+      "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(ord integer, dag_id text, run_id text,"
+      "    version_number integer, state text, run_type text, logical_date bigint,"
+      "    queued_at bigint, start_date bigint, end_date bigint, data_interval_start bigint,"
+      "    data_interval_end bigint, run_after bigint, last_scheduling_decision bigint,"
+      "    conf jsonb, note text, triggered_by text)),"
+      " r AS ("
+      "  INSERT INTO dag_run (dag_id, run_id, version_number, state, run_type, logical_date,"
+      "    queued_at, start_date, end_date, data_interval_start, data_interval_end, run_after,"
+      "    last_scheduling_decision, conf, note, triggered_by)"
+      "  SELECT x.dag_id, x.run_id, x.version_number, x.state, x.run_type,"
+      "    dagd_ts(x.logical_date), dagd_ts(x.queued_at), dagd_ts(x.start_date),"
+      "    dagd_ts(x.end_date), dagd_ts(x.data_interval_start), dagd_ts(x.data_interval_end),"
+      "    dagd_ts(x.run_after), dagd_ts(x.last_scheduling_decision), x.conf, x.note,"
+      "    x.triggered_by"
+      "  FROM x WHERE EXISTS (SELECT 1 FROM dag WHERE dag.dag_id = x.dag_id)"
+      "  ORDER BY x.ord"
+      "  ON CONFLICT (dag_id, run_id) DO NOTHING"
+      "  RETURNING *),"
+      " t AS ("
+      "  INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, version_number, state,"
+      "    try_number, max_tries, scheduled_when, queued_when, start_date, end_date,"
+      "    duration, next_retry_at, hostname, unixname, pid, operator, pool, pool_slots,"
+      "    priority_weight, note, owner_epoch)"
+      "  SELECT r.id, r.dag_id, r.run_id, y.task_id, y.version_number, y.state, y.try_number,"
+      "    y.max_tries, dagd_ts(y.scheduled_when), dagd_ts(y.queued_when),"
+      "    dagd_ts(y.start_date), dagd_ts(y.end_date), y.duration, dagd_ts(y.next_retry_at),"
+      "    y.hostname, y.unixname, y.pid, y.operator, y.pool, y.pool_slots,"
+      "    y.priority_weight, y.note, y.owner_epoch"
+      "  FROM json_to_recordset($2::json) AS y(run_ord integer, ord integer, " +
+      std::string(kTaskInstanceRecord) +
+      ")"
+      "  JOIN x ON x.ord = y.run_ord"
+      "  JOIN r ON r.dag_id = x.dag_id AND r.run_id = x.run_id"
+      "  ORDER BY y.run_ord, y.ord"
+      "  RETURNING dag_run_id, id, task_id),"
+      " ta AS ("
+      "  SELECT dag_run_id, json_agg(json_build_array(id, task_id)) AS tis FROM t"
+      "  GROUP BY dag_run_id) "
+      "SELECT x.ord AS ord, rr.*, ta.tis::text AS tis,"
+      "  EXISTS (SELECT 1 FROM dag WHERE dag.dag_id = x.dag_id) AS dag_exists "
+      "FROM x LEFT JOIN (SELECT " +
+      std::string(kRunColumns) +
+      " FROM r) AS rr ON rr.dag_id = x.dag_id AND rr.run_id = x.run_id"
+      "  LEFT JOIN ta ON ta.dag_run_id = rr.id "
+      "ORDER BY x.ord";
+  return kSql;
+}
+
+}  // namespace
+
+std::vector<StatusOr<DagRun>> PgStateStore::WriteRuns(const std::vector<NewRun*>& group) {
+  std::vector<StatusOr<DagRun>> results(group.size(), Status::Internal("CreateRun: not written"));
+  // Of two requests for one (dag_id, run_id), only the first is sent; the later ones wait for
+  // its outcome (below).
+  std::vector<size_t> sent;
+  std::vector<std::pair<size_t, size_t>> repeats;  // (request, the earlier one it repeats)
+  {
+    std::unordered_map<std::string, size_t> first;
+    for (size_t i = 0; i < group.size(); ++i) {
+      const DagRun& run = *group[i]->run;
+      // Text holds no NUL, so the separator cannot be part of either id.
+      auto [it, fresh] = first.emplace(run.dag_id + '\0' + run.run_id, i);
+      if (fresh) {
+        sent.push_back(i);
+      } else {
+        repeats.emplace_back(i, it->second);
+      }
+    }
+  }
+  Json runs = Json::array();
+  Json tis = Json::array();
+  for (size_t ord = 0; ord < sent.size(); ++ord) {
+    const NewRun& request = *group[sent[ord]];
+    runs.push_back(NewRunJson(*request.run, ord));
+    for (size_t i = 0; i < request.tis->size(); ++i) {
+      Json row = TaskInstanceJson((*request.tis)[i]);
+      row["run_ord"] = ord;
+      row["ord"] = i;
+      tis.push_back(std::move(row));
+    }
+  }
+  const Status written = pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> Status {
+    const pqxx::result rows = tx.exec_params(CreateRunsSql(), Dump(runs), Dump(tis));
+    if (rows.size() != sent.size()) {
+      return Status::Internal("CreateRun: " + std::to_string(rows.size()) + " rows for " +
+                              std::to_string(sent.size()) + " requests");
+    }
+    for (const auto& row : rows) {
+      const size_t index = sent.at(row["ord"].as<size_t>());
+      const NewRun& request = *group[index];
+      if (row["id"].is_null()) {
+        results[index] = row["dag_exists"].as<bool>() ? RunExists(*request.run)
+                                                      : DagNotFound(request.run->dag_id);
+        continue;
+      }
+      std::unordered_map<std::string, std::string> id_of;
+      if (!row["tis"].is_null()) {
+        for (const auto& pair : Json::parse(row["tis"].c_str())) {
+          id_of[pair[1].get<std::string>()] = pair[0].get<std::string>();
+        }
+      }
+      if (id_of.size() != request.tis->size()) {
+        results[index] = Status::Internal(
+            "CreateRun: inserted " + std::to_string(id_of.size()) + " of " +
+            std::to_string(request.tis->size()) + " task instances");
+        continue;
+      }
+      for (TaskInstance& ti : *request.tis) ti.id = id_of[ti.task_id];
+      results[index] = RunOf(row);
+    }
+    return Status::Ok();
+  });
+  if (!written.ok()) {
+    // Nothing of the statement took effect. A request that made it fail (a value PostgreSQL
+    // refuses, a DAG deleted meanwhile) must not fail the others: each is written on its own.
+    // When the database itself is out of reach, that is everyone's answer.
+    if (sent.size() == 1 || written.code() == StatusCode::kUnavailable) {
+      for (size_t index : sent) results[index] = written;
+    } else {
+      for (size_t index : sent) results[index] = std::move(WriteRuns({group[index]}).front());
+    }
+  }
+  // A repeated request finds the run taken when the earlier one stored it (or found it taken);
+  // when the earlier one failed otherwise, the repeat is written on its own and stands for the
+  // ones after it.
+  std::unordered_map<size_t, size_t> stands_for;  // earliest request → latest one written
+  for (const auto& [index, earlier] : repeats) {
+    auto it = stands_for.emplace(earlier, earlier).first;
+    const StatusOr<DagRun>& before = results[it->second];
+    if (before.ok() || before.status().code() == StatusCode::kAlreadyExists) {
+      results[index] = RunExists(*group[index]->run);
+    } else {
+      results[index] = std::move(WriteRuns({group[index]}).front());
+      it->second = index;
+    }
+  }
+  return results;
 }
 
 StatusOr<DagRun> PgStateStore::GetRun(const std::string& dag_id, const std::string& run_id) {
@@ -858,6 +995,46 @@ StatusOr<DagRun> PgStateStore::LoadRun(int64_t run_key) {
     if (r.empty()) return Status::NotFound("no DAG run with key " + std::to_string(run_key));
     return RunOf(r[0]);
   });
+}
+
+StatusOr<std::vector<scheduler::RunRows>> PgStateStore::LoadRuns(
+    const std::vector<int64_t>& run_keys) {
+  if (run_keys.empty()) return std::vector<scheduler::RunRows>{};
+  const std::string keys = BigintArray(run_keys);
+  return pool_->Run<pg::SnapshotRead>(
+      [&](pg::SnapshotRead& tx) -> StatusOr<std::vector<scheduler::RunRows>> {
+        const pqxx::result runs = tx.exec_params(
+            "SELECT " + std::string(kRunColumns) + " FROM dag_run WHERE id = ANY ($1::bigint[])",
+            keys);
+        std::unordered_map<int64_t, scheduler::RunRows> by_key;
+        by_key.reserve(runs.size());
+        for (const auto& row : runs) {
+          DagRun run = RunOf(row);
+          const int64_t key = run.id;
+          by_key[key].run = std::move(run);
+        }
+        if (!by_key.empty()) {
+          const pqxx::result tis = tx.exec_params("SELECT " + std::string(kTaskInstanceColumns) +
+                                                      " FROM task_instance "
+                                                      "WHERE dag_run_id = ANY ($1::bigint[]) "
+                                                      "ORDER BY dag_run_id, task_id",
+                                                  keys);
+          for (const auto& row : tis) {
+            TaskInstance ti = TaskInstanceOf(row);
+            by_key[ti.run_id_key].task_instances.push_back(std::move(ti));
+          }
+        }
+        // In the caller's order, each run once.
+        std::vector<scheduler::RunRows> out;
+        out.reserve(by_key.size());
+        for (int64_t key : run_keys) {
+          auto it = by_key.find(key);
+          if (it == by_key.end()) continue;
+          out.push_back(std::move(it->second));
+          by_key.erase(it);
+        }
+        return out;
+      });
 }
 
 StatusOr<Listing<DagRun>> PgStateStore::ListRuns(const scheduler::RunQuery& query) {
@@ -1166,31 +1343,45 @@ StatusOr<std::vector<scheduler::EventRecord>> PgStateStore::ReadEvents(int64_t a
                                                                        int limit) {
   return pool_->RunAutocommit(
       [&](pqxx::nontransaction& tx) -> StatusOr<std::vector<scheduler::EventRecord>> {
-        const pqxx::result r = tx.exec_params(
-            "SELECT seq, dagd_us(at) AS at, kind, run_key, dag_id, run_id, task_id,"
-            "  ti_id::text AS ti_id, try_number, state, origin, payload::text AS payload "
-            "FROM event WHERE seq > $1 ORDER BY seq LIMIT $2",
-            after_seq, std::max(limit, 0));
+        const pqxx::result r =
+            tx.exec_params("SELECT " + std::string(kEventColumns) +
+                               " FROM event WHERE seq > $1 ORDER BY seq LIMIT $2",
+                           after_seq, std::max(limit, 0));
         std::vector<scheduler::EventRecord> events;
         events.reserve(r.size());
-        for (const auto& row : r) {
-          scheduler::EventRecord e;
-          e.seq = row["seq"].as<int64_t>();
-          e.at = TimeOf(row["at"]);
-          e.kind = row["kind"].as<std::string>();
-          if (!row["run_key"].is_null()) e.run_key = row["run_key"].as<int64_t>();
-          e.dag_id = row["dag_id"].as<std::string>();
-          e.run_id = row["run_id"].as<std::string>();
-          e.task_id = TextOf(row["task_id"]);
-          e.ti_id = TextOf(row["ti_id"]);
-          if (!row["try_number"].is_null()) e.try_number = row["try_number"].as<int>();
-          e.state = TextOf(row["state"]);
-          if (!row["origin"].is_null()) e.origin = row["origin"].as<int64_t>();
-          e.payload = Json::parse(row["payload"].c_str());
-          events.push_back(std::move(e));
-        }
+        for (const auto& row : r) events.push_back(EventOf(row));
         return events;
       });
+}
+
+StatusOr<scheduler::EventPage> PgStateStore::ReadOtherEvents(int64_t after_seq, int limit,
+                                                             int64_t skip_origin) {
+  if (limit <= 0) return scheduler::EventPage{{}, after_seq};
+  // The counter and the events come from one statement, hence one snapshot; the LEFT JOIN
+  // yields the counter even when no event is returned.
+  return pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> StatusOr<scheduler::EventPage> {
+    const pqxx::result r = tx.exec_params(
+        "SELECT c.last AS counter, e.* FROM event_counter c LEFT JOIN LATERAL ("
+        "  SELECT " +
+            std::string(kEventColumns) +
+            " FROM event WHERE seq > $1 AND seq <= c.last AND origin IS DISTINCT FROM $3"
+            "  ORDER BY seq LIMIT $2) e ON true",
+        after_seq, limit, skip_origin);
+    scheduler::EventPage page;
+    if (r.empty()) return Status::Internal("ReadOtherEvents: the event counter row is missing");
+    for (const auto& row : r) {
+      if (row["seq"].is_null()) break;  // no event: the one row only carries the counter
+      page.events.push_back(EventOf(row));
+    }
+    const int64_t counter = r[0]["counter"].as<int64_t>();
+    if (page.events.size() == static_cast<size_t>(limit)) {
+      page.last_seq = page.events.back().seq;
+    } else {
+      // A reader ahead of the counter (the database was replaced under it) is not sent back.
+      page.last_seq = std::max(counter, after_seq);
+    }
+    return page;
+  });
 }
 
 StatusOr<int64_t> PgStateStore::LatestEventSeq() {

@@ -182,6 +182,85 @@ TEST_F(PgEventLogTest, APlainSqlUpdateOfATaskStateIsAnEventWithoutOrigin) {
   EXPECT_EQ((*run_events)[0].payload["run_type"], "manual");
 }
 
+// --- ReadOtherEvents ---------------------------------------------------------------------------
+
+// A scheduler reads what others wrote: its own events are left out, yet the page covers them, so
+// it resumes after them instead of reading them again.
+TEST_F(PgEventLogTest, ReadOtherEventsSkipsAnOriginAndStillAdvancesPastItsEvents) {
+  const int64_t epoch = Epoch();
+  auto dag = MakeDag("etl");
+  std::vector<TaskInstance> tis;
+  DagRun run = CreateRunOf(*dag, "r1", &tis);  // 4 events, no origin
+  const int64_t created = *store_->LatestEventSeq();
+  SqlSession(db_.url()).Exec("UPDATE task_instance SET state = 'removed' WHERE task_id = 'load'");
+  scheduler::Transition t;  // 2 events of our own, the last ones of the log
+  t.runs.push_back(test::RunChange(RunKind::kStart, run, RunState::kRunning, kT0));
+  t.task_instances.push_back(test::Queue(tis[0], epoch));
+  ApplyOk(t);
+  const int64_t latest = *store_->LatestEventSeq();
+  ASSERT_EQ(latest, created + 3);
+
+  auto page = store_->ReadOtherEvents(0, 100, epoch);
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  ASSERT_EQ(page->events.size(), 5u);
+  for (size_t i = 0; i < page->events.size(); ++i) {
+    EXPECT_EQ(page->events[i].seq, static_cast<int64_t>(i) + 1);
+    EXPECT_EQ(page->events[i].origin, std::nullopt);
+  }
+  EXPECT_EQ(page->events.back().state, "removed");
+  EXPECT_EQ(page->last_seq, latest);
+
+  // Only our own events after the position: nothing returned, the position still advances.
+  auto own = store_->ReadOtherEvents(created + 1, 100, epoch);
+  ASSERT_TRUE(own.ok()) << own.status().ToString();
+  EXPECT_TRUE(own->events.empty());
+  EXPECT_EQ(own->last_seq, latest);
+
+  // Another origin skipped: our own events come back, the others' do not.
+  auto theirs = store_->ReadOtherEvents(0, 100, epoch + 1);
+  ASSERT_TRUE(theirs.ok());
+  ASSERT_EQ(theirs->events.size(), 7u);
+  EXPECT_EQ(theirs->events[5].origin, epoch);
+  EXPECT_EQ(theirs->last_seq, latest);
+
+  // Nothing new: the position stays.
+  auto idle = store_->ReadOtherEvents(latest, 100, epoch);
+  ASSERT_TRUE(idle.ok());
+  EXPECT_TRUE(idle->events.empty());
+  EXPECT_EQ(idle->last_seq, latest);
+}
+
+// A full page may stop short of the counter: the reader resumes after its last row, and the
+// events after it (other writers' and skipped ones alike) are covered by the next pages.
+TEST_F(PgEventLogTest, AFullPageOfOtherEventsStopsAtItsLastRow) {
+  const int64_t epoch = Epoch();
+  auto dag = MakeDag("etl");
+  std::vector<TaskInstance> tis;
+  DagRun run = CreateRunOf(*dag, "r1", &tis);  // seq 1-4
+  scheduler::Transition t;                      // seq 5-6, ours
+  t.runs.push_back(test::RunChange(RunKind::kStart, run, RunState::kRunning, kT0));
+  t.task_instances.push_back(test::Queue(tis[0], epoch));
+  ApplyOk(t);
+  CreateRunOf(*dag, "r2");  // seq 7-10
+
+  auto first = store_->ReadOtherEvents(0, 3, epoch);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(first->events.size(), 3u);
+  EXPECT_EQ(first->last_seq, 3);
+  auto second = store_->ReadOtherEvents(first->last_seq, 3, epoch);
+  ASSERT_TRUE(second.ok());
+  ASSERT_EQ(second->events.size(), 3u);
+  EXPECT_EQ(second->events[0].seq, 4);
+  EXPECT_EQ(second->events[1].seq, 7);  // 5 and 6 skipped
+  EXPECT_EQ(second->events[2].seq, 8);
+  EXPECT_EQ(second->last_seq, 8);
+  auto third = store_->ReadOtherEvents(second->last_seq, 3, epoch);
+  ASSERT_TRUE(third.ok());
+  ASSERT_EQ(third->events.size(), 2u);
+  EXPECT_EQ(third->events[1].seq, 10);
+  EXPECT_EQ(third->last_seq, 10);
+}
+
 // --- Subscribe ---------------------------------------------------------------------------------
 
 // Collects on_change calls for a test to wait on.

@@ -300,6 +300,45 @@ TEST_F(PgStateStoreTest, GetRunOfAnUnknownRunIsNotFoundInAirflowsWords) {
             "The DagRun with dag_id: 'etl' and run_id: 'nope' was not found");
 }
 
+TEST_F(PgStateStoreTest, LoadRunsReturnsTheKnownRunsWithTheirTaskInstancesInTheGivenOrder) {
+  auto etl = MakeDag("etl");
+  auto fan = test::MakeFanOutDag("fan", 4);
+  std::vector<TaskInstance> etl_tis;
+  const DagRun a = CreateRunOf(*etl, "a", &etl_tis);
+  const DagRun b = CreateRunOf(*fan, "b");
+  const DagRun c = CreateRunOf(*etl, "c");
+  const int64_t unknown = c.id + 1000;
+
+  auto loaded = store_->LoadRuns({c.id, unknown, a.id, b.id});
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  ASSERT_EQ(loaded->size(), 3u);
+  EXPECT_EQ((*loaded)[0].run.id, c.id);
+  EXPECT_EQ((*loaded)[1].run.id, a.id);
+  EXPECT_EQ((*loaded)[2].run.id, b.id);
+  EXPECT_EQ((*loaded)[1].run.run_id, "a");
+  EXPECT_EQ((*loaded)[1].run.conf, a.conf);
+  EXPECT_EQ((*loaded)[0].task_instances.size(), 3u);
+  ASSERT_EQ((*loaded)[1].task_instances.size(), 3u);
+  EXPECT_EQ((*loaded)[2].task_instances.size(), 5u);
+  for (const auto& rows : *loaded) {
+    for (const auto& ti : rows.task_instances) {
+      EXPECT_EQ(ti.run_id_key, rows.run.id) << ti.task_id;
+      EXPECT_EQ(ti.run_id, rows.run.run_id) << ti.task_id;
+    }
+  }
+  // Ordered by task_id, as LoadTaskInstances orders them.
+  EXPECT_EQ((*loaded)[1].task_instances[0].task_id, "extract");
+  EXPECT_EQ((*loaded)[1].task_instances[0].id, etl_tis[0].id);
+  EXPECT_EQ((*loaded)[1].task_instances[2].task_id, "transform");
+
+  auto none = store_->LoadRuns({unknown});
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_TRUE(none->empty());
+  auto empty = store_->LoadRuns({});
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+}
+
 TEST_F(PgStateStoreTest, ListRunsFiltersPagesAndOrders) {
   auto dag = MakeDag("etl");
   ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0).ok());

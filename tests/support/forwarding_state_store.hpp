@@ -56,6 +56,9 @@ class ForwardingStateStore : public scheduler::StateStore {
     return inner_.GetRun(dag_id, run_id);
   }
   StatusOr<scheduler::DagRun> LoadRun(int64_t run_key) override { return inner_.LoadRun(run_key); }
+  StatusOr<std::vector<scheduler::RunRows>> LoadRuns(const std::vector<int64_t>& keys) override {
+    return inner_.LoadRuns(keys);
+  }
   StatusOr<scheduler::Listing<scheduler::DagRun>> ListRuns(const scheduler::RunQuery& q) override {
     return inner_.ListRuns(q);
   }
@@ -85,6 +88,10 @@ class ForwardingStateStore : public scheduler::StateStore {
   }
   StatusOr<std::vector<scheduler::EventRecord>> ReadEvents(int64_t after_seq, int limit) override {
     return inner_.ReadEvents(after_seq, limit);
+  }
+  StatusOr<scheduler::EventPage> ReadOtherEvents(int64_t after_seq, int limit,
+                                                 int64_t skip_origin) override {
+    return inner_.ReadOtherEvents(after_seq, limit, skip_origin);
   }
   StatusOr<int64_t> LatestEventSeq() override { return inner_.LatestEventSeq(); }
   Status Subscribe(ChangeCallback on_change) override {

@@ -3,7 +3,7 @@
 // Open connects, applies the embedded migrations (storage/migrations/*.sql) under an advisory
 // lock, and returns a store backed by a small pool of connections. Every StateStore method is one
 // transaction on one pooled connection (CreateRun and Apply: one autocommit statement, one round
-// trip); no exception escapes: libpqxx errors become unavailable (connection lost, the statement
+// trip; concurrent CreateRun calls share theirs, see below); no exception escapes: libpqxx errors become unavailable (connection lost, the statement
 // timed out, or no pooled connection became free in time), aborted (serialization failure,
 // deadlock: retry the call), already_exists (unique violation), internal (anything else,
 // including a commit whose outcome is unknown); data PostgreSQL refuses (SQLSTATE class 22, e.g.
@@ -12,6 +12,14 @@
 // Events, notifications and fencing live in the database (migration 003 states the contract
 // every writer gets): any writer of runs and task instances, psql included, appends events and
 // wakes subscribers.
+//
+// CreateRun commits in groups: a call that finds no other CreateRun writing goes out at once;
+// calls arriving meanwhile queue, and the next statement writes all of them (up to the batch
+// limits below) in one commit. Each call still gets exactly its own outcome: already_exists for a
+// taken (dag_id, run_id) (of two equal requests in one group, the first wins), not_found for an
+// unknown DAG. When the shared statement fails for another reason, each request of the group is
+// written on its own, so a bad request fails only its caller; only unavailable (the database is
+// unreachable or busy) is everyone's answer.
 //
 // AcquireSchedulerLock uses one more connection, outside the pool, that stays open (holding the
 // lock) until the store is destroyed; it shows as application_name 'dagd-scheduler'. Subscribe
@@ -46,11 +54,16 @@ struct PgOptions {
   // How long a call waits for a free pooled connection before it answers unavailable ("the
   // database is busy").
   std::chrono::milliseconds pool_wait_timeout{5000};
+  // The most CreateRun calls, and task instances, one shared commit writes (at least one call).
+  int create_run_group_max_runs = 200;
+  int create_run_group_max_task_instances = 20000;
 };
 
 namespace pg {
 class Pool;
-}
+template <typename Request, typename T>
+class GroupCommit;
+}  // namespace pg
 
 class PgStateStore final : public scheduler::StateStore {
  public:
@@ -82,6 +95,8 @@ class PgStateStore final : public scheduler::StateStore {
                                         std::vector<scheduler::TaskInstance>& tis) override;
   StatusOr<scheduler::DagRun> GetRun(const std::string& dag_id, const std::string& run_id) override;
   StatusOr<scheduler::DagRun> LoadRun(int64_t run_key) override;
+  // Two queries on one snapshot: the runs, then all their task instances.
+  StatusOr<std::vector<scheduler::RunRows>> LoadRuns(const std::vector<int64_t>& run_keys) override;
   StatusOr<scheduler::Listing<scheduler::DagRun>> ListRuns(
       const scheduler::RunQuery& query) override;
   StatusOr<std::vector<scheduler::DagRun>> LoadActiveRuns() override;
@@ -100,6 +115,12 @@ class PgStateStore final : public scheduler::StateStore {
   StatusOr<scheduler::ApplyResult> Apply(const scheduler::Transition& t) override;
 
   StatusOr<std::vector<scheduler::EventRecord>> ReadEvents(int64_t after_seq, int limit) override;
+  // One statement: event_counter.last, read in the statement's snapshot, is the highest
+  // committed seq (seqs are taken in commit order under the counter's row lock, so every event
+  // up to it is visible there too). A full page ends at its last row; a shorter one covers
+  // everything up to the counter.
+  StatusOr<scheduler::EventPage> ReadOtherEvents(int64_t after_seq, int limit,
+                                                 int64_t skip_origin) override;
   StatusOr<int64_t> LatestEventSeq() override;
   // Connects the listener before returning (unavailable when it cannot), so every commit after
   // Subscribe returns is reported.
@@ -109,11 +130,16 @@ class PgStateStore final : public scheduler::StateStore {
  private:
   struct SchedulerLock;
   class Listener;
+  struct NewRun;  // one CreateRun call: its run and task instances
 
   PgStateStore(PgOptions options, std::unique_ptr<pg::Pool> pool);
 
+  // Writes a group of CreateRun calls in one statement (one commit); one result per call.
+  std::vector<StatusOr<scheduler::DagRun>> WriteRuns(const std::vector<NewRun*>& group);
+
   const PgOptions options_;
   std::unique_ptr<pg::Pool> pool_;
+  std::unique_ptr<pg::GroupCommit<NewRun, scheduler::DagRun>> run_commits_;
   std::unique_ptr<SchedulerLock> scheduler_lock_;
   std::unique_ptr<Listener> listener_;  // guarded by listener_mu_
   std::mutex listener_mu_;

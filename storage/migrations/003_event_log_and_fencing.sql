@@ -275,6 +275,9 @@ BEGIN
         AND t.id = x.id AND x.run_key <> ALL (v_conflicts);
   END IF;
 
+  -- Every try a worker runs has its row in task_instance_try, written with each transition. A
+  -- settled task never ran (skipped, upstream_failed, an `empty` task's success): no try row;
+  -- its current try, if it has a number, is the task instance itself (ListTries shows it).
   IF cardinality(v_tis) > 0 THEN
     WITH tu AS (
       UPDATE task_instance t SET
@@ -321,13 +324,13 @@ BEGIN
         owner_epoch = CASE x.kind WHEN 'queue' THEN p_epoch ELSE t.owner_epoch END
       FROM unnest(v_tis) x
       WHERE t.id = x.id AND x.run_key <> ALL (v_conflicts)
-      RETURNING t.*)
+      RETURNING t.*, x.kind AS change_kind)
     INSERT INTO task_instance_try AS old (ti_id, try_number, state, queued_when, start_date,
       end_date, duration, hostname, pid, operator, process_pgid, process_start_key, owner_epoch)
     SELECT tu.id, tu.try_number, tu.state, tu.queued_when, tu.start_date, tu.end_date,
       tu.duration, tu.hostname, tu.pid, tu.operator, tu.process_pgid, tu.process_start_key,
       tu.owner_epoch
-    FROM tu WHERE tu.try_number > 0
+    FROM tu WHERE tu.try_number > 0 AND tu.change_kind <> 'settle'
     ON CONFLICT (ti_id, try_number) DO UPDATE SET state = excluded.state,
       queued_when = excluded.queued_when, start_date = excluded.start_date,
       end_date = excluded.end_date, duration = excluded.duration, hostname = excluded.hostname,

@@ -1189,12 +1189,22 @@ StatusOr<std::vector<TaskTry>> PgStateStore::ListTries(const std::string& dag_id
                                                        const std::string& run_id,
                                                        const std::string& task_id) {
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<std::vector<TaskTry>> {
-    // LEFT JOIN: one query tells "unknown task instance" (no row) from "no tries yet".
+    // LEFT JOIN: one query tells "unknown task instance" (no row) from "no tries yet". A try
+    // settled without a worker (an `empty` task's success) has no try row of its own: the task
+    // instance stands for its current try when no row has that number.
     const pqxx::result r = tx.exec_params(
         "SELECT ti.id::text AS ti_id, t.try_number, t.state, "
         "  dagd_us(t.queued_when) AS queued_when, dagd_us(t.start_date) AS start_date, "
         "  dagd_us(t.end_date) AS end_date, t.duration, t.hostname, t.pid, t.operator "
-        "FROM task_instance ti LEFT JOIN task_instance_try t ON t.ti_id = ti.id "
+        "FROM task_instance ti LEFT JOIN LATERAL ("
+        "  SELECT y.try_number, y.state, y.queued_when, y.start_date, y.end_date, y.duration,"
+        "    y.hostname, y.pid, y.operator"
+        "  FROM task_instance_try y WHERE y.ti_id = ti.id"
+        "  UNION ALL"
+        "  SELECT ti.try_number, ti.state, ti.queued_when, ti.start_date, ti.end_date,"
+        "    ti.duration, ti.hostname, ti.pid, ti.operator"
+        "  WHERE ti.try_number > 0 AND NOT EXISTS (SELECT 1 FROM task_instance_try z"
+        "    WHERE z.ti_id = ti.id AND z.try_number = ti.try_number)) t ON true "
         "WHERE ti.dag_id = $1 AND ti.run_id = $2 AND ti.task_id = $3 "
         "ORDER BY t.try_number",
         dag_id, run_id, task_id);

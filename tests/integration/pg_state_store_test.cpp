@@ -500,6 +500,73 @@ TEST_F(PgStateStoreTest, ApplyWritesRunsTaskInstancesTriesXcomsAndEventsTogether
             4);
 }
 
+// A settled task never ran: no try row is written for it. ListTries still shows an `empty`
+// task's successful try (the task instance stands for it), and nothing for a skipped task, which
+// has no try; a task settled after a try a worker ran keeps that try's row as it ended.
+TEST_F(PgStateStoreTest, SettledTasksWriteNoTryRowYetListTriesShowsTheirCurrentTry) {
+  const int64_t epoch = Epoch();
+  auto dag = MakeDag("etl");
+  std::vector<TaskInstance> tis;
+  CreateRunOf(*dag, "r1", &tis);
+  TaskInstance empty_success = tis[0];
+  TaskInstance skipped = tis[1];
+  TaskInstance retried = tis[2];
+  {
+    scheduler::Transition t;
+    t.task_instances.push_back(test::Queue(retried, epoch, kT0));
+    ApplyOk(t);
+  }
+  {
+    scheduler::Transition t;
+    TaskInstance after = empty_success;
+    after.try_number = 1;
+    after.state = TaskState::kSuccess;
+    after.start_date = kT0 + Us(3);
+    after.end_date = kT0 + Us(3);
+    after.duration = 0;
+    t.task_instances.push_back(test::Change(TiKind::kSettle, empty_success, after));
+    empty_success = after;
+    t.task_instances.push_back(test::Settle(skipped, TaskState::kSkipped, kT0 + Us(3)));
+    t.task_instances.push_back(test::Finish(retried, TaskState::kUpForRetry, kT0 + Us(4)));
+    ApplyOk(t);
+  }
+  {
+    scheduler::Transition t;  // the retry needs no worker: try 2 settles as success
+    TaskInstance after = retried;
+    after.try_number = 2;
+    after.state = TaskState::kSuccess;
+    after.start_date = kT0 + Us(6);
+    after.end_date = kT0 + Us(6);
+    after.duration = 0;
+    t.task_instances.push_back(test::Change(TiKind::kSettle, retried, after));
+    ApplyOk(t);
+  }
+  EXPECT_EQ(db_.Query("SELECT t.task_id || ':' || y.try_number || ':' || y.state "
+                      "FROM task_instance_try y JOIN task_instance t ON t.id = y.ti_id"),
+            std::vector<std::string>{"load:1:up_for_retry"});
+
+  auto empty_tries = store_->ListTries("etl", "r1", "extract");
+  ASSERT_TRUE(empty_tries.ok()) << empty_tries.status().ToString();
+  ASSERT_EQ(empty_tries->size(), 1u);
+  EXPECT_EQ((*empty_tries)[0].try_number, 1);
+  EXPECT_EQ((*empty_tries)[0].state, TaskState::kSuccess);
+  EXPECT_EQ((*empty_tries)[0].start_date, kT0 + Us(3));
+  EXPECT_EQ((*empty_tries)[0].ti_id, empty_success.id);
+
+  auto skipped_tries = store_->ListTries("etl", "r1", "transform");
+  ASSERT_TRUE(skipped_tries.ok());
+  EXPECT_TRUE(skipped_tries->empty());
+
+  auto retried_tries = store_->ListTries("etl", "r1", "load");
+  ASSERT_TRUE(retried_tries.ok());
+  ASSERT_EQ(retried_tries->size(), 2u);
+  EXPECT_EQ((*retried_tries)[0].try_number, 1);
+  EXPECT_EQ((*retried_tries)[0].state, TaskState::kUpForRetry);
+  EXPECT_EQ((*retried_tries)[1].try_number, 2);
+  EXPECT_EQ((*retried_tries)[1].state, TaskState::kSuccess);
+  EXPECT_EQ((*retried_tries)[1].end_date, kT0 + Us(6));
+}
+
 TEST_F(PgStateStoreTest, ApplyKeepsOneTryRowPerTryAcrossRetries) {
   const int64_t epoch = Epoch();
   auto dag = MakeDag("etl");

@@ -988,15 +988,6 @@ StatusOr<DagRun> PgStateStore::GetRun(const std::string& dag_id, const std::stri
   });
 }
 
-StatusOr<DagRun> PgStateStore::LoadRun(int64_t run_key) {
-  return pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> StatusOr<DagRun> {
-    const pqxx::result r = tx.exec_params(
-        "SELECT " + std::string(kRunColumns) + " FROM dag_run WHERE id = $1", run_key);
-    if (r.empty()) return Status::NotFound("no DAG run with key " + std::to_string(run_key));
-    return RunOf(r[0]);
-  });
-}
-
 StatusOr<std::vector<scheduler::RunRows>> PgStateStore::LoadRuns(
     const std::vector<int64_t>& run_keys) {
   if (run_keys.empty()) return std::vector<scheduler::RunRows>{};
@@ -1097,19 +1088,6 @@ StatusOr<std::vector<DagRun>> PgStateStore::LoadActiveRuns() {
     runs.reserve(r.size());
     for (const auto& row : r) runs.push_back(RunOf(row));
     return runs;
-  });
-}
-
-StatusOr<std::vector<TaskInstance>> PgStateStore::LoadTaskInstances(int64_t run_key) {
-  return pool_->Run([&](pqxx::work& tx) -> StatusOr<std::vector<TaskInstance>> {
-    const pqxx::result r = tx.exec_params("SELECT " + std::string(kTaskInstanceColumns) +
-                                              " FROM task_instance WHERE dag_run_id = $1 "
-                                              "ORDER BY task_id",
-                                          run_key);
-    std::vector<TaskInstance> tis;
-    tis.reserve(r.size());
-    for (const auto& row : r) tis.push_back(TaskInstanceOf(row));
-    return tis;
   });
 }
 

@@ -51,9 +51,7 @@ TEST_F(PgApplyFigures, DISABLED_ServerTimeOfDagdApplyOnAHundredThousandTaskInsta
   setup.Exec("VACUUM ANALYZE");
   std::vector<std::vector<TaskInstance>> runs;
   for (const auto& key : db_.Query("SELECT id FROM dag_run ORDER BY id")) {
-    auto tis = store_->LoadTaskInstances(std::stoll(key));
-    ASSERT_TRUE(tis.ok());
-    runs.push_back(std::move(tis).value());
+    runs.push_back(Load(std::stoll(key)).task_instances);
   }
   ASSERT_EQ(runs.size(), static_cast<size_t>(kRuns));
   ASSERT_EQ(Count("SELECT count(*) FROM task_instance"), 100000);

@@ -229,11 +229,10 @@ TEST_F(PgStateStoreTest, CreateRunStoresTheRunAndItsTaskInstancesWithIdsAndEvent
   }
   EXPECT_EQ(ids.size(), 3u);
 
-  auto stored = store_->LoadTaskInstances(run->id);
-  ASSERT_TRUE(stored.ok());
-  ASSERT_EQ(stored->size(), 3u);
-  EXPECT_EQ((*stored)[0].task_id, "extract");  // ordered by task_id
-  EXPECT_EQ((*stored)[0].state, TaskState::kNone);
+  const auto stored = Load(run->id).task_instances;
+  ASSERT_EQ(stored.size(), 3u);
+  EXPECT_EQ(stored[0].task_id, "extract");  // ordered by task_id
+  EXPECT_EQ(stored[0].state, TaskState::kNone);
   EXPECT_EQ(Count("SELECT count(*) FROM task_instance WHERE state IS NULL"), 3);
 
   // One event for the run, then one per task instance (in id order), numbered from 1.
@@ -326,7 +325,7 @@ TEST_F(PgStateStoreTest, LoadRunsReturnsTheKnownRunsWithTheirTaskInstancesInTheG
       EXPECT_EQ(ti.run_id, rows.run.run_id) << ti.task_id;
     }
   }
-  // Ordered by task_id, as LoadTaskInstances orders them.
+  // Ordered by task_id, as LoadRuns orders them.
   EXPECT_EQ((*loaded)[1].task_instances[0].task_id, "extract");
   EXPECT_EQ((*loaded)[1].task_instances[0].id, etl_tis[0].id);
   EXPECT_EQ((*loaded)[1].task_instances[2].task_id, "transform");
@@ -634,11 +633,10 @@ TEST_F(PgStateStoreTest, ARunningTrysProcessGroupRoundTripsAndANewTryStartsWitho
   auto stored = store_->GetTaskInstance("etl", "r1", "extract");
   ASSERT_TRUE(stored.ok());
   EXPECT_EQ(stored->process, ti.process);
-  auto loaded = store_->LoadTaskInstances(stored->run_id_key);
-  ASSERT_TRUE(loaded.ok());
-  auto extract = std::find_if(loaded->begin(), loaded->end(),
+  const auto loaded = Load(stored->run_id_key).task_instances;
+  auto extract = std::find_if(loaded.begin(), loaded.end(),
                               [](const TaskInstance& x) { return x.task_id == "extract"; });
-  ASSERT_NE(extract, loaded->end());
+  ASSERT_NE(extract, loaded.end());
   EXPECT_EQ(extract->process, ti.process);
   EXPECT_EQ(extract->owner_epoch, epoch);
   EXPECT_EQ(db_.Query("SELECT process_pgid || ' ' || process_start_key FROM task_instance_try"),

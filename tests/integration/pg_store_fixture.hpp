@@ -257,6 +257,13 @@ class PgStoreTest : public ::testing::Test {
     return *run;
   }
 
+  // One run and its task instances, as the scheduler loads them.
+  scheduler::RunRows Load(int64_t run_key) {
+    auto rows = store_->LoadRuns({run_key});
+    EXPECT_TRUE(rows.ok() && rows->size() == 1) << "run " << run_key << " not loaded";
+    return rows.ok() && rows->size() == 1 ? rows->front() : scheduler::RunRows{};
+  }
+
   // Applies `t` and expects it to be written whole (no conflicts).
   void ApplyOk(const scheduler::Transition& t) {
     auto applied = store_->Apply(t);

@@ -55,7 +55,6 @@ class ForwardingStateStore : public scheduler::StateStore {
                                      const std::string& run_id) override {
     return inner_.GetRun(dag_id, run_id);
   }
-  StatusOr<scheduler::DagRun> LoadRun(int64_t run_key) override { return inner_.LoadRun(run_key); }
   StatusOr<std::vector<scheduler::RunRows>> LoadRuns(const std::vector<int64_t>& keys) override {
     return inner_.LoadRuns(keys);
   }
@@ -64,9 +63,6 @@ class ForwardingStateStore : public scheduler::StateStore {
   }
   StatusOr<std::vector<scheduler::DagRun>> LoadActiveRuns() override {
     return inner_.LoadActiveRuns();
-  }
-  StatusOr<std::vector<scheduler::TaskInstance>> LoadTaskInstances(int64_t run_key) override {
-    return inner_.LoadTaskInstances(run_key);
   }
   StatusOr<scheduler::Listing<scheduler::TaskInstance>> ListTaskInstances(
       const scheduler::TaskInstanceQuery& q) override {

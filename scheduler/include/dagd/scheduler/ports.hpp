@@ -151,14 +151,12 @@ class StateStore {
   // already_exists when (dag_id, run_id) is taken.
   virtual StatusOr<DagRun> CreateRun(const DagRun& run, std::vector<TaskInstance>& tis) = 0;
   virtual StatusOr<DagRun> GetRun(const std::string& dag_id, const std::string& run_id) = 0;
-  virtual StatusOr<DagRun> LoadRun(int64_t run_key) = 0;  // not_found
   // The runs with these keys and their task instances, in a fixed number of queries whatever
   // their number (keys that do not exist are left out), for loading many new runs at once.
   virtual StatusOr<std::vector<RunRows>> LoadRuns(const std::vector<int64_t>& run_keys) = 0;
   virtual StatusOr<Listing<DagRun>> ListRuns(const RunQuery& query) = 0;
   // Runs in state queued or running, oldest queued_at first.
   virtual StatusOr<std::vector<DagRun>> LoadActiveRuns() = 0;
-  virtual StatusOr<std::vector<TaskInstance>> LoadTaskInstances(int64_t run_key) = 0;
 
   // --- Task instances ---
   virtual StatusOr<Listing<TaskInstance>> ListTaskInstances(const TaskInstanceQuery& query) = 0;

@@ -94,13 +94,11 @@ class PgStateStore final : public scheduler::StateStore {
   StatusOr<scheduler::DagRun> CreateRun(const scheduler::DagRun& run,
                                         std::vector<scheduler::TaskInstance>& tis) override;
   StatusOr<scheduler::DagRun> GetRun(const std::string& dag_id, const std::string& run_id) override;
-  StatusOr<scheduler::DagRun> LoadRun(int64_t run_key) override;
   // Two queries on one snapshot: the runs, then all their task instances.
   StatusOr<std::vector<scheduler::RunRows>> LoadRuns(const std::vector<int64_t>& run_keys) override;
   StatusOr<scheduler::Listing<scheduler::DagRun>> ListRuns(
       const scheduler::RunQuery& query) override;
   StatusOr<std::vector<scheduler::DagRun>> LoadActiveRuns() override;
-  StatusOr<std::vector<scheduler::TaskInstance>> LoadTaskInstances(int64_t run_key) override;
 
   StatusOr<scheduler::Listing<scheduler::TaskInstance>> ListTaskInstances(
       const scheduler::TaskInstanceQuery& query) override;

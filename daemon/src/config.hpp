@@ -19,7 +19,7 @@ struct Config {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 8080;
   int parallelism = 8;
-  int api_threads = 4;
+  int api_threads = 16;  // they mostly wait on PostgreSQL; concurrent triggers share commits
   std::chrono::seconds shutdown_grace{30};
   std::string log_level = "info";
   // The account bash tasks run as: as root --run-as (default "dagd"), checked to exist and to be

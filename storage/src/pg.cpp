@@ -132,7 +132,8 @@ Status MapCurrentException() {
   }
 }
 
-Pool::Pool(PgOptions options) : options_(std::move(options)) {
+Pool::Pool(PgOptions options, std::vector<std::pair<std::string, std::string>> prepared)
+    : options_(std::move(options)), prepared_(std::move(prepared)) {
   slots_.resize(static_cast<size_t>(std::max(options_.pool_size, 1)));
   // Hand out low indices first so a lightly loaded store keeps reusing few connections.
   for (size_t i = slots_.size(); i > 0; --i) free_.push_back(i - 1);
@@ -167,7 +168,10 @@ Pool::Lease::~Lease() {
 pqxx::connection& Pool::Lease::Connection() {
   auto& conn = pool_.slots_[slot_];
   if (conn && !conn->is_open()) conn.reset();
-  if (!conn) conn = Connect(pool_.options_, "dagd");
+  if (!conn) {
+    conn = Connect(pool_.options_, "dagd");
+    for (const auto& [name, sql] : pool_.prepared_) conn->prepare(name, sql);
+  }
   return *conn;
 }
 

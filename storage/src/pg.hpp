@@ -52,8 +52,10 @@ using SnapshotRead = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
 
 class Pool {
  public:
-  // Connections (options.pool_size, at least 1) are opened lazily, with Connect(options).
-  explicit Pool(PgOptions options);
+  // Connections (options.pool_size, at least 1) are opened lazily, with Connect(options), and
+  // declare the `prepared` statements (name → SQL): hot statements are planned once per
+  // connection instead of on every call (Tx::exec_prepared(name, ...)).
+  explicit Pool(PgOptions options, std::vector<std::pair<std::string, std::string>> prepared = {});
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
@@ -163,6 +165,7 @@ class Pool {
   Status Busy() const;
 
   const PgOptions options_;
+  const std::vector<std::pair<std::string, std::string>> prepared_;
   // Only the lease holding slot i touches slots_[i]; mu_ guards free_.
   std::vector<std::unique_ptr<pqxx::connection>> slots_;
   std::mutex mu_;

@@ -388,6 +388,17 @@ Status TaskInstanceNotFound(const std::string& dag_id, const std::string& run_id
                           run_id + "', task_id: '" + task_id + "' was not found");
 }
 
+// Names of the prepared statements.
+constexpr const char* kGetDag = "dagd_get_dag";
+constexpr const char* kCreateRuns = "dagd_create_runs";
+constexpr const char* kLoadRuns = "dagd_load_runs";
+constexpr const char* kLoadRunTaskInstances = "dagd_load_run_task_instances";
+constexpr const char* kApply = "dagd_apply";
+constexpr const char* kReadOtherEvents = "dagd_read_other_events";
+
+// The hot statements (name, SQL), planned once per connection; defined with CreateRunsSql.
+std::vector<std::pair<std::string, std::string>> PreparedStatements();
+
 }  // namespace
 
 // --- Lifecycle -----------------------------------------------------------------------------------
@@ -523,7 +534,7 @@ PgStateStore::~PgStateStore() {
 }
 
 StatusOr<std::unique_ptr<PgStateStore>> PgStateStore::Open(const PgOptions& options) {
-  auto pool = std::make_unique<pg::Pool>(options);
+  auto pool = std::make_unique<pg::Pool>(options, PreparedStatements());
   Status migrated = pool->WithConnection(
       [](pqxx::connection_base& conn) { ApplyMigrations(conn, EmbeddedMigrations()); });
   if (!migrated.ok()) return migrated;
@@ -743,9 +754,8 @@ StatusOr<Listing<DagRecord>> PgStateStore::ListDags(const scheduler::DagQuery& q
 }
 
 StatusOr<DagRecord> PgStateStore::GetDag(const std::string& dag_id) {
-  return pool_->Run([&](pqxx::work& tx) -> StatusOr<DagRecord> {
-    const pqxx::result r = tx.exec_params(
-        "SELECT " + std::string(kDagColumns) + " FROM dag WHERE dag_id = $1", dag_id);
+  return pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> StatusOr<DagRecord> {
+    const pqxx::result r = tx.exec_prepared(kGetDag, dag_id);
     if (r.empty()) return DagNotFound(dag_id);
     return DagOf(r[0]);
   });
@@ -887,6 +897,25 @@ const std::string& CreateRunsSql() {
   return kSql;
 }
 
+std::vector<std::pair<std::string, std::string>> PreparedStatements() {
+  return {
+      {kGetDag, "SELECT " + std::string(kDagColumns) + " FROM dag WHERE dag_id = $1"},
+      {kCreateRuns, CreateRunsSql()},
+      {kLoadRuns,
+       "SELECT " + std::string(kRunColumns) + " FROM dag_run WHERE id = ANY ($1::bigint[])"},
+      {kLoadRunTaskInstances, "SELECT " + std::string(kTaskInstanceColumns) +
+                                  " FROM task_instance WHERE dag_run_id = ANY ($1::bigint[]) "
+                                  "ORDER BY dag_run_id, task_id"},
+      {kApply, "SELECT unnest(dagd_apply($1, $2::json, $3::json, $4::json))"},
+      {kReadOtherEvents,
+       "SELECT c.last AS counter, e.* FROM event_counter c LEFT JOIN LATERAL ("
+       "  SELECT " +
+           std::string(kEventColumns) +
+           " FROM event WHERE seq > $1 AND seq <= c.last AND origin IS DISTINCT FROM $3"
+           "  ORDER BY seq LIMIT $2) e ON true"},
+  };
+}
+
 }  // namespace
 
 std::vector<StatusOr<DagRun>> PgStateStore::WriteRuns(const std::vector<NewRun*>& group) {
@@ -921,7 +950,7 @@ std::vector<StatusOr<DagRun>> PgStateStore::WriteRuns(const std::vector<NewRun*>
     }
   }
   const Status written = pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> Status {
-    const pqxx::result rows = tx.exec_params(CreateRunsSql(), Dump(runs), Dump(tis));
+    const pqxx::result rows = tx.exec_prepared(kCreateRuns, Dump(runs), Dump(tis));
     if (rows.size() != sent.size()) {
       return Status::Internal("CreateRun: " + std::to_string(rows.size()) + " rows for " +
                               std::to_string(sent.size()) + " requests");
@@ -994,9 +1023,7 @@ StatusOr<std::vector<scheduler::RunRows>> PgStateStore::LoadRuns(
   const std::string keys = BigintArray(run_keys);
   return pool_->Run<pg::SnapshotRead>(
       [&](pg::SnapshotRead& tx) -> StatusOr<std::vector<scheduler::RunRows>> {
-        const pqxx::result runs = tx.exec_params(
-            "SELECT " + std::string(kRunColumns) + " FROM dag_run WHERE id = ANY ($1::bigint[])",
-            keys);
+        const pqxx::result runs = tx.exec_prepared(kLoadRuns, keys);
         std::unordered_map<int64_t, scheduler::RunRows> by_key;
         by_key.reserve(runs.size());
         for (const auto& row : runs) {
@@ -1005,11 +1032,7 @@ StatusOr<std::vector<scheduler::RunRows>> PgStateStore::LoadRuns(
           by_key[key].run = std::move(run);
         }
         if (!by_key.empty()) {
-          const pqxx::result tis = tx.exec_params("SELECT " + std::string(kTaskInstanceColumns) +
-                                                      " FROM task_instance "
-                                                      "WHERE dag_run_id = ANY ($1::bigint[]) "
-                                                      "ORDER BY dag_run_id, task_id",
-                                                  keys);
+          const pqxx::result tis = tx.exec_prepared(kLoadRunTaskInstances, keys);
           for (const auto& row : tis) {
             TaskInstance ti = TaskInstanceOf(row);
             by_key[ti.run_id_key].task_instances.push_back(std::move(ti));
@@ -1316,8 +1339,7 @@ StatusOr<scheduler::ApplyResult> PgStateStore::Apply(const scheduler::Transition
   return pool_->RunAutocommit(
       [&](pqxx::nontransaction& tx) -> StatusOr<scheduler::ApplyResult> {
         const pqxx::result r =
-            tx.exec_params("SELECT unnest(dagd_apply($1, $2::json, $3::json, $4::json))", epoch,
-                           Dump(runs), Dump(tis), Dump(xcoms));
+            tx.exec_prepared(kApply, epoch, Dump(runs), Dump(tis), Dump(xcoms));
         scheduler::ApplyResult result;
         result.conflicts.reserve(r.size());
         for (const auto& row : r) result.conflicts.push_back(row[0].as<int64_t>());
@@ -1348,13 +1370,7 @@ StatusOr<scheduler::EventPage> PgStateStore::ReadOtherEvents(int64_t after_seq, 
   // The counter and the events come from one statement, hence one snapshot; the LEFT JOIN
   // yields the counter even when no event is returned.
   return pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> StatusOr<scheduler::EventPage> {
-    const pqxx::result r = tx.exec_params(
-        "SELECT c.last AS counter, e.* FROM event_counter c LEFT JOIN LATERAL ("
-        "  SELECT " +
-            std::string(kEventColumns) +
-            " FROM event WHERE seq > $1 AND seq <= c.last AND origin IS DISTINCT FROM $3"
-            "  ORDER BY seq LIMIT $2) e ON true",
-        after_seq, limit, skip_origin);
+    const pqxx::result r = tx.exec_prepared(kReadOtherEvents, after_seq, limit, skip_origin);
     scheduler::EventPage page;
     if (r.empty()) return Status::Internal("ReadOtherEvents: the event counter row is missing");
     for (const auto& row : r) {

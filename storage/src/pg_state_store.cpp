@@ -210,7 +210,7 @@ TaskInstance TaskInstanceOf(const pqxx::row& r) {
   return ti;
 }
 
-// The columns of a new task instance, as one element of CreateRun's json_to_recordset.
+// The columns of a task instance, as one element of a JSON batch (CreateRun, dagd_apply).
 Json TaskInstanceJson(const TaskInstance& ti) {
   return Json{{"task_id", ti.task_id},
               {"version_number", ti.version_number},
@@ -1301,27 +1301,16 @@ StatusOr<scheduler::ApplyResult> PgStateStore::Apply(const scheduler::Transition
       return Status::Internal("Apply: task instance '" + ti.id +
                               "' is not a stored id or appears twice in one batch");
     }
-    tis.push_back(
-        {{"kind", KindName(x.kind)},
-         {"id", ti.id},
-         {"run_key", ti.run_id_key},
-         {"expect_state", StateJson(x.expect_state)},
-         {"expect_try", x.expect_try},
-         {"expect_epoch", x.expect_epoch ? Json(*x.expect_epoch) : Json(nullptr)},
-         {"state", StateJson(ti.state)},
-         {"try_number", ti.try_number},
-         {"max_tries", ti.max_tries},
-         {"scheduled_when", Us(ti.scheduled_when)},
-         {"queued_when", Us(ti.queued_when)},
-         {"start_date", Us(ti.start_date)},
-         {"end_date", Us(ti.end_date)},
-         {"duration", ti.duration ? Json(*ti.duration) : Json(nullptr)},
-         {"next_retry_at", Us(ti.next_retry_at)},
-         {"hostname", ti.hostname},
-         {"unixname", ti.unixname},
-         {"pid", ti.pid ? Json(*ti.pid) : Json(nullptr)},
-         {"process_pgid", ti.process ? Json(ti.process->pgid) : Json(nullptr)},
-         {"process_start_key", ti.process ? Json(ti.process->start_key) : Json(nullptr)}});
+    // The row's columns as CreateRun sends them (dagd_apply reads those its kind owns) and the
+    // expectation.
+    Json row = TaskInstanceJson(ti);
+    row["kind"] = KindName(x.kind);
+    row["id"] = ti.id;
+    row["run_key"] = ti.run_id_key;
+    row["expect_state"] = StateJson(x.expect_state);
+    row["expect_try"] = x.expect_try;
+    row["expect_epoch"] = x.expect_epoch ? Json(*x.expect_epoch) : Json(nullptr);
+    tis.push_back(std::move(row));
   }
   // One row per (task instance, key): the last value given wins.
   std::map<std::pair<std::string, std::string>, const scheduler::Transition::Xcom*> last_xcom;

@@ -186,7 +186,10 @@ void Scheduler::Loop::Run() {
       next_heartbeat_ = now + options_.heartbeat;
       if (CheckSchedulerLock() && !fenced_) heartbeat_us_ = Micros(now);
       catch_up = true;
-      for (const auto& [dag_id, state] : dag_states_) dags_changed.insert(dag_id);
+      for (const auto& [dag_id, state] : dag_states_) {
+        dags_changed.insert(dag_id);
+        if (!state.queued.empty()) dirty_dags_.insert(dag_id);  // bounded: see Admit
+      }
     }
     if (fenced_) {
       if (stop) break;

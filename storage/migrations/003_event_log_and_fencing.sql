@@ -265,8 +265,11 @@ BEGIN
   END IF;
 
   -- A try that started and ended within one batch (a kFinish from queued that has a start) is
-  -- first set running, so that the event log shows every state a try went through.
-  IF cardinality(v_tis) > 0 THEN
+  -- first set running, so that the event log shows every state a try went through. Checked on
+  -- the array first: the UPDATE (and its event trigger) costs as much with no row to write.
+  IF EXISTS (SELECT 1 FROM unnest(v_tis) x
+             WHERE x.kind = 'finish' AND x.expect_state = 'queued' AND x.start_date IS NOT NULL)
+  THEN
     UPDATE task_instance t SET state = 'running', start_date = dagd_ts(x.start_date),
         hostname = x.hostname, unixname = x.unixname, pid = x.pid,
         process_pgid = x.process_pgid, process_start_key = x.process_start_key

@@ -298,5 +298,48 @@ TEST_F(PgConditionalApplyTest, RetakingALostLockAfterAnotherSchedulerTookTheLeas
   EXPECT_EQ(held, 0);
 }
 
+// A try that started and ended within one batch is one kFinish from queued: it writes the
+// start's columns too, and the event log still shows it running before it ended. A try cut off
+// before it started (no start) shows no running state.
+TEST_F(PgConditionalApplyTest, AFinishFromQueuedWritesTheStartAndLogsRunningFirst) {
+  const int64_t epoch = Epoch();
+  auto dag = MakeDag("etl");
+  std::vector<TaskInstance> tis;
+  CreateRunOf(*dag, "r1", &tis);
+  scheduler::Transition queue;
+  queue.task_instances.push_back(test::Queue(tis[0], epoch));
+  queue.task_instances.push_back(test::Queue(tis[1], epoch));
+  ApplyOk(queue);
+
+  TaskInstance started = tis[0];
+  started.state = TaskState::kRunning;
+  started.start_date = kT0 + Us(1);
+  started.hostname = "host-b";
+  started.pid = 77;
+  TaskInstance ended = started;
+  ended.state = TaskState::kSuccess;
+  ended.end_date = kT0 + Us(2);
+  TaskInstance cut_off = tis[1];
+  cut_off.state = TaskState::kUpForRetry;
+  cut_off.end_date = kT0 + Us(2);
+  scheduler::Transition finish;
+  finish.task_instances.push_back(test::Change(scheduler::TiTransition::Kind::kFinish, tis[0], ended));
+  finish.task_instances.push_back(test::Change(scheduler::TiTransition::Kind::kFinish, tis[1], cut_off));
+  ApplyOk(finish);
+
+  auto got = store_->GetTaskInstance("etl", "r1", tis[0].task_id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->state, TaskState::kSuccess);
+  EXPECT_EQ(got->hostname, "host-b");
+  EXPECT_EQ(got->pid, 77);
+  EXPECT_EQ(got->start_date, kT0 + Us(1));
+  EXPECT_EQ(db_.Query("SELECT string_agg(coalesce(state, 'none'), ',' ORDER BY seq) FROM event "
+                      "WHERE task_id = '" + tis[0].task_id + "'"),
+            std::vector<std::string>{"none,queued,running,success"});
+  EXPECT_EQ(db_.Query("SELECT string_agg(coalesce(state, 'none'), ',' ORDER BY seq) FROM event "
+                      "WHERE task_id = '" + tis[1].task_id + "'"),
+            std::vector<std::string>{"none,queued,up_for_retry"});
+}
+
 }  // namespace
 }  // namespace dagd::storage

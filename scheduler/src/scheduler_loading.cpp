@@ -195,6 +195,7 @@ void Scheduler::Loop::Remove(int64_t key) {
   auto it = runs_.find(key);
   if (it == runs_.end()) return;
   Account(it->second, -1);
+  dirty_dags_.insert(it->second.run().dag_id);  // a queued run may take its place
   for (const TaskInstance& ti : it->second.tis()) ti_index_.erase(ti.id);
   runs_.erase(it);
   stale_.erase(key);

@@ -61,14 +61,12 @@ Status Scheduler::Loop::Start() {
   const std::optional<int64_t> epoch = store_.SchedulerEpoch();
   if (!epoch) return Status::FailedPrecondition("the scheduler lock is not held");
   epoch_ = *epoch;
-  // The watermark first: whatever commits after it is read by the first catch-up, and the
-  // active runs loaded below already show everything before it.
-  auto latest = store_.LatestEventSeq();
-  if (!latest.ok()) return latest.status();
-  watermark_ = *latest;
-  auto active = store_.LoadActiveRuns();
-  if (!active.ok()) return active.status();
-  for (const DagRun& run : *active) stale_.insert(run.id);
+  // The first steps load the active runs (retried while the database is unreachable).
+  thread_ = std::thread([this] { Run(); });
+  return Status::Ok();
+}
+
+Status Scheduler::Loop::Initialize() {
   std::weak_ptr<Inbox> weak = inbox_;
   const Status subscribed = store_.Subscribe([weak, self = epoch_](std::optional<int64_t> origin) {
     if (origin == self) return;  // this loop's own commit: nothing new to read
@@ -81,8 +79,16 @@ Status Scheduler::Loop::Start() {
     inbox->cv.notify_one();
   });
   if (!subscribed.ok()) return subscribed;
+  // The watermark first: whatever commits after it is read by the catch-ups, and the active
+  // runs loaded next already show everything before it.
+  auto latest = store_.LatestEventSeq();
+  if (!latest.ok()) return latest.status();
+  auto active = store_.LoadActiveRuns();
+  if (!active.ok()) return active.status();
+  watermark_ = *latest;
+  for (const DagRun& run : *active) stale_.insert(run.id);
+  initialized_ = true;
   Log()->info("scheduler started epoch={} active_runs={}", epoch_, stale_.size());
-  thread_ = std::thread([this] { Run(); });
   return Status::Ok();
 }
 
@@ -246,6 +252,9 @@ bool Scheduler::Loop::Step(std::vector<TaskEvent> events, bool catch_up,
                      std::make_move_iterator(events.end()));
     return false;
   };
+  if (!initialized_) {
+    if (Status s = Initialize(); !s.ok()) return unread(s, "the active runs");
+  }
   if (catch_up) {
     if (Status s = CatchUp(); !s.ok()) return unread(s, "the event log");
   }

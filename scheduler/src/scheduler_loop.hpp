@@ -63,6 +63,9 @@ class Scheduler::Loop {
   };
 
   void Run();
+  // Subscribes to changes and reads the watermark and the active runs: the first step's work,
+  // retried until the database answers.
+  Status Initialize();
   // One iteration at `now`. False when the store could not be read or written for now.
   bool Step(std::vector<TaskEvent> events, bool catch_up, const std::set<std::string>& dags,
             TimePoint now);
@@ -145,6 +148,7 @@ class Scheduler::Loop {
   std::unordered_set<std::string> in_flight_;  // ti ids handed to the executor, not finished
   std::vector<TaskEvent> deferred_;  // task events for the next step (their ti is in the batch)
   int64_t watermark_ = 0;                      // the last event seq read
+  bool initialized_ = false;                   // Initialize succeeded
 
   std::thread thread_;
 };

@@ -53,8 +53,9 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Loads the active runs, subscribes to the store's change notifications and starts the loop
-  // thread. The caller must hold the scheduler lock (StateStore::AcquireSchedulerLock).
+  // Starts the loop thread, whose first step subscribes to the store's change notifications and
+  // loads the active runs (retried while the database is unreachable). The caller must hold the
+  // scheduler lock (StateStore::AcquireSchedulerLock); failed_precondition otherwise.
   // Tries that no live try of this process owns (queued or running under an older epoch) are
   // recovered when their run is loaded: up_for_retry without using a retry, once what is left
   // of their process group on this host is stopped (TaskExecutor::StopOrphanedProcess); while

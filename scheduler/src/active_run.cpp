@@ -14,15 +14,15 @@ ActiveRun::ActiveRun(DagRun run, DagPtr dag, std::vector<TaskInstance> tis)
       upstream_(tis_.size()) {
   for (size_t i = 0; i < tis_.size(); ++i) {
     upstream_[i].total = static_cast<int>(dag_->upstream[i].size());
-    Count(tis_[i], +1);
+    Tally(tis_[i], +1);
     for (size_t down : dag_->downstream[i]) {
-      dagd::scheduler::Count(upstream_[down], tis_[i].state, +1);
+      Count(upstream_[down], tis_[i].state, +1);
     }
     candidates_.insert(candidates_.end(), i);
   }
 }
 
-void ActiveRun::Count(const TaskInstance& ti, int delta) {
+void ActiveRun::Tally(const TaskInstance& ti, int delta) {
   if (!IsFinished(ti.state)) unfinished_ += delta;
   if (HoldsSlot(ti.state)) active_ += delta;
 }
@@ -30,8 +30,8 @@ void ActiveRun::Count(const TaskInstance& ti, int delta) {
 void ActiveRun::Set(size_t i, TaskInstance ti) {
   const TaskState before = tis_[i].state;
   const bool freed = HoldsSlot(before) && !HoldsSlot(ti.state);
-  Count(tis_[i], -1);
-  Count(ti, +1);
+  Tally(tis_[i], -1);
+  Tally(ti, +1);
   tis_[i] = std::move(ti);
   const TaskState after = tis_[i].state;
   if (before != after && (after == TaskState::kNone || after == TaskState::kUpForRetry)) {
@@ -40,8 +40,8 @@ void ActiveRun::Set(size_t i, TaskInstance ti) {
   // Downstream tasks count only finished upstreams: queued → running changes nothing there.
   if (before != after && (IsFinished(before) || IsFinished(after))) {
     for (size_t down : dag_->downstream[i]) {
-      dagd::scheduler::Count(upstream_[down], before, -1);
-      dagd::scheduler::Count(upstream_[down], after, +1);
+      Count(upstream_[down], before, -1);
+      Count(upstream_[down], after, +1);
       candidates_.insert(down);
     }
   }

@@ -11,6 +11,11 @@ double Seconds(TimePoint from, TimePoint to) {
   return std::chrono::duration<double>(to - from).count();
 }
 
+// What a task that may run does: an `empty` task succeeds without a worker.
+TaskAction RunAction(const TaskSpec& task) {
+  return task.operator_name == kOperatorEmpty ? TaskAction::kSucceed : TaskAction::kQueue;
+}
+
 }  // namespace
 
 TaskDecision DecideTask(const TaskSpec& task, const TaskInstance& ti,
@@ -20,16 +25,14 @@ TaskDecision DecideTask(const TaskSpec& task, const TaskInstance& ti,
     if (ti.next_retry_at && *ti.next_retry_at > now) {
       decision.wake_at = ti.next_retry_at;
     } else {
-      decision.action =
-          task.operator_name == kOperatorEmpty ? TaskAction::kSucceed : TaskAction::kQueue;
+      decision.action = RunAction(task);
     }
     return decision;
   }
   if (ti.state != TaskState::kNone) return decision;
   switch (Evaluate(task.trigger_rule, upstream)) {
     case RuleVerdict::kRun:
-      decision.action =
-          task.operator_name == kOperatorEmpty ? TaskAction::kSucceed : TaskAction::kQueue;
+      decision.action = RunAction(task);
       break;
     case RuleVerdict::kUpstreamFailed:
       decision.action = TaskAction::kUpstreamFailed;

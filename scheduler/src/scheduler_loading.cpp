@@ -11,8 +11,6 @@ namespace {
 
 constexpr int kEventPage = 1000;
 
-bool IsActive(RunState s) { return s == RunState::kQueued || s == RunState::kRunning; }
-
 }  // namespace
 
 Status Scheduler::Loop::CatchUp() {
@@ -51,7 +49,7 @@ Status Scheduler::Loop::RefreshPaused(const std::set<std::string>& dag_ids) {
 
 StatusOr<std::optional<ActiveRun>> Scheduler::Loop::FromRows(RunRows rows) {
   DagRun& run = rows.run;
-  if (!IsActive(run.state)) return std::optional<ActiveRun>();
+  if (IsTerminal(run.state)) return std::optional<ActiveRun>();
   if (dag_states_.count(run.dag_id) == 0) {
     auto record = store_.GetDag(run.dag_id);
     if (!record.ok()) return record.status();

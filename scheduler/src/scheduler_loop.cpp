@@ -192,9 +192,13 @@ void Scheduler::Loop::Run() {
       next_heartbeat_ = now + options_.heartbeat;
       if (CheckSchedulerLock() && !fenced_) heartbeat_us_ = Micros(now);
       catch_up = true;
+      // Only DAGs with active runs: a DAG's paused flag matters to nothing else.
       for (const auto& [dag_id, state] : dag_states_) {
-        dags_changed.insert(dag_id);
-        if (!state.queued.empty()) dirty_dags_.insert(dag_id);  // bounded: see Admit
+        if (!state.running.empty()) dags_changed.insert(dag_id);
+        if (!state.queued.empty()) {
+          dags_changed.insert(dag_id);
+          dirty_dags_.insert(dag_id);  // bounded: see Admit
+        }
       }
     }
     if (fenced_) {

@@ -46,7 +46,7 @@ class ActiveRun {
   void WaitForSlot(size_t i) { waiting_for_slot_.insert({-dag_->tasks[i].priority_weight, i}); }
 
  private:
-  void Count(const TaskInstance& ti, int delta);
+  void Tally(const TaskInstance& ti, int delta);  // unfinished_ and active_
 
   DagRun run_;
   DagPtr dag_;

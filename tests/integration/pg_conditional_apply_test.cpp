@@ -335,10 +335,10 @@ TEST_F(PgConditionalApplyTest, AFinishFromQueuedWritesTheStartAndLogsRunningFirs
   EXPECT_EQ(got->start_date, kT0 + Us(1));
   EXPECT_EQ(db_.Query("SELECT string_agg(coalesce(state, 'none'), ',' ORDER BY seq) FROM event "
                       "WHERE task_id = '" + tis[0].task_id + "'"),
-            std::vector<std::string>{"none,queued,running,success"});
+            std::vector<std::string>{"queued,running,success"});
   EXPECT_EQ(db_.Query("SELECT string_agg(coalesce(state, 'none'), ',' ORDER BY seq) FROM event "
                       "WHERE task_id = '" + tis[1].task_id + "'"),
-            std::vector<std::string>{"none,queued,up_for_retry"});
+            std::vector<std::string>{"queued,up_for_retry"});
 }
 
 }  // namespace

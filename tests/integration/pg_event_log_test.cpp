@@ -40,7 +40,7 @@ TEST_F(PgEventLogTest, AReaderFollowingTheLogUnderConcurrentWritersSeesEveryEven
 
   constexpr int kWriters = 8;
   constexpr int kRunsPerWriter = 8;
-  constexpr int kEventsPerRun = 4 + 2 + 1 + 4;  // create, start+queue, start, finish all
+  constexpr int kEventsPerRun = 1 + 2 + 1 + 4;  // create, start+queue, start, finish all
   std::atomic<int> failures{0};
   std::atomic<int> sql_events{0};
   std::atomic<bool> writers_done{false};
@@ -213,6 +213,24 @@ TEST_F(PgEventLogTest, UpdateTriggersPairOldAndNewRowsByHashOrMergeJoinNotNested
   EXPECT_EQ(Count("SELECT count(*) FROM event WHERE state IN ('removed', 'failed')"), 4);
 }
 
+// Events are transitions: a task instance inserted without a state (as every run creates its
+// own) has none, one inserted with a state has one.
+TEST_F(PgEventLogTest, ATaskInstanceInsertedWithoutAStateIsNoEventAndOneWithAStateIs) {
+  auto dag = MakeDag("etl");
+  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0).ok());
+  SqlSession sql(db_.url());
+  sql.Exec(
+      "WITH r AS (INSERT INTO dag_run (dag_id, run_id, version_number, state, run_type) "
+      "VALUES ('etl', 'from_sql', 1, 'queued', 'manual') RETURNING id) "
+      "INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, version_number, state) "
+      "SELECT r.id, 'etl', 'from_sql', t.task_id, 1, t.state FROM r, "
+      "(VALUES ('extract', NULL), ('transform', 'skipped'), ('load', NULL)) AS t(task_id, state)");
+  EXPECT_EQ(db_.Query("SELECT string_agg(kind || ':' || coalesce(task_id, '-') || ':' || "
+                      "coalesce(state, 'none'), ',' ORDER BY seq) FROM event"),
+            std::vector<std::string>{"dag_run:-:queued,task_instance:transform:skipped"});
+  EXPECT_EQ(Count("SELECT max(seq) - min(seq) + 1 - count(*) FROM event"), 0);
+}
+
 // --- ReadOtherEvents ---------------------------------------------------------------------------
 
 // A scheduler reads what others wrote: its own events are left out, yet the page covers them, so
@@ -221,7 +239,7 @@ TEST_F(PgEventLogTest, ReadOtherEventsSkipsAnOriginAndStillAdvancesPastItsEvents
   const int64_t epoch = Epoch();
   auto dag = MakeDag("etl");
   std::vector<TaskInstance> tis;
-  DagRun run = CreateRunOf(*dag, "r1", &tis);  // 4 events, no origin
+  DagRun run = CreateRunOf(*dag, "r1", &tis);  // 1 event (the run's), no origin
   const int64_t created = *store_->LatestEventSeq();
   SqlSession(db_.url()).Exec("UPDATE task_instance SET state = 'removed' WHERE task_id = 'load'");
   scheduler::Transition t;  // 2 events of our own, the last ones of the log
@@ -233,7 +251,7 @@ TEST_F(PgEventLogTest, ReadOtherEventsSkipsAnOriginAndStillAdvancesPastItsEvents
 
   auto page = store_->ReadOtherEvents(0, 100, epoch);
   ASSERT_TRUE(page.ok()) << page.status().ToString();
-  ASSERT_EQ(page->events.size(), 5u);
+  ASSERT_EQ(page->events.size(), 2u);
   for (size_t i = 0; i < page->events.size(); ++i) {
     EXPECT_EQ(page->events[i].seq, static_cast<int64_t>(i) + 1);
     EXPECT_EQ(page->events[i].origin, std::nullopt);
@@ -250,8 +268,9 @@ TEST_F(PgEventLogTest, ReadOtherEventsSkipsAnOriginAndStillAdvancesPastItsEvents
   // Another origin skipped: our own events come back, the others' do not.
   auto theirs = store_->ReadOtherEvents(0, 100, epoch + 1);
   ASSERT_TRUE(theirs.ok());
-  ASSERT_EQ(theirs->events.size(), 7u);
-  EXPECT_EQ(theirs->events[5].origin, epoch);
+  ASSERT_EQ(theirs->events.size(), 4u);
+  EXPECT_EQ(theirs->events[1].origin, std::nullopt);
+  EXPECT_EQ(theirs->events[2].origin, epoch);
   EXPECT_EQ(theirs->last_seq, latest);
 
   // Nothing new: the position stays.
@@ -267,12 +286,13 @@ TEST_F(PgEventLogTest, AFullPageOfOtherEventsStopsAtItsLastRow) {
   const int64_t epoch = Epoch();
   auto dag = MakeDag("etl");
   std::vector<TaskInstance> tis;
-  DagRun run = CreateRunOf(*dag, "r1", &tis);  // seq 1-4
-  scheduler::Transition t;                      // seq 5-6, ours
+  DagRun run = CreateRunOf(*dag, "r1", &tis);  // seq 1 (one event per created run)
+  for (const char* id : {"r2", "r3", "r4"}) CreateRunOf(*dag, id);  // seq 2-4
+  scheduler::Transition t;                                            // seq 5-6, ours
   t.runs.push_back(test::RunChange(RunKind::kStart, run, RunState::kRunning, kT0));
   t.task_instances.push_back(test::Queue(tis[0], epoch));
   ApplyOk(t);
-  CreateRunOf(*dag, "r2");  // seq 7-10
+  for (const char* id : {"r5", "r6", "r7", "r8"}) CreateRunOf(*dag, id);  // seq 7-10
 
   auto first = store_->ReadOtherEvents(0, 3, epoch);
   ASSERT_TRUE(first.ok()) << first.status().ToString();

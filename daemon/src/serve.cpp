@@ -31,13 +31,18 @@ int Fail(const std::string& what, const Status& status) {
   return 1;
 }
 
-void SyncFolder(scheduler::StateStore& store, const Config& config,
-                const scheduler::ParseOptions& options, const scheduler::Clock& clock) {
+// Returns the versions synced, parsed (empty if the sync failed).
+std::vector<std::pair<int, scheduler::DagPtr>> SyncFolder(scheduler::StateStore& store,
+                                                          const Config& config,
+                                                          const scheduler::ParseOptions& options,
+                                                          const scheduler::Clock& clock) {
   auto report = scheduler::SyncDagFolder(store, config.dags_folder, options, clock);
   if (!report.ok()) {
     Log()->error("DAG folder sync failed folder={} error=\"{}\"", config.dags_folder.string(),
                  report.status().message());
+    return {};
   }
+  return std::move(report->versions);
 }
 
 // Each API connection is a descriptor, on top of the database pool, logs and bash pipes. The
@@ -135,7 +140,7 @@ int Serve(const Config& config) {
            std::find(config.allow_run_as.begin(), config.allow_run_as.end(), user) !=
                config.allow_run_as.end();
   };
-  SyncFolder(**store, config, parse_options, clock);
+  auto synced = SyncFolder(**store, config, parse_options, clock);
 
   executors::ExecutorOptions executor_options;
   executor_options.parallelism = config.parallelism;
@@ -154,6 +159,7 @@ int Serve(const Config& config) {
     ::kill(::getpid(), SIGTERM);
   };
   scheduler::Scheduler sched(scheduler_options, **store, executor, clock);
+  for (auto& [version, dag] : synced) sched.RememberDag(version, std::move(dag));
   scheduler::ServiceOptions service_options;
   service_options.logs_root = scheduler_options.logs_root;
   service_options.max_conf_bytes = static_cast<size_t>(config.max_conf_bytes);
@@ -185,7 +191,9 @@ int Serve(const Config& config) {
     sigwait(&signals, &sig);
     if (sig == SIGHUP) {
       Log()->info("SIGHUP: reloading DAGs folder={}", config.dags_folder.string());
-      SyncFolder(**store, config, parse_options, clock);
+      for (auto& [version, dag] : SyncFolder(**store, config, parse_options, clock)) {
+        sched.RememberDag(version, std::move(dag));
+      }
       sched.Wake();
       continue;
     }

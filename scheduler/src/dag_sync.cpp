@@ -49,6 +49,7 @@ StatusOr<SyncReport> SyncDagFolder(StateStore& store, const std::filesystem::pat
                   file.path.string());
     }
     present.push_back(file.dag->dag_id);
+    report.versions.emplace_back(*version, file.dag);
     ++report.loaded;
   }
   if (Status s = store.ReplaceImportErrors(import_errors); !s.ok()) return s;

@@ -50,11 +50,9 @@ Status Scheduler::Loop::RefreshPaused(const std::set<std::string>& dag_ids) {
 StatusOr<std::optional<ActiveRun>> Scheduler::Loop::FromRows(RunRows rows) {
   DagRun& run = rows.run;
   if (IsTerminal(run.state)) return std::optional<ActiveRun>();
-  if (dag_states_.count(run.dag_id) == 0) {
-    auto record = store_.GetDag(run.dag_id);
-    if (!record.ok()) return record.status();
-    dag_states_[run.dag_id].paused = record->is_paused;
-  }
+  // A DAG seen for the first time: its paused flag came with the run (no round trip per DAG in
+  // the loop); later changes arrive through DagChanged and the heartbeat.
+  if (dag_states_.count(run.dag_id) == 0) dag_states_[run.dag_id].paused = rows.dag_paused;
   auto dag = GetDag(run.dag_id, run.version_number);
   if (!dag.ok()) {
     Log()->error("run cannot be scheduled dag={} run={} error=\"{}\"", run.dag_id, run.run_id,

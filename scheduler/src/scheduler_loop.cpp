@@ -42,6 +42,10 @@ void Scheduler::Shutdown(std::chrono::milliseconds grace) { loop_->Shutdown(grac
 StatusOr<DagPtr> Scheduler::GetDag(const std::string& dag_id, int version_number) {
   return loop_->GetDag(dag_id, version_number);
 }
+
+void Scheduler::RememberDag(int version_number, DagPtr dag) {
+  loop_->RememberDag(version_number, std::move(dag));
+}
 std::optional<TimePoint> Scheduler::LastHeartbeat() const { return loop_->LastHeartbeat(); }
 bool Scheduler::Fenced() const { return loop_->Fenced(); }
 
@@ -144,6 +148,12 @@ StatusOr<DagPtr> Scheduler::Loop::GetDag(const std::string& dag_id, int version_
   }
   std::lock_guard lock(dags_mu_);
   return dags_.emplace(std::make_pair(dag_id, version_number), parsed.dag).first->second;
+}
+
+void Scheduler::Loop::RememberDag(int version_number, DagPtr dag) {
+  std::lock_guard lock(dags_mu_);
+  const std::string dag_id = dag->dag_id;
+  dags_.try_emplace({dag_id, version_number}, std::move(dag));
 }
 
 std::optional<TimePoint> Scheduler::Loop::LastHeartbeat() const {

@@ -30,6 +30,7 @@ class Scheduler::Loop {
   void DagChanged(const std::string& dag_id);
   void Shutdown(std::chrono::milliseconds grace);
   StatusOr<DagPtr> GetDag(const std::string& dag_id, int version_number);
+  void RememberDag(int version_number, DagPtr dag);
   std::optional<TimePoint> LastHeartbeat() const;
   bool Fenced() const { return fenced_; }
 

@@ -292,7 +292,10 @@ class Params {
   std::vector<std::string> values_;
 };
 
+// A query built per request (a listing's filters, order and page): planned for its own values,
+// unlike the session's generic plans (Connect in pg.cpp).
 pqxx::result Exec(pqxx::work& tx, const std::string& sql, const Params& params) {
+  tx.exec("SET LOCAL plan_cache_mode = auto");
   return tx.exec_params(sql, pqxx::prepare::make_dynamic_params(params.values()));
 }
 
@@ -902,7 +905,9 @@ std::vector<std::pair<std::string, std::string>> PreparedStatements() {
       {kGetDag, "SELECT " + std::string(kDagColumns) + " FROM dag WHERE dag_id = $1"},
       {kCreateRuns, CreateRunsSql()},
       {kLoadRuns,
-       "SELECT " + std::string(kRunColumns) + " FROM dag_run WHERE id = ANY ($1::bigint[])"},
+       "SELECT " + std::string(kRunColumns) +
+           ", coalesce((SELECT is_paused FROM dag WHERE dag.dag_id = dag_run.dag_id), false) "
+           "AS dag_paused FROM dag_run WHERE id = ANY ($1::bigint[])"},
       {kLoadRunTaskInstances, "SELECT " + std::string(kTaskInstanceColumns) +
                                   " FROM task_instance WHERE dag_run_id = ANY ($1::bigint[]) "
                                   "ORDER BY dag_run_id, task_id"},
@@ -1030,6 +1035,7 @@ StatusOr<std::vector<scheduler::RunRows>> PgStateStore::LoadRuns(
           DagRun run = RunOf(row);
           const int64_t key = run.id;
           by_key[key].run = std::move(run);
+          by_key[key].dag_paused = row["dag_paused"].as<bool>();
         }
         if (!by_key.empty()) {
           const pqxx::result tis = tx.exec_prepared(kLoadRunTaskInstances, keys);

@@ -57,6 +57,15 @@ TEST(DagSync, ADagTheDatabaseRefusesIsAnImportErrorForItsFileAloneAndTheOthersAr
   ASSERT_TRUE(report.ok()) << report.status().ToString();
   EXPECT_EQ(report->loaded, 2);
   EXPECT_EQ(report->failed_files, 1);
+  // The synced DAGs come back parsed, with their stored version numbers (for the scheduler).
+  ASSERT_EQ(report->versions.size(), 2u);
+  EXPECT_EQ(report->versions[0].second->dag_id, "a_good");
+  EXPECT_EQ(report->versions[1].second->dag_id, "c_good");
+  for (const auto& [version, dag] : report->versions) {
+    auto record = (*pg)->GetDag(dag->dag_id);
+    ASSERT_TRUE(record.ok());
+    EXPECT_EQ(version, record->latest_version) << dag->dag_id;
+  }
 
   auto dags = (*pg)->ListDags(DagQuery{});
   ASSERT_TRUE(dags.ok());

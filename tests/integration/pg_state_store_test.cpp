@@ -303,6 +303,7 @@ TEST_F(PgStateStoreTest, LoadRunsReturnsTheKnownRunsWithTheirTaskInstancesInTheG
   const DagRun b = CreateRunOf(*fan, "b");
   const DagRun c = CreateRunOf(*etl, "c");
   const int64_t unknown = c.id + 1000;
+  ASSERT_TRUE(store_->SetPaused("fan", true).ok());
 
   auto loaded = store_->LoadRuns({c.id, unknown, a.id, b.id});
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
@@ -315,6 +316,9 @@ TEST_F(PgStateStoreTest, LoadRunsReturnsTheKnownRunsWithTheirTaskInstancesInTheG
   EXPECT_EQ((*loaded)[0].task_instances.size(), 3u);
   ASSERT_EQ((*loaded)[1].task_instances.size(), 3u);
   EXPECT_EQ((*loaded)[2].task_instances.size(), 5u);
+  // Each run comes with its DAG's paused flag.
+  EXPECT_FALSE((*loaded)[0].dag_paused);
+  EXPECT_TRUE((*loaded)[2].dag_paused);
   for (const auto& rows : *loaded) {
     for (const auto& ti : rows.task_instances) {
       EXPECT_EQ(ti.run_id_key, rows.run.id) << ti.task_id;

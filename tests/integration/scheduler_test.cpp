@@ -34,6 +34,12 @@ class FaultyStore final : public testing::ForwardingStateStore {
   std::atomic<int> fail_next_run_loads{0};
   std::atomic<bool> drop_notifications{false};  // change notifications never reach the caller
   std::atomic<bool> database_down{false};  // the lock check cannot reach the database
+  std::atomic<int> dag_version_reads{0};
+
+  StatusOr<DagVersionRecord> GetDagVersion(const std::string& dag_id, int version) override {
+    ++dag_version_reads;
+    return inner_.GetDagVersion(dag_id, version);
+  }
 
   Status AcquireSchedulerLock() override {
     if (database_down) return Status::Unavailable("injected: database down");
@@ -306,6 +312,26 @@ TEST_F(SchedulerTest, AQueuedRunStartsAsSoonAsThePreviousRunEndsUnderMaxActiveRu
   // Never two at once.
   EXPECT_LE(*r1.end_date, *r2.start_date);
   EXPECT_LE(*r2.end_date, *r3.start_date);
+}
+
+// The folder sync hands the versions it parsed to the scheduler: the first run of a DAG reads
+// no version back from the store.
+TEST_F(SchedulerTest, ADagVersionRememberedFromTheFolderSyncIsNotReadBackForItsFirstRun) {
+  ParseResult parsed = ParseDag(std::string_view(kTwoStep), ParseOptions{});
+  ASSERT_TRUE(parsed.dag) << parsed.errors.front();
+  auto version = pg_->SyncDag(*parsed.dag, "/dags/two.json", clock_.Now());
+  ASSERT_TRUE(version.ok()) << version.status().ToString();
+  StartScheduler();
+  scheduler_->RememberDag(*version, parsed.dag);
+  Trigger("two", "r1");
+  EXPECT_EQ(WaitForEnd("two", "r1").state, RunState::kSuccess);
+  EXPECT_EQ(faulty_->dag_version_reads.load(), 0);
+  auto cached = scheduler_->GetDag("two", *version);
+  ASSERT_TRUE(cached.ok());
+  EXPECT_EQ(cached->get(), parsed.dag.get());
+  // A version it was not given is read from the store.
+  EXPECT_FALSE(scheduler_->GetDag("two", *version + 1).ok());
+  EXPECT_EQ(faulty_->dag_version_reads.load(), 1);
 }
 
 TEST_F(SchedulerTest, ARunTriggeredForLaterWaitsForItsRunAfter) {

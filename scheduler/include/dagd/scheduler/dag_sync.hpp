@@ -4,6 +4,8 @@
 #pragma once
 
 #include <filesystem>
+#include <utility>
+#include <vector>
 
 #include "dagd/scheduler/dag_parser.hpp"
 #include "dagd/scheduler/ports.hpp"
@@ -14,6 +16,9 @@ struct SyncReport {
   int loaded = 0;        // DAGs synced
   int new_versions = 0;  // of which got a new dag_version (or were new)
   int failed_files = 0;  // files with errors
+  // Each DAG synced, parsed, with the number of the version the store now holds for its document
+  // (for Scheduler::RememberDag).
+  std::vector<std::pair<int, DagPtr>> versions;
 };
 
 // Errors: only store failures that concern the whole scan (unavailable, aborted: retry it). File

@@ -106,6 +106,7 @@ struct EventPage {
 struct RunRows {
   DagRun run;
   std::vector<TaskInstance> task_instances;
+  bool dag_paused = false;  // its DAG's is_paused, read with the run
 };
 
 // The single source of truth. Every method is one transaction; implementations are thread-safe.

@@ -73,6 +73,10 @@ class Scheduler {
 
   // A DAG version, parsed from the store and cached (versions are immutable). Thread-safe.
   StatusOr<DagPtr> GetDag(const std::string& dag_id, int version_number);
+  // Caches a version parsed elsewhere (the DAG folder sync: `dag` is the document stored as
+  // `version_number`), so that the first run of a DAG does not read and parse it again.
+  // Thread-safe.
+  void RememberDag(int version_number, DagPtr dag);
 
   std::optional<TimePoint> LastHeartbeat() const;
   bool Fenced() const;

@@ -18,6 +18,7 @@ packages=(
   libspdlog-dev libssl-dev libcurl4-openssl-dev
   libhowardhinnant-date-dev tzdata libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-yaml
   curl ca-certificates
 )
 # Node for the contract tests' validator (tests/contract/install.sh), when none is on PATH: a

@@ -128,15 +128,16 @@ Json VersionOrNull(const std::string& dag_id, int version_number,
 // ISO 8601 duration as pydantic writes a timedelta ("P1DT2H3M4.5S", "PT0S"): the form of
 // Airflow's `format: duration` strings.
 Json Iso8601Duration(scheduler::Duration d) {
-  int64_t us = d.count();
-  std::string out = us < 0 ? "-P" : "P";
-  if (us < 0) us = -us;
-  constexpr int64_t kSecond = 1000000;
-  const int64_t days = us / (86400 * kSecond);
+  const int64_t signed_us = d.count();
+  std::string out = signed_us < 0 ? "-P" : "P";
+  // Unsigned, so that the magnitude of the most negative count is representable.
+  uint64_t us = signed_us < 0 ? 0 - static_cast<uint64_t>(signed_us) : signed_us;
+  constexpr uint64_t kSecond = 1000000;
+  const uint64_t days = us / (86400 * kSecond);
   us %= 86400 * kSecond;
-  const int64_t hours = us / (3600 * kSecond);
+  const uint64_t hours = us / (3600 * kSecond);
   us %= 3600 * kSecond;
-  const int64_t minutes = us / (60 * kSecond);
+  const uint64_t minutes = us / (60 * kSecond);
   us %= 60 * kSecond;
   if (days) out += std::to_string(days) + "D";
   out += "T";
@@ -144,9 +145,9 @@ Json Iso8601Duration(scheduler::Duration d) {
   if (minutes) out += std::to_string(minutes) + "M";
   if (us || (!days && !hours && !minutes)) {
     out += std::to_string(us / kSecond);
-    if (const int64_t micros = us % kSecond) {
+    if (const uint64_t micros = us % kSecond) {
       char frac[8];
-      std::snprintf(frac, sizeof frac, ".%06lld", static_cast<long long>(micros));
+      std::snprintf(frac, sizeof frac, ".%06llu", static_cast<unsigned long long>(micros));
       std::string f = frac;
       while (f.back() == '0') f.pop_back();
       out += f;

@@ -335,6 +335,10 @@ TEST(Codecs, DagRunTimeoutIsAnIso8601Duration) {
   EXPECT_EQ(DagDetailsToJson(d)["dag_run_timeout"], "PT0S");
   dag->dagrun_timeout = std::chrono::hours(48);
   EXPECT_EQ(DagDetailsToJson(d)["dag_run_timeout"], "P2D");
+  dag->dagrun_timeout = -std::chrono::seconds(90);
+  EXPECT_EQ(DagDetailsToJson(d)["dag_run_timeout"], "-PT1M30S");
+  dag->dagrun_timeout = scheduler::Duration::min();
+  EXPECT_EQ(DagDetailsToJson(d)["dag_run_timeout"].get<std::string>().substr(0, 2), "-P");
 }
 
 TEST(Codecs, DagVersionsOfRunsAndTaskInstancesCarryTheirCreationTime) {

@@ -51,6 +51,11 @@
 namespace dagd::api {
 
 struct Request {
+  Request() = default;
+  Request(std::string m, std::string t, std::map<std::string, std::string> h = {},
+          std::string b = {})
+      : method(std::move(m)), target(std::move(t)), headers(std::move(h)), body(std::move(b)) {}
+
   std::string method;                          // "GET", "POST", ...
   std::string target;                          // path?query, percent-encoded as received
   std::map<std::string, std::string> headers;  // lower-case names

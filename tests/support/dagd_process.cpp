@@ -114,7 +114,7 @@ DagdProcess::~DagdProcess() {
 }
 
 void DagdProcess::Start(std::chrono::seconds ready_timeout) {
-  if (token_.empty()) {
+  if (token_.empty() && make_admin_token) {
     static std::atomic<int> made{0};
     std::vector<std::string> create = args_;
     for (const char* arg : {"tokens", "create", "--role", "admin", "--expires", "1d", "--name"}) {

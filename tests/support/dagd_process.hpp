@@ -49,6 +49,8 @@ class DagdProcess {
   std::string Log() const;  // everything the daemon printed so far
   const std::vector<std::string>& args() const { return args_; }
   const std::string& admin_token() const { return token_; }  // empty when none could be made
+  // Set to false before Start to start the daemon on a database the test leaves without users.
+  bool make_admin_token = true;
 
  private:
   std::vector<std::string> args_;

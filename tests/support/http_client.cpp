@@ -15,6 +15,8 @@ std::map<std::string, std::string>& Bearers() {      // base URL → token
   return bearers;
 }
 
+}  // namespace
+
 std::string DefaultBearer(const std::string& url) {
   std::lock_guard lock(bearer_mu);
   for (const auto& [base, token] : Bearers()) {
@@ -25,6 +27,8 @@ std::string DefaultBearer(const std::string& url) {
   }
   return "";
 }
+
+namespace {
 
 bool HasAuthorization(const std::map<std::string, std::string>& headers) {
   return std::any_of(headers.begin(), headers.end(), [](const auto& header) {

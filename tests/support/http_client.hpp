@@ -18,6 +18,8 @@ struct HttpResponse {
 // header (any case). An empty token forgets the base. DagdProcess::Start calls it with an admin
 // token of the daemon it starts. Thread-safe.
 void SetDefaultBearer(const std::string& base_url, const std::string& token);
+// The default bearer token of requests to `url` ("" when none), for raw requests.
+std::string DefaultBearer(const std::string& url);
 
 // `url` like "http://127.0.0.1:8080/api/v2/dags". Headers map name → value.
 HttpResponse HttpRequest(const std::string& method, const std::string& url,

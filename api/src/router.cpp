@@ -552,8 +552,7 @@ std::optional<std::string_view> BearerCredential(const Request& req) {
 
 // The caller of a protected route, or the 401/403/503 to answer instead.
 std::optional<Response> Admit(const RouterOptions& options, const Route& route,
-                              std::optional<scheduler::Principal>& principal,
-                              const Request& req) {
+                              std::optional<scheduler::Principal>& principal, const Request& req) {
   const auto credential = BearerCredential(req);
   if (!credential || options.authenticator == nullptr) return Unauthorized("Not authenticated");
   auto who = options.authenticator->Authenticate(*credential);
@@ -569,8 +568,7 @@ std::optional<Response> Admit(const RouterOptions& options, const Route& route,
 // The fields OAuth2's password form may carry besides username and password (RFC 6749 4.3.2);
 // a client library sends them, and they change nothing here.
 bool IsOAuthFormField(std::string_view name) {
-  return name == "grant_type" || name == "scope" || name == "client_id" ||
-         name == "client_secret";
+  return name == "grant_type" || name == "scope" || name == "client_id" || name == "client_secret";
 }
 
 // POST /auth/token: {"username", "password"} as JSON or as a form → 201 {"access_token"}.

@@ -1,9 +1,8 @@
 #include "accounts.hpp"
 
+#include <fmt/format.h>
 #include <termios.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <istream>
 #include <memory>
@@ -29,8 +28,9 @@ constexpr size_t kMaxNameBytes = 64;
 // Names are shown in tables and logs: plain characters only.
 bool ValidName(std::string_view name) {
   return !name.empty() && name.size() <= kMaxNameBytes &&
-         name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                                "._@-") == std::string_view::npos;
+         name.find_first_not_of(
+             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+             "._@-") == std::string_view::npos;
 }
 
 // Echo off on the terminal for as long as it lives.
@@ -150,8 +150,12 @@ int RunTokens(scheduler::UserStore& store, const AccountCommand& a, std::ostream
     auto secret = scheduler::NewApiTokenSecret();
     if (!secret.ok()) return Fail(err, "cannot make a token", secret.status());
     const TimePoint now = scheduler::SystemClock().Now();
-    ApiTokenRecord token{a.name, *scheduler::ParseRole(a.role), scheduler::Sha256Hex(*secret),
-                         now, std::nullopt, std::nullopt};
+    ApiTokenRecord token{a.name,
+                         *scheduler::ParseRole(a.role),
+                         scheduler::Sha256Hex(*secret),
+                         now,
+                         std::nullopt,
+                         std::nullopt};
     if (*lifetime) token.expires_at = now + **lifetime;
     if (Status s = store.AddToken(token); !s.ok()) return Fail(err, "cannot create the token", s);
     out << *secret << "\n" << std::flush;
@@ -202,8 +206,8 @@ int RunAccountCommand(Command command, const Config& config, const AccountComman
              "embedded PostgreSQL, e.g. postgres), as for the daemon\n";
       return 2;
     }
-    if (Status s = PrepareStateDir(config.state_dir,
-                                   geteuid() == 0 ? config.pg_user : std::nullopt);
+    if (Status s =
+            PrepareStateDir(config.state_dir, geteuid() == 0 ? config.pg_user : std::nullopt);
         !s.ok()) {
       return Fail(err, "cannot prepare the state directory " + config.state_dir.string(), s);
     }

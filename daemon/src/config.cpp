@@ -297,8 +297,10 @@ Invocation ParseCommandLine(int argc, char** argv) {
     ::unsetenv("DAGD_JWT_SECRET");
   }
   inv.command = validate->parsed() ? Command::kValidate : Command::kServe;
-  for (auto [sub, verb] : {std::pair{user_add, "add"}, {user_list, "list"},
-                           {user_delete, "delete"}, {user_set_role, "set-role"}}) {
+  for (auto [sub, verb] : {std::pair{user_add, "add"},
+                           {user_list, "list"},
+                           {user_delete, "delete"},
+                           {user_set_role, "set-role"}}) {
     if (sub->parsed()) {
       inv.command = Command::kUsers;
       a.verb = verb;

@@ -33,8 +33,8 @@ StatusOr<std::string> ReadKeyFile(const std::filesystem::path& path, int fd) {
     return Status::FailedPrecondition(path.string() + " is not a regular file");
   }
   if (st.st_uid != ::geteuid()) {
-    return Status::FailedPrecondition(path.string() +
-                                      " belongs to another account; the JWT key must be dagd's own");
+    return Status::FailedPrecondition(
+        path.string() + " belongs to another account; the JWT key must be dagd's own");
   }
   if ((st.st_mode & 077) != 0) {
     return Status::FailedPrecondition(fmt::format(

@@ -55,15 +55,15 @@ StatusOr<std::string> HashPassword(std::string_view password, const PasswordCost
   if (RAND_bytes(salt, sizeof salt) != 1) {
     return Status::Internal("the random generator failed (RAND_bytes)");
   }
-  const size_t length =
-      argon2_encodedlen(cost.passes, cost.memory_kib, cost.lanes, kSaltBytes, kHashBytes,
-                        Argon2_id);
+  const size_t length = argon2_encodedlen(cost.passes, cost.memory_kib, cost.lanes, kSaltBytes,
+                                          kHashBytes, Argon2_id);
   std::string encoded(length, '\0');
   const int rc = argon2id_hash_encoded(cost.passes, cost.memory_kib, cost.lanes, password.data(),
                                        password.size(), salt, sizeof salt, kHashBytes,
                                        encoded.data(), encoded.size());
   if (rc != ARGON2_OK) {
-    return Status::Internal(std::string("argon2id_hash_encoded failed: ") + argon2_error_message(rc));
+    return Status::Internal(std::string("argon2id_hash_encoded failed: ") +
+                            argon2_error_message(rc));
   }
   encoded.resize(encoded.find('\0'));
   return encoded;
@@ -132,9 +132,9 @@ StatusOr<Principal> VerifyJwt(const JwtOptions& options, const std::string& toke
   jwt_t* raw = nullptr;
   // With a key, libjwt refuses alg "none" and checks the signature of the algorithm the header
   // names; only HS256 is accepted below, so a token signed otherwise is refused too.
-  const int rc = jwt_decode(&raw, token.c_str(),
-                            reinterpret_cast<const unsigned char*>(options.secret.data()),
-                            static_cast<int>(options.secret.size()));
+  const int rc =
+      jwt_decode(&raw, token.c_str(), reinterpret_cast<const unsigned char*>(options.secret.data()),
+                 static_cast<int>(options.secret.size()));
   JwtPtr jwt(raw);
   if (rc != 0 || !jwt) return Refuse(reason, "malformed or bad signature");
   if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256) return Refuse(reason, "not HS256");

@@ -14,8 +14,7 @@ using scheduler::UserRecord;
 
 namespace {
 
-constexpr const char* kUserColumns =
-    "name, role, password_hash, dagd_us(created_at) AS created_at";
+constexpr const char* kUserColumns = "name, role, password_hash, dagd_us(created_at) AS created_at";
 constexpr const char* kTokenColumns =
     "name, role, token_hash, dagd_us(created_at) AS created_at, dagd_us(expires_at) AS "
     "expires_at, dagd_us(last_used_at) AS last_used_at";
@@ -49,9 +48,9 @@ UserRecord UserOf(const pqxx::row& r) {
 }
 
 ApiTokenRecord TokenOf(const pqxx::row& r) {
-  return ApiTokenRecord{r["name"].as<std::string>(),   RoleOf(r["role"]),
+  return ApiTokenRecord{r["name"].as<std::string>(),       RoleOf(r["role"]),
                         r["token_hash"].as<std::string>(), TimeOf(r["created_at"]),
-                        OptTimeOf(r["expires_at"]),    OptTimeOf(r["last_used_at"])};
+                        OptTimeOf(r["expires_at"]),        OptTimeOf(r["last_used_at"])};
 }
 
 // ok when the statement touched a row; not_found naming the object otherwise.
@@ -129,10 +128,9 @@ Status PgUserStore::SetRole(const std::string& name, Role role) {
 
 Status PgUserStore::SetPassword(const std::string& name, const std::string& password_hash) {
   return pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> Status {
-    return Touched(
-        tx.exec_params("UPDATE dagd_user SET password_hash = $2 WHERE name = $1", name,
-                       password_hash),
-        "user", name);
+    return Touched(tx.exec_params("UPDATE dagd_user SET password_hash = $2 WHERE name = $1", name,
+                                  password_hash),
+                   "user", name);
   });
 }
 

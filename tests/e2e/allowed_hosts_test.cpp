@@ -9,8 +9,8 @@ namespace dagd::testing {
 namespace {
 
 std::string GetDags(int port, const std::string& host, const std::string& origin = "") {
-  std::string request = "GET /api/v2/dags HTTP/1.1\r\nHost: " + host +
-                        "\r\nConnection: close\r\n" + AuthorizationLine(port);
+  std::string request = "GET /api/v2/dags HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n" +
+                        AuthorizationLine(port);
   if (!origin.empty()) request += "Origin: " + origin + "\r\n";
   return request + "\r\n";
 }
@@ -22,7 +22,8 @@ TEST(AllowedHosts, AListedNameIsServedAndAnyOtherIsRefused) {
   EXPECT_EQ(RawExchange(d.port, GetDags(d.port, "10.0.0.5", "https://dagd.internal")).status, 200);
   EXPECT_EQ(RawExchange(d.port, GetDags(d.port, "localhost:8080")).status, 200);
   EXPECT_EQ(RawExchange(d.port, GetDags(d.port, "evil.example")).status, 403);
-  EXPECT_EQ(RawExchange(d.port, GetDags(d.port, "dagd.internal", "http://evil.example")).status, 403);
+  EXPECT_EQ(RawExchange(d.port, GetDags(d.port, "dagd.internal", "http://evil.example")).status,
+            403);
 }
 
 TEST(AllowedHosts, AnEntryWithAPortOrSchemeIsRefusedAtStart) {

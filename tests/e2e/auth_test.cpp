@@ -58,9 +58,9 @@ TEST(Auth, TheTokenEndpointAnswers201ForAPasswordAnd401OtherwiseTheSameWay) {
   EXPECT_EQ(std::count(jwt.begin(), jwt.end(), '.'), 2);
   EXPECT_EQ(HttpGet(d.Url("/api/v2/dags"), Bearer(jwt)).status, 200);
 
-  HttpResponse form = HttpRequest(
-      "POST", d.Url("/auth/token"), "username=alice&password=pw-alice",
-      {{"Content-Type", "application/x-www-form-urlencoded"}, {"Authorization", ""}});
+  HttpResponse form =
+      HttpRequest("POST", d.Url("/auth/token"), "username=alice&password=pw-alice",
+                  {{"Content-Type", "application/x-www-form-urlencoded"}, {"Authorization", ""}});
   EXPECT_EQ(form.status, 201) << form.body;
 
   HttpResponse wrong = PostToken(d, "alice", "nope");
@@ -96,8 +96,8 @@ TEST(Auth, EveryEndpointButVersionAndHealthIs401WithoutAToken) {
                                     {{"Content-Type", "application/json"}, {"Authorization", ""}});
     EXPECT_EQ(none.status, 401) << method << " " << path;
     EXPECT_EQ(Json::parse(none.body, nullptr, false)["detail"], "Not authenticated") << path;
-    HttpResponse bad = HttpRequest(method, d.Url(path), method == "GET" ? "" : "{}",
-                                   Bearer("dagd_0123"));
+    HttpResponse bad =
+        HttpRequest(method, d.Url(path), method == "GET" ? "" : "{}", Bearer("dagd_0123"));
     EXPECT_EQ(bad.status, 401) << method << " " << path;
     EXPECT_EQ(Json::parse(bad.body, nullptr, false)["detail"], "Invalid or expired token");
   }
@@ -123,13 +123,13 @@ TEST(Auth, AViewerGets403OnTriggerAndAUserTriggers) {
   d.Start();
   AddUser(d, "vera", "viewer");
   AddUser(d, "ulla", "user");
-  HttpResponse refused =
-      HttpRequest("POST", d.Url("/api/v2/dags/example_chain/dagRuns"), kTrigger, Bearer(Jwt(d, "vera")));
+  HttpResponse refused = HttpRequest("POST", d.Url("/api/v2/dags/example_chain/dagRuns"), kTrigger,
+                                     Bearer(Jwt(d, "vera")));
   EXPECT_EQ(refused.status, 403);
   EXPECT_EQ(Json::parse(refused.body)["detail"],
             "viewer role cannot trigger DAG runs; it needs user");
-  HttpResponse triggered =
-      HttpRequest("POST", d.Url("/api/v2/dags/example_chain/dagRuns"), kTrigger, Bearer(Jwt(d, "ulla")));
+  HttpResponse triggered = HttpRequest("POST", d.Url("/api/v2/dags/example_chain/dagRuns"),
+                                       kTrigger, Bearer(Jwt(d, "ulla")));
   EXPECT_EQ(triggered.status, 200) << triggered.body;
 }
 
@@ -141,10 +141,10 @@ TEST(Auth, AnApiTokenFromTheCliWorksUntilRevoked) {
   const std::string token = made.out.substr(0, made.out.find('\n'));
   ASSERT_TRUE(token.starts_with("dagd_")) << made.out;
   EXPECT_NE(made.err.find("shown only this once"), std::string::npos) << made.err;
-  EXPECT_EQ(HttpRequest("POST", d.Url("/api/v2/dags/example_chain/dagRuns"), kTrigger,
-                        Bearer(token))
-                .status,
-            200);
+  EXPECT_EQ(
+      HttpRequest("POST", d.Url("/api/v2/dags/example_chain/dagRuns"), kTrigger, Bearer(token))
+          .status,
+      200);
 
   CliResult listed = Cli(d, {"tokens", "list"});
   ASSERT_EQ(listed.exit_code, 0) << listed.err;
@@ -206,9 +206,9 @@ TEST(Auth, TheCliStartsTheEmbeddedClusterWhenNoDaemonRunsAndUsesItsSocketWhenOne
   CliResult during = RunDagd(list);
   ASSERT_EQ(during.exit_code, 0) << during.err;
   EXPECT_NE(during.out.find("admin"), std::string::npos) << during.out;
-  HttpResponse token = HttpRequest(
-      "POST", dagd.base_url() + "/auth/token", R"({"username": "admin", "password": "pw-admin"})",
-      {{"Content-Type", "application/json"}, {"Authorization", ""}});
+  HttpResponse token = HttpRequest("POST", dagd.base_url() + "/auth/token",
+                                   R"({"username": "admin", "password": "pw-admin"})",
+                                   {{"Content-Type", "application/json"}, {"Authorization", ""}});
   EXPECT_EQ(token.status, 201) << token.body;
 
   // The key was made on first start, private to dagd's account.

@@ -21,11 +21,10 @@ TEST(PgStateStoreMigrations, OpenAppliesTheSchemaOnceAndRecordsIt) {
     auto store = PgStateStore::Open({.url = db.url(), .pool_size = 2});
     ASSERT_TRUE(store.ok()) << store.status().ToString();
   }
-  EXPECT_EQ(db.Query("SELECT version || ':' || name FROM schema_migration ORDER BY version"),
-            (std::vector<std::string>{"1:001_initial", "2:002_try_process",
-                                      "3:003_event_log_and_fencing",
-                                      "4:004_transition_events",
-                                      "5:005_users_and_tokens"}));
+  EXPECT_EQ(
+      db.Query("SELECT version || ':' || name FROM schema_migration ORDER BY version"),
+      (std::vector<std::string>{"1:001_initial", "2:002_try_process", "3:003_event_log_and_fencing",
+                                "4:004_transition_events", "5:005_users_and_tokens"}));
   for (const char* table : {"dag", "dag_version", "dag_run", "task_instance", "task_instance_try",
                             "xcom", "event", "import_error", "event_counter", "scheduler_epoch",
                             "scheduler_lease", "dagd_user", "api_token"}) {

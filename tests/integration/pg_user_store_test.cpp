@@ -77,10 +77,10 @@ TEST_F(PgUserStoreTest, UsersRoundTripAndNamesAreUnique) {
 }
 
 TEST_F(PgUserStoreTest, TokensAreFoundByHashTouchedAndRevoked) {
-  const ApiTokenRecord ci{"ci", Role::kUser, scheduler::Sha256Hex("secret-1"), kT0,
-                          kT0 + 90 * 24h, std::nullopt};
-  const ApiTokenRecord cron{"cron", Role::kViewer, scheduler::Sha256Hex("secret-2"), kT0,
-                            std::nullopt, std::nullopt};
+  const ApiTokenRecord ci{"ci", Role::kUser,    scheduler::Sha256Hex("secret-1"),
+                          kT0,  kT0 + 90 * 24h, std::nullopt};
+  const ApiTokenRecord cron{"cron", Role::kViewer, scheduler::Sha256Hex("secret-2"),
+                            kT0,    std::nullopt,  std::nullopt};
   ASSERT_TRUE(store_->AddToken(ci).ok());
   ASSERT_TRUE(store_->AddToken(cron).ok());
   EXPECT_EQ(store_->AddToken(ci).code(), StatusCode::kAlreadyExists);
@@ -91,8 +91,7 @@ TEST_F(PgUserStoreTest, TokensAreFoundByHashTouchedAndRevoked) {
   EXPECT_EQ(found->role, Role::kUser);
   EXPECT_EQ(found->expires_at, kT0 + 90 * 24h);
   EXPECT_FALSE(found->last_used_at);
-  EXPECT_EQ(store_->FindToken(scheduler::Sha256Hex("nope")).status().code(),
-            StatusCode::kNotFound);
+  EXPECT_EQ(store_->FindToken(scheduler::Sha256Hex("nope")).status().code(), StatusCode::kNotFound);
 
   ASSERT_TRUE(store_->TouchToken("ci", kT0 + 5s).ok());
   auto tokens = store_->ListTokens();
@@ -108,15 +107,15 @@ TEST_F(PgUserStoreTest, TokensAreFoundByHashTouchedAndRevoked) {
 }
 
 TEST_F(PgUserStoreTest, OnlyTheSecretsHashIsStored) {
-  ASSERT_TRUE(store_->AddToken({"ci", Role::kUser, scheduler::Sha256Hex("the-secret"), kT0,
-                                std::nullopt, std::nullopt})
+  ASSERT_TRUE(store_
+                  ->AddToken({"ci", Role::kUser, scheduler::Sha256Hex("the-secret"), kT0,
+                              std::nullopt, std::nullopt})
                   .ok());
   EXPECT_EQ(db_.Query("SELECT count(*) FROM api_token WHERE token_hash LIKE '%the-secret%'"),
             std::vector<std::string>{"0"});
   // A hash that is not 64 hex digits is refused by the table itself.
-  EXPECT_FALSE(store_->AddToken({"bad", Role::kUser, "the-secret", kT0, std::nullopt,
-                                 std::nullopt})
-                   .ok());
+  EXPECT_FALSE(
+      store_->AddToken({"bad", Role::kUser, "the-secret", kT0, std::nullopt, std::nullopt}).ok());
 }
 
 class AuthenticatorTest : public PgUserStoreTest {
@@ -161,9 +160,10 @@ TEST_F(AuthenticatorTest, AWrongPasswordAndAnUnknownUserGetTheSameAnswer) {
 
 TEST_F(AuthenticatorTest, AnApiTokenAuthenticatesUntilRevokedOrExpired) {
   auto secret = scheduler::NewApiTokenSecret();
-  ASSERT_TRUE(store_->AddToken({"ci", Role::kOp, scheduler::Sha256Hex(*secret), kT0,
-                                kT0 + 1h, std::nullopt})
-                  .ok());
+  ASSERT_TRUE(
+      store_
+          ->AddToken({"ci", Role::kOp, scheduler::Sha256Hex(*secret), kT0, kT0 + 1h, std::nullopt})
+          .ok());
   auto who = auth_->Authenticate(*secret);
   ASSERT_TRUE(who.ok()) << who.status().ToString();
   EXPECT_EQ(who->name, "ci");

@@ -9,8 +9,8 @@
 namespace dagd::testing {
 namespace {
 
-std::mutex bearer_mu;                                  // guards Bearers()
-std::map<std::string, std::string>& Bearers() {      // base URL → token
+std::mutex bearer_mu;                            // guards Bearers()
+std::map<std::string, std::string>& Bearers() {  // base URL → token
   static std::map<std::string, std::string> bearers;
   return bearers;
 }

@@ -71,8 +71,7 @@ TEST(ApiTokens, SecretsArePrefixedRandomHexAndHashedWithSha256) {
   EXPECT_NE(*a, *b);
   EXPECT_TRUE(a->starts_with("dagd_"));
   EXPECT_EQ(a->size(), 5u + 64u);
-  EXPECT_EQ(Sha256Hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST(Jwt, AnIssuedTokenVerifiesToItsSubjectAndRole) {

@@ -306,8 +306,7 @@ TEST_F(HttpServerTest, ANonLoopbackAddressMayBeBoundNowThatRequestsAreAuthentica
   const std::string base = "http://127.0.0.1:" + std::to_string(server.port());
   const auto refused = HttpGet(base + "/api/v2/dags");
   EXPECT_EQ(refused.status, 401);
-  EXPECT_EQ(HttpGet(base + "/api/v2/dags", {{"Authorization", "Bearer viewer-token"}}).status,
-            200);
+  EXPECT_EQ(HttpGet(base + "/api/v2/dags", {{"Authorization", "Bearer viewer-token"}}).status, 200);
 }
 
 TEST_F(HttpServerTest, A401CarriesWwwAuthenticate) {

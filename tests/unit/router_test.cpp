@@ -699,9 +699,10 @@ TEST_F(RouterTest, AWriteWithTextPlainIs415) {
 }
 
 TEST_F(RouterTest, AWriteWithABodyAndNoContentTypeIs415) {
-  Response r =
-      router_.Handle(Request{"POST", "/api/v2/dags/etl/dagRuns",
-                             {{"authorization", "Bearer admin-token"}}, R"({"logical_date": null})"});
+  Response r = router_.Handle(Request{"POST",
+                                      "/api/v2/dags/etl/dagRuns",
+                                      {{"authorization", "Bearer admin-token"}},
+                                      R"({"logical_date": null})"});
   EXPECT_EQ(r.status, 415);
   EXPECT_EQ(service_.trigger_calls, 0);
 }
@@ -975,8 +976,8 @@ bool SaysBearer(const Response& r) {
 
 TEST_F(RouterTest, EveryRouteButVersionAndHealthAnswers401WithoutABearer) {
   for (const auto& [method, target] : auth::kProtected) {
-    Response r = router_.Handle(Request{method, target, {{"content-type", "application/json"}},
-                                        method == "GET" ? "" : "{}"});
+    Response r = router_.Handle(Request{
+        method, target, {{"content-type", "application/json"}}, method == "GET" ? "" : "{}"});
     EXPECT_EQ(r.status, 401) << method << " " << target;
     EXPECT_EQ(Body(r)["detail"], "Not authenticated") << method << " " << target;
     EXPECT_TRUE(auth::SaysBearer(r)) << method << " " << target;
@@ -992,12 +993,12 @@ TEST_F(RouterTest, ABadBearerIs401InvalidOrExpiredAndAnotherSchemeIsNotAuthentic
     EXPECT_EQ(r.status, 401) << value;
     EXPECT_TRUE(auth::SaysBearer(r)) << value;
   }
-  EXPECT_EQ(Body(Call("GET", "/api/v2/dags", "", {{"authorization", "Bearer nobody-token"}}))
-                ["detail"],
-            "Invalid or expired token");
-  EXPECT_EQ(Body(Call("GET", "/api/v2/dags", "", {{"authorization", "Basic YWRtaW46cHc="}}))
-                ["detail"],
-            "Not authenticated");
+  EXPECT_EQ(
+      Body(Call("GET", "/api/v2/dags", "", {{"authorization", "Bearer nobody-token"}}))["detail"],
+      "Invalid or expired token");
+  EXPECT_EQ(
+      Body(Call("GET", "/api/v2/dags", "", {{"authorization", "Basic YWRtaW46cHc="}}))["detail"],
+      "Not authenticated");
   EXPECT_EQ(Call("GET", "/api/v2/dags", "", {{"authorization", "BEARER viewer-token"}}).status,
             200);
 }
@@ -1025,26 +1026,29 @@ TEST_F(RouterTest, AUserMayTriggerAndEveryHigherRoleToo) {
 
 TEST_F(RouterTest, WithoutAnAuthenticatorNothingProtectedIsServed) {
   Router bare(service_);
-  EXPECT_EQ(bare.Handle(Request{"GET", "/api/v2/dags", {{"authorization", "Bearer admin-token"}},
-                                ""})
-                .status,
-            401);
-  EXPECT_EQ(bare.Handle(Request{"POST", "/auth/token", {{"content-type", "application/json"}},
+  EXPECT_EQ(
+      bare.Handle(Request{"GET", "/api/v2/dags", {{"authorization", "Bearer admin-token"}}, ""})
+          .status,
+      401);
+  EXPECT_EQ(bare.Handle(Request{"POST",
+                                "/auth/token",
+                                {{"content-type", "application/json"}},
                                 R"({"username": "admin", "password": "pw-admin"})"})
                 .status,
             503);
 }
 
 TEST_F(RouterTest, TheTokenEndpointTakesJsonOrAFormAndAnswers201) {
-  Response r = router_.Handle(Request{"POST", "/auth/token", {{"content-type", "application/json"}},
+  Response r = router_.Handle(Request{"POST",
+                                      "/auth/token",
+                                      {{"content-type", "application/json"}},
                                       R"({"username": "user", "password": "pw-user"})"});
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(Body(r)["access_token"], "user-token");
-  r = router_.Handle(
-      Request{"POST",
-              "/auth/token",
-              {{"content-type", "application/x-www-form-urlencoded"}},
-              "grant_type=password&username=op&password=pw%2Dop"});
+  r = router_.Handle(Request{"POST",
+                             "/auth/token",
+                             {{"content-type", "application/x-www-form-urlencoded"}},
+                             "grant_type=password&username=op&password=pw%2Dop"});
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(Body(r)["access_token"], "op-token");
 }
@@ -1063,17 +1067,17 @@ TEST_F(RouterTest, TheTokenEndpointRefusesBadCredentialsAndBadBodies) {
   EXPECT_EQ(r.status, 422);
   EXPECT_EQ(Body(r)["detail"][0]["loc"], nlohmann::json({"body", "password"}));
   EXPECT_EQ(post("application/json", R"({"username": 1, "password": "x"})").status, 422);
-  EXPECT_EQ(post("application/json", R"({"username": "u", "password": "x", "role": "admin"})")
-                .status,
-            422);
+  EXPECT_EQ(
+      post("application/json", R"({"username": "u", "password": "x", "role": "admin"})").status,
+      422);
   EXPECT_EQ(post("application/x-www-form-urlencoded", "username=a&username=b&password=x").status,
             422);
   EXPECT_EQ(post("application/x-www-form-urlencoded", "username=a%00&password=x").status, 422);
   EXPECT_EQ(post("text/plain", R"({"username": "user", "password": "pw-user"})").status, 415);
   EXPECT_EQ(router_.Handle(Request{"GET", "/auth/token", {}, ""}).status, 405);
   // Elsewhere a form is still refused.
-  EXPECT_EQ(Call("POST", "/api/v2/dags/etl/dagRuns", "logical_date=",
-                 {{"content-type", "application/x-www-form-urlencoded"}})
+  EXPECT_EQ(Call("POST", "/api/v2/dags/etl/dagRuns",
+                 "logical_date=", {{"content-type", "application/x-www-form-urlencoded"}})
                 .status,
             415);
 }

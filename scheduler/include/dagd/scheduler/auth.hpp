@@ -20,7 +20,7 @@ namespace dagd::scheduler {
 
 enum class Role { kViewer, kUser, kOp, kAdmin };
 
-std::string_view ToString(Role role);                // "viewer", "user", "op", "admin"
+std::string_view ToString(Role role);                  // "viewer", "user", "op", "admin"
 std::optional<Role> ParseRole(std::string_view text);  // exactly those spellings
 
 // The caller of a request, once authenticated.

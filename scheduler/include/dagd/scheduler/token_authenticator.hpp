@@ -20,8 +20,7 @@ namespace dagd::scheduler {
 class TokenAuthenticator final : public Authenticator {
  public:
   // internal when the dummy hash cannot be made (the random generator failed).
-  static StatusOr<std::unique_ptr<TokenAuthenticator>> Create(JwtOptions options,
-                                                              UserStore& users,
+  static StatusOr<std::unique_ptr<TokenAuthenticator>> Create(JwtOptions options, UserStore& users,
                                                               const Clock& clock);
 
   StatusOr<std::string> IssueToken(const std::string& username,

@@ -229,7 +229,7 @@ TEST(Auth, AJwtKeyOthersCanReadIsRefusedAtStart) {
   EXPECT_NE(d.process->Log().find("chmod 600"), std::string::npos) << d.process->Log();
 }
 
-TEST(Auth, AShortJwtSecretIsRefusedAndAGoodOneSignsTokensOfEveryDaemonSharingIt) {
+TEST(Auth, AShortJwtSecretIsRefusedAndAGoodOneIsUsedInsteadOfAKeyFile) {
   {
     Daemon d;
     setenv("DAGD_JWT_SECRET", "too-short", 1);
@@ -247,6 +247,33 @@ TEST(Auth, AShortJwtSecretIsRefusedAndAGoodOneSignsTokensOfEveryDaemonSharingIt)
   EXPECT_EQ(HttpGet(d.Url("/api/v2/dags"), Bearer(Jwt(d, "alice"))).status, 200);
   struct stat st {};
   EXPECT_NE(stat((d.state.path() / "jwt.key").c_str(), &st), 0) << "no key file is made";
+}
+
+TEST(Auth, TheJwtSecretReachesNoTaskAndNoLog) {
+  TempDir dags;
+  dags.Write("envdump.json", R"({"dag_id": "envdump", "tasks": [
+      {"task_id": "show", "operator": "bash", "bash_command": "env"}]})");
+  const std::string secret = "jwt-secret-e2e-" + std::string(32, 'q');
+  setenv("DAGD_JWT_SECRET", secret.c_str(), 1);
+  Daemon d(dags.path().string());
+  d.Start();
+  unsetenv("DAGD_JWT_SECRET");
+  AddUser(d, "ulla", "user");
+  ASSERT_EQ(HttpRequest("POST", d.Url("/api/v2/dags/envdump/dagRuns"),
+                        R"({"logical_date": null, "dag_run_id": "r1"})", Bearer(Jwt(d, "ulla")))
+                .status,
+            200);
+  EXPECT_EQ(WaitForRun(d, "envdump", "r1")["state"], "success");
+  std::string logs;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(d.state.path() / "logs")) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path());
+    logs += std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  EXPECT_NE(logs.find("AIRFLOW_CTX_DAG_RUN_ID=r1"), std::string::npos) << logs;
+  EXPECT_EQ(logs.find("jwt-secret-e2e"), std::string::npos) << logs;
+  EXPECT_EQ(logs.find("DAGD_JWT_SECRET"), std::string::npos) << logs;
+  EXPECT_EQ(d.process->Log().find("jwt-secret-e2e"), std::string::npos);
 }
 
 TEST(Auth, TheFirstStartWithoutUsersSaysHowToCreateTheFirstAdmin) {

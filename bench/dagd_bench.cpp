@@ -312,7 +312,24 @@ class Bench {
     std::fflush(stdout);
     dagd_ = std::make_unique<dagd::testing::DagdProcess>(args, (dir_ / "dagd.log").string(), port);
     dagd_->Start(std::chrono::seconds(120));
+    LogIn(args);
     probe_ = std::make_unique<ClusterProbe>((dir_ / "state" / "postgres" / "run").string());
+  }
+
+  // Requests carry a JWT, as a client's that logged in with POST /auth/token: it is checked
+  // without a database round trip, where the API token DagdProcess makes costs one lookup per
+  // request. The user is made with the real CLI on the running daemon's database.
+  void LogIn(std::vector<std::string> args) {
+    for (const char* a : {"users", "add", "bench", "--role", "admin"}) args.push_back(a);
+    const auto added = dagd::testing::RunDagd(args, "bench-password\n");
+    if (added.exit_code != 0) throw std::runtime_error("dagd users add failed: " + added.err);
+    const auto token = HttpPostJson(base_url_ + "/auth/token",
+                                    R"({"username": "bench", "password": "bench-password"})");
+    const Json body = Json::parse(token.body, nullptr, false);
+    if (token.status != 201 || !body.contains("access_token")) {
+      throw std::runtime_error("POST /auth/token failed: " + token.body);
+    }
+    dagd::testing::SetDefaultBearer(base_url_, body["access_token"].get<std::string>());
   }
 
   void PrintSettings() {

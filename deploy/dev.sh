@@ -9,7 +9,8 @@
 #                                       each for SECONDS (default 60) from its seed corpus
 # As root, the embedded PostgreSQL runs as the `postgres` account, bash tasks run as the `dagd`
 # account (install-deps.sh creates it) and the state directory is /var/lib/dagd (PostgreSQL must
-# be able to reach it); otherwise it is ./.dagd.
+# be able to reach it); otherwise it is ./.dagd. On the first `run` (no API user yet) it creates
+# the user `admin` (role admin) with a generated password and prints both once.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -29,11 +30,22 @@ case "$command" in
   run)
     deploy/install-deps.sh
     build build RelWithDebInfo OFF dagd
-    echo "dev.sh: starting dagd with the DAGs in dags/ (Ctrl-C stops it)"
     if [ "$(id -u)" = 0 ]; then
-      exec build/daemon/dagd --dags-folder dags --state-dir /var/lib/dagd --pg-user postgres "$@"
+      flags=(--dags-folder dags --state-dir /var/lib/dagd --pg-user postgres "$@")
+    else
+      flags=(--dags-folder dags --state-dir "$PWD/.dagd" "$@")
     fi
-    exec build/daemon/dagd --dags-folder dags --state-dir "$PWD/.dagd" "$@"
+    # The first run makes an admin, so that the README's curl lines work at once.
+    users=$(build/daemon/dagd "${flags[@]}" users list)
+    if [ "$(printf '%s\n' "$users" | wc -l)" -le 1 ]; then
+      password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+      printf '%s\n' "$password" |
+        build/daemon/dagd "${flags[@]}" users add admin --role admin --password-stdin
+      echo "dev.sh: created the API user 'admin' with password: $password"
+      echo "dev.sh: (shown this once; more users: build/daemon/dagd ${flags[*]} users add NAME --role ROLE)"
+    fi
+    echo "dev.sh: starting dagd with the DAGs in dags/ (Ctrl-C stops it)"
+    exec build/daemon/dagd "${flags[@]}"
     ;;
   test)
     deploy/install-deps.sh

@@ -16,6 +16,7 @@ packages=(
   libpqxx-dev libpq-dev postgresql
   nlohmann-json3-dev libsimdjson-dev
   libspdlog-dev libssl-dev libcurl4-openssl-dev
+  libjwt-dev libargon2-dev
   libhowardhinnant-date-dev tzdata libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-yaml

@@ -276,12 +276,6 @@ Status HttpServer::Impl::Start() {
                                    "': expected an IPv4 or IPv6 address");
   }
   const std::string where = Endpoint(address, options_.port);
-  if (!address.is_loopback()) {
-    return Status::FailedPrecondition(
-        "refusing to listen on " + where +
-        ": authentication is not implemented yet, so dagd only binds a loopback address "
-        "(127.0.0.1 or ::1)");
-  }
   const tcp::endpoint endpoint(address, options_.port);
   auto fail = [&](const char* what) {
     error_code ignored;

@@ -367,6 +367,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     res.version(version_);
     res.set(bhttp::field::server, "dagd/" DAGD_VERSION);
     res.set(bhttp::field::content_type, r.content_type);
+    for (const auto& [name, value] : r.headers) res.set(name, value);
     res.keep_alive(keep_alive && !closing_);
     res.body() = std::move(r.body);
     res.prepare_payload();
@@ -409,6 +410,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     message.version(version_);
     message.set(bhttp::field::server, "dagd/" DAGD_VERSION);
     message.set(bhttp::field::content_type, r.content_type);
+    for (const auto& [name, value] : r.headers) message.set(name, value);
     if (version_ >= 11) {
       message.keep_alive(keep_alive_ && !closing_);
       message.chunked(true);

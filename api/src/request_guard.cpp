@@ -100,12 +100,21 @@ std::optional<Response> RefuseForeignOrigin(const Request& req, const RouterOpti
   return std::nullopt;
 }
 
-std::optional<Response> RefuseNonJsonBody(const Request& req) {
+bool IsFormContentType(std::string_view value) {
+  return Lower(Trim(Split(value, ';')[0])) == "application/x-www-form-urlencoded";
+}
+
+std::optional<Response> RefuseNonJsonBody(const Request& req, bool allow_form) {
   if (IsWrite(req.method)) {
     auto it = req.headers.find("content-type");
     if ((!req.body.empty() || it != req.headers.end()) &&
-        (it == req.headers.end() || !IsJsonContentType(it->second))) {
-      return Detail(415, "Request bodies must be JSON sent with Content-Type: application/json");
+        (it == req.headers.end() ||
+         !(IsJsonContentType(it->second) || (allow_form && IsFormContentType(it->second))))) {
+      return Detail(415, allow_form ? "Request bodies must be JSON (Content-Type: "
+                                      "application/json) or a form (Content-Type: "
+                                      "application/x-www-form-urlencoded)"
+                                    : "Request bodies must be JSON sent with Content-Type: "
+                                      "application/json");
     }
   }
   return std::nullopt;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <string_view>
 
 #include "dagd/api/router.hpp"
 
@@ -12,8 +13,12 @@ namespace dagd::api {
 // A refusal when Host or Origin name a host that is not this daemon (see router.hpp).
 std::optional<Response> RefuseForeignOrigin(const Request& req, const RouterOptions& options);
 
-// A refusal when a POST/PUT/PATCH/DELETE has a body or a Content-Type that is not JSON; called
-// once the route and method are known, so that unknown paths stay 404 and wrong methods 405.
-std::optional<Response> RefuseNonJsonBody(const Request& req);
+// A refusal when a POST/PUT/PATCH/DELETE has a body or a Content-Type that is not JSON (or, with
+// `allow_form`, application/x-www-form-urlencoded); called once the route and method are known,
+// so that unknown paths stay 404 and wrong methods 405.
+std::optional<Response> RefuseNonJsonBody(const Request& req, bool allow_form = false);
+
+// Whether a Content-Type header value is application/x-www-form-urlencoded (parameters allowed).
+bool IsFormContentType(std::string_view value);
 
 }  // namespace dagd::api

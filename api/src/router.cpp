@@ -1,5 +1,7 @@
 #include "dagd/api/router.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <exception>
 #include <functional>
@@ -393,43 +395,78 @@ class Api {
 };
 
 using Handler = Response (Api::*)(const Call&);
+using scheduler::Role;
 
 struct Route {
   std::vector<std::string_view> pattern;  // segments after /api/v2; "{}" matches any one
   std::string_view method;
   Handler handler;
+  // Who may call it: the least role, and what the 403 says a lesser role cannot do. A route
+  // that names none needs admin (fail closed); kPublic routes need no credentials at all.
+  Role role = Role::kAdmin;
+  std::string_view action = "call this endpoint";
+  bool is_public = false;
 };
 
+constexpr bool kPublic = true;
+
+// The one table of routes and the roles they need (scheduler/auth.hpp lists what each role is
+// for): reads are viewer; trigger, clear, mark and pause are user; pools, variables and
+// connections op; DAG upload and deletion, and users, admin.
 const std::vector<Route>& Routes() {
+  constexpr Role kViewer = Role::kViewer;
+  constexpr Role kUser = Role::kUser;
   static const std::vector<Route> kRoutes = {
-      {{"version"}, "GET", &Api::Version},
-      {{"monitor", "health"}, "GET", &Api::Health},
-      {{"dags"}, "GET", &Api::ListDags},
-      {{"dags", "{}"}, "GET", &Api::GetDag},
-      {{"dags", "{}"}, "PATCH", &Api::PatchDag},
-      {{"dags", "{}", "details"}, "GET", &Api::GetDagDetails},
-      {{"dags", "{}", "dagVersions"}, "GET", &Api::ListDagVersions},
-      {{"dags", "{}", "dagVersions", "{}"}, "GET", &Api::GetDagVersion},
-      {{"dags", "{}", "tasks"}, "GET", &Api::ListTasks},
-      {{"dags", "{}", "tasks", "{}"}, "GET", &Api::GetTask},
-      {{"dags", "{}", "dagRuns"}, "GET", &Api::ListRuns},
-      {{"dags", "{}", "dagRuns"}, "POST", &Api::Trigger},
-      {{"dags", "{}", "dagRuns", "list"}, "POST", &Api::ListRunsBatch},
-      {{"dags", "{}", "dagRuns", "{}"}, "GET", &Api::GetRun},
-      {{"dags", "{}", "dagRuns", "{}", "taskInstances"}, "GET", &Api::ListTaskInstances},
+      {{"version"}, "GET", &Api::Version, kViewer, "", kPublic},
+      {{"monitor", "health"}, "GET", &Api::Health, kViewer, "", kPublic},
+      {{"openapi.json"}, "GET", &Api::OpenApi, kViewer, "", kPublic},
+      {{"dags"}, "GET", &Api::ListDags, kViewer, "read DAGs"},
+      {{"dags", "{}"}, "GET", &Api::GetDag, kViewer, "read DAGs"},
+      {{"dags", "{}"}, "PATCH", &Api::PatchDag, kUser, "pause or unpause DAGs"},
+      {{"dags", "{}", "details"}, "GET", &Api::GetDagDetails, kViewer, "read DAGs"},
+      {{"dags", "{}", "dagVersions"}, "GET", &Api::ListDagVersions, kViewer, "read DAGs"},
+      {{"dags", "{}", "dagVersions", "{}"}, "GET", &Api::GetDagVersion, kViewer, "read DAGs"},
+      {{"dags", "{}", "tasks"}, "GET", &Api::ListTasks, kViewer, "read DAGs"},
+      {{"dags", "{}", "tasks", "{}"}, "GET", &Api::GetTask, kViewer, "read DAGs"},
+      {{"dags", "{}", "dagRuns"}, "GET", &Api::ListRuns, kViewer, "read DAG runs"},
+      {{"dags", "{}", "dagRuns"}, "POST", &Api::Trigger, kUser, "trigger DAG runs"},
+      {{"dags", "{}", "dagRuns", "list"}, "POST", &Api::ListRunsBatch, kViewer, "read DAG runs"},
+      {{"dags", "{}", "dagRuns", "{}"}, "GET", &Api::GetRun, kViewer, "read DAG runs"},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances"},
+       "GET",
+       &Api::ListTaskInstances,
+       kViewer,
+       "read task instances"},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances", "list"},
        "POST",
-       &Api::ListTaskInstancesBatch},
-      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}"}, "GET", &Api::GetTaskInstance},
-      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "tries"}, "GET", &Api::ListTries},
-      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "tries", "{}"}, "GET", &Api::GetTry},
-      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "logs", "{}"}, "GET", &Api::GetLog},
-      {{"importErrors"}, "GET", &Api::ListImportErrors},
-      {{"dagStats"}, "GET", &Api::DagStats},
-      {{"config"}, "GET", &Api::Config},
-      {{"plugins"}, "GET", &Api::Plugins},
-      {{"providers"}, "GET", &Api::Providers},
-      {{"openapi.json"}, "GET", &Api::OpenApi},
+       &Api::ListTaskInstancesBatch,
+       kViewer,
+       "read task instances"},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}"},
+       "GET",
+       &Api::GetTaskInstance,
+       kViewer,
+       "read task instances"},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "tries"},
+       "GET",
+       &Api::ListTries,
+       kViewer,
+       "read task instances"},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "tries", "{}"},
+       "GET",
+       &Api::GetTry,
+       kViewer,
+       "read task instances"},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "logs", "{}"},
+       "GET",
+       &Api::GetLog,
+       kViewer,
+       "read task logs"},
+      {{"importErrors"}, "GET", &Api::ListImportErrors, kViewer, "read import errors"},
+      {{"dagStats"}, "GET", &Api::DagStats, kViewer, "read DAG runs"},
+      {{"config"}, "GET", &Api::Config, kViewer, "read the configuration"},
+      {{"plugins"}, "GET", &Api::Plugins, kViewer, "read plugins"},
+      {{"providers"}, "GET", &Api::Providers, kViewer, "read providers"},
   };
   return kRoutes;
 }
@@ -450,6 +487,109 @@ bool Match(const std::vector<std::string_view>& pattern, const std::vector<std::
   return true;
 }
 
+// --- Authentication -----------------------------------------------------------------------------
+
+Response Unauthorized(const std::string& detail) {
+  Response r = Detail(401, detail);
+  r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+// An Authenticator error: bad credentials are 401 with its sentence, the rest as Service errors.
+Response AuthError(const Status& status) {
+  if (status.code() == StatusCode::kInvalidArgument) return Unauthorized(status.message());
+  return ErrorResponse(status);
+}
+
+// The credential of `Authorization: Bearer <credential>` (the scheme in any case); nullopt when
+// the header is missing, empty or names another scheme.
+std::optional<std::string_view> BearerCredential(const Request& req) {
+  auto it = req.headers.find("authorization");
+  if (it == req.headers.end()) return std::nullopt;
+  const std::string_view value = Trim(it->second);
+  constexpr std::string_view kScheme = "bearer";
+  if (value.size() <= kScheme.size() || Lower(value.substr(0, kScheme.size())) != kScheme ||
+      (value[kScheme.size()] != ' ' && value[kScheme.size()] != '\t')) {
+    return std::nullopt;
+  }
+  const std::string_view credential = Trim(value.substr(kScheme.size()));
+  if (credential.empty()) return std::nullopt;
+  return credential;
+}
+
+// The caller of a protected route, or the 401/403/503 to answer instead.
+std::optional<Response> Admit(const RouterOptions& options, const Route& route,
+                              std::optional<scheduler::Principal>& principal, const Request& req) {
+  const auto credential = BearerCredential(req);
+  if (!credential || options.authenticator == nullptr) return Unauthorized("Not authenticated");
+  auto who = options.authenticator->Authenticate(*credential);
+  if (!who.ok()) return AuthError(who.status());
+  if (who->role < route.role) {
+    return Detail(403, fmt::format("{} role cannot {}; it needs {}", scheduler::ToString(who->role),
+                                   route.action, scheduler::ToString(route.role)));
+  }
+  principal = std::move(*who);
+  return std::nullopt;
+}
+
+// The fields OAuth2's password form may carry besides username and password (RFC 6749 4.3.2);
+// a client library sends them, and they change nothing here.
+bool IsOAuthFormField(std::string_view name) {
+  return name == "grant_type" || name == "scope" || name == "client_id" || name == "client_secret";
+}
+
+// POST /auth/token: {"username", "password"} as JSON or as a form → 201 {"access_token"}.
+Response IssueToken(const RouterOptions& options, const Request& req) {
+  if (req.method != "POST") return Detail(405, "Method Not Allowed");
+  if (auto refusal = RefuseNonJsonBody(req, /*allow_form=*/true)) return *refusal;
+  Json fields = Json::object();
+  Errors errors;
+  auto type = req.headers.find("content-type");
+  if (type != req.headers.end() && IsFormContentType(type->second)) {
+    for (std::string_view pair : Split(req.body, '&')) {
+      if (pair.empty()) continue;
+      const size_t eq = pair.find('=');
+      const std::string name = PercentDecode(pair.substr(0, eq), true);
+      const std::string value =
+          eq == std::string_view::npos ? "" : PercentDecode(pair.substr(eq + 1), true);
+      if (!IsCleanText(name) || !IsCleanText(value)) {
+        errors.Add("string_type", {"body"}, "Form fields must be UTF-8 text without NUL bytes",
+                   nullptr);
+      } else if (fields.contains(name)) {
+        errors.Add("value_error", {"body", name}, "The field is given more than once", nullptr);
+      } else {
+        fields[name] = value;
+      }
+    }
+  } else {
+    Response error;
+    auto body = ParseBodyObject(req, error);
+    if (!body) return error;
+    fields = std::move(*body);
+  }
+  for (const char* name : {"username", "password"}) {
+    auto it = fields.find(name);
+    if (it == fields.end()) {
+      errors.Add("missing", {"body", name}, "Field required", nullptr);
+    } else if (!it->is_string()) {
+      errors.Add("string_type", {"body", name}, "Input should be a valid string", *it);
+    }
+  }
+  for (const auto& [key, value] : fields.items()) {
+    if (key != "username" && key != "password" && !IsOAuthFormField(key)) {
+      errors.Add("extra_forbidden", {"body", key}, "Extra inputs are not permitted", nullptr);
+    }
+  }
+  if (!errors.empty()) return errors.ToResponse();
+  if (options.authenticator == nullptr) {
+    return Detail(503, "Authentication is not configured on this daemon");
+  }
+  auto token = options.authenticator->IssueToken(fields["username"].get<std::string>(),
+                                                 fields["password"].get<std::string>());
+  if (!token.ok()) return AuthError(token.status());
+  return JsonResponse(201, {{"access_token", *token}});
+}
+
 Response Dispatch(Service& service, const RouterOptions& options, const Request& req) {
   if (auto refusal = RefuseForeignOrigin(req, options)) return *refusal;
 
@@ -457,6 +597,8 @@ Response Dispatch(Service& service, const RouterOptions& options, const Request&
   const size_t q = target.find('?');
   std::string_view path = target.substr(0, q);
   const Query query(q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
+
+  if (path == "/auth/token" || path == "/auth/token/") return IssueToken(options, req);
 
   constexpr std::string_view kPrefix = "/api/v2/";
   if (!path.starts_with(kPrefix)) return NotFound();
@@ -477,12 +619,20 @@ Response Dispatch(Service& service, const RouterOptions& options, const Request&
     if (!Match(route.pattern, segments, params)) continue;
     path_known = true;
     if (route.method != req.method) continue;
+    std::optional<scheduler::Principal> principal;
+    if (!route.is_public) {
+      if (auto refusal = Admit(options, route, principal, req)) return *refusal;
+    }
     if (auto refusal = RefuseNonJsonBody(req)) return *refusal;
     Errors errors;
     query.CheckText(errors);
     if (!errors.empty()) return errors.ToResponse();
     Api api(service, options);
-    return (api.*route.handler)(Call{req, params, query});
+    if (!principal) return (api.*route.handler)(Call{req, params, query});
+    // Handlers take the request as it came with its caller added.
+    Request admitted = req;
+    admitted.principal = std::move(principal);
+    return (api.*route.handler)(Call{admitted, params, query});
   }
   return path_known ? Detail(405, "Method Not Allowed") : NotFound();
 }

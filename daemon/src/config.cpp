@@ -133,7 +133,9 @@ Invocation ParseCommandLine(int argc, char** argv) {
   app.add_option("--pg-user", pg_user,
                  "Account that runs the embedded PostgreSQL when dagd runs as root")
       ->envname("DAGD_PG_USER");
-  app.add_option("--listen", listen, "HTTP address HOST:PORT (loopback only for now)")
+  app.add_option("--listen", listen,
+                 "HTTP address HOST:PORT; a non-loopback one without TLS is warned about "
+                 "(credentials travel in clear text)")
       ->envname("DAGD_LISTEN")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
       ->capture_default_str();
@@ -205,6 +207,52 @@ Invocation ParseCommandLine(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
 
+  int jwt_expiration = static_cast<int>(c.jwt_expiration.count());
+  app.add_option("--jwt-expiration", jwt_expiration,
+                 "Seconds a token from POST /auth/token stays valid (the signing key is "
+                 "DAGD_JWT_SECRET, else <state-dir>/jwt.key)")
+      ->envname("DAGD_JWT_EXPIRATION")
+      ->check(CLI::Range(1, 366 * 86400))
+      ->capture_default_str();
+
+  // Account commands work on the daemon's database: the same --state-dir, --database-url and
+  // --pg-user as the daemon.
+  const std::vector<std::string> kRoles = {"viewer", "user", "op", "admin"};
+  AccountCommand& a = inv.account;
+  auto* users = app.add_subcommand("users", "Manage API users (same database flags as the daemon)");
+  users->require_subcommand(1);
+  auto* user_add = users->add_subcommand(
+      "add", "Add a user; the password is read from stdin, or asked twice on a terminal");
+  user_add->add_option("name", a.name, "User name")->required();
+  user_add->add_option("--role", a.role, "viewer, user, op or admin")
+      ->required()
+      ->check(CLI::IsMember(kRoles));
+  user_add->add_flag("--password-stdin", a.password_stdin,
+                     "Read the password from stdin (one line) even from a terminal");
+  auto* user_list = users->add_subcommand("list", "List users and their roles");
+  auto* user_delete = users->add_subcommand("delete", "Delete a user");
+  user_delete->add_option("name", a.name, "User name")->required();
+  auto* user_set_role = users->add_subcommand("set-role", "Change a user's role");
+  user_set_role->add_option("name", a.name, "User name")->required();
+  user_set_role->add_option("role", a.role, "viewer, user, op or admin")
+      ->required()
+      ->check(CLI::IsMember(kRoles));
+
+  auto* tokens =
+      app.add_subcommand("tokens", "Manage long-lived API tokens for scripts, cron and CI");
+  tokens->require_subcommand(1);
+  auto* token_create =
+      tokens->add_subcommand("create", "Create a token; it is printed once, on stdout");
+  token_create->add_option("--name", a.name, "Token name")->required();
+  token_create->add_option("--role", a.role, "viewer, user, op or admin")
+      ->required()
+      ->check(CLI::IsMember(kRoles));
+  token_create->add_option("--expires", a.expires, "Lifetime (90d, 12h, 30m) or never")
+      ->capture_default_str();
+  auto* token_list = tokens->add_subcommand("list", "List tokens (never their secrets)");
+  auto* token_revoke = tokens->add_subcommand("revoke", "Revoke a token at once");
+  token_revoke->add_option("name", a.name, "Token name")->required();
+
   auto* dags = app.add_subcommand("dags", "Work with DAG documents");
   auto* validate =
       dags->add_subcommand("validate", "Check DAG files offline; non-zero exit on errors");
@@ -243,7 +291,28 @@ Invocation ParseCommandLine(int argc, char** argv) {
   c.shutdown_grace = std::chrono::seconds(grace);
   c.api_request_timeout = std::chrono::seconds(request_timeout);
   c.api_idle_timeout = std::chrono::seconds(idle_timeout);
+  c.jwt_expiration = std::chrono::seconds(jwt_expiration);
+  if (const char* secret = std::getenv("DAGD_JWT_SECRET"); secret != nullptr) {
+    c.jwt_secret = secret;
+    ::unsetenv("DAGD_JWT_SECRET");
+  }
   inv.command = validate->parsed() ? Command::kValidate : Command::kServe;
+  for (auto [sub, verb] : {std::pair{user_add, "add"},
+                           {user_list, "list"},
+                           {user_delete, "delete"},
+                           {user_set_role, "set-role"}}) {
+    if (sub->parsed()) {
+      inv.command = Command::kUsers;
+      a.verb = verb;
+    }
+  }
+  for (auto [sub, verb] :
+       {std::pair{token_create, "create"}, {token_list, "list"}, {token_revoke, "revoke"}}) {
+    if (sub->parsed()) {
+      inv.command = Command::kTokens;
+      a.verb = verb;
+    }
+  }
   if (inv.command == Command::kServe) {
     if (std::string refused = CheckTaskAccounts(c, run_as); !refused.empty()) {
       std::cerr << "dagd: " << refused << "\n";

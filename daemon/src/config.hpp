@@ -34,14 +34,29 @@ struct Config {
   int api_max_connections = 1024;
   std::chrono::seconds api_request_timeout{30};  // longest wait for a handler before 503
   std::chrono::seconds api_idle_timeout{30};     // keep-alive connections idle longer are closed
+  // The HS256 key of the API's JWTs, from DAGD_JWT_SECRET (never a flag: argv is public), which
+  // is removed from the environment once read so that no child process inherits it. Unset: the
+  // key in <state_dir>/jwt.key (jwt_key.hpp).
+  std::optional<std::string> jwt_secret;
+  std::chrono::seconds jwt_expiration{86400};  // lifetime of a JWT from POST /auth/token
 };
 
-enum class Command { kServe, kValidate, kExit };
+enum class Command { kServe, kValidate, kUsers, kTokens, kExit };
+
+// `dagd users add|list|delete|set-role` and `dagd tokens create|list|revoke` (accounts.hpp).
+struct AccountCommand {
+  std::string verb;  // "add", "list", "delete", "set-role", "create", "revoke"
+  std::string name;
+  std::string role;
+  std::string expires = "90d";  // tokens create: a duration ("90d", "12h") or "never"
+  bool password_stdin = false;  // users add: read the password from stdin even from a terminal
+};
 
 struct Invocation {
   Command command = Command::kServe;
   Config config;
   std::vector<std::string> validate_files;  // `dagd dags validate FILE...`
+  AccountCommand account;                   // kUsers, kTokens
   int exit_code = 0;                        // kExit: --help, --version or a usage error
 };
 

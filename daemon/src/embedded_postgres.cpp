@@ -592,6 +592,18 @@ Status EmbeddedPostgres::Start() {
   return Status::Ok();
 }
 
+StatusOr<std::optional<std::string>> EmbeddedPostgres::FindRunning() {
+  if (!prepared_) {
+    bool first_start = false;
+    auto prepared = Prepare(first_start);
+    if (!prepared.ok()) return prepared.status();
+    prepared_ = std::make_unique<Prepared>(std::move(*prepared));
+  }
+  const std::string ping_conninfo = Conninfo("postgres") + " connect_timeout=2";
+  if (PQping(ping_conninfo.c_str()) != PQPING_OK) return std::optional<std::string>();
+  return std::optional<std::string>(conninfo());
+}
+
 StatusOr<EmbeddedPostgres::Prepared> EmbeddedPostgres::Prepare(bool& first_start) {
   if (options_.state_dir.empty()) return Status::InvalidArgument("no state directory given");
 

@@ -80,6 +80,11 @@ class EmbeddedPostgres {
   // Blocks until the server accepts connections on database "dagd" (first start ≈0.5 s, later
   // ≈0.1 s). Calling Start on a running instance returns ok.
   Status Start();
+  // The conninfo of a server that already serves this state directory (a running dagd's), or
+  // nullopt when none answers on its socket; for commands that work on a daemon's database
+  // whether or not it runs. Prepares the cluster as Start does (first use: initdb), with the
+  // same errors.
+  StatusOr<std::optional<std::string>> FindRunning();
   // Fast shutdown: SIGINT, then SIGQUIT after 10 s, then SIGKILL after 5 more; reaps the child.
   // Idempotent; a no-op when not started.
   void Stop();

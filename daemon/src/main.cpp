@@ -1,6 +1,7 @@
 // dagd: the composition root. Parses the command line and runs the chosen command.
 #include <iostream>
 
+#include "accounts.hpp"
 #include "config.hpp"
 #include "serve.hpp"
 #include "validate.hpp"
@@ -13,6 +14,10 @@ int main(int argc, char** argv) {
       return inv.exit_code;
     case Command::kValidate:
       return dagd::daemon::ValidateFiles(inv.validate_files, std::cout, std::cerr);
+    case Command::kUsers:
+    case Command::kTokens:
+      return dagd::daemon::RunAccountCommand(inv.command, inv.config, inv.account, std::cin,
+                                             std::cout, std::cerr);
     case Command::kServe:
       return dagd::daemon::Serve(inv.config);
   }

@@ -1,5 +1,6 @@
 #include "serve.hpp"
 
+#include <arpa/inet.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -18,8 +19,11 @@
 #include "dagd/scheduler/dag_sync.hpp"
 #include "dagd/scheduler/scheduler.hpp"
 #include "dagd/scheduler/scheduler_service.hpp"
+#include "dagd/scheduler/token_authenticator.hpp"
 #include "dagd/storage/pg_state_store.hpp"
+#include "dagd/storage/pg_user_store.hpp"
 #include "embedded_postgres.hpp"
+#include "jwt_key.hpp"
 #include "logging.hpp"
 #include "state_dir.hpp"
 
@@ -62,6 +66,30 @@ void RaiseDescriptorLimit(int max_connections) {
   } else {
     Log()->debug("open-file limit raised from={} to={}", before, limit.rlim_cur);
   }
+}
+
+bool IsLoopback(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return ::inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+// How to make the first admin, said once at start while the database has no user and no token.
+void AdviseFirstAdmin(scheduler::UserStore& users, const Config& config) {
+  auto listed = users.ListUsers();
+  auto tokens = users.ListTokens();
+  if (!listed.ok() || !tokens.ok() || !listed->empty() || !tokens->empty()) return;
+  std::string flags = " --state-dir " + config.state_dir.string();
+  if (!config.database_url.empty()) flags += " --database-url <the same URL>";
+  if (config.pg_user) flags += " --pg-user " + *config.pg_user;
+  Log()->warn(
+      "no API users yet: every endpoint but version and health answers 401. Create the first "
+      "admin with `dagd{} users add admin --role admin` (it asks for the password), then get a "
+      "token with POST /auth/token {{\"username\": \"admin\", \"password\": \"...\"}}; or "
+      "make a long-lived token with `dagd{} tokens create --name NAME --role admin`",
+      flags, flags);
 }
 
 }  // namespace
@@ -130,6 +158,20 @@ int Serve(const Config& config) {
   }
 
   scheduler::SystemClock clock;
+  auto jwt_secret = LoadJwtSecret(config.jwt_secret, config.state_dir);
+  if (!jwt_secret.ok()) return Fail("refusing to start: no usable JWT key", jwt_secret.status());
+  storage::PgOptions user_pg = pg;
+  user_pg.pool_size = 4;  // one lookup per request that carries an API token
+  auto users = storage::PgUserStore::Open(user_pg);
+  if (!users.ok()) return Fail("cannot open the database", users.status());
+  scheduler::JwtOptions jwt_options;
+  jwt_options.secret = std::move(*jwt_secret);
+  jwt_options.lifetime = config.jwt_expiration;
+  auto authenticator =
+      scheduler::TokenAuthenticator::Create(std::move(jwt_options), **users, clock);
+  if (!authenticator.ok()) return Fail("cannot set up authentication", authenticator.status());
+  AdviseFirstAdmin(**users, config);
+
   executors::JobRegistry jobs;
   dags::RegisterAllJobs(jobs);
   scheduler::ParseOptions parse_options;
@@ -167,6 +209,7 @@ int Serve(const Config& config) {
   api::RouterOptions router_options;
   router_options.allowed_hosts = config.allowed_hosts;
   router_options.max_page_limit = config.max_page_limit;
+  router_options.authenticator = authenticator->get();
   api::Router router(service, router_options);
   api::ServerOptions server_options;
   server_options.address = config.listen_host;
@@ -181,6 +224,13 @@ int Serve(const Config& config) {
   if (Status s = sched.Start(); !s.ok()) {
     server.Stop();
     return Fail("scheduler did not start", s);
+  }
+  if (!IsLoopback(config.listen_host)) {
+    Log()->warn(
+        "LISTENING ON A NON-LOOPBACK ADDRESS WITHOUT TLS listen={}:{}: passwords and tokens "
+        "travel in clear text to anyone on the network path; serve HTTPS (--tls-cert/--tls-key) "
+        "or put a TLS proxy in front",
+        config.listen_host, server.port());
   }
   Log()->info("dagd ready listen={}:{} dags_folder={} state_dir={} database={} parallelism={}",
               config.listen_host, server.port(), config.dags_folder.string(),

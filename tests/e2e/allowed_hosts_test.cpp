@@ -8,8 +8,9 @@
 namespace dagd::testing {
 namespace {
 
-std::string GetDags(const std::string& host, const std::string& origin = "") {
-  std::string request = "GET /api/v2/dags HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n";
+std::string GetDags(int port, const std::string& host, const std::string& origin = "") {
+  std::string request = "GET /api/v2/dags HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n" +
+                        AuthorizationLine(port);
   if (!origin.empty()) request += "Origin: " + origin + "\r\n";
   return request + "\r\n";
 }
@@ -17,11 +18,12 @@ std::string GetDags(const std::string& host, const std::string& origin = "") {
 TEST(AllowedHosts, AListedNameIsServedAndAnyOtherIsRefused) {
   Daemon d(ExampleDags(), {"--allowed-hosts", "dagd.internal,10.0.0.5"});
   d.Start();
-  EXPECT_EQ(RawExchange(d.port, GetDags("dagd.internal:8080")).status, 200);
-  EXPECT_EQ(RawExchange(d.port, GetDags("10.0.0.5", "https://dagd.internal")).status, 200);
-  EXPECT_EQ(RawExchange(d.port, GetDags("localhost:8080")).status, 200);
-  EXPECT_EQ(RawExchange(d.port, GetDags("evil.example")).status, 403);
-  EXPECT_EQ(RawExchange(d.port, GetDags("dagd.internal", "http://evil.example")).status, 403);
+  EXPECT_EQ(RawExchange(d.port, GetDags(d.port, "dagd.internal:8080")).status, 200);
+  EXPECT_EQ(RawExchange(d.port, GetDags(d.port, "10.0.0.5", "https://dagd.internal")).status, 200);
+  EXPECT_EQ(RawExchange(d.port, GetDags(d.port, "localhost:8080")).status, 200);
+  EXPECT_EQ(RawExchange(d.port, GetDags(d.port, "evil.example")).status, 403);
+  EXPECT_EQ(RawExchange(d.port, GetDags(d.port, "dagd.internal", "http://evil.example")).status,
+            403);
 }
 
 TEST(AllowedHosts, AnEntryWithAPortOrSchemeIsRefusedAtStart) {

@@ -199,7 +199,12 @@ TEST_P(HostileRequests, GetsItsStatusAndTheDaemonStaysHealthy) {
     TearDownTestSuite();
     SetUpTestSuite();
   }
-  RawResponse r = RawExchange(daemon_->port, c.request);
+  // Each case is an authenticated caller's: its credential goes right after the request line.
+  std::string request = c.request;
+  if (const size_t line_end = request.find("\r\n"); line_end != std::string::npos) {
+    request.insert(line_end + 2, AuthorizationLine(daemon_->port));
+  }
+  RawResponse r = RawExchange(daemon_->port, request);
   EXPECT_NE(std::find(c.expected.begin(), c.expected.end(), r.status), c.expected.end())
       << c.name << ": got " << r.status << " " << r.error << "\n"
       << r.head << "\n"

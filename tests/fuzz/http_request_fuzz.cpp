@@ -2,7 +2,10 @@
 // request parser with the server's limits, then through the Router (query strings, path
 // decoding, JSON bodies, validation, codecs) against a Service that answers every call with
 // plausible data; streamed bodies are drained. Nothing may crash, hang or leak, and every
-// answer must be a status the API documents.
+// answer must be a status the API documents. Authorization headers go through the daemon's
+// own TokenAuthenticator (Bearer parsing, JWT decoding with libjwt, API-token lookup in a store
+// with no tokens), except the test bearers "<role>-token" of FakeAuthenticator, which the seed
+// corpus carries so that mutations reach the handlers.
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <cstddef>
@@ -14,6 +17,8 @@
 
 #include "dagd/api/router.hpp"
 #include "dagd/scheduler/dag_parser.hpp"
+#include "dagd/scheduler/token_authenticator.hpp"
+#include "fake_authenticator.hpp"
 
 namespace {
 
@@ -111,6 +116,62 @@ class ServiceForFuzzing : public Service {
   TaskTry try_;
 };
 
+// A store with no users and no tokens: every lookup is not_found.
+class EmptyUserStore : public UserStore {
+ public:
+  Status AddUser(const UserRecord&) override { return Status::Internal("read-only"); }
+  StatusOr<UserRecord> GetUser(const std::string& name) override {
+    return Status::NotFound("no user '" + name + "'");
+  }
+  StatusOr<std::vector<UserRecord>> ListUsers() override { return std::vector<UserRecord>{}; }
+  Status DeleteUser(const std::string&) override { return Status::NotFound("no user"); }
+  Status SetRole(const std::string&, Role) override { return Status::NotFound("no user"); }
+  Status SetPassword(const std::string&, const std::string&) override {
+    return Status::NotFound("no user");
+  }
+  Status AddToken(const ApiTokenRecord&) override { return Status::Internal("read-only"); }
+  StatusOr<std::vector<ApiTokenRecord>> ListTokens() override {
+    return std::vector<ApiTokenRecord>{};
+  }
+  Status RevokeToken(const std::string&) override { return Status::NotFound("no token"); }
+  StatusOr<ApiTokenRecord> FindToken(const std::string&) override {
+    return Status::NotFound("no such API token");
+  }
+  Status TouchToken(const std::string&, TimePoint) override { return Status::NotFound("no token"); }
+};
+
+// The test bearers ("admin-token") and the /auth/token check go to the fake (an Argon2 hash per
+// input would slow the fuzzer a hundredfold); every other bearer to the real authenticator.
+class FuzzAuthenticator : public Authenticator {
+ public:
+  FuzzAuthenticator() {
+    JwtOptions options;
+    options.secret = std::string(32, 'k');
+    real_ = TokenAuthenticator::Create(options, users_, clock_).value();
+  }
+  StatusOr<std::string> IssueToken(const std::string& username,
+                                   const std::string& password) override {
+    return fake_.IssueToken(username, password);
+  }
+  StatusOr<Principal> Authenticate(std::string_view bearer) override {
+    if (bearer.ends_with("-token")) return fake_.Authenticate(bearer);
+    return real_->Authenticate(bearer);
+  }
+
+ private:
+  EmptyUserStore users_;
+  SystemClock clock_;
+  dagd::testing::FakeAuthenticator fake_;
+  std::unique_ptr<TokenAuthenticator> real_;
+};
+
+api::RouterOptions FuzzOptions() {
+  static FuzzAuthenticator authenticator;
+  api::RouterOptions options;
+  options.authenticator = &authenticator;
+  return options;
+}
+
 bool Documented(int status) {
   switch (status) {
     case 200:
@@ -138,7 +199,7 @@ bool Documented(int status) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static ServiceForFuzzing service;
-  static const api::Router router(service);
+  static const api::Router router(service, FuzzOptions());
   http::request_parser<http::string_body> parser;
   parser.header_limit(16 * 1024);
   parser.body_limit(1 << 20);

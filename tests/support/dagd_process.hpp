@@ -3,6 +3,12 @@
 // Start() launches DAGD_BINARY with the given arguments (stdout and stderr to `log_path`), in its
 // own process group, and waits until GET /api/v2/monitor/health answers 200 on `port`, or fails
 // with the daemon's log in the exception message. The destructor kills what is still running.
+//
+// Authentication: before its first start, Start() creates an admin API token with the real CLI
+// (`dagd <args> tokens create`, on the same database) and, once the daemon runs, makes it the
+// default bearer of requests to base_url() (http_client.hpp), so tests talk to it as an admin
+// without saying so. When the token cannot be made (the daemon is meant to fail), it starts
+// without one.
 #pragma once
 
 #include <sys/types.h>
@@ -15,6 +21,17 @@ namespace dagd::testing {
 
 // A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 int FreePort();
+
+struct CliResult {
+  int exit_code = -1;  // -1: killed after the timeout, or did not run
+  std::string out;
+  std::string err;
+};
+
+// Runs the dagd binary with `args` and `input` on its stdin (not a terminal); waits at most
+// `timeout`, then kills it.
+CliResult RunDagd(const std::vector<std::string>& args, const std::string& input = "",
+                  std::chrono::seconds timeout = std::chrono::seconds(60));
 
 class DagdProcess {
  public:
@@ -30,9 +47,14 @@ class DagdProcess {
   pid_t pid() const { return pid_; }
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   std::string Log() const;  // everything the daemon printed so far
+  const std::vector<std::string>& args() const { return args_; }
+  const std::string& admin_token() const { return token_; }  // empty when none could be made
+  // Set to false before Start to start the daemon on a database the test leaves without users.
+  bool make_admin_token = true;
 
  private:
   std::vector<std::string> args_;
+  std::string token_;
   std::string log_path_;
   int port_;
   pid_t pid_ = -1;

@@ -2,10 +2,42 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
+#include <cctype>
 #include <mutex>
 
 namespace dagd::testing {
 namespace {
+
+std::mutex bearer_mu;                            // guards Bearers()
+std::map<std::string, std::string>& Bearers() {  // base URL → token
+  static std::map<std::string, std::string> bearers;
+  return bearers;
+}
+
+}  // namespace
+
+std::string DefaultBearer(const std::string& url) {
+  std::lock_guard lock(bearer_mu);
+  for (const auto& [base, token] : Bearers()) {
+    if (url.compare(0, base.size(), base) == 0 &&
+        (url.size() == base.size() || url[base.size()] == '/' || url[base.size()] == '?')) {
+      return token;
+    }
+  }
+  return "";
+}
+
+namespace {
+
+bool HasAuthorization(const std::map<std::string, std::string>& headers) {
+  return std::any_of(headers.begin(), headers.end(), [](const auto& header) {
+    std::string name = header.first;
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return name == "authorization";
+  });
+}
 
 size_t Append(char* data, size_t size, size_t n, void* out) {
   static_cast<std::string*>(out)->append(data, size * n);
@@ -13,6 +45,15 @@ size_t Append(char* data, size_t size, size_t n, void* out) {
 }
 
 }  // namespace
+
+void SetDefaultBearer(const std::string& base_url, const std::string& token) {
+  std::lock_guard lock(bearer_mu);
+  if (token.empty()) {
+    Bearers().erase(base_url);
+  } else {
+    Bearers()[base_url] = token;
+  }
+}
 
 HttpResponse HttpRequest(const std::string& method, const std::string& url, const std::string& body,
                          const std::map<std::string, std::string>& headers) {
@@ -23,6 +64,11 @@ HttpResponse HttpRequest(const std::string& method, const std::string& url, cons
   curl_slist* list = nullptr;
   for (const auto& [name, value] : headers) {
     list = curl_slist_append(list, (name + ": " + value).c_str());
+  }
+  if (!HasAuthorization(headers)) {
+    if (const std::string token = DefaultBearer(url); !token.empty()) {
+      list = curl_slist_append(list, ("Authorization: Bearer " + token).c_str());
+    }
   }
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");

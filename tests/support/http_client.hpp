@@ -13,7 +13,15 @@ struct HttpResponse {
   std::string error;  // curl's message when status == 0
 };
 
-// `base` like "http://127.0.0.1:8080". Headers map name → value.
+// Requests to URLs that start with `base_url` ("http://127.0.0.1:8080") carry
+// `Authorization: Bearer <token>` from now on, unless the caller passes its own Authorization
+// header (any case). An empty token forgets the base. DagdProcess::Start calls it with an admin
+// token of the daemon it starts. Thread-safe.
+void SetDefaultBearer(const std::string& base_url, const std::string& token);
+// The default bearer token of requests to `url` ("" when none), for raw requests.
+std::string DefaultBearer(const std::string& url);
+
+// `url` like "http://127.0.0.1:8080/api/v2/dags". Headers map name → value.
 HttpResponse HttpRequest(const std::string& method, const std::string& url,
                          const std::string& body = "",
                          const std::map<std::string, std::string>& headers = {});

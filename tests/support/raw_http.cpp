@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "http_client.hpp"
+
 namespace dagd::testing {
 
 RawResponse RawExchange(int port, const std::string& request, std::chrono::milliseconds timeout) {
@@ -69,6 +71,11 @@ RawResponse RawExchange(int port, const std::string& request, std::chrono::milli
     out.error = "no HTTP status line in the answer: " + data.substr(0, 80);
   }
   return out;
+}
+
+std::string AuthorizationLine(int port) {
+  const std::string token = DefaultBearer("http://127.0.0.1:" + std::to_string(port));
+  return token.empty() ? "" : "Authorization: Bearer " + token + "\r\n";
 }
 
 }  // namespace dagd::testing

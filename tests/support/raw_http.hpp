@@ -20,4 +20,8 @@ struct RawResponse {
 RawResponse RawExchange(int port, const std::string& request,
                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+// "Authorization: Bearer <token>\r\n" with the default bearer of the daemon on `port`
+// (http_client.hpp), or "" when it has none: for raw requests that must pass authentication.
+std::string AuthorizationLine(int port);
+
 }  // namespace dagd::testing

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "fake_authenticator.hpp"
 #include "http_client.hpp"
 
 namespace dagd::api {
@@ -220,10 +221,18 @@ class HttpServerTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.ToString();
     ASSERT_NE(server_->port(), 0);
     base_ = "http://127.0.0.1:" + std::to_string(server_->port());
+    testing::SetDefaultBearer(base_, "admin-token");
+  }
+  void TearDown() override { testing::SetDefaultBearer(base_, ""); }
+  static RouterOptions Authenticated(scheduler::Authenticator& authenticator) {
+    RouterOptions options;
+    options.authenticator = &authenticator;
+    return options;
   }
 
   FakeService service_;
-  Router router_{service_};
+  testing::FakeAuthenticator authenticator_;
+  Router router_{service_, Authenticated(authenticator_)};
   StreamProbe probe_;  // outlives the server: sources count themselves here
   HttpServer::Handler test_handler_;
   std::unique_ptr<HttpServer> server_;
@@ -298,14 +307,26 @@ TEST_F(HttpServerTest, UnparsableHttpIs400WithOurSentenceNotTheParsersText) {
   EXPECT_EQ(response.find("bad method"), std::string::npos) << response;  // Beast's text
 }
 
-TEST_F(HttpServerTest, ANonLoopbackAddressIsRefusedBecauseThereIsNoAuthentication) {
+TEST_F(HttpServerTest, ANonLoopbackAddressMayBeBoundNowThatRequestsAreAuthenticated) {
   ServerOptions options;
   options.address = "0.0.0.0";
   options.port = 0;
   HttpServer server(options, router_);
   Status s = server.Start();
-  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
-  EXPECT_NE(s.message().find("authentication"), std::string::npos) << s.message();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  const std::string base = "http://127.0.0.1:" + std::to_string(server.port());
+  const auto refused = HttpGet(base + "/api/v2/dags");
+  EXPECT_EQ(refused.status, 401);
+  EXPECT_EQ(HttpGet(base + "/api/v2/dags", {{"Authorization", "Bearer viewer-token"}}).status, 200);
+}
+
+TEST_F(HttpServerTest, A401CarriesWwwAuthenticate) {
+  StartServer();
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.Send("GET /api/v2/dags HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"));
+  const std::string response = c.ReadResponse();
+  EXPECT_EQ(response.rfind("HTTP/1.1 401", 0), 0u) << response;
+  EXPECT_NE(response.find("WWW-Authenticate: Bearer\r\n"), std::string::npos) << response;
 }
 
 TEST_F(HttpServerTest, ABusyPortIsUnavailableNamingTheAddress) {
@@ -841,6 +862,7 @@ TEST_F(HttpServerTest, AChunkedRequestBodyIsAccepted) {
   size << std::hex << body.size();
   ASSERT_TRUE(
       c.Send("POST /api/v2/dags/etl/dagRuns HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             "Authorization: Bearer admin-token\r\n"
              "Content-Type: application/json\r\nTransfer-Encoding: Chunked\r\n\r\n" +
              size.str() + "\r\n" + body + "\r\n0\r\n\r\n"));
   const std::string response = c.ReadResponse();

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "dagd/scheduler/time.hpp"
+#include "fake_authenticator.hpp"
 
 namespace dagd::api {
 namespace {
@@ -218,18 +219,28 @@ std::string Drain(const Response& r, size_t* chunks = nullptr, size_t* largest =
 
 class RouterTest : public ::testing::Test {
  protected:
-  // Writes carry Content-Type: application/json unless `headers` name one.
+  // Writes carry Content-Type: application/json unless `headers` name one; every request is an
+  // admin's unless `headers` carry their own Authorization.
   Response Call(const std::string& method, const std::string& target, const std::string& body = "",
                 std::map<std::string, std::string> headers = {}) {
     if (method != "GET" && !headers.contains("content-type")) {
       headers["content-type"] = "application/json";
     }
+    headers.try_emplace("authorization", "Bearer admin-token");
     return router_.Handle(Request{method, target, std::move(headers), body});
   }
   static nlohmann::json Body(const Response& r) { return nlohmann::json::parse(Drain(r)); }
+  RouterOptions Options(std::vector<std::string> allowed_hosts = {}, int max_page_limit = 100) {
+    RouterOptions options;
+    options.allowed_hosts = std::move(allowed_hosts);
+    options.max_page_limit = max_page_limit;
+    options.authenticator = &authenticator_;
+    return options;
+  }
 
   FakeService service_;
-  Router router_{service_};
+  dagd::testing::FakeAuthenticator authenticator_;
+  Router router_{service_, Options()};
 };
 
 const std::string kRun = "/api/v2/dags/etl/dagRuns/manual__2026-01-01T00%3A00%3A00%2B00%3A00";
@@ -714,8 +725,10 @@ TEST_F(RouterTest, AWriteWithTextPlainIs415) {
 }
 
 TEST_F(RouterTest, AWriteWithABodyAndNoContentTypeIs415) {
-  Response r =
-      router_.Handle(Request{"POST", "/api/v2/dags/etl/dagRuns", {}, R"({"logical_date": null})"});
+  Response r = router_.Handle(Request{"POST",
+                                      "/api/v2/dags/etl/dagRuns",
+                                      {{"authorization", "Bearer admin-token"}},
+                                      R"({"logical_date": null})"});
   EXPECT_EQ(r.status, 415);
   EXPECT_EQ(service_.trigger_calls, 0);
 }
@@ -782,15 +795,16 @@ TEST_F(RouterTest, LoopbackHostsAreAccepted) {
 }
 
 TEST_F(RouterTest, ConfiguredHostsAreAcceptedAndAStarAcceptsAny) {
-  Router named(service_, RouterOptions{{"dagd.internal", "[fd00::1]"}});
+  Router named(service_, Options({"dagd.internal", "[fd00::1]"}));
   auto get = [](const Router& router, std::map<std::string, std::string> headers) {
+    headers["authorization"] = "Bearer viewer-token";
     return router.Handle(Request{"GET", "/api/v2/dags", std::move(headers), ""}).status;
   };
   EXPECT_EQ(get(named, {{"host", "dagd.internal:8080"}}), 200);
   EXPECT_EQ(get(named, {{"host", "[fd00::1]:8080"}, {"origin", "http://dagd.internal"}}), 200);
   EXPECT_EQ(get(named, {{"host", "localhost"}}), 200);
   EXPECT_EQ(get(named, {{"host", "other.internal"}}), 403);
-  Router any(service_, RouterOptions{{"*"}});
+  Router any(service_, Options({"*"}));
   EXPECT_EQ(get(any, {{"host", "other.internal"}, {"origin", "https://other.internal"}}), 200);
   EXPECT_EQ(get(any, {{"origin", "null"}}), 403);  // not a host at all
 }
@@ -846,10 +860,11 @@ TEST_F(RouterTest, ALimitAboveTheMaximumIsReducedToIt) {
 }
 
 TEST_F(RouterTest, TheMaximumPageLimitIsConfigurable) {
-  Router small(service_, RouterOptions{{}, 10});
-  ASSERT_EQ(small.Handle(Request{"GET", "/api/v2/dags", {}, ""}).status, 200);
+  Router small(service_, Options({}, 10));
+  const std::map<std::string, std::string> viewer = {{"authorization", "Bearer viewer-token"}};
+  ASSERT_EQ(small.Handle(Request{"GET", "/api/v2/dags", viewer, ""}).status, 200);
   EXPECT_EQ(service_.last_dag_query.page.limit, 10);  // the default 50 is reduced too
-  ASSERT_EQ(small.Handle(Request{"GET", "/api/v2/dags?limit=3", {}, ""}).status, 200);
+  ASSERT_EQ(small.Handle(Request{"GET", "/api/v2/dags?limit=3", viewer, ""}).status, 200);
   EXPECT_EQ(service_.last_dag_query.page.limit, 3);
 }
 
@@ -1039,23 +1054,26 @@ TEST_F(RouterTest, DagStatsCountEveryRunStateAndSplitCommaLists) {
 }
 
 TEST_F(RouterTest, ConfigShowsSectionsAndOptionsAndFiltersBySection) {
-  RouterOptions options;
+  RouterOptions options = Options();
   options.config = {{"core", "executor", "dagd"}, {"core", "parallelism", "8"}};
   Router router(service_, options);
-  Response all = router.Handle(Request{"GET", "/api/v2/config", {}, ""});
+  auto get = [&](const std::string& target, std::map<std::string, std::string> headers = {}) {
+    headers["authorization"] = "Bearer viewer-token";
+    return router.Handle(Request{"GET", target, std::move(headers), ""});
+  };
+  Response all = get("/api/v2/config");
   ASSERT_EQ(all.status, 200) << all.body;
   const Json sections = Json::parse(all.body)["sections"];
   ASSERT_EQ(sections.size(), 2u);
   EXPECT_EQ(sections[0]["name"], "api");
   EXPECT_EQ(sections[1]["options"][1], Json::parse(R"({"key":"parallelism","value":"8"})"));
-  Response core = router.Handle(Request{"GET", "/api/v2/config?section=core", {}, ""});
+  Response core = get("/api/v2/config?section=core");
   EXPECT_EQ(Json::parse(core.body)["sections"].size(), 1u);
-  EXPECT_EQ(router.Handle(Request{"GET", "/api/v2/config?section=nope", {}, ""}).status, 404);
-  Response text = router.Handle(Request{"GET", "/api/v2/config", {{"accept", "text/plain"}}, ""});
+  EXPECT_EQ(get("/api/v2/config?section=nope").status, 404);
+  Response text = get("/api/v2/config", {{"accept", "text/plain"}});
   EXPECT_EQ(text.content_type, "text/plain; charset=utf-8");
   EXPECT_NE(text.body.find("[core]\nexecutor = dagd\n"), std::string::npos) << text.body;
-  EXPECT_EQ(router.Handle(Request{"GET", "/api/v2/config", {{"accept", "image/png"}}, ""}).status,
-            406);
+  EXPECT_EQ(get("/api/v2/config", {{"accept", "image/png"}}).status, 406);
 }
 
 TEST_F(RouterTest, PluginsAndProvidersAreEmptyCollections) {
@@ -1072,6 +1090,153 @@ TEST_F(RouterTest, TheOpenApiDocumentIsServedAndDescribesItself) {
   EXPECT_TRUE(doc["paths"].contains("/api/v2/openapi.json"));
   EXPECT_TRUE(doc["paths"].contains("/api/v2/dags/{dag_id}/dagVersions"));
   EXPECT_TRUE(doc["components"]["schemas"].contains("DAGRunResponse"));
+}
+
+// --- Authentication and roles ------------------------------------------------------------------
+
+namespace auth {
+
+// One request per route of the table, as a caller of any role would send it.
+const std::vector<std::pair<std::string, std::string>> kProtected = {
+    {"GET", "/api/v2/dags"},
+    {"GET", "/api/v2/dags/etl"},
+    {"PATCH", "/api/v2/dags/etl"},
+    {"GET", "/api/v2/dags/etl/details"},
+    {"GET", "/api/v2/dags/etl/tasks"},
+    {"GET", "/api/v2/dags/etl/tasks/extract"},
+    {"GET", "/api/v2/dags/etl/dagRuns"},
+    {"POST", "/api/v2/dags/etl/dagRuns"},
+    {"GET", kRun},
+    {"GET", kRun + "/taskInstances"},
+    {"GET", kRun + "/taskInstances/extract"},
+    {"GET", kRun + "/taskInstances/extract/tries"},
+    {"GET", kRun + "/taskInstances/extract/tries/1"},
+    {"GET", kRun + "/taskInstances/extract/logs/1"},
+    {"GET", "/api/v2/importErrors"},
+    {"GET", "/api/v2/dags/etl/dagVersions"},
+    {"GET", "/api/v2/dags/etl/dagVersions/1"},
+    {"POST", "/api/v2/dags/~/dagRuns/list"},
+    {"POST", "/api/v2/dags/~/dagRuns/~/taskInstances/list"},
+    {"GET", "/api/v2/dagStats"},
+    {"GET", "/api/v2/config"},
+    {"GET", "/api/v2/plugins"},
+    {"GET", "/api/v2/providers"},
+};
+
+bool SaysBearer(const Response& r) {
+  return std::find(r.headers.begin(), r.headers.end(),
+                   std::pair<std::string, std::string>{"WWW-Authenticate", "Bearer"}) !=
+         r.headers.end();
+}
+
+}  // namespace auth
+
+TEST_F(RouterTest, EveryRouteButVersionAndHealthAnswers401WithoutABearer) {
+  for (const auto& [method, target] : auth::kProtected) {
+    Response r = router_.Handle(Request{
+        method, target, {{"content-type", "application/json"}}, method == "GET" ? "" : "{}"});
+    EXPECT_EQ(r.status, 401) << method << " " << target;
+    EXPECT_EQ(Body(r)["detail"], "Not authenticated") << method << " " << target;
+    EXPECT_TRUE(auth::SaysBearer(r)) << method << " " << target;
+  }
+  EXPECT_EQ(service_.trigger_calls, 0);
+  EXPECT_EQ(router_.Handle(Request{"GET", "/api/v2/version", {}, ""}).status, 200);
+  EXPECT_EQ(router_.Handle(Request{"GET", "/api/v2/monitor/health", {}, ""}).status, 200);
+}
+
+TEST_F(RouterTest, ABadBearerIs401InvalidOrExpiredAndAnotherSchemeIsNotAuthenticated) {
+  for (const char* value : {"Bearer nobody-token", "Bearer a.b.c", "bearer   ", "Bearer"}) {
+    Response r = Call("GET", "/api/v2/dags", "", {{"authorization", value}});
+    EXPECT_EQ(r.status, 401) << value;
+    EXPECT_TRUE(auth::SaysBearer(r)) << value;
+  }
+  EXPECT_EQ(
+      Body(Call("GET", "/api/v2/dags", "", {{"authorization", "Bearer nobody-token"}}))["detail"],
+      "Invalid or expired token");
+  EXPECT_EQ(
+      Body(Call("GET", "/api/v2/dags", "", {{"authorization", "Basic YWRtaW46cHc="}}))["detail"],
+      "Not authenticated");
+  EXPECT_EQ(Call("GET", "/api/v2/dags", "", {{"authorization", "BEARER viewer-token"}}).status,
+            200);
+}
+
+TEST_F(RouterTest, AViewerMayReadButNotTriggerNorPause) {
+  const std::map<std::string, std::string> viewer = {{"authorization", "Bearer viewer-token"}};
+  EXPECT_EQ(Call("GET", "/api/v2/dags", "", viewer).status, 200);
+  Response r = Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null})", viewer);
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(Body(r)["detail"], "viewer role cannot trigger DAG runs; it needs user");
+  EXPECT_EQ(service_.trigger_calls, 0);
+  r = Call("PATCH", "/api/v2/dags/etl", R"({"is_paused": true})", viewer);
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(Body(r)["detail"], "viewer role cannot pause or unpause DAGs; it needs user");
+}
+
+TEST_F(RouterTest, AUserMayTriggerAndEveryHigherRoleToo) {
+  for (const char* role : {"user", "op", "admin"}) {
+    Response r = Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null})",
+                      {{"authorization", std::string("Bearer ") + role + "-token"}});
+    EXPECT_EQ(r.status, 200) << role;
+  }
+  EXPECT_EQ(service_.trigger_calls, 3);
+}
+
+TEST_F(RouterTest, WithoutAnAuthenticatorNothingProtectedIsServed) {
+  Router bare(service_);
+  EXPECT_EQ(
+      bare.Handle(Request{"GET", "/api/v2/dags", {{"authorization", "Bearer admin-token"}}, ""})
+          .status,
+      401);
+  EXPECT_EQ(bare.Handle(Request{"POST",
+                                "/auth/token",
+                                {{"content-type", "application/json"}},
+                                R"({"username": "admin", "password": "pw-admin"})"})
+                .status,
+            503);
+}
+
+TEST_F(RouterTest, TheTokenEndpointTakesJsonOrAFormAndAnswers201) {
+  Response r = router_.Handle(Request{"POST",
+                                      "/auth/token",
+                                      {{"content-type", "application/json"}},
+                                      R"({"username": "user", "password": "pw-user"})"});
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(Body(r)["access_token"], "user-token");
+  r = router_.Handle(Request{"POST",
+                             "/auth/token",
+                             {{"content-type", "application/x-www-form-urlencoded"}},
+                             "grant_type=password&username=op&password=pw%2Dop"});
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(Body(r)["access_token"], "op-token");
+}
+
+TEST_F(RouterTest, TheTokenEndpointRefusesBadCredentialsAndBadBodies) {
+  auto post = [&](const std::string& type, const std::string& body) {
+    return router_.Handle(Request{"POST", "/auth/token", {{"content-type", type}}, body});
+  };
+  Response r = post("application/json", R"({"username": "user", "password": "wrong"})");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(Body(r)["detail"], "Invalid username or password");
+  r = post("application/json", R"({"username": "nobody", "password": "pw-nobody"})");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(Body(r)["detail"], "Invalid username or password");
+  r = post("application/json", R"({"username": "user"})");
+  EXPECT_EQ(r.status, 422);
+  EXPECT_EQ(Body(r)["detail"][0]["loc"], nlohmann::json({"body", "password"}));
+  EXPECT_EQ(post("application/json", R"({"username": 1, "password": "x"})").status, 422);
+  EXPECT_EQ(
+      post("application/json", R"({"username": "u", "password": "x", "role": "admin"})").status,
+      422);
+  EXPECT_EQ(post("application/x-www-form-urlencoded", "username=a&username=b&password=x").status,
+            422);
+  EXPECT_EQ(post("application/x-www-form-urlencoded", "username=a%00&password=x").status, 422);
+  EXPECT_EQ(post("text/plain", R"({"username": "user", "password": "pw-user"})").status, 415);
+  EXPECT_EQ(router_.Handle(Request{"GET", "/auth/token", {}, ""}).status, 405);
+  // Elsewhere a form is still refused.
+  EXPECT_EQ(Call("POST", "/api/v2/dags/etl/dagRuns",
+                 "logical_date=", {{"content-type", "application/x-www-form-urlencoded"}})
+                .status,
+            415);
 }
 
 }  // namespace

@@ -35,8 +35,8 @@
 // backlog, retried every 100 ms. A failed accept (e.g. EMFILE) is retried after a backoff of
 // 50 ms doubling to 1 s, and logged at most once per second.
 //
-// Authentication is not implemented yet, so Start refuses any non-loopback address
-// (failed_precondition). Start: unavailable when the address cannot be bound (message names
+// Any address may be bound: the Router authenticates every request but version and health.
+// Start: unavailable when the address cannot be bound (message names
 // address:port and the OS error), invalid_argument for an unparsable address.
 // Stop: stops accepting, closes idle connections, lets in-flight requests (streamed ones too)
 // finish for up to 10 s, joins every thread; idempotent, also run by the destructor.

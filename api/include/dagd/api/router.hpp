@@ -9,6 +9,14 @@
 // with {"detail": "<sentence>"}; the Service's message is the sentence only for the codes whose
 // messages service.hpp says are for the client, otherwise it goes to the "api" log.
 //
+// Authentication (scheduler/auth.hpp): `POST /auth/token` takes {"username", "password"} as JSON
+// or form-encoded and answers 201 {"access_token": "<JWT>"}, or 401 "Invalid username or
+// password". Every route but version and health needs `Authorization: Bearer <JWT or API
+// token>`, checked by RouterOptions::authenticator: 401 "Not authenticated" without one, 401
+// "Invalid or expired token" for a bad one (both with `WWW-Authenticate: Bearer`), 403 "<role>
+// role cannot <action>; it needs <role>" when the caller's role is below the route's (router.cpp
+// holds the one table of routes and their roles). Handlers see the caller in Request::principal.
+//
 // Hostile requests, checked before anything else:
 // - 403 when the Host header, or an Origin header, names a host that is not the daemon's own:
 //   localhost, 127.0.0.1, [::1] and RouterOptions::allowed_hosts, any port (defeats DNS
@@ -16,7 +24,7 @@
 //   clients); Origin must be http(s)://<allowed host>[:port].
 // - 415 for a POST/PUT/PATCH/DELETE with a body or a Content-Type that is not application/json
 //   (parameters allowed; a charset must be UTF-8): browsers send text/plain cross-site without
-//   a preflight.
+//   a preflight. /auth/token alone also takes application/x-www-form-urlencoded, as Airflow does.
 // - 404 when a decoded path segment holds a NUL byte or is not UTF-8; 422 for such a query
 //   value. JSON bodies nesting deeper than kMaxJsonDepth, or not parsable, are 422 with a
 //   sentence of ours.
@@ -37,15 +45,23 @@
 #include <utility>
 #include <vector>
 
+#include "dagd/scheduler/auth.hpp"
 #include "dagd/scheduler/service.hpp"
 
 namespace dagd::api {
 
 struct Request {
+  Request() = default;
+  Request(std::string m, std::string t, std::map<std::string, std::string> h = {},
+          std::string b = {})
+      : method(std::move(m)), target(std::move(t)), headers(std::move(h)), body(std::move(b)) {}
+
   std::string method;                          // "GET", "POST", ...
   std::string target;                          // path?query, percent-encoded as received
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
+  // The authenticated caller: set by the Router before a protected route's handler runs.
+  std::optional<scheduler::Principal> principal;
 };
 
 // A body produced piece by piece as the connection drains, for large or growing content (a log
@@ -66,6 +82,8 @@ struct Response {
   std::string content_type = "application/json";
   std::string body;   // sent first
   BodySource stream;  // when set, the chunks that follow `body` (sent with chunked encoding)
+  // Further header fields (e.g. WWW-Authenticate), sent as given.
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 // One setting shown by GET /api/v2/config, in Airflow's section and key where one matches.
@@ -83,6 +101,9 @@ struct RouterOptions {
   // Settings shown by GET /api/v2/config besides the API's own ([api] maximum_page_limit and
   // fallback_page_limit): nothing secret, and no path the API does not show already.
   std::vector<ConfigOption> config = {};
+  // Checks credentials; must outlive the Router. Without one, every protected route answers 401
+  // and /auth/token 503: a Router never serves without authentication.
+  scheduler::Authenticator* authenticator = nullptr;
 };
 
 class Router {

@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <boost/asio/ssl/context.hpp>
 #include <cerrno>
@@ -56,15 +57,18 @@ StatusOr<std::shared_ptr<ssl::context>> MakeTlsContext(const std::string& cert_f
                                    " holds no usable PEM certificate (" + ec.message() + ")");
   }
   context->use_private_key_file(key_file, ssl::context::pem, ec);
+  // OpenSSL compares the key with the certificate as it loads it.
+  const bool mismatch =
+      ec && ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == X509_R_KEY_VALUES_MISMATCH;
+  if (mismatch || (!ec && SSL_CTX_check_private_key(native) != 1)) {
+    ERR_clear_error();
+    return Status::InvalidArgument("the TLS key file " + key_file +
+                                   " does not match the certificate in " + cert_file);
+  }
   if (ec) {
     return Status::InvalidArgument("the TLS key file " + key_file +
                                    " holds no usable unencrypted PEM private key (" +
                                    ec.message() + ")");
-  }
-  if (SSL_CTX_check_private_key(native) != 1) {
-    ERR_clear_error();
-    return Status::InvalidArgument("the TLS key file " + key_file +
-                                   " does not match the certificate in " + cert_file);
   }
   return context;
 }

@@ -34,6 +34,9 @@ struct Config {
   int api_max_connections = 1024;
   std::chrono::seconds api_request_timeout{30};  // longest wait for a handler before 503
   std::chrono::seconds api_idle_timeout{30};     // keep-alive connections idle longer are closed
+  // HTTPS: PEM certificate chain and private key, both or neither (checked to load and match).
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 enum class Command { kServe, kValidate, kExit };
@@ -48,7 +51,8 @@ struct Invocation {
 // Parses argv (CLI11 lives in this one translation unit: it is slow to compile). Usage errors
 // print to stderr and yield Command::kExit with a non-zero exit code; so does, for `serve`, a
 // task account that cannot be used (missing, root, the PostgreSQL account, or another account
-// while dagd is not root).
+// while dagd is not root), and TLS files that cannot serve (only one given, unreadable, not PEM,
+// a key that does not match the certificate).
 Invocation ParseCommandLine(int argc, char** argv);
 
 // "127.0.0.1:8080", "localhost:8080", "[::1]:8080", ":8080" (host defaults to 127.0.0.1).

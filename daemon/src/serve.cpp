@@ -175,6 +175,8 @@ int Serve(const Config& config) {
   server_options.max_connections = static_cast<size_t>(config.api_max_connections);
   server_options.request_timeout = config.api_request_timeout;
   server_options.idle_timeout = config.api_idle_timeout;
+  server_options.tls_cert_file = config.tls_cert_file;
+  server_options.tls_key_file = config.tls_key_file;
   api::HttpServer server(server_options, router);
   // The port first: a daemon that cannot serve stops before it has touched any run.
   if (Status s = server.Start(); !s.ok()) return Fail("cannot serve HTTP", s);
@@ -182,8 +184,9 @@ int Serve(const Config& config) {
     server.Stop();
     return Fail("scheduler did not start", s);
   }
-  Log()->info("dagd ready listen={}:{} dags_folder={} state_dir={} database={} parallelism={}",
-              config.listen_host, server.port(), config.dags_folder.string(),
+  Log()->info("dagd ready listen={}://{}:{} dags_folder={} state_dir={} database={} parallelism={}",
+              config.tls_cert_file.empty() ? "http" : "https", config.listen_host, server.port(),
+              config.dags_folder.string(),
               config.state_dir.string(), embedded ? "embedded" : "external", config.parallelism);
 
   while (true) {
@@ -195,6 +198,17 @@ int Serve(const Config& config) {
         sched.RememberDag(version, std::move(dag));
       }
       sched.Wake();
+      if (!config.tls_cert_file.empty()) {
+        // A renewed certificate for new connections; open ones keep theirs.
+        if (Status s = server.ReloadTls(); s.ok()) {
+          Log()->info("SIGHUP: TLS certificate reloaded cert={} key={}", config.tls_cert_file,
+                      config.tls_key_file);
+        } else {
+          Log()->error("SIGHUP: TLS certificate not reloaded, still serving the previous one "
+                       "error=\"{}\"",
+                       s.message());
+        }
+      }
       continue;
     }
     if (database_lost) {

@@ -65,7 +65,7 @@ void DagdProcess::Start(std::chrono::seconds ready_timeout) {
       pid_ = -1;
       throw std::runtime_error("dagd exited during start-up:\n" + Log());
     }
-    if (HttpGet(base_url() + "/api/v2/monitor/health").status == 200) return;
+    if (HttpGet(base_url() + "/api/v2/monitor/health", {}, {ca_file_}).status == 200) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   throw std::runtime_error("dagd did not become healthy in time:\n" + Log());

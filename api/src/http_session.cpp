@@ -180,14 +180,19 @@ struct WholeResponse {
 
 // How a live body's wake reaches its connection from any thread. It holds the connection weakly
 // and posts the delivery, so the source's thread never runs (or destroys) the session, and a
-// wake after the connection is gone does nothing. At most one delivery is queued at a time.
+// wake after the connection is gone does nothing. At most one delivery is queued at a time; the
+// flag is cleared on the strand before delivering, so a wake that comes later posts again.
 struct Waker {
   net::any_io_executor executor;  // the connection's strand
   std::function<void()> deliver;  // OnWake on the session, if it still exists
   std::atomic<bool> queued{false};
 
-  void Wake() {
-    if (!queued.exchange(true)) net::post(executor, deliver);
+  static void Wake(const std::shared_ptr<Waker>& waker) {
+    if (waker->queued.exchange(true)) return;
+    net::post(waker->executor, [waker] {
+      waker->queued = false;
+      waker->deliver();
+    });
   }
 };
 
@@ -493,7 +498,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     };
     if (res.live->arm) {
       res.live->arm([waker = std::weak_ptr<Waker>(ticket.waker)] {
-        if (auto w = waker.lock()) w->Wake();
+        if (auto w = waker.lock()) Waker::Wake(w);
       });
     }
     return ticket;
@@ -710,8 +715,8 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   }
 
   void OnWake() {
+    // Before the header is written (armed and woken at once), the first poll comes anyway.
     if (!stream_state_ || !stream_state_->live) return;
-    stream_state_->ticket.waker->queued = false;  // later wakes post again
     if (!stream_state_->parked) {
       stream_state_->wake_pending = true;  // polling or writing: poll again after that
       return;

@@ -210,7 +210,7 @@ struct StreamProbe {
   std::atomic<int> live{0};
 };
 
-// A live body driven by the test: Push hands a piece to the next poll and wakes the server; a
+// A live body driven by the test (one at a time): Push hands a piece to the next poll and wakes the server; a
 // poll with nothing pushed returns "" unless idle_poll has passed since the last piece, then a
 // heartbeat "."; End makes the next poll end the body. Counts polls and bodies alive.
 class LiveProbe {
@@ -229,10 +229,16 @@ class LiveProbe {
     auto token = std::make_shared<Alive>(*this);
     auto body = std::make_shared<LiveBody>();
     body->idle_poll = idle_poll;
+    // Like a source with a backlog, it wakes the server at once when it has something already.
     body->arm = [this, token](std::function<void()> wake) {
-      std::lock_guard lock(mu_);
-      wake_ = std::move(wake);
-      ++armed;
+      bool backlog = false;
+      {
+        std::lock_guard lock(mu_);
+        wake_ = wake;
+        backlog = !pending_.empty();
+        ++armed;
+      }
+      if (backlog) wake();
     };
     body->poll = [this, token, idle_poll, always_chunk,
                   last = std::chrono::steady_clock::now()]() mutable -> std::optional<std::string> {
@@ -1072,6 +1078,24 @@ TEST_F(HttpServerTest, ALiveBodySendsWhatItsSourcePushesAtOnceHeartbeatsWhenIdle
   EXPECT_EQ(all.substr(all.size() - 5), "0\r\n\r\n") << "the body must end with the last chunk";
   EXPECT_TRUE(WaitFor([&] { return live_.alive.load() == 0; })) << "the body outlived its stream";
   EXPECT_TRUE(WaitFor([&] { return server_->live_streams() == 0; }));
+}
+
+TEST_F(HttpServerTest, ALiveBodyWokenAsItIsArmedIsStillWokenLater) {
+  test_handler_ = [this](const Request&) {
+    Response r{200, "text/plain", ""};
+    r.live = live_.Body(10s);
+    return r;
+  };
+  StartServer();
+  live_.Push("early\n");  // the source wakes the server from arm, before the header is written
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.Send(kLiveRequest));
+  ASSERT_TRUE(c.ReadUntil("early\n"));
+  std::this_thread::sleep_for(50ms);
+  const auto pushed = std::chrono::steady_clock::now();
+  live_.Push("late\n");
+  ASSERT_TRUE(c.ReadUntil("late\n"));
+  EXPECT_LT(std::chrono::steady_clock::now() - pushed, 500ms) << "the later wake was lost";
 }
 
 TEST_F(HttpServerTest, ALiveBodyIsReadWholeByARealClient) {

@@ -285,7 +285,10 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     net::post(executor_, [self = this->shared_from_this()] {
       self->closing_ = true;
       const ConnectionPhase phase = self->state().phase;
-      if (phase != ConnectionPhase::kBusy && phase != ConnectionPhase::kWriting) {
+      // A live body has no end to wait for: cut it now, even mid-write (a pending poll finds
+      // closing_ when it returns).
+      const bool live = self->stream_state_ && self->stream_state_->live;
+      if (live || (phase != ConnectionPhase::kBusy && phase != ConnectionPhase::kWriting)) {
         self->CloseNow();
       }
     });
@@ -308,17 +311,17 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   // handshake costs no more than one that stalls its request.
   void DoHandshake() {
     Tcp().expires_after(options_.header_timeout);
-    stream_.async_handshake(ssl::stream_base::server, [self = this->shared_from_this()](
-                                                          beast::error_code ec) {
-      if (!ec) return self->DoRead();
-      self->context_.log.debug("tls handshake failed error=\"{}\" remote={}", ec.message(),
-                               self->remote_);
-      if (ec.category() == net::error::get_ssl_category() &&
-          ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_HTTP_REQUEST) {
-        return self->RefusePlainHttp();
-      }
-      self->CloseNow();
-    });
+    stream_.async_handshake(
+        ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+          if (!ec) return self->DoRead();
+          self->context_.log.debug("tls handshake failed error=\"{}\" remote={}", ec.message(),
+                                   self->remote_);
+          if (ec.category() == net::error::get_ssl_category() &&
+              ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_HTTP_REQUEST) {
+            return self->RefusePlainHttp();
+          }
+          self->CloseNow();
+        });
   }
 
   // A plain HTTP request on the HTTPS port: say so in plain HTTP, which the client can read,
@@ -350,13 +353,13 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     buffer_.shrink_to_fit();                        // an idle connection keeps no read buffer
     if (served_) SetPhase(ConnectionPhase::kIdle);
     Tcp().expires_after(options_.idle_timeout);
-    stream_.async_read_some(net::buffer(scratch_), [self = this->shared_from_this()](
-                                                       beast::error_code ec, size_t n) {
-      if (ec) return self->DoClose();  // timeout, EOF, reset, evicted
-      self->buffer_.commit(
-          net::buffer_copy(self->buffer_.prepare(n), net::buffer(self->scratch_, n)));
-      self->StartRequest();
-    });
+    stream_.async_read_some(
+        net::buffer(scratch_), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+          if (ec) return self->DoClose();  // timeout, EOF, reset, evicted
+          self->buffer_.commit(
+              net::buffer_copy(self->buffer_.prepare(n), net::buffer(self->scratch_, n)));
+          self->StartRequest();
+        });
   }
 
   void StartRequest() {
@@ -484,9 +487,9 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
       context_.live_streams.fetch_sub(1);
       context_.log.warn("http live stream refused: at the cap max_live_streams={} remote={}", cap,
                         remote_);
-      res = ErrorResponse(503, "The server is already serving its maximum of " +
-                                   std::to_string(cap) +
-                                   " live streams; close one or try again later");
+      res =
+          ErrorResponse(503, "The server is already serving its maximum of " + std::to_string(cap) +
+                                 " live streams; close one or try again later");
       return {};
     }
     LiveTicket ticket;
@@ -543,8 +546,8 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   void WriteSome(Serializer& serializer, Done done) {
     SetPhase(ConnectionPhase::kWriting);
     bhttp::async_write_some(stream_, serializer,
-                            [self = this->shared_from_this(), &serializer,
-                             done = std::move(done)](beast::error_code ec, size_t) mutable {
+                            [self = this->shared_from_this(), &serializer, done = std::move(done)](
+                                beast::error_code ec, size_t) mutable {
                               if (ec == bhttp::error::need_buffer) return done(beast::error_code{});
                               if (ec || serializer.is_done()) return done(ec);
                               self->WriteSome(serializer, std::move(done));
@@ -798,7 +801,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
                             });
   }
 
-  const net::any_io_executor executor_;  // the connection's strand
+  const net::any_io_executor executor_;      // the connection's strand
   const std::shared_ptr<ssl::context> tls_;  // HTTPS: outlives stream_, which uses it
   Stream stream_;
   net::steady_timer park_timer_;  // a parked live body's idle_poll; the linger after it ends

@@ -42,8 +42,8 @@ StatusOr<std::shared_ptr<ssl::context>> MakeTlsContext(const std::string& cert_f
   auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
   SSL_CTX* native = context->native_handle();
   SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
-  SSL_CTX_set_options(native, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION |
-                                  SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_options(
+      native, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
   if (SSL_CTX_set_cipher_list(native, kTls12Ciphers) != 1) {
     return Status::Internal("OpenSSL accepts none of dagd's TLS 1.2 ciphers");
   }
@@ -67,8 +67,8 @@ StatusOr<std::shared_ptr<ssl::context>> MakeTlsContext(const std::string& cert_f
   }
   if (ec) {
     return Status::InvalidArgument("the TLS key file " + key_file +
-                                   " holds no usable unencrypted PEM private key (" +
-                                   ec.message() + ")");
+                                   " holds no usable unencrypted PEM private key (" + ec.message() +
+                                   ")");
   }
   return context;
 }

@@ -186,8 +186,8 @@ int Serve(const Config& config) {
   }
   Log()->info("dagd ready listen={}://{}:{} dags_folder={} state_dir={} database={} parallelism={}",
               config.tls_cert_file.empty() ? "http" : "https", config.listen_host, server.port(),
-              config.dags_folder.string(),
-              config.state_dir.string(), embedded ? "embedded" : "external", config.parallelism);
+              config.dags_folder.string(), config.state_dir.string(),
+              embedded ? "embedded" : "external", config.parallelism);
 
   while (true) {
     int sig = 0;
@@ -204,9 +204,10 @@ int Serve(const Config& config) {
           Log()->info("SIGHUP: TLS certificate reloaded cert={} key={}", config.tls_cert_file,
                       config.tls_key_file);
         } else {
-          Log()->error("SIGHUP: TLS certificate not reloaded, still serving the previous one "
-                       "error=\"{}\"",
-                       s.message());
+          Log()->error(
+              "SIGHUP: TLS certificate not reloaded, still serving the previous one "
+              "error=\"{}\"",
+              s.message());
         }
       }
       continue;

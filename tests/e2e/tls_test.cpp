@@ -72,8 +72,9 @@ TEST(Tls, ServesHttpsRefusesPlainHttpAndReloadsARenewedCertificateOnSighup) {
 void ExpectRefusedAtStart(const std::vector<std::string>& tls_args, const std::string& sentence) {
   TempDir state;
   const int port = FreePort();
-  std::vector<std::string> args = {"--state-dir", state.path().string(), "--dags-folder",
-                                   ExampleDags(), "--listen", "127.0.0.1:" + std::to_string(port)};
+  std::vector<std::string> args = {"--state-dir",   state.path().string(),
+                                   "--dags-folder", ExampleDags(),
+                                   "--listen",      "127.0.0.1:" + std::to_string(port)};
   for (auto& arg : RunAsArgs()) args.push_back(arg);
   args.insert(args.end(), tls_args.begin(), tls_args.end());
   DagdProcess process(args, (state.path() / "dagd.log").string(), port);
@@ -92,7 +93,8 @@ TEST(Tls, FlagsThatCannotServeHttpsAreRefusedAtStartWithASentence) {
   const std::string missing = (certs.path() / "missing.crt").string();
   ExpectRefusedAtStart({"--tls-cert", missing, "--tls-key", a.key},
                        "cannot read the TLS certificate file " + missing);
-  ExpectRefusedAtStart({"--tls-cert", a.key, "--tls-key", a.key}, "holds no usable PEM certificate");
+  ExpectRefusedAtStart({"--tls-cert", a.key, "--tls-key", a.key},
+                       "holds no usable PEM certificate");
 }
 
 }  // namespace

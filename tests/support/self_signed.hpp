@@ -26,8 +26,11 @@ inline CertificateFiles MakeSelfSignedCertificate(const std::filesystem::path& d
   CertificateFiles files{(dir / (name + ".crt")).string(), (dir / (name + ".key")).string()};
   const std::string command =
       "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
-      " -subj '/CN=" + subject + "' -addext 'subjectAltName=IP:127.0.0.1,DNS:localhost'"
-      " -keyout '" + files.key + "' -out '" + files.cert + "' >/dev/null 2>&1";
+      " -subj '/CN=" +
+      subject +
+      "' -addext 'subjectAltName=IP:127.0.0.1,DNS:localhost'"
+      " -keyout '" +
+      files.key + "' -out '" + files.cert + "' >/dev/null 2>&1";
   if (std::system(command.c_str()) != 0) {
     throw std::runtime_error("openssl could not make a test certificate: " + command);
   }

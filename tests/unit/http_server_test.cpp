@@ -17,8 +17,8 @@
 #include <chrono>
 #include <deque>
 #include <fstream>
-#include <mutex>
 #include <future>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -210,9 +210,9 @@ struct StreamProbe {
   std::atomic<int> live{0};
 };
 
-// A live body driven by the test (one at a time): Push hands a piece to the next poll and wakes the server; a
-// poll with nothing pushed returns "" unless idle_poll has passed since the last piece, then a
-// heartbeat "."; End makes the next poll end the body. Counts polls and bodies alive.
+// A live body driven by the test (one at a time): Push hands a piece to the next poll and wakes the
+// server; a poll with nothing pushed returns "" unless idle_poll has passed since the last piece,
+// then a heartbeat "."; End makes the next poll end the body. Counts polls and bodies alive.
 class LiveProbe {
  public:
   std::shared_ptr<LiveBody> Body(std::chrono::milliseconds idle_poll,
@@ -1161,6 +1161,42 @@ TEST_F(HttpServerTest, AClientThatNeverReadsALiveStreamIsPolledAtMostAboutAChunk
   EXPECT_GT(polls, 0);
   EXPECT_LE(polls, bound) << "polled for a client that never reads";
   EXPECT_EQ(HttpGet(base_ + "/api/v2/version").status, 200);
+}
+
+TEST_F(HttpServerTest, ALiveStreamWhoseClientStoppedReadingIsDroppedAfterTheWriteTimeout) {
+  test_handler_ = [this](const Request&) {
+    Response r{200, "text/plain", ""};
+    r.live = live_.Body(10ms, 64 << 10);
+    return r;
+  };
+  ServerOptions options;
+  options.write_timeout = 500ms;
+  StartServer(options);
+  RawConnection c(server_->port(), true, 4096);
+  ASSERT_TRUE(c.Send(kLiveRequest));
+  ASSERT_TRUE(WaitFor([&] { return live_.polls.load() >= 1; }));
+  EXPECT_TRUE(WaitFor([&] { return live_.alive.load() == 0; }, 4s))
+      << "a live stream kept writing to a client that does not read";
+}
+
+TEST_F(HttpServerTest, StopCutsALiveStreamStuckInAWriteWithoutWaitingForTheWriteTimeout) {
+  test_handler_ = [this](const Request&) {
+    Response r{200, "text/plain", ""};
+    r.live = live_.Body(10ms, 64 << 10);
+    return r;
+  };
+  StartServer();  // write_timeout 30 s
+  RawConnection c(server_->port(), true, 4096);
+  ASSERT_TRUE(c.Send(kLiveRequest));
+  int polls = -1;
+  for (int i = 0; i < 50 && live_.polls.load() != polls; ++i) {  // until the write is stuck
+    polls = live_.polls.load();
+    std::this_thread::sleep_for(100ms);
+  }
+  const auto started = std::chrono::steady_clock::now();
+  server_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+  EXPECT_EQ(live_.alive.load(), 0);
 }
 
 TEST_F(HttpServerTest, LiveStreamsBeyondTheCapAre503WithASentence) {

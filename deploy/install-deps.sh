@@ -18,7 +18,7 @@ packages=(
   libspdlog-dev libssl-dev libcurl4-openssl-dev
   libhowardhinnant-date-dev tzdata libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  curl ca-certificates
+  curl ca-certificates openssl
 )
 if [[ ${1:-} == --fuzz ]]; then
   packages+=(clang libclang-rt-dev)

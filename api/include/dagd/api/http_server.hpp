@@ -25,7 +25,9 @@
 // bounded by `write_timeout` and evictable once stalled as above, a parked stream never is. A
 // client that closes or resets the connection (seen at once, a read stays pending) ends the
 // stream and the LiveBody is destroyed. At most `max_live_streams` at once: beyond, 503 with a
-// sentence. Stop cuts live streams (no final chunk).
+// sentence (the LiveBody is dropped unarmed). Stop cuts live streams at once, even mid-write (no
+// final chunk). The wake given to `arm` only posts to the connection's strand: it never runs or
+// destroys the connection on the caller's thread, so a source may call it under its own lock.
 //
 // HTTPS: with `tls_cert_file` and `tls_key_file` the server speaks only TLS (1.2 and 1.3), for
 // every kind of response; the handshake has the `header_timeout` deadline. A plain HTTP request
@@ -44,8 +46,8 @@
 // progress the longest, once that is `stalled_write_grace` (a client that stopped reading a
 // response); the one that has waited longest for a request to arrive in full (connected and
 // silent, or sending slowly: slowloris). Only idle ones may be younger than `min_connection_age`,
-// so a client just accepted is never cut. Connections in a handler or pulling a streamed body are
-// never evicted. While none is evictable, accepting pauses and new clients wait in the listen
+// so a client just accepted is never cut. Connections in a handler, pulling a streamed body or
+// parked in a live one are never evicted. While none is evictable, accepting pauses and new clients wait in the listen
 // backlog, retried every 100 ms. A failed accept (e.g. EMFILE) is retried after a backoff of
 // 50 ms doubling to 1 s, and logged at most once per second.
 //

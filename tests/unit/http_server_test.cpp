@@ -1098,6 +1098,24 @@ TEST_F(HttpServerTest, ALiveBodyWokenAsItIsArmedIsStillWokenLater) {
   EXPECT_LT(std::chrono::steady_clock::now() - pushed, 500ms) << "the later wake was lost";
 }
 
+TEST_F(HttpServerTest, ALiveBodyToAnHttp10ClientEndsWithTheConnection) {
+  test_handler_ = [this](const Request&) {
+    Response r{200, "text/plain", "a"};
+    r.live = live_.Body(10s);
+    return r;
+  };
+  StartServer();
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.Send("GET /test/live HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  ASSERT_TRUE(WaitFor([&] { return live_.polls.load() >= 1; }));
+  live_.Push("b");
+  live_.End();
+  const std::string response = c.ReadUntilClose();
+  EXPECT_EQ(response.rfind("HTTP/1.0 200", 0), 0u) << response;
+  EXPECT_EQ(response.find("Transfer-Encoding"), std::string::npos) << response;
+  EXPECT_EQ(BodyOf(response), "ab");
+}
+
 TEST_F(HttpServerTest, ALiveBodyIsReadWholeByARealClient) {
   test_handler_ = [this](const Request&) {
     Response r{200, "text/plain", "a"};

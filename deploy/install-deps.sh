@@ -20,7 +20,7 @@ packages=(
   libhowardhinnant-date-dev tzdata libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-yaml
-  curl ca-certificates
+  curl ca-certificates openssl
 )
 # Node for the contract tests' validator (tests/contract/install.sh), when none is on PATH: a
 # Node installed another way (e.g. with its own npm) is used as it is.

@@ -1,10 +1,12 @@
-// The listener: accepts connections, keeps the count under max_connections by evicting idle
-// or stalled ones, owns the handler pools and the I/O threads. Sessions are in http_session.cpp.
+// The listener: accepts connections (handing each the current TLS context when HTTPS is on), keeps
+// the count under max_connections by evicting idle or stalled ones, owns the handler pools and the
+// I/O threads. Sessions are in http_session.cpp.
 #include "dagd/api/http_server.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "http_session.hpp"
+#include "tls_context.hpp"
 
 namespace dagd::api {
 
@@ -62,7 +65,7 @@ class HttpServer::Impl : public http_internal::ConnectionRegistry {
       : options_(std::move(options)),
         handler_(std::move(handler)),
         logger_(spdlog::get("api") ? spdlog::get("api") : spdlog::default_logger()),
-        context_{options_, handler_, handlers_, fast_handlers_, *logger_, *this},
+        context_{options_, handler_, handlers_, fast_handlers_, *logger_, *this, live_streams_},
         ioc_(std::max(1, options_.io_threads)),
         acceptor_(net::make_strand(ioc_)),
         accept_retry_timer_(acceptor_.get_executor()),
@@ -79,6 +82,8 @@ class HttpServer::Impl : public http_internal::ConnectionRegistry {
   Status Start();
   void Stop();
   uint16_t port() const { return port_; }
+  Status ReloadTls();
+  size_t live_streams() const { return live_streams_.load(); }
 
   bool Register(const std::shared_ptr<Connection>& connection) override;
   void Unregister(Connection* connection) override;
@@ -123,6 +128,12 @@ class HttpServer::Impl : public http_internal::ConnectionRegistry {
   // Unregister that frees a slot resumes it.
   size_t open_sessions_ = 0;
   bool accept_paused_ = false;
+  // Counted by sessions (SessionContext::live_streams); declared before ioc_ for the same reason.
+  std::atomic<size_t> live_streams_{0};
+  // Guards tls_: the context new connections get; null for plain HTTP. Sessions hold their own
+  // reference, so a reload never affects an open connection.
+  mutable std::mutex tls_mu_;
+  std::shared_ptr<net::ssl::context> tls_;
 
   // What sessions use. Declared before ioc_: sessions still queued in ioc_ use it as they are
   // destroyed with it. (It only refers to the pools, which are joined by then.)
@@ -276,6 +287,16 @@ Status HttpServer::Impl::Start() {
                                    "': expected an IPv4 or IPv6 address");
   }
   const std::string where = Endpoint(address, options_.port);
+  if (options_.tls_cert_file.empty() != options_.tls_key_file.empty()) {
+    return Status::InvalidArgument(
+        "HTTPS needs both a certificate file and a key file; only one of them was given");
+  }
+  if (!options_.tls_cert_file.empty()) {
+    auto tls = http_internal::MakeTlsContext(options_.tls_cert_file, options_.tls_key_file);
+    if (!tls.ok()) return tls.status();
+    std::lock_guard lock(tls_mu_);
+    tls_ = std::move(tls).value();
+  }
   const tcp::endpoint endpoint(address, options_.port);
   auto fail = [&](const char* what) {
     error_code ignored;
@@ -307,7 +328,8 @@ Status HttpServer::Impl::Start() {
       }
     });
   }
-  logger_->info("http server listening address={}", Endpoint(address, port_));
+  logger_->info("http server listening address={} scheme={}", Endpoint(address, port_),
+                options_.tls_cert_file.empty() ? "http" : "https");
   return Status::Ok();
 }
 
@@ -331,7 +353,12 @@ void HttpServer::Impl::OnAccept(error_code ec, tcp::socket socket) {
     std::lock_guard lock(mu_);
     ++open_sessions_;  // before the session starts: its destructor decrements it
   }
-  http_internal::StartSession(std::move(socket), context_);
+  std::shared_ptr<net::ssl::context> tls;
+  {
+    std::lock_guard lock(tls_mu_);
+    tls = tls_;
+  }
+  http_internal::StartSession(std::move(socket), context_, std::move(tls));
   MakeRoom();
 }
 
@@ -399,6 +426,22 @@ void HttpServer::Impl::Stop() {
   logger_->info("http server stopped");
 }
 
+Status HttpServer::Impl::ReloadTls() {
+  if (options_.tls_cert_file.empty()) {
+    return Status::FailedPrecondition("TLS is not enabled: there is no certificate to reload");
+  }
+  auto tls = http_internal::MakeTlsContext(options_.tls_cert_file, options_.tls_key_file);
+  if (!tls.ok()) return tls.status();
+  std::lock_guard lock(tls_mu_);
+  tls_ = std::move(tls).value();
+  return Status::Ok();
+}
+
+Status CheckTlsFiles(const std::string& cert_file, const std::string& key_file) {
+  auto tls = http_internal::MakeTlsContext(cert_file, key_file);
+  return tls.ok() ? Status::Ok() : tls.status();
+}
+
 HttpServer::HttpServer(ServerOptions options, const Router& router)
     : HttpServer(std::move(options), [&router](const Request& req) { return router.Handle(req); }) {
 }
@@ -411,5 +454,7 @@ HttpServer::~HttpServer() = default;
 Status HttpServer::Start() { return impl_->Start(); }
 void HttpServer::Stop() { impl_->Stop(); }
 uint16_t HttpServer::port() const { return impl_->port(); }
+Status HttpServer::ReloadTls() { return impl_->ReloadTls(); }
+size_t HttpServer::live_streams() const { return impl_->live_streams(); }
 
 }  // namespace dagd::api

@@ -1,19 +1,29 @@
-// An HTTP/1.1 connection: reads requests with deadlines, rejects bad framing with our own
-// sentences, runs the handler off the I/O threads, writes whole or streamed responses.
+// An HTTP/1.1 connection, over TCP or TLS: reads requests with deadlines, rejects bad framing with
+// our own sentences, runs the handler off the I/O threads, writes whole, streamed or live
+// responses.
 #include "http_session.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 namespace dagd::api::http_internal {
@@ -21,6 +31,7 @@ namespace dagd::api::http_internal {
 namespace beast = boost::beast;
 namespace bhttp = beast::http;
 namespace net = boost::asio;
+namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
@@ -148,6 +159,8 @@ const char* PhaseName(ConnectionPhase phase) {
       return "busy";
     case ConnectionPhase::kWriting:
       return "writing";
+    case ConnectionPhase::kParked:
+      return "parked";
   }
   return "?";
 }
@@ -165,40 +178,95 @@ struct WholeResponse {
   std::optional<bhttp::response_serializer<bhttp::string_body>> serializer;
 };
 
-// A streamed response in progress: the serializer writes the header once, then each chunk we
-// point the buffer body at.
+// How a live body's wake reaches its connection from any thread. It holds the connection weakly
+// and posts the delivery, so the source's thread never runs (or destroys) the session, and a
+// wake after the connection is gone does nothing. At most one delivery is queued at a time; the
+// flag is cleared on the strand before delivering, so a wake that comes later posts again.
+struct Waker {
+  net::any_io_executor executor;  // the connection's strand
+  std::function<void()> deliver;  // OnWake on the session, if it still exists
+  std::atomic<bool> queued{false};
+
+  static void Wake(const std::shared_ptr<Waker>& waker) {
+    if (waker->queued.exchange(true)) return;
+    net::post(waker->executor, [waker] {
+      waker->queued = false;
+      waker->deliver();
+    });
+  }
+};
+
+// A live body's place under max_live_streams, held for as long as the body is served.
+class LiveSlot {
+ public:
+  explicit LiveSlot(std::atomic<size_t>& count) : count_(count) {}
+  ~LiveSlot() { count_.fetch_sub(1); }
+  LiveSlot(const LiveSlot&) = delete;
+  LiveSlot& operator=(const LiveSlot&) = delete;
+
+ private:
+  std::atomic<size_t>& count_;
+};
+
+// What a live response carries from the handler thread to the connection's strand.
+struct LiveTicket {
+  std::unique_ptr<LiveSlot> slot;
+  std::shared_ptr<Waker> waker;
+};
+
+// A streamed or live response in progress: the serializer writes the header once, then each
+// chunk we point the buffer body at.
 struct StreamState {
   bhttp::response<bhttp::buffer_body> message;
   std::optional<bhttp::response_serializer<bhttp::buffer_body>> serializer;
   BodySource source;
   std::string chunk;  // the one chunk being written; the connection's whole body buffer
+  // Live bodies only.
+  std::shared_ptr<LiveBody> live;
+  LiveTicket ticket;
+  bool parked = false;        // waiting on the park timer or a wake
+  bool wake_pending = false;  // woken while polling or writing: poll again instead of parking
 };
 
-// One connection. Every member is touched only on the connection's strand, except: the state
-// in Connection (own mutex), and stream_state_->source, which is called on a handler thread while
-// the strand waits for it (exactly one pull is outstanding, handed over by net::post).
-class Session : public Connection, public std::enable_shared_from_this<Session> {
+constexpr std::chrono::milliseconds kMinIdlePoll{10};
+
+// One connection over `Stream`: beast::tcp_stream (HTTP) or beast::ssl_stream of one (HTTPS).
+// Every member is touched only on the connection's strand, except: the state in Connection (own
+// mutex); stream_state_->source, which is called on a handler thread while the strand waits for
+// it (exactly one pull is outstanding, handed over by net::post); and a live body, which the
+// handler thread holds its own reference to while it polls.
+template <class Stream>
+class Session : public Connection, public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
  public:
-  Session(tcp::socket&& socket, SessionContext& context)
-      : stream_(std::move(socket)),
+  Session(tcp::socket&& socket, SessionContext& context, std::shared_ptr<ssl::context> tls)
+      : executor_(socket.get_executor()),
+        tls_(std::move(tls)),
+        stream_(MakeStream(std::move(socket), tls_.get())),
+        park_timer_(executor_),
         context_(context),
         options_(context.options),
         buffer_(options_.header_limit + kReadBufferSlack) {
     beast::error_code ec;
-    auto remote = stream_.socket().remote_endpoint(ec);
+    auto remote = Tcp().socket().remote_endpoint(ec);
     if (!ec) remote_ = Endpoint(remote);
   }
   ~Session() override { context_.registry.Unregister(this); }
 
   void Run() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+    net::dispatch(executor_, [self = this->shared_from_this()] {
       if (!self->context_.registry.Register(self)) return self->DoClose();
-      self->DoRead();
+      if constexpr (kTls) {
+        self->DoHandshake();
+      } else {
+        self->DoRead();
+      }
     });
   }
 
   void Evict(const State& seen) override {
-    net::post(stream_.get_executor(), [self = shared_from_this(), seen] {
+    net::post(executor_, [self = this->shared_from_this(), seen] {
       const State now = self->state();
       if (now.epoch != seen.epoch || now.phase == ConnectionPhase::kBusy) return;
       const auto ms = [](Clock::duration d) {
@@ -209,21 +277,73 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
           PhaseName(now.phase), ms(Clock::now() - now.since), ms(Clock::now() - now.accepted),
           self->remote_);
       self->closing_ = true;
-      self->stream_.close();
+      self->CloseNow();
     });
   }
 
   void Shutdown() override {
-    net::post(stream_.get_executor(), [self = shared_from_this()] {
+    net::post(executor_, [self = this->shared_from_this()] {
       self->closing_ = true;
       const ConnectionPhase phase = self->state().phase;
-      if (phase != ConnectionPhase::kBusy && phase != ConnectionPhase::kWriting) {
-        self->stream_.close();
+      // A live body has no end to wait for: cut it now, even mid-write (a pending poll finds
+      // closing_ when it returns).
+      const bool live = self->stream_state_ && self->stream_state_->live;
+      if (live || (phase != ConnectionPhase::kBusy && phase != ConnectionPhase::kWriting)) {
+        self->CloseNow();
       }
     });
   }
 
  private:
+  static Stream MakeStream(tcp::socket&& socket, ssl::context* tls) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *tls);
+    } else {
+      return Stream(std::move(socket));
+    }
+  }
+
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+
+  // --- TLS ---
+
+  // The handshake has the deadline of a request's header: a client that connects and stalls the
+  // handshake costs no more than one that stalls its request.
+  void DoHandshake() {
+    Tcp().expires_after(options_.header_timeout);
+    stream_.async_handshake(
+        ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+          if (!ec) return self->DoRead();
+          self->context_.log.debug("tls handshake failed error=\"{}\" remote={}", ec.message(),
+                                   self->remote_);
+          if (ec.category() == net::error::get_ssl_category() &&
+              ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_HTTP_REQUEST) {
+            return self->RefusePlainHttp();
+          }
+          self->CloseNow();
+        });
+  }
+
+  // A plain HTTP request on the HTTPS port: say so in plain HTTP, which the client can read,
+  // instead of an unexplained reset.
+  void RefusePlainHttp() {
+    static const std::string kResponse = [] {
+      const std::string body =
+          nlohmann::json{{"detail", "This port serves HTTPS only: use an https:// URL"}}.dump();
+      return "HTTP/1.1 400 Bad Request\r\nServer: dagd/" DAGD_VERSION
+             "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+             std::to_string(body.size()) + "\r\n\r\n" + body;
+    }();
+    Tcp().expires_after(options_.write_timeout);
+    net::async_write(Tcp(), net::buffer(kResponse),
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec) return;
+                       // Read on the plain socket: the TLS layer has failed.
+                       beast::error_code ignored;
+                       self->Tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+                     });
+  }
+
   // --- reading ---
 
   void DoRead() {
@@ -232,9 +352,9 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     if (buffer_.size() > 0) return StartRequest();  // pipelined: its first bytes are here
     buffer_.shrink_to_fit();                        // an idle connection keeps no read buffer
     if (served_) SetPhase(ConnectionPhase::kIdle);
-    stream_.expires_after(options_.idle_timeout);
+    Tcp().expires_after(options_.idle_timeout);
     stream_.async_read_some(
-        net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+        net::buffer(scratch_), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
           if (ec) return self->DoClose();  // timeout, EOF, reset, evicted
           self->buffer_.commit(
               net::buffer_copy(self->buffer_.prepare(n), net::buffer(self->scratch_, n)));
@@ -248,10 +368,11 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     parser_->header_limit(static_cast<uint32_t>(
         std::min<size_t>(options_.header_limit, std::numeric_limits<uint32_t>::max())));
     parser_->body_limit(options_.body_limit);
-    stream_.expires_after(options_.header_timeout);
-    bhttp::async_read_header(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnReadHeader(ec); });
+    Tcp().expires_after(options_.header_timeout);
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                               self->OnReadHeader(ec);
+                             });
   }
 
   void OnReadHeader(beast::error_code ec) {
@@ -261,13 +382,13 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     if (auto rejection = CheckFraming(header)) {
       return WriteError(rejection->status, rejection->detail);
     }
-    stream_.expires_after(options_.body_timeout);
+    Tcp().expires_after(options_.body_timeout);
     // curl and others wait for "100 Continue" before sending a large body.
     if (!header[bhttp::field::expect].empty() && !parser_->is_done()) {
       auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
                                                                        header.version());
       bhttp::async_write(stream_, *cont,
-                         [self = shared_from_this(), cont](beast::error_code wec, size_t) {
+                         [self = this->shared_from_this(), cont](beast::error_code wec, size_t) {
                            if (wec) return self->DoClose();
                            self->DoReadBody();
                          });
@@ -278,7 +399,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
 
   void DoReadBody() {
     bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                      [self = this->shared_from_this()](beast::error_code ec, size_t) {
                         if (ec) return self->OnReadError(ec);
                         self->OnRequest();
                       });
@@ -312,12 +433,11 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     keep_alive_ = msg.keep_alive();
     served_ = true;
     SetPhase(ConnectionPhase::kBusy);
-    stream_.expires_never();  // the handler may take long; each write sets its own deadline
+    Tcp().expires_never();  // the handler may take long; each write sets its own deadline
     pool_ = IsFast(req, options_) ? &context_.fast_handlers : &context_.handlers;
     // The handler may block on PostgreSQL: run it on a handler pool, never on an I/O thread.
-    net::post(*pool_, [self = shared_from_this(), req = std::move(req), queued = Clock::now()] {
-      self->Handle(req, queued);
-    });
+    net::post(*pool_, [self = this->shared_from_this(), req = std::move(req),
+                       queued = Clock::now()] { self->Handle(req, queued); });
   }
 
   // On a handler thread.
@@ -337,17 +457,54 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
         res = ErrorResponse(500, "Internal error");
       }
     }
+    LiveTicket ticket;
+    if (res.live) ticket = AdmitLive(res);
     const auto ms = [](Clock::duration d) {
       return std::chrono::duration<double, std::milli>(d).count();
     };
     context_.log.debug(
-        "request method={} target={} status={} queued_ms={:.2f} ms={:.2f} streamed={} remote={}",
+        "request method={} target={} status={} queued_ms={:.2f} ms={:.2f} streamed={} live={} "
+        "remote={}",
         req.method, req.target, res.status, ms(started - queued), ms(Clock::now() - started),
-        static_cast<bool>(res.stream), remote_);
-    net::post(stream_.get_executor(), [self = shared_from_this(), res = std::move(res)]() mutable {
-      if (res.stream) return self->StartStream(std::move(res));
+        static_cast<bool>(res.stream), static_cast<bool>(res.live), remote_);
+    net::post(executor_, [self = this->shared_from_this(), res = std::move(res),
+                          ticket = std::move(ticket)]() mutable {
+      if (res.live || res.stream) return self->StartStream(std::move(res), std::move(ticket));
       self->Write(std::move(res), self->keep_alive_, /*linger=*/false);
     });
+  }
+
+  // On a handler thread: takes a slot under max_live_streams and arms the body, or replaces the
+  // response with a 503 when all slots are taken.
+  LiveTicket AdmitLive(Response& res) {
+    const size_t cap = std::max<size_t>(1, options_.max_live_streams);
+    if (!res.live->poll) {
+      context_.log.error("http live body without a poll function remote={}", remote_);
+      res = ErrorResponse(500, "Internal error");
+      return {};
+    }
+    if (context_.live_streams.fetch_add(1) >= cap) {
+      context_.live_streams.fetch_sub(1);
+      context_.log.warn("http live stream refused: at the cap max_live_streams={} remote={}", cap,
+                        remote_);
+      res =
+          ErrorResponse(503, "The server is already serving its maximum of " + std::to_string(cap) +
+                                 " live streams; close one or try again later");
+      return {};
+    }
+    LiveTicket ticket;
+    ticket.slot = std::make_unique<LiveSlot>(context_.live_streams);
+    ticket.waker = std::make_shared<Waker>();
+    ticket.waker->executor = executor_;
+    ticket.waker->deliver = [weak = this->weak_from_this()] {
+      if (auto self = weak.lock()) self->OnWake();
+    };
+    if (res.live->arm) {
+      res.live->arm([waker = std::weak_ptr<Waker>(ticket.waker)] {
+        if (auto w = waker.lock()) Waker::Wake(w);
+      });
+    }
+    return ticket;
   }
 
   // --- writing ---
@@ -372,12 +529,13 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     res.body() = std::move(r.body);
     res.prepare_payload();
     out->serializer.emplace(res);
-    stream_.expires_after(options_.write_timeout);
-    WriteSome(*out->serializer, [self = shared_from_this(), out, linger](beast::error_code ec) {
-      if (ec) return self->DoClose();
-      if (linger) return self->DoLinger();
-      self->AfterResponse(out->message.need_eof());
-    });
+    Tcp().expires_after(options_.write_timeout);
+    WriteSome(*out->serializer,
+              [self = this->shared_from_this(), out, linger](beast::error_code ec) {
+                if (ec) return self->DoClose();
+                if (linger) return self->DoLinger();
+                self->AfterResponse(out->message.need_eof());
+              });
   }
 
   // Writes from `serializer` until it is done, or until it wants the next chunk of a streamed
@@ -389,7 +547,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   void WriteSome(Serializer& serializer, Done done) {
     SetPhase(ConnectionPhase::kWriting);
     bhttp::async_write_some(stream_, serializer,
-                            [self = shared_from_this(), &serializer, done = std::move(done)](
+                            [self = this->shared_from_this(), &serializer, done = std::move(done)](
                                 beast::error_code ec, size_t) mutable {
                               if (ec == bhttp::error::need_buffer) return done(beast::error_code{});
                               if (ec || serializer.is_done()) return done(ec);
@@ -403,7 +561,9 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   }
 
   // Chunked for HTTP/1.1; HTTP/1.0 has no chunked coding, so its body ends with the connection.
-  void StartStream(Response r) {
+  // A live body also ends the connection: the read kept pending to notice a client that goes
+  // away cannot be handed over to a next request.
+  void StartStream(Response r, LiveTicket ticket) {
     stream_state_.emplace();
     auto& message = stream_state_->message;
     message.result(static_cast<bhttp::status>(r.status));
@@ -411,42 +571,60 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     message.set(bhttp::field::server, "dagd/" DAGD_VERSION);
     message.set(bhttp::field::content_type, r.content_type);
     for (const auto& [name, value] : r.headers) message.set(name, value);
+    const bool live = r.live != nullptr;
     if (version_ >= 11) {
-      message.keep_alive(keep_alive_ && !closing_);
+      message.keep_alive(keep_alive_ && !closing_ && !live);
       message.chunked(true);
     } else {
       message.keep_alive(false);
     }
-    stream_state_->source = std::move(r.stream);
+    if (live) {
+      stream_state_->live = std::move(r.live);
+      stream_state_->ticket = std::move(ticket);
+    } else {
+      stream_state_->source = std::move(r.stream);
+    }
     stream_state_->chunk = std::move(r.body);
     stream_state_->serializer.emplace(message);
-    stream_.expires_after(options_.write_timeout);
+    Tcp().expires_after(options_.write_timeout);
     SetPhase(ConnectionPhase::kWriting);
     bhttp::async_write_header(stream_, *stream_state_->serializer,
-                              [self = shared_from_this()](beast::error_code ec, size_t) {
+                              [self = this->shared_from_this()](beast::error_code ec, size_t) {
                                 if (ec) return self->AbortStream("write failed", ec);
+                                if (self->stream_state_->live) {
+                                  // No write is pending now: this clears the read deadline only.
+                                  self->Tcp().expires_never();
+                                  self->WatchPeer();
+                                }
                                 self->WriteChunkOrPull();
                               });
   }
 
   void WriteChunkOrPull() {
-    if (stream_state_->chunk.empty()) return PullChunk();
+    if (stream_state_->chunk.empty()) return PullNext();
     auto& body = stream_state_->message.body();
     body.data = stream_state_->chunk.data();
     body.size = stream_state_->chunk.size();
     body.more = true;
-    stream_.expires_after(options_.write_timeout);
-    WriteSome(*stream_state_->serializer, [self = shared_from_this()](beast::error_code ec) {
+    Tcp().expires_after(options_.write_timeout);
+    WriteSome(*stream_state_->serializer, [self = this->shared_from_this()](beast::error_code ec) {
       if (ec) return self->AbortStream("write failed", ec);
       self->stream_state_->chunk = std::string();  // free it before the pull
-      self->PullChunk();
+      self->PullNext();
     });
+  }
+
+  void PullNext() {
+    if (!stream_state_->live) return PullChunk();
+    // Stopping, or the client went away while the piece was written.
+    if (closing_ || peer_gone_) return AbortStream("live body cut", {});
+    PollLive();
   }
 
   // The source may block briefly (a file read): call it on the request's handler pool.
   void PullChunk() {
     SetPhase(ConnectionPhase::kBusy);  // a slow source is not the client's fault
-    net::post(*pool_, [self = shared_from_this()] {
+    net::post(*pool_, [self = this->shared_from_this()] {
       std::optional<std::string> next;
       bool failed = false;
       try {
@@ -459,7 +637,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
         self->context_.log.error("http response body source failed remote={}", self->remote_);
         failed = true;
       }
-      net::post(self->stream_.get_executor(), [self, next = std::move(next), failed]() mutable {
+      net::post(self->executor_, [self, next = std::move(next), failed]() mutable {
         self->OnChunk(std::move(next), failed);
       });
     });
@@ -475,12 +653,113 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     body.data = nullptr;
     body.size = 0;
     body.more = false;
-    stream_.expires_after(options_.write_timeout);
-    WriteSome(*stream_state_->serializer, [self = shared_from_this()](beast::error_code ec) {
+    Tcp().expires_after(options_.write_timeout);
+    WriteSome(*stream_state_->serializer, [self = this->shared_from_this()](beast::error_code ec) {
       if (ec) return self->AbortStream("write failed", ec);
       const bool need_eof = self->stream_state_->message.need_eof();
+      const bool live = self->stream_state_->live != nullptr;
       self->stream_state_.reset();
+      if (live) return self->EndLive();
       self->AfterResponse(need_eof);
+    });
+  }
+
+  // --- live bodies ---
+
+  // Polls on the general handler pool. The pool thread holds its own reference to the body, so
+  // the strand may drop the stream meanwhile (client gone) without racing the poll.
+  void PollLive() {
+    StreamState& s = *stream_state_;
+    s.parked = false;
+    s.wake_pending = false;
+    SetPhase(ConnectionPhase::kBusy);
+    net::post(*pool_, [self = this->shared_from_this(), live = s.live] {
+      std::optional<std::string> next;
+      bool failed = false;
+      try {
+        next = live->poll();
+      } catch (const std::exception& e) {
+        self->context_.log.error("http live body failed error=\"{}\" remote={}", e.what(),
+                                 self->remote_);
+        failed = true;
+      } catch (...) {
+        self->context_.log.error("http live body failed remote={}", self->remote_);
+        failed = true;
+      }
+      net::post(self->executor_, [self, next = std::move(next), failed]() mutable {
+        self->OnLivePoll(std::move(next), failed);
+      });
+    });
+  }
+
+  void OnLivePoll(std::optional<std::string> next, bool failed) {
+    if (!stream_state_ || !stream_state_->live) return;  // already cut
+    if (closing_ || peer_gone_) return AbortStream("live body cut", {});
+    if (failed || !next || !next->empty()) return OnChunk(std::move(next), failed);
+    if (stream_state_->wake_pending) return PollLive();
+    Park();
+  }
+
+  // Nothing to send: hold no thread until a wake or idle_poll. The connection has no read or
+  // write deadline meanwhile; the pending read (WatchPeer) notices a client that goes away.
+  void Park() {
+    StreamState& s = *stream_state_;
+    s.parked = true;
+    SetPhase(ConnectionPhase::kParked);
+    park_timer_.expires_after(std::max(s.live->idle_poll, kMinIdlePoll));
+    park_timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (ec) return;  // cancelled: woken, or the connection is closing
+      self->Unpark();
+    });
+  }
+
+  void Unpark() {
+    // The timer may have fired just as a wake unparked the stream: poll once only.
+    if (!stream_state_ || !stream_state_->parked) return;
+    PollLive();
+  }
+
+  void OnWake() {
+    // Before the header is written (armed and woken at once), the first poll comes anyway.
+    if (!stream_state_ || !stream_state_->live) return;
+    if (!stream_state_->parked) {
+      stream_state_->wake_pending = true;  // polling or writing: poll again after that
+      return;
+    }
+    park_timer_.cancel();
+    PollLive();
+  }
+
+  // A live stream reads on while it writes: what a client sends is discarded (the connection
+  // ends with the body), and EOF or a reset closes the connection at once, so a parked body is
+  // released as soon as its client goes. No deadline: StartStream cleared the read timer.
+  void WatchPeer() {
+    stream_.async_read_some(net::buffer(scratch_),
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                              if (!ec) return self->WatchPeer();
+                              self->OnPeerGone(ec);
+                            });
+  }
+
+  void OnPeerGone(const beast::error_code& ec) {
+    peer_gone_ = true;
+    if (stream_state_ && stream_state_->live) {
+      context_.log.debug("http live stream client gone error=\"{}\" remote={}", ec.message(),
+                         remote_);
+    }
+    CloseNow();  // fails a pending write; a pending poll finds peer_gone_
+  }
+
+  // After a live body's final chunk: half-close and give the client kLingerTime to close its
+  // side (the pending read sees it), then close regardless.
+  void EndLive() {
+    SetPhase(ConnectionPhase::kIdle);
+    beast::error_code ignored;
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    if (peer_gone_) return CloseNow();
+    park_timer_.expires_after(kLingerTime);
+    park_timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (!ec) self->CloseNow();
     });
   }
 
@@ -488,14 +767,21 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   void AbortStream(const char* why, const beast::error_code& ec) {
     context_.log.debug("http streamed response aborted reason=\"{}\" error=\"{}\" remote={}", why,
                        ec.message(), remote_);
-    stream_.close();
+    CloseNow();
   }
 
   // --- closing ---
 
+  // Fails every pending operation; the session is destroyed once their handlers have run. A live
+  // body goes with it (the park timer holds the session too, so it is cancelled).
+  void CloseNow() {
+    park_timer_.cancel();
+    Tcp().close();
+  }
+
   void DoClose() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
     // The socket closes when the last handler holding this session is gone.
   }
 
@@ -503,21 +789,24 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   void DoLinger() {
     SetPhase(ConnectionPhase::kIdle);
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return;
-    stream_.expires_after(kLingerTime);
+    Tcp().expires_after(kLingerTime);
     ReadAndDiscard();
   }
 
   void ReadAndDiscard() {
     stream_.async_read_some(net::buffer(scratch_),
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
                               if (ec || self->closing_) return;
                               self->ReadAndDiscard();
                             });
   }
 
-  beast::tcp_stream stream_;
+  const net::any_io_executor executor_;      // the connection's strand
+  const std::shared_ptr<ssl::context> tls_;  // HTTPS: outlives stream_, which uses it
+  Stream stream_;
+  net::steady_timer park_timer_;  // a parked live body's idle_poll; the linger after it ends
   SessionContext& context_;
   const ServerOptions& options_;
   std::string remote_ = "?";
@@ -526,16 +815,23 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   std::array<char, kScratchSize> scratch_{};
   unsigned version_ = 11;
   bool keep_alive_ = true;
-  bool served_ = false;   // a request was read: waiting for another is keep-alive idling
-  bool closing_ = false;  // Stop or eviction: close after the current response
+  bool served_ = false;     // a request was read: waiting for another is keep-alive idling
+  bool closing_ = false;    // Stop or eviction: close after the current response
+  bool peer_gone_ = false;  // a live stream's client closed or reset the connection
   net::thread_pool* pool_ = &context_.handlers;  // the pool serving the current request
   std::optional<StreamState> stream_state_;      // while a streamed response is being written
 };
 
 }  // namespace
 
-void StartSession(tcp::socket socket, SessionContext& context) {
-  std::make_shared<Session>(std::move(socket), context)->Run();
+void StartSession(tcp::socket socket, SessionContext& context, std::shared_ptr<ssl::context> tls) {
+  if (tls) {
+    std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(std::move(socket), context,
+                                                                    std::move(tls))
+        ->Run();
+  } else {
+    std::make_shared<Session<beast::tcp_stream>>(std::move(socket), context, nullptr)->Run();
+  }
 }
 
 }  // namespace dagd::api::http_internal

@@ -4,14 +4,20 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 
 #include "dagd/api/http_server.hpp"
+
+namespace boost::asio::ssl {
+class context;
+}  // namespace boost::asio::ssl
 
 namespace dagd::api::http_internal {
 
@@ -21,6 +27,7 @@ enum class ConnectionPhase {
   kReading,  // reading a request's header or body
   kBusy,     // the request is queued or running in a handler, or its body source is pulled
   kWriting,  // writing a response, or a chunk of a streamed one; `since` is its last progress
+  kParked,   // a live body has nothing to send: waiting for a wake or its idle_poll, no thread
 };
 
 // What the listener may do with an open connection. Thread-safe.
@@ -43,7 +50,8 @@ class Connection {
   // Closes the connection if it is still in the state `seen` (same epoch) and not kBusy: the
   // caller saw that state a moment ago and the connection may have moved on since.
   virtual void Evict(const State& seen) = 0;
-  // The server is stopping: close now unless busy or writing, else right after the response.
+  // The server is stopping: close now unless busy or writing, else right after the response (a
+  // live body is cut after its current piece).
   virtual void Shutdown() = 0;
 
  protected:
@@ -78,10 +86,13 @@ struct SessionContext {
   boost::asio::thread_pool& fast_handlers;  // options.fast_paths
   spdlog::logger& log;
   ConnectionRegistry& registry;
+  std::atomic<size_t>& live_streams;  // live bodies being served, at most options.max_live_streams
 };
 
-// Starts serving `socket` (accepted on its own strand). The session registers itself with
+// Starts serving `socket` (accepted on its own strand): HTTPS with `tls` when it is set (the
+// session keeps the context alive), plain HTTP otherwise. The session registers itself with
 // context.registry and unregisters when destroyed.
-void StartSession(boost::asio::ip::tcp::socket socket, SessionContext& context);
+void StartSession(boost::asio::ip::tcp::socket socket, SessionContext& context,
+                  std::shared_ptr<boost::asio::ssl::context> tls);
 
 }  // namespace dagd::api::http_internal

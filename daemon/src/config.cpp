@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "dagd/api/http_server.hpp"
 #include "dagd/executors/system_account.hpp"
 
 namespace dagd::daemon {
@@ -90,6 +91,20 @@ bool IsHostName(std::string_view host) {
                                        "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                        "0123456789-.") == std::string_view::npos &&
          (!ipv6 || host.find(':') != host.rfind(':'));  // "host:8080" is not IPv6
+}
+
+// Both TLS flags or neither, and files the server can serve with; returns the refusal, or "".
+std::string CheckTls(const Config& c) {
+  if (c.tls_cert_file.empty() && c.tls_key_file.empty()) return "";
+  if (c.tls_cert_file.empty() || c.tls_key_file.empty()) {
+    return std::string("--tls-cert and --tls-key go together: ") +
+           (c.tls_cert_file.empty() ? "--tls-key was given without --tls-cert"
+                                    : "--tls-cert was given without --tls-key");
+  }
+  if (Status s = api::CheckTlsFiles(c.tls_cert_file, c.tls_key_file); !s.ok()) {
+    return "cannot serve HTTPS: " + s.message();
+  }
+  return "";
 }
 
 }  // namespace
@@ -195,6 +210,13 @@ Invocation ParseCommandLine(int argc, char** argv) {
       ->envname("DAGD_API_IDLE_TIMEOUT")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
+  app.add_option("--tls-cert", c.tls_cert_file,
+                 "PEM certificate (chain) file: serve HTTPS only, with --tls-key; SIGHUP re-reads "
+                 "both")
+      ->envname("DAGD_TLS_CERT");
+  app.add_option("--tls-key", c.tls_key_file,
+                 "PEM private key file (unencrypted) of the --tls-cert certificate")
+      ->envname("DAGD_TLS_KEY");
   app.add_option("--max-log-bytes", c.max_log_bytes,
                  "Per-try log size cap (e.g. 104857600, 100MiB); output beyond it is dropped "
                  "and counted in a note at the end of the log")
@@ -314,7 +336,9 @@ Invocation ParseCommandLine(int argc, char** argv) {
     }
   }
   if (inv.command == Command::kServe) {
-    if (std::string refused = CheckTaskAccounts(c, run_as); !refused.empty()) {
+    std::string refused = CheckTaskAccounts(c, run_as);
+    if (refused.empty()) refused = CheckTls(c);
+    if (!refused.empty()) {
       std::cerr << "dagd: " << refused << "\n";
       inv.command = Command::kExit;
       inv.exit_code = 2;

@@ -39,6 +39,9 @@ struct Config {
   // key in <state_dir>/jwt.key (jwt_key.hpp).
   std::optional<std::string> jwt_secret;
   std::chrono::seconds jwt_expiration{86400};  // lifetime of a JWT from POST /auth/token
+  // HTTPS: PEM certificate chain and private key, both or neither (checked to load and match).
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 enum class Command { kServe, kValidate, kUsers, kTokens, kExit };
@@ -63,7 +66,8 @@ struct Invocation {
 // Parses argv (CLI11 lives in this one translation unit: it is slow to compile). Usage errors
 // print to stderr and yield Command::kExit with a non-zero exit code; so does, for `serve`, a
 // task account that cannot be used (missing, root, the PostgreSQL account, or another account
-// while dagd is not root).
+// while dagd is not root), and TLS files that cannot serve (only one given, unreadable, not PEM,
+// a key that does not match the certificate).
 Invocation ParseCommandLine(int argc, char** argv);
 
 // "127.0.0.1:8080", "localhost:8080", "[::1]:8080", ":8080" (host defaults to 127.0.0.1).

@@ -210,6 +210,14 @@ int Serve(const Config& config) {
   router_options.allowed_hosts = config.allowed_hosts;
   router_options.max_page_limit = config.max_page_limit;
   router_options.authenticator = authenticator->get();
+  // What GET /api/v2/config shows: settings a client may plan around; no secret, and no path
+  // beyond the DAGs folder, which every DAG's fileloc already shows.
+  router_options.config = {
+      {"core", "executor", "dagd"},
+      {"core", "parallelism", std::to_string(config.parallelism)},
+      {"core", "dags_folder", config.dags_folder.string()},
+      {"api", "auth_jwt_expiration_time", std::to_string(config.jwt_expiration.count())},
+      {"api", "ssl_enabled", config.tls_cert_file.empty() ? "False" : "True"}};
   api::Router router(service, router_options);
   api::ServerOptions server_options;
   server_options.address = config.listen_host;
@@ -218,6 +226,8 @@ int Serve(const Config& config) {
   server_options.max_connections = static_cast<size_t>(config.api_max_connections);
   server_options.request_timeout = config.api_request_timeout;
   server_options.idle_timeout = config.api_idle_timeout;
+  server_options.tls_cert_file = config.tls_cert_file;
+  server_options.tls_key_file = config.tls_key_file;
   api::HttpServer server(server_options, router);
   // The port first: a daemon that cannot serve stops before it has touched any run.
   if (Status s = server.Start(); !s.ok()) return Fail("cannot serve HTTP", s);
@@ -225,16 +235,17 @@ int Serve(const Config& config) {
     server.Stop();
     return Fail("scheduler did not start", s);
   }
-  if (!IsLoopback(config.listen_host)) {
+  if (!IsLoopback(config.listen_host) && config.tls_cert_file.empty()) {
     Log()->warn(
         "LISTENING ON A NON-LOOPBACK ADDRESS WITHOUT TLS listen={}:{}: passwords and tokens "
         "travel in clear text to anyone on the network path; serve HTTPS (--tls-cert/--tls-key) "
         "or put a TLS proxy in front",
         config.listen_host, server.port());
   }
-  Log()->info("dagd ready listen={}:{} dags_folder={} state_dir={} database={} parallelism={}",
-              config.listen_host, server.port(), config.dags_folder.string(),
-              config.state_dir.string(), embedded ? "embedded" : "external", config.parallelism);
+  Log()->info("dagd ready listen={}://{}:{} dags_folder={} state_dir={} database={} parallelism={}",
+              config.tls_cert_file.empty() ? "http" : "https", config.listen_host, server.port(),
+              config.dags_folder.string(), config.state_dir.string(),
+              embedded ? "embedded" : "external", config.parallelism);
 
   while (true) {
     int sig = 0;
@@ -245,6 +256,18 @@ int Serve(const Config& config) {
         sched.RememberDag(version, std::move(dag));
       }
       sched.Wake();
+      if (!config.tls_cert_file.empty()) {
+        // A renewed certificate for new connections; open ones keep theirs.
+        if (Status s = server.ReloadTls(); s.ok()) {
+          Log()->info("SIGHUP: TLS certificate reloaded cert={} key={}", config.tls_cert_file,
+                      config.tls_key_file);
+        } else {
+          Log()->error(
+              "SIGHUP: TLS certificate not reloaded, still serving the previous one "
+              "error=\"{}\"",
+              s.message());
+        }
+      }
       continue;
     }
     if (database_lost) {

@@ -150,7 +150,7 @@ void DagdProcess::Start(std::chrono::seconds ready_timeout) {
       pid_ = -1;
       throw std::runtime_error("dagd exited during start-up:\n" + Log());
     }
-    if (HttpGet(base_url() + "/api/v2/monitor/health").status == 200) {
+    if (HttpGet(base_url() + "/api/v2/monitor/health", {}, {ca_file_}).status == 200) {
       SetDefaultBearer(base_url(), token_);
       return;
     }

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dagd::testing {
@@ -40,12 +41,17 @@ class DagdProcess {
   DagdProcess(const DagdProcess&) = delete;
   DagdProcess& operator=(const DagdProcess&) = delete;
 
+  // The daemon serves HTTPS with a certificate the client trusts through `ca_file` (before
+  // Start): base_url() is https:// and the readiness check uses it.
+  void UseHttps(std::string ca_file) { ca_file_ = std::move(ca_file); }
   void Start(std::chrono::seconds ready_timeout = std::chrono::seconds(30));
   // Sends `sig`; returns the exit status (as from waitpid) once it exits, or -1 after timeout.
   int Signal(int sig, std::chrono::seconds timeout = std::chrono::seconds(30));
   void Kill9();
   pid_t pid() const { return pid_; }
-  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string base_url() const {
+    return (ca_file_.empty() ? "http://127.0.0.1:" : "https://127.0.0.1:") + std::to_string(port_);
+  }
   std::string Log() const;  // everything the daemon printed so far
   const std::vector<std::string>& args() const { return args_; }
   const std::string& admin_token() const { return token_; }  // empty when none could be made
@@ -57,6 +63,7 @@ class DagdProcess {
   std::string token_;
   std::string log_path_;
   int port_;
+  std::string ca_file_;
   pid_t pid_ = -1;
 };
 

@@ -56,7 +56,8 @@ void SetDefaultBearer(const std::string& base_url, const std::string& token) {
 }
 
 HttpResponse HttpRequest(const std::string& method, const std::string& url, const std::string& body,
-                         const std::map<std::string, std::string>& headers) {
+                         const std::map<std::string, std::string>& headers,
+                         const HttpOptions& options) {
   static std::once_flag init;
   std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   HttpResponse response;
@@ -75,6 +76,7 @@ HttpResponse HttpRequest(const std::string& method, const std::string& url, cons
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+  if (!options.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options.ca_file.c_str());
   if (!body.empty() || method == "POST" || method == "PATCH" || method == "PUT") {
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));

@@ -21,14 +21,24 @@ void SetDefaultBearer(const std::string& base_url, const std::string& token);
 // The default bearer token of requests to `url` ("" when none), for raw requests.
 std::string DefaultBearer(const std::string& url);
 
-// `url` like "http://127.0.0.1:8080/api/v2/dags". Headers map name → value.
+
+// Per-request transport settings.
+struct HttpOptions {
+  // For https:// URLs: the PEM file of the CA (or self-signed certificate) to trust; empty: the
+  // system's CAs. The server's name is verified against the URL's host.
+  std::string ca_file;
+};
+
+// `url` like "http://127.0.0.1:8080/api/v2/dags" (or https://). Headers map name → value.
 HttpResponse HttpRequest(const std::string& method, const std::string& url,
                          const std::string& body = "",
-                         const std::map<std::string, std::string>& headers = {});
+                         const std::map<std::string, std::string>& headers = {},
+                         const HttpOptions& options = {});
 
 inline HttpResponse HttpGet(const std::string& url,
-                            const std::map<std::string, std::string>& headers = {}) {
-  return HttpRequest("GET", url, "", headers);
+                            const std::map<std::string, std::string>& headers = {},
+                            const HttpOptions& options = {}) {
+  return HttpRequest("GET", url, "", headers, options);
 }
 inline HttpResponse HttpPostJson(const std::string& url, const std::string& body) {
   return HttpRequest("POST", url, body, {{"Content-Type", "application/json"}});

@@ -15,8 +15,10 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <deque>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -26,6 +28,8 @@
 
 #include "fake_authenticator.hpp"
 #include "http_client.hpp"
+#include "self_signed.hpp"
+#include "temp_dir.hpp"
 
 namespace dagd::api {
 namespace {
@@ -164,6 +168,19 @@ class RawConnection {
       if (!Receive()) return std::exchange(buffer_, std::string());
     }
   }
+  // Reads until what was received (and not yet returned) contains `needle`; false on timeout or
+  // EOF. received() then holds it all.
+  bool ReadUntil(std::string_view needle) {
+    while (buffer_.find(needle) == std::string::npos) {
+      if (!Receive()) return false;
+    }
+    return true;
+  }
+  const std::string& received() const { return buffer_; }
+  void Close() {
+    ::close(fd_);
+    fd_ = -1;
+  }
   // Everything until the server closes the connection (or the receive timeout).
   std::string ReadUntilClose() {
     while (Receive()) {
@@ -205,6 +222,97 @@ struct StreamProbe {
   std::atomic<int> live{0};
 };
 
+// A live body driven by the test (one at a time): Push hands a piece to the next poll and wakes the
+// server; a poll with nothing pushed returns "" unless idle_poll has passed since the last piece,
+// then a heartbeat "."; End makes the next poll end the body. Counts polls and bodies alive.
+class LiveProbe {
+ public:
+  std::shared_ptr<LiveBody> Body(std::chrono::milliseconds idle_poll,
+                                 std::optional<size_t> always_chunk = std::nullopt) {
+    struct Alive {
+      explicit Alive(LiveProbe& p) : probe(p) { ++probe.alive; }
+      ~Alive() {
+        std::lock_guard lock(probe.mu_);
+        probe.wake_ = nullptr;  // a source drops its wake when it goes
+        --probe.alive;
+      }
+      LiveProbe& probe;
+    };
+    auto token = std::make_shared<Alive>(*this);
+    auto body = std::make_shared<LiveBody>();
+    body->idle_poll = idle_poll;
+    // Like a source with a backlog, it wakes the server at once when it has something already.
+    body->arm = [this, token](std::function<void()> wake) {
+      bool backlog = false;
+      {
+        std::lock_guard lock(mu_);
+        wake_ = wake;
+        backlog = !pending_.empty();
+        ++armed;
+      }
+      if (backlog) wake();
+    };
+    body->poll = [this, token, idle_poll, always_chunk,
+                  last = std::chrono::steady_clock::now()]() mutable -> std::optional<std::string> {
+      ++polls;
+      if (always_chunk) return std::string(*always_chunk, 'x');
+      std::lock_guard lock(mu_);
+      const auto now = std::chrono::steady_clock::now();
+      if (!pending_.empty()) {
+        std::string piece = std::move(pending_.front());
+        pending_.pop_front();
+        last = now;
+        return piece;
+      }
+      if (ended_) return std::nullopt;
+      if (now - last >= idle_poll * 9 / 10) {
+        last = now;
+        return ".";
+      }
+      return "";
+    };
+    return body;
+  }
+
+  void Push(std::string piece) {
+    std::function<void()> wake;
+    {
+      std::lock_guard lock(mu_);
+      pending_.push_back(std::move(piece));
+      wake = wake_;
+    }
+    if (wake) wake();
+  }
+  void End() {
+    std::function<void()> wake;
+    {
+      std::lock_guard lock(mu_);
+      ended_ = true;
+      wake = wake_;
+    }
+    if (wake) wake();
+  }
+  // Calls the wake the server gave, if the body is still alive.
+  void Wake() {
+    std::function<void()> wake;
+    {
+      std::lock_guard lock(mu_);
+      wake = wake_;
+    }
+    if (wake) wake();
+  }
+
+  std::atomic<int> polls{0};
+  std::atomic<int> alive{0};
+  std::atomic<int> armed{0};
+
+ private:
+  std::mutex mu_;  // guards pending_, ended_, wake_
+  std::deque<std::string> pending_;
+  bool ended_ = false;
+  std::function<void()> wake_;
+};
+
 class HttpServerTest : public ::testing::Test {
  protected:
   // Requests for /test/... go to test_handler_ when one is set; everything else to the Router.
@@ -234,6 +342,7 @@ class HttpServerTest : public ::testing::Test {
   testing::FakeAuthenticator authenticator_;
   Router router_{service_, Authenticated(authenticator_)};
   StreamProbe probe_;  // outlives the server: sources count themselves here
+  LiveProbe live_;     // the same for live bodies
   HttpServer::Handler test_handler_;
   std::unique_ptr<HttpServer> server_;
   std::string base_;
@@ -946,6 +1055,355 @@ TEST_F(HttpServerTest, AcceptFailuresBackOffWithoutSpinningOrFloodingTheLogAndTh
   EXPECT_NE(text.find("Too many open files"), std::string::npos) << text.substr(0, 2000);
   EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
   EXPECT_NE(text.find("http accept recovered"), std::string::npos) << text.substr(0, 2000);
+}
+
+// --- live responses ---
+
+template <class Predicate>
+bool WaitFor(Predicate done, std::chrono::milliseconds timeout = 3s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+const std::string kLiveRequest = "GET /test/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+TEST_F(HttpServerTest, ALiveBodySendsWhatItsSourcePushesAtOnceHeartbeatsWhenIdleAndEnds) {
+  test_handler_ = [this](const Request&) {
+    Response r{200, "application/x-ndjson", "hello\n"};
+    r.live = live_.Body(400ms);
+    return r;
+  };
+  StartServer();
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.Send(kLiveRequest));
+  ASSERT_TRUE(c.ReadUntil("hello\n"));
+  EXPECT_EQ(c.received().rfind("HTTP/1.1 200", 0), 0u) << c.received();
+  EXPECT_NE(c.received().find("Transfer-Encoding: chunked"), std::string::npos);
+  EXPECT_NE(c.received().find("Connection: close"), std::string::npos);
+  ASSERT_TRUE(WaitFor([&] { return live_.polls.load() >= 1; }));
+  EXPECT_EQ(live_.armed.load(), 1);
+  EXPECT_EQ(server_->live_streams(), 1u);
+
+  // A push is sent on its wake, long before the idle poll would have found it.
+  std::this_thread::sleep_for(50ms);
+  const auto pushed = std::chrono::steady_clock::now();
+  live_.Push("event-1\n");
+  ASSERT_TRUE(c.ReadUntil("event-1\n"));
+  EXPECT_LT(std::chrono::steady_clock::now() - pushed, 200ms);
+
+  // Idle: a heartbeat after about idle_poll, and no busy polling meanwhile.
+  const int polls_before = live_.polls.load();
+  ASSERT_TRUE(c.ReadUntil("\r\n.\r\n"));
+  EXPECT_LE(live_.polls.load() - polls_before, 4) << "a parked stream must not be polled in a loop";
+
+  // Waking twice at once polls once or twice, never more, and sends nothing twice.
+  live_.Push("event-2\n");
+  live_.Wake();
+  live_.End();
+  const std::string rest = c.ReadUntilClose();
+  const std::string all = c.received() + rest;
+  EXPECT_EQ(BodyOf(all).find("hello\nevent-1\n"), 0u) << BodyOf(all);
+  EXPECT_NE(BodyOf(all).find("event-2\n"), std::string::npos) << BodyOf(all);
+  EXPECT_EQ(all.substr(all.size() - 5), "0\r\n\r\n") << "the body must end with the last chunk";
+  EXPECT_TRUE(WaitFor([&] { return live_.alive.load() == 0; })) << "the body outlived its stream";
+  EXPECT_TRUE(WaitFor([&] { return server_->live_streams() == 0; }));
+}
+
+TEST_F(HttpServerTest, ALiveBodyWokenAsItIsArmedIsStillWokenLater) {
+  test_handler_ = [this](const Request&) {
+    Response r{200, "text/plain", ""};
+    r.live = live_.Body(10s);
+    return r;
+  };
+  StartServer();
+  live_.Push("early\n");  // the source wakes the server from arm, before the header is written
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.Send(kLiveRequest));
+  ASSERT_TRUE(c.ReadUntil("early\n"));
+  std::this_thread::sleep_for(50ms);
+  const auto pushed = std::chrono::steady_clock::now();
+  live_.Push("late\n");
+  ASSERT_TRUE(c.ReadUntil("late\n"));
+  EXPECT_LT(std::chrono::steady_clock::now() - pushed, 500ms) << "the later wake was lost";
+}
+
+TEST_F(HttpServerTest, ALiveBodyToAnHttp10ClientEndsWithTheConnection) {
+  test_handler_ = [this](const Request&) {
+    Response r{200, "text/plain", "a"};
+    r.live = live_.Body(10s);
+    return r;
+  };
+  StartServer();
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.Send("GET /test/live HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  ASSERT_TRUE(WaitFor([&] { return live_.polls.load() >= 1; }));
+  live_.Push("b");
+  live_.End();
+  const std::string response = c.ReadUntilClose();
+  EXPECT_EQ(response.rfind("HTTP/1.0 200", 0), 0u) << response;
+  EXPECT_EQ(response.find("Transfer-Encoding"), std::string::npos) << response;
+  EXPECT_EQ(BodyOf(response), "ab");
+}
+
+TEST_F(HttpServerTest, ALiveBodyIsReadWholeByARealClient) {
+  test_handler_ = [this](const Request&) {
+    Response r{200, "text/plain", "a"};
+    r.live = live_.Body(10s);
+    return r;
+  };
+  StartServer();
+  auto reader = std::async(std::launch::async, [&] { return HttpGet(base_ + "/test/live"); });
+  ASSERT_TRUE(WaitFor([&] { return live_.polls.load() >= 1; }));
+  live_.Push("b");
+  live_.Push("c");
+  live_.End();
+  const auto r = reader.get();
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "abc");
+}
+
+TEST_F(HttpServerTest, AClientThatDisconnectsFromAParkedLiveStreamReleasesItsBodyAtOnce) {
+  test_handler_ = [this](const Request&) {
+    Response r{200, "text/plain", ""};
+    r.live = live_.Body(60s);  // no heartbeat would notice the client is gone
+    return r;
+  };
+  StartServer();
+  auto c = std::make_unique<RawConnection>(server_->port());
+  ASSERT_TRUE(c->Send(kLiveRequest));
+  ASSERT_TRUE(c->ReadUntil("\r\n\r\n"));
+  ASSERT_TRUE(WaitFor([&] { return live_.polls.load() >= 1; }));
+  std::this_thread::sleep_for(50ms);  // parked now
+  EXPECT_EQ(live_.alive.load(), 1);
+  const auto closed = std::chrono::steady_clock::now();
+  c.reset();
+  EXPECT_TRUE(WaitFor([&] { return live_.alive.load() == 0; }, 2s))
+      << "the body of a gone client was not destroyed";
+  EXPECT_LT(std::chrono::steady_clock::now() - closed, 1s);
+  EXPECT_TRUE(WaitFor([&] { return server_->live_streams() == 0; }));
+  // A wake after the connection is gone is harmless (the probe dropped it; the server's copy
+  // outlives nothing).
+  live_.Wake();
+  EXPECT_EQ(HttpGet(base_ + "/api/v2/version").status, 200);
+}
+
+TEST_F(HttpServerTest, AClientThatNeverReadsALiveStreamIsPolledAtMostAboutAChunkAhead) {
+  static constexpr size_t kChunkSize = 64 << 10;
+  test_handler_ = [this](const Request&) {
+    Response r{200, "text/plain", ""};
+    r.live = live_.Body(10ms, kChunkSize);  // always has a chunk
+    return r;
+  };
+  StartServer();
+  RawConnection c(server_->port(), true, 4096);
+  ASSERT_TRUE(c.Send(kLiveRequest));
+  int polls = -1;
+  for (int i = 0; i < 50 && live_.polls.load() != polls; ++i) {
+    polls = live_.polls.load();
+    std::this_thread::sleep_for(200ms);
+  }
+  // What the kernel buffers plus the chunk being written; a server that polled ahead of its
+  // writes would poll without end.
+  const int bound = static_cast<int>((MaxTcpSendBuffer() + kChunkSize) / kChunkSize) + 2;
+  EXPECT_GT(polls, 0);
+  EXPECT_LE(polls, bound) << "polled for a client that never reads";
+  EXPECT_EQ(HttpGet(base_ + "/api/v2/version").status, 200);
+}
+
+TEST_F(HttpServerTest, ALiveStreamWhoseClientStoppedReadingIsDroppedAfterTheWriteTimeout) {
+  test_handler_ = [this](const Request&) {
+    Response r{200, "text/plain", ""};
+    r.live = live_.Body(10ms, 64 << 10);
+    return r;
+  };
+  ServerOptions options;
+  options.write_timeout = 500ms;
+  StartServer(options);
+  RawConnection c(server_->port(), true, 4096);
+  ASSERT_TRUE(c.Send(kLiveRequest));
+  ASSERT_TRUE(WaitFor([&] { return live_.polls.load() >= 1; }));
+  EXPECT_TRUE(WaitFor([&] { return live_.alive.load() == 0; }, 4s))
+      << "a live stream kept writing to a client that does not read";
+}
+
+TEST_F(HttpServerTest, StopCutsALiveStreamStuckInAWriteWithoutWaitingForTheWriteTimeout) {
+  test_handler_ = [this](const Request&) {
+    Response r{200, "text/plain", ""};
+    r.live = live_.Body(10ms, 64 << 10);
+    return r;
+  };
+  StartServer();  // write_timeout 30 s
+  RawConnection c(server_->port(), true, 4096);
+  ASSERT_TRUE(c.Send(kLiveRequest));
+  int polls = -1;
+  for (int i = 0; i < 50 && live_.polls.load() != polls; ++i) {  // until the write is stuck
+    polls = live_.polls.load();
+    std::this_thread::sleep_for(100ms);
+  }
+  const auto started = std::chrono::steady_clock::now();
+  server_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+  EXPECT_EQ(live_.alive.load(), 0);
+}
+
+TEST_F(HttpServerTest, LiveStreamsBeyondTheCapAre503WithASentence) {
+  test_handler_ = [this](const Request&) {
+    Response r{200, "text/plain", ""};
+    r.live = live_.Body(60s);
+    return r;
+  };
+  ServerOptions options;
+  options.max_live_streams = 1;
+  StartServer(options);
+  auto first = std::make_unique<RawConnection>(server_->port());
+  ASSERT_TRUE(first->Send(kLiveRequest));
+  ASSERT_TRUE(first->ReadUntil("\r\n\r\n"));
+  auto refused = HttpGet(base_ + "/test/live");
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_NE(refused.body.find("maximum of 1 live streams"), std::string::npos) << refused.body;
+  EXPECT_TRUE(WaitFor([&] { return live_.alive.load() == 1; })) << "the refused body was kept";
+  first.reset();
+  ASSERT_TRUE(WaitFor([&] { return server_->live_streams() == 0; }));
+  RawConnection again(server_->port());
+  ASSERT_TRUE(again.Send(kLiveRequest));
+  ASSERT_TRUE(again.ReadUntil("\r\n\r\n"));
+  EXPECT_EQ(again.received().rfind("HTTP/1.1 200", 0), 0u) << again.received();
+}
+
+TEST_F(HttpServerTest, StopCutsAParkedLiveStreamPromptly) {
+  test_handler_ = [this](const Request&) {
+    Response r{200, "text/plain", ""};
+    r.live = live_.Body(60s);
+    return r;
+  };
+  StartServer();
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.Send(kLiveRequest));
+  ASSERT_TRUE(c.ReadUntil("\r\n\r\n"));
+  ASSERT_TRUE(WaitFor([&] { return live_.polls.load() >= 1; }));
+  const auto started = std::chrono::steady_clock::now();
+  server_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+  EXPECT_EQ(live_.alive.load(), 0);
+  EXPECT_EQ(c.ReadUntilClose().find("0\r\n\r\n"), std::string::npos)
+      << "a cut live body must not end with the last chunk";
+}
+
+// --- HTTPS ---
+
+class HttpsServerTest : public HttpServerTest {
+ protected:
+  void StartTls(ServerOptions options = {}) {
+    files_ = testing::MakeSelfSignedCertificate(dir_.path(), "server");
+    options.tls_cert_file = files_.cert;
+    options.tls_key_file = files_.key;
+    StartServer(options);
+    base_ = "https://127.0.0.1:" + std::to_string(server_->port());
+  }
+  testing::HttpOptions Trusting() const { return {files_.cert}; }
+
+  testing::TempDir dir_;
+  testing::CertificateFiles files_;
+};
+
+TEST_F(HttpsServerTest, ServesHttpsToAClientThatTrustsTheCertificate) {
+  StartTls();
+  auto r = HttpGet(base_ + "/api/v2/version", {}, Trusting());
+  ASSERT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(nlohmann::json::parse(r.body)["version"], DAGD_VERSION);
+  // Without trusting it, the client refuses the certificate.
+  EXPECT_EQ(HttpGet(base_ + "/api/v2/version").status, 0);
+}
+
+TEST_F(HttpsServerTest, PlainHttpOnTheHttpsPortGetsASentenceAndTheServerKeepsServing) {
+  StartTls();
+  auto plain = HttpGet("http://127.0.0.1:" + std::to_string(server_->port()) + "/api/v2/version");
+  EXPECT_EQ(plain.status, 400) << plain.error;
+  EXPECT_NE(plain.body.find("HTTPS only"), std::string::npos) << plain.body;
+  RawConnection garbage(server_->port());
+  ASSERT_TRUE(garbage.Send(std::string("\x16\x03\x01\x00\x05hello", 10)));
+  const auto sent = std::chrono::steady_clock::now();
+  garbage.ReadUntilClose();  // at most a TLS alert, then the close
+  EXPECT_LT(std::chrono::steady_clock::now() - sent, 2s) << "a broken handshake was kept open";
+  EXPECT_EQ(HttpGet(base_ + "/api/v2/version", {}, Trusting()).status, 200);
+}
+
+TEST_F(HttpsServerTest, StreamedAndLiveResponsesWorkOverHttps) {
+  test_handler_ = [this](const Request& req) {
+    if (req.target == "/test/stream") {
+      return Response{200, "text/plain", "head-", ChunkSource(probe_, 3, 5)};
+    }
+    Response r{200, "text/plain", "a"};
+    r.live = live_.Body(10s);
+    return r;
+  };
+  StartTls();
+  auto streamed = HttpGet(base_ + "/test/stream", {}, Trusting());
+  EXPECT_EQ(streamed.status, 200) << streamed.error;
+  EXPECT_EQ(streamed.body, "head-aaaaabbbbbccccc");
+  auto reader =
+      std::async(std::launch::async, [&] { return HttpGet(base_ + "/test/live", {}, Trusting()); });
+  ASSERT_TRUE(WaitFor([&] { return live_.polls.load() >= 1; }));
+  live_.Push("b");
+  live_.End();
+  const auto r = reader.get();
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "ab");
+}
+
+TEST_F(HttpsServerTest, AHandshakeNotFinishedWithinTheHeaderTimeoutClosesTheConnection) {
+  ServerOptions options;
+  options.header_timeout = 300ms;
+  StartTls(options);
+  RawConnection c(server_->port());
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c.ClosedByPeer());
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+}
+
+TEST_F(HttpsServerTest, ReloadServesTheNewCertificateAndABadReloadKeepsTheOld) {
+  StartTls();
+  ASSERT_EQ(HttpGet(base_ + "/api/v2/version", {}, Trusting()).status, 200);
+  // The files are replaced in place: the old certificate is no longer trusted by the client.
+  const auto old_cert = files_.cert + ".old";
+  std::filesystem::copy_file(files_.cert, old_cert);
+  testing::MakeSelfSignedCertificate(dir_.path(), "server", "renewed");
+  EXPECT_EQ(HttpGet(base_ + "/api/v2/version", {}, {old_cert}).status, 200) << "not reloaded yet";
+  ASSERT_TRUE(server_->ReloadTls().ok());
+  EXPECT_EQ(HttpGet(base_ + "/api/v2/version", {}, Trusting()).status, 200);
+  EXPECT_EQ(HttpGet(base_ + "/api/v2/version", {}, {old_cert}).status, 0);
+
+  std::ofstream(files_.key) << "not a key";
+  const Status bad = server_->ReloadTls();
+  EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find(files_.key), std::string::npos) << bad.message();
+  EXPECT_EQ(HttpGet(base_ + "/api/v2/version", {}, Trusting()).status, 200) << "old one kept";
+}
+
+TEST(TlsFiles, MissingUnreadableOrMismatchedFilesAreRefusedWithASentence) {
+  testing::TempDir dir;
+  const auto a = testing::MakeSelfSignedCertificate(dir.path(), "a");
+  const auto b = testing::MakeSelfSignedCertificate(dir.path(), "b");
+  EXPECT_TRUE(CheckTlsFiles(a.cert, a.key).ok());
+  const Status mismatch = CheckTlsFiles(a.cert, b.key);
+  EXPECT_NE(mismatch.message().find("does not match the certificate"), std::string::npos)
+      << mismatch.message();
+  const Status missing = CheckTlsFiles(a.cert, (dir.path() / "none.key").string());
+  EXPECT_NE(missing.message().find("cannot read the TLS key file"), std::string::npos)
+      << missing.message();
+  const Status swapped = CheckTlsFiles(a.key, a.cert);
+  EXPECT_EQ(swapped.code(), StatusCode::kInvalidArgument) << swapped.message();
+  ServerOptions options;
+  options.port = 0;
+  options.tls_cert_file = a.cert;
+  HttpServer server(options, [](const Request&) { return Response{}; });
+  const Status half = server.Start();
+  EXPECT_EQ(half.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(half.message().find("only one of them"), std::string::npos) << half.message();
 }
 
 }  // namespace

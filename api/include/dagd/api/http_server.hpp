@@ -18,6 +18,22 @@
 // throws ends the connection without the final chunk, so the client sees a truncated body rather
 // than a complete one.
 //
+// Live responses (Response::live set): `body`, then each piece the LiveBody's poll returns,
+// chunked, then the connection closes. Polls run on the handler pool; between them a parked
+// stream holds no thread, no deadline and no request timeout, until the source's wake or its
+// idle_poll. One piece is in flight per connection, as for streamed responses; a chunk write is
+// bounded by `write_timeout` and evictable once stalled as above, a parked stream never is. A
+// client that closes or resets the connection (seen at once, a read stays pending) ends the
+// stream and the LiveBody is destroyed. At most `max_live_streams` at once: beyond, 503 with a
+// sentence (the LiveBody is dropped unarmed). Stop cuts live streams at once, even mid-write (no
+// final chunk). The wake given to `arm` only posts to the connection's strand: it never runs or
+// destroys the connection on the caller's thread, so a source may call it under its own lock.
+//
+// HTTPS: with `tls_cert_file` and `tls_key_file` the server speaks only TLS (1.2 and 1.3), for
+// every kind of response; the handshake has the `header_timeout` deadline. A plain HTTP request
+// on that port gets a plain 400 saying to use https://, and the connection closes. ReloadTls
+// re-reads the files for new connections.
+//
 // Bad framing is answered with our own sentence and the connection closed: 400 for malformed
 // HTTP (including versions other than 1.0 and 1.1), a Transfer-Encoding other than exactly
 // `chunked`, Content-Length with Transfer-Encoding, a missing or repeated Host in HTTP/1.1, a
@@ -30,8 +46,8 @@
 // progress the longest, once that is `stalled_write_grace` (a client that stopped reading a
 // response); the one that has waited longest for a request to arrive in full (connected and
 // silent, or sending slowly: slowloris). Only idle ones may be younger than `min_connection_age`,
-// so a client just accepted is never cut. Connections in a handler or pulling a streamed body are
-// never evicted. While none is evictable, accepting pauses and new clients wait in the listen
+// so a client just accepted is never cut. Connections in a handler, pulling a streamed body or
+// parked in a live one are never evicted. While none is evictable, accepting pauses and new clients wait in the listen
 // backlog, retried every 100 ms. A failed accept (e.g. EMFILE) is retried after a backoff of
 // 50 ms doubling to 1 s, and logged at most once per second.
 //
@@ -77,7 +93,14 @@ struct ServerOptions {
   std::chrono::milliseconds stalled_write_grace{5'000};
   // At the cap, a connection open for less than this is not evicted (idle keep-alive excepted).
   std::chrono::milliseconds min_connection_age{1'000};
+  size_t max_live_streams = 256;  // live responses at once; more are answered 503
+  // PEM files: both set for HTTPS only, both empty for plain HTTP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
+
+// Whether the server could serve HTTPS with these files: the same checks and messages as Start.
+Status CheckTlsFiles(const std::string& cert_file, const std::string& key_file);
 
 class HttpServer {
  public:
@@ -96,6 +119,13 @@ class HttpServer {
   void Stop();
   // The bound port (the ephemeral one when options.port was 0); 0 before Start.
   uint16_t port() const;
+  // Re-reads options.tls_cert_file and tls_key_file (e.g. a renewed certificate) for the
+  // connections accepted from now on; open ones keep theirs. On failure the server keeps the
+  // files it had: invalid_argument as for Start, failed_precondition when TLS is not enabled.
+  // Thread-safe.
+  Status ReloadTls();
+  // Live responses being served now. Thread-safe.
+  size_t live_streams() const;
 
  private:
   class Impl;  // Beast stays in api/src: it is heavy to compile

@@ -38,8 +38,10 @@
 // an unexpected exception becomes a 500.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -70,6 +72,24 @@ struct Request {
 // called on a handler thread (never an I/O thread) and may block briefly (a file read).
 using BodySource = std::function<std::optional<std::string>()>;
 
+// A body with no end known in advance (an event stream, a run being waited for): the server pulls
+// it when the source says there is something new, or every `idle_poll` for heartbeats, and holds
+// no thread in between. Sent chunked (close-delimited for HTTP/1.0), then the connection closes.
+// One chunk is in flight per connection: poll is not called again until the previous piece is
+// written. The server destroys the LiveBody (its last reference) soon after the client goes.
+struct LiveBody {
+  // Never blocks. The next piece of the body; "" = nothing to send yet (the server parks the
+  // connection without holding a thread); std::nullopt = the body ends. Called on a handler
+  // thread, never concurrently with itself.
+  std::function<std::optional<std::string>()> poll;
+  // Called once by the server, before the first poll, with a thread-safe idempotent function
+  // that makes the server poll again soon; the source calls it (from any thread) when it has
+  // something new. The source must drop it when it is destroyed.
+  std::function<void(std::function<void()> wake)> arm;
+  // The server also polls after this long without a wake (heartbeats, deadlines).
+  std::chrono::milliseconds idle_poll{1000};
+};
+
 struct Response {
   Response() = default;
   Response(int status_code, std::string type, std::string text, BodySource source = {})
@@ -84,6 +104,8 @@ struct Response {
   BodySource stream;  // when set, the chunks that follow `body` (sent with chunked encoding)
   // Further header fields (e.g. WWW-Authenticate), sent as given.
   std::vector<std::pair<std::string, std::string>> headers;
+  // Set instead of `stream`: the pieces that follow `body` as the source produces them.
+  std::shared_ptr<LiveBody> live;
 };
 
 // One setting shown by GET /api/v2/config, in Airflow's section and key where one matches.

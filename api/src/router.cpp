@@ -14,6 +14,7 @@
 #include "dagd/api/codecs.hpp"
 #include "dagd/scheduler/states.hpp"
 #include "dagd/scheduler/time.hpp"
+#include "event_stream.hpp"
 #include "request_guard.hpp"
 #include "request_text.hpp"
 #include "responses.hpp"
@@ -338,6 +339,14 @@ class Api {
     return Response{200, "application/json", "", EncodedLog(std::move(*log), LogFormat::kJson)};
   }
 
+  Response Events(const Call& c) {
+    return StreamEvents(service_, options_.streams, c.req, c.query);
+  }
+
+  Response WaitRun(const Call& c) {
+    return WaitForRun(service_, options_.streams, c.params[0], c.params[1], c.query);
+  }
+
   Response ListImportErrors(const Call& c) {
     Errors errors;
     scheduler::Page page = c.query.Page(options_.max_page_limit, errors);
@@ -459,12 +468,14 @@ const std::vector<Route>& Routes() {
       {{"dags", "{}", "dagRuns"}, "GET", &Api::ListRuns},
       {{"dags", "{}", "dagRuns"}, "POST", &Api::Trigger},
       {{"dags", "{}", "dagRuns", "{}"}, "GET", &Api::GetRun},
+      {{"dags", "{}", "dagRuns", "{}", "wait"}, "GET", &Api::WaitRun},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances"}, "GET", &Api::ListTaskInstances},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}"}, "GET", &Api::GetTaskInstance},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "tries"}, "GET", &Api::ListTries},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "tries", "{}"}, "GET", &Api::GetTry},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "logs", "{}"}, "GET", &Api::GetLog},
       {{"importErrors"}, "GET", &Api::ListImportErrors},
+      {{"events"}, "GET", &Api::Events},
   };
   return kRoutes;
 }

@@ -162,6 +162,18 @@ class FakeService : public scheduler::Service {
     if (try_number != 1) return Status::NotFound("no log for try " + std::to_string(try_number));
     return scheduler::LogReader(log_note, std::make_unique<std::istringstream>(log), log.size());
   }
+  // The event stream's handlers are tested in event_stream_test.cpp.
+  StatusOr<scheduler::EventBounds> EventLogBounds() override { return scheduler::EventBounds{}; }
+  StatusOr<scheduler::EventPage> ReadEvents(int64_t, int, const scheduler::EventFilter&) override {
+    return scheduler::EventPage{};
+  }
+  std::unique_ptr<scheduler::ChangeWatch> WatchChanges(std::function<void()>) override {
+    return std::make_unique<scheduler::ChangeWatch>();
+  }
+  StatusOr<nlohmann::json> ReturnValue(const std::string&, const std::string&,
+                                       const std::string&) override {
+    return nlohmann::json(nullptr);
+  }
 
   scheduler::DagDetails details;
   DagRun run;

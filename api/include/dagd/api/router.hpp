@@ -30,8 +30,11 @@
 // an unexpected exception becomes a 500.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -53,6 +56,24 @@ struct Request {
 // called on a handler thread (never an I/O thread) and may block briefly (a file read).
 using BodySource = std::function<std::optional<std::string>()>;
 
+// A body with no end known in advance (an event stream, a run being waited for): the server pulls
+// it when the source says there is something new, or every `idle_poll` for heartbeats, and holds
+// no thread in between. Sent chunked (close-delimited for HTTP/1.0), then the connection closes.
+// One chunk is in flight per connection: poll is not called again until the previous piece is
+// written. The server destroys the LiveBody (its last reference) soon after the client goes.
+struct LiveBody {
+  // Never blocks. The next piece of the body; "" = nothing to send yet (the server parks the
+  // connection without holding a thread); std::nullopt = the body ends. Called on a handler
+  // thread, never concurrently with itself.
+  std::function<std::optional<std::string>()> poll;
+  // Called once by the server, before the first poll, with a thread-safe idempotent function
+  // that makes the server poll again soon; the source calls it (from any thread) when it has
+  // something new. The source must drop it when it is destroyed.
+  std::function<void(std::function<void()> wake)> arm;
+  // The server also polls after this long without a wake (heartbeats, deadlines).
+  std::chrono::milliseconds idle_poll{1000};
+};
+
 struct Response {
   Response() = default;
   Response(int status_code, std::string type, std::string text, BodySource source = {})
@@ -65,6 +86,17 @@ struct Response {
   std::string content_type = "application/json";
   std::string body;   // sent first
   BodySource stream;  // when set, the chunks that follow `body` (sent with chunked encoding)
+  // Set instead of `stream`: the pieces that follow `body` as the source produces them.
+  std::shared_ptr<LiveBody> live;
+};
+
+// The event stream and the wait for a run (GET /api/v2/events, .../dagRuns/{id}/wait).
+struct StreamOptions {
+  int page_size = 500;  // events read and formatted at a time: a stream's memory
+  // A stream that falls further behind the newest event than this (counting the events
+  // committed since it connected) gets a final error line and is closed.
+  int64_t max_lag = 10000;
+  std::chrono::milliseconds heartbeat{15000};  // sent after this long without an event
 };
 
 struct RouterOptions {
@@ -72,6 +104,7 @@ struct RouterOptions {
   // listen address or a DNS name the daemon is reached by; "*" accepts any host.
   std::vector<std::string> allowed_hosts;
   int max_page_limit = 100;  // Airflow's [api] maximum_page_limit
+  StreamOptions streams{};
 };
 
 class Router {

@@ -1406,7 +1406,7 @@ StatusOr<scheduler::EventPage> PgStateStore::ReadOtherEvents(int64_t after_seq, 
 
 StatusOr<scheduler::EventPage> PgStateStore::ReadEventsMatching(
     int64_t after_seq, int limit, const scheduler::EventFilter& filter, int64_t scan_window) {
-  if (limit <= 0) return Status::InvalidArgument("ReadEventsMatching: limit must be positive");
+  if (limit <= 0) return Status::Internal("ReadEventsMatching: limit must be positive");
   const bool by_run = !filter.dag_id.empty() && !filter.run_id.empty();
   const int64_t window = std::max<int64_t>(scan_window, 1);
   // Only the conditions the filter needs, so that each shape of filter has a plan of its own.

@@ -18,8 +18,14 @@ packages=(
   libspdlog-dev libssl-dev libcurl4-openssl-dev
   libhowardhinnant-date-dev tzdata libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-yaml
   curl ca-certificates
 )
+# Node for the contract tests' validator (tests/contract/install.sh), when none is on PATH: a
+# Node installed another way (e.g. with its own npm) is used as it is.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 if [[ ${1:-} == --fuzz ]]; then
   packages+=(clang libclang-rt-dev)
 fi

@@ -117,9 +117,45 @@ Json TemplateFields(std::string_view operator_name) {
   return Json::array();
 }
 
-Json VersionOrNull(const std::string& dag_id, int version_number) {
-  if (version_number <= 0) return nullptr;
-  return DagVersionToJson(dag_id, version_number);
+// Airflow requires created_at: a version whose time is unknown (none can be: the store reads it
+// with the row) is left out rather than shown with a null.
+Json VersionOrNull(const std::string& dag_id, int version_number,
+                   const std::optional<scheduler::TimePoint>& created_at) {
+  if (version_number <= 0 || !created_at) return nullptr;
+  return DagVersionToJson(dag_id, version_number, *created_at);
+}
+
+// ISO 8601 duration as pydantic writes a timedelta ("P1DT2H3M4.5S", "PT0S"): the form of
+// Airflow's `format: duration` strings.
+Json Iso8601Duration(scheduler::Duration d) {
+  const int64_t signed_us = d.count();
+  std::string out = signed_us < 0 ? "-P" : "P";
+  // Unsigned, so that the magnitude of the most negative count is representable.
+  uint64_t us = signed_us < 0 ? 0 - static_cast<uint64_t>(signed_us) : signed_us;
+  constexpr uint64_t kSecond = 1000000;
+  const uint64_t days = us / (86400 * kSecond);
+  us %= 86400 * kSecond;
+  const uint64_t hours = us / (3600 * kSecond);
+  us %= 3600 * kSecond;
+  const uint64_t minutes = us / (60 * kSecond);
+  us %= 60 * kSecond;
+  if (days) out += std::to_string(days) + "D";
+  out += "T";
+  if (hours) out += std::to_string(hours) + "H";
+  if (minutes) out += std::to_string(minutes) + "M";
+  if (us || (!days && !hours && !minutes)) {
+    out += std::to_string(us / kSecond);
+    if (const uint64_t micros = us % kSecond) {
+      char frac[8];
+      std::snprintf(frac, sizeof frac, ".%06llu", static_cast<unsigned long long>(micros));
+      std::string f = frac;
+      while (f.back() == '0') f.pop_back();
+      out += f;
+    }
+    out += "S";
+  }
+  if (out.back() == 'T') out.pop_back();
+  return out;
 }
 
 }  // namespace
@@ -153,20 +189,22 @@ Json TimeDeltaToJson(scheduler::Duration d) {
 }
 
 Json DagVersionToJson(const std::string& dag_id, int version_number,
-                      const std::optional<scheduler::TimePoint>& created_at) {
+                      scheduler::TimePoint created_at) {
   return {{"id", StableUuid(dag_id + "\n" + std::to_string(version_number))},
           {"version_number", version_number},
           {"dag_id", dag_id},
           {"bundle_name", kBundleName},
           {"bundle_version", nullptr},
-          {"created_at", TimeOrNull(created_at)},
+          {"created_at", scheduler::FormatRfc3339(created_at)},
           {"dag_display_name", dag_id},
           {"bundle_url", nullptr}};
 }
 
 Json DagToJson(const DagRecord& r) {
   Json tags = Json::array();
-  for (const auto& tag : r.tags) tags.push_back({{"name", tag}, {"dag_id", r.dag_id}});
+  for (const auto& tag : r.tags) {
+    tags.push_back({{"name", tag}, {"dag_id", r.dag_id}, {"dag_display_name", r.dag_id}});
+  }
   const std::string relative = RelativeFileloc(r.fileloc);
   const Json file_token_payload = {{"bundle_name", kBundleName}, {"relative_fileloc", relative}};
   return {
@@ -183,6 +221,8 @@ Json DagToJson(const DagRecord& r) {
       {"description", StringOrNull(r.description)},
       {"timetable_summary", OptionalStringOrNull(r.schedule)},
       {"timetable_description", TimetableDescription(r.schedule)},
+      // Partitioned timetables (Airflow 3.2) do not exist in dagd.
+      {"timetable_partitioned", false},
       {"tags", std::move(tags)},
       {"max_active_tasks", r.max_active_tasks},
       {"max_active_runs", r.max_active_runs},
@@ -204,7 +244,7 @@ Json DagDetailsToJson(const scheduler::DagDetails& details) {
   const Dag* dag = details.dag.get();
   out["catchup"] = dag ? dag->catchup : false;
   out["dag_run_timeout"] =
-      dag && dag->dagrun_timeout ? TimeDeltaToJson(*dag->dagrun_timeout) : Json(nullptr);
+      dag && dag->dagrun_timeout ? Iso8601Duration(*dag->dagrun_timeout) : Json(nullptr);
   out["asset_expression"] = nullptr;
   out["doc_md"] = nullptr;
   out["start_date"] = dag ? TimeOrNull(dag->start_date) : Json(nullptr);
@@ -216,7 +256,8 @@ Json DagDetailsToJson(const scheduler::DagDetails& details) {
   out["timezone"] = dag ? Json(dag->timezone) : Json(nullptr);
   out["last_parsed"] = TimeOrNull(r.last_parsed_time);
   out["concurrency"] = r.max_active_tasks;
-  out["latest_dag_version"] = VersionOrNull(r.dag_id, r.latest_version);
+  out["latest_dag_version"] =
+      VersionOrNull(r.dag_id, r.latest_version, r.latest_version_created_at);
   out["owner_links"] = nullptr;
   return out;
 }
@@ -256,14 +297,16 @@ Json TaskToJson(const Dag& dag, const TaskSpec& task) {
       {"params", ParamsToJson(dag.params)},
       {"class_ref", {{"module_path", "dagd.operators"}, {"class_name", class_name}}},
       {"is_mapped", false},
-      {"has_outlets", false},
       {"extra_links", Json::array()},
   };
 }
 
 Json DagRunToJson(const DagRun& run) {
   Json versions = Json::array();
-  if (run.version_number > 0) versions.push_back(DagVersionToJson(run.dag_id, run.version_number));
+  if (Json v = VersionOrNull(run.dag_id, run.version_number, run.version_created_at);
+      !v.is_null()) {
+    versions.push_back(std::move(v));
+  }
   return {
       {"dag_run_id", run.run_id},
       {"dag_id", run.dag_id},
@@ -285,6 +328,7 @@ Json DagRunToJson(const DagRun& run) {
       {"dag_versions", std::move(versions)},
       {"bundle_version", nullptr},
       {"dag_display_name", run.dag_id},
+      {"partition_key", nullptr},
   };
 }
 
@@ -324,7 +368,7 @@ Json TaskInstanceToJson(const TaskInstance& ti, const DagRun* run) {
       {"rendered_fields", Json::object()},
       {"trigger", nullptr},
       {"triggerer_job", nullptr},
-      {"dag_version", VersionOrNull(ti.dag_id, ti.version_number)},
+      {"dag_version", VersionOrNull(ti.dag_id, ti.version_number, ti.version_created_at)},
   };
 }
 

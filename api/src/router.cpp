@@ -15,6 +15,7 @@
 #include "dagd/scheduler/states.hpp"
 #include "dagd/scheduler/time.hpp"
 #include "event_stream.hpp"
+#include "handlers.hpp"
 #include "request_guard.hpp"
 #include "request_text.hpp"
 #include "responses.hpp"
@@ -30,19 +31,7 @@ using scheduler::TimePoint;
 
 Response NotFound() { return Detail(404, "Not Found"); }
 
-constexpr std::string_view kRunStates = "'queued', 'running', 'success' or 'failed'";
-constexpr std::string_view kRunTypes = "'manual', 'scheduled', 'backfill' or 'asset_triggered'";
-constexpr std::string_view kTaskStates =
-    "'none', 'scheduled', 'queued', 'running', 'success', 'failed', 'up_for_retry', "
-    "'up_for_reschedule', 'upstream_failed', 'skipped', 'deferred', 'removed' or 'restarting'";
-
 // --- Routing ------------------------------------------------------------------------------------
-
-struct Call {
-  const Request& req;
-  std::vector<std::string> params;  // the decoded path segments matched by "{}"
-  const Query& query;
-};
 
 class Api {
  public:
@@ -72,6 +61,9 @@ class Api {
   }
 
   Response ListDags(const Call& c) {
+    if (auto refused = Unsupported(c, {"limit", "offset", "order_by", "tags", "dag_id_pattern",
+                                       "paused", "exclude_stale"}))
+      return *refused;
     Errors errors;
     scheduler::DagQuery q;
     q.page = c.query.Page(options_.max_page_limit, errors);
@@ -89,18 +81,21 @@ class Api {
   }
 
   Response GetDag(const Call& c) {
+    if (auto refused = Unsupported(c, {})) return *refused;
     auto details = service_.GetDag(c.params[0]);
     if (!details.ok()) return ErrorResponse(details.status());
     return JsonResponse(200, DagToJson(details->record));
   }
 
   Response GetDagDetails(const Call& c) {
+    if (auto refused = Unsupported(c, {})) return *refused;
     auto details = service_.GetDag(c.params[0]);
     if (!details.ok()) return ErrorResponse(details.status());
     return JsonResponse(200, DagDetailsToJson(*details));
   }
 
   Response PatchDag(const Call& c) {
+    if (auto refused = Unsupported(c, {"update_mask"})) return *refused;
     for (const std::string& field : c.query.All("update_mask")) {
       for (std::string_view f : Split(field, ',')) {
         if (f != "is_paused") {
@@ -130,6 +125,7 @@ class Api {
   }
 
   Response ListTasks(const Call& c) {
+    if (auto refused = Unsupported(c, {"order_by"})) return *refused;
     auto details = service_.GetDag(c.params[0]);
     if (!details.ok()) return ErrorResponse(details.status());
     if (!details->dag) return Detail(404, "DAG '" + c.params[0] + "' has no loaded version");
@@ -152,6 +148,7 @@ class Api {
   }
 
   Response GetTask(const Call& c) {
+    if (auto refused = Unsupported(c, {})) return *refused;
     auto details = service_.GetDag(c.params[0]);
     if (!details.ok()) return ErrorResponse(details.status());
     const scheduler::TaskSpec* task = details->dag ? details->dag->Find(c.params[1]) : nullptr;
@@ -160,6 +157,7 @@ class Api {
   }
 
   Response Trigger(const Call& c) {
+    if (auto refused = Unsupported(c, {})) return *refused;
     Response error;
     auto body = ParseBodyObject(c.req, error);
     if (!body) return error;
@@ -227,66 +225,25 @@ class Api {
     return JsonResponse(200, DagRunToJson(*run));
   }
 
-  Response ListRuns(const Call& c) {
-    Errors errors;
-    scheduler::RunQuery q;
-    q.page = c.query.Page(options_.max_page_limit, errors);
-    q.dag_id = c.params[0];
-    q.states =
-        c.query.Enums<scheduler::RunState>("state", scheduler::ParseRunState, kRunStates, errors);
-    q.run_types =
-        c.query.Enums<scheduler::RunType>("run_type", scheduler::ParseRunType, kRunTypes, errors);
-    q.logical_date_gte = c.query.Time("logical_date_gte", errors);
-    q.logical_date_lte = c.query.Time("logical_date_lte", errors);
-    q.start_date_gte = c.query.Time("start_date_gte", errors);
-    q.start_date_lte = c.query.Time("start_date_lte", errors);
-    if (!errors.empty()) return errors.ToResponse();
-    if (q.dag_id != "~") {
-      // Airflow answers 404 for an unknown DAG rather than an empty list.
-      auto dag = service_.GetDag(q.dag_id);
-      if (!dag.ok()) return ErrorResponse(dag.status());
-    }
-    auto listing = service_.ListRuns(q);
-    if (!listing.ok()) return ErrorResponse(listing.status());
-    Json runs = Json::array();
-    for (const auto& r : listing->items) runs.push_back(DagRunToJson(r));
-    return JsonResponse(200,
-                        {{"dag_runs", std::move(runs)}, {"total_entries", listing->total_entries}});
-  }
+  Response ListRuns(const Call& c) { return contract::ListRuns(service_, options_, c); }
+  Response ListRunsBatch(const Call& c) { return contract::ListRunsBatch(service_, options_, c); }
 
   Response GetRun(const Call& c) {
+    if (auto refused = Unsupported(c, {})) return *refused;
     auto run = service_.GetRun(c.params[0], c.params[1]);
     if (!run.ok()) return ErrorResponse(run.status());
     return JsonResponse(200, DagRunToJson(*run));
   }
 
   Response ListTaskInstances(const Call& c) {
-    Errors errors;
-    scheduler::TaskInstanceQuery q;
-    q.page = c.query.Page(options_.max_page_limit, errors);
-    q.dag_id = c.params[0];
-    q.run_id = c.params[1];
-    q.states = c.query.Enums<scheduler::TaskState>("state", scheduler::ParseTaskState, kTaskStates,
-                                                   errors);
-    q.task_ids = c.query.All("task_id");
-    if (!errors.empty()) return errors.ToResponse();
-    RunCache runs(service_);
-    if (q.dag_id != "~" && q.run_id != "~") {
-      auto run = service_.GetRun(q.dag_id, q.run_id);
-      if (!run.ok()) return ErrorResponse(run.status());
-      runs.Put(std::move(*run));
-    }
-    auto listing = service_.ListTaskInstances(q);
-    if (!listing.ok()) return ErrorResponse(listing.status());
-    Json tis = Json::array();
-    for (const auto& ti : listing->items) {
-      tis.push_back(TaskInstanceToJson(ti, runs.Get(ti.dag_id, ti.run_id)));
-    }
-    return JsonResponse(
-        200, {{"task_instances", std::move(tis)}, {"total_entries", listing->total_entries}});
+    return contract::ListTaskInstances(service_, options_, c);
+  }
+  Response ListTaskInstancesBatch(const Call& c) {
+    return contract::ListTaskInstancesBatch(service_, options_, c);
   }
 
   Response GetTaskInstance(const Call& c) {
+    if (auto refused = Unsupported(c, {})) return *refused;
     auto ti = service_.GetTaskInstance(c.params[0], c.params[1], c.params[2]);
     if (!ti.ok()) return ErrorResponse(ti.status());
     RunCache runs(service_);
@@ -294,6 +251,7 @@ class Api {
   }
 
   Response ListTries(const Call& c) {
+    if (auto refused = Unsupported(c, {})) return *refused;
     auto ti = service_.GetTaskInstance(c.params[0], c.params[1], c.params[2]);
     if (!ti.ok()) return ErrorResponse(ti.status());
     auto tries = service_.ListTries(c.params[0], c.params[1], c.params[2]);
@@ -305,6 +263,7 @@ class Api {
   }
 
   Response GetTry(const Call& c) {
+    if (auto refused = Unsupported(c, {})) return *refused;
     Response error;
     auto n = ParsePathInt(c.params[3], "try_number", error);
     if (!n) return error;
@@ -340,14 +299,28 @@ class Api {
   }
 
   Response Events(const Call& c) {
+    if (auto refused = Unsupported(c, {"dag_id", "dag_run_id", "task_id", "since", "until"})) {
+      return *refused;
+    }
     return StreamEvents(service_, options_.streams, c.req, c.query);
   }
 
   Response WaitRun(const Call& c) {
+    if (auto refused = Unsupported(c, {"interval", "result"})) return *refused;
     return WaitForRun(service_, options_.streams, c.params[0], c.params[1], c.query);
   }
+  Response ListDagVersions(const Call& c) {
+    return contract::ListDagVersions(service_, options_, c);
+  }
+  Response GetDagVersion(const Call& c) { return contract::GetDagVersion(service_, options_, c); }
+  Response DagStats(const Call& c) { return contract::DagStats(service_, options_, c); }
+  Response Config(const Call& c) { return contract::Config(service_, options_, c); }
+  Response Plugins(const Call& c) { return contract::Plugins(service_, options_, c); }
+  Response Providers(const Call& c) { return contract::Providers(service_, options_, c); }
+  Response OpenApi(const Call& c) { return contract::OpenApi(service_, options_, c); }
 
   Response ListImportErrors(const Call& c) {
+    if (auto refused = Unsupported(c, {"limit", "offset", "order_by"})) return *refused;
     Errors errors;
     scheduler::Page page = c.query.Page(options_.max_page_limit, errors);
     if (!errors.empty()) return errors.ToResponse();
@@ -360,30 +333,14 @@ class Api {
   }
 
  private:
-  // Runs looked up once per request: task instances show their run's logical_date/run_after.
-  class RunCache {
-   public:
-    explicit RunCache(Service& service) : service_(service) {}
-    void Put(DagRun run) {
-      auto key = std::make_pair(run.dag_id, run.run_id);
-      runs_[std::move(key)] = std::move(run);
-    }
-    const DagRun* Get(const std::string& dag_id, const std::string& run_id) {
-      auto key = std::make_pair(dag_id, run_id);
-      auto it = runs_.find(key);
-      if (it == runs_.end()) {
-        auto run = service_.GetRun(dag_id, run_id);
-        std::optional<DagRun> value;
-        if (run.ok()) value = std::move(*run);
-        it = runs_.emplace(std::move(key), std::move(value)).first;
-      }
-      return it->second ? &*it->second : nullptr;
-    }
-
-   private:
-    Service& service_;
-    std::map<std::pair<std::string, std::string>, std::optional<DagRun>> runs_;
-  };
+  // A 422 naming the query parameters not in `supported` (dagd never ignores a filter).
+  static std::optional<Response> Unsupported(const Call& c,
+                                             std::initializer_list<std::string_view> supported) {
+    Errors errors;
+    c.query.CheckSupported(supported, errors);
+    if (errors.empty()) return std::nullopt;
+    return errors.ToResponse();
+  }
 
   // Bytes read from a log file at a time: what a streamed log costs while the client reads it.
   static constexpr size_t kLogReadBytes = 64 << 10;
@@ -463,19 +420,30 @@ const std::vector<Route>& Routes() {
       {{"dags", "{}"}, "GET", &Api::GetDag},
       {{"dags", "{}"}, "PATCH", &Api::PatchDag},
       {{"dags", "{}", "details"}, "GET", &Api::GetDagDetails},
+      {{"dags", "{}", "dagVersions"}, "GET", &Api::ListDagVersions},
+      {{"dags", "{}", "dagVersions", "{}"}, "GET", &Api::GetDagVersion},
       {{"dags", "{}", "tasks"}, "GET", &Api::ListTasks},
       {{"dags", "{}", "tasks", "{}"}, "GET", &Api::GetTask},
       {{"dags", "{}", "dagRuns"}, "GET", &Api::ListRuns},
       {{"dags", "{}", "dagRuns"}, "POST", &Api::Trigger},
+      {{"dags", "{}", "dagRuns", "list"}, "POST", &Api::ListRunsBatch},
       {{"dags", "{}", "dagRuns", "{}"}, "GET", &Api::GetRun},
       {{"dags", "{}", "dagRuns", "{}", "wait"}, "GET", &Api::WaitRun},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances"}, "GET", &Api::ListTaskInstances},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "list"},
+       "POST",
+       &Api::ListTaskInstancesBatch},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}"}, "GET", &Api::GetTaskInstance},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "tries"}, "GET", &Api::ListTries},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "tries", "{}"}, "GET", &Api::GetTry},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "logs", "{}"}, "GET", &Api::GetLog},
       {{"importErrors"}, "GET", &Api::ListImportErrors},
       {{"events"}, "GET", &Api::Events},
+      {{"dagStats"}, "GET", &Api::DagStats},
+      {{"config"}, "GET", &Api::Config},
+      {{"plugins"}, "GET", &Api::Plugins},
+      {{"providers"}, "GET", &Api::Providers},
+      {{"openapi.json"}, "GET", &Api::OpenApi},
   };
   return kRoutes;
 }

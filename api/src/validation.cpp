@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <limits>
+#include <set>
 
 #include "request_text.hpp"
 #include "responses.hpp"
@@ -158,6 +160,49 @@ void Query::CheckText(Errors& errors) const {
                  "Input should be a valid string: not valid UTF-8 or holds a NUL byte", nullptr);
     }
   }
+}
+
+void Query::CheckSupported(std::initializer_list<std::string_view> supported,
+                           Errors& errors) const {
+  std::set<std::string_view> reported;
+  for (const auto& [name, value] : values_) {
+    if (std::find(supported.begin(), supported.end(), name) != supported.end()) continue;
+    if (!reported.insert(name).second) continue;
+    std::string list;
+    for (std::string_view s : supported) list += (list.empty() ? "" : ", ") + std::string(s);
+    errors.Add("unsupported_parameter", {"query", name},
+               "dagd does not support the query parameter '" + Shorten(std::string(name)) +
+                   "' on this endpoint; supported: " + (list.empty() ? "none" : list),
+               value);
+  }
+}
+
+std::vector<int> Query::Ints(std::string_view name, Errors& errors) const {
+  std::vector<int> out;
+  for (const std::string& text : All(name)) {
+    auto v = ParseInt(text);
+    if (!v || *v > std::numeric_limits<int>::max() || *v < std::numeric_limits<int>::min()) {
+      errors.Add("int_parsing", {"query", name},
+                 "Input should be a valid integer, unable to parse string as an integer", text);
+    } else {
+      out.push_back(static_cast<int>(*v));
+    }
+  }
+  return out;
+}
+
+std::optional<double> Query::Number(std::string_view name, Errors& errors) const {
+  auto text = First(name);
+  if (!text) return std::nullopt;
+  double v = 0;
+  auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
+  if (text->empty() || ec != std::errc() || ptr != text->data() + text->size() ||
+      !std::isfinite(v)) {
+    errors.Add("float_parsing", {"query", name},
+               "Input should be a valid number, unable to parse string as a number", *text);
+    return std::nullopt;
+  }
+  return v;
 }
 
 scheduler::Page Query::Page(int max_limit, Errors& errors) const {

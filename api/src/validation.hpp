@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -67,6 +68,15 @@ class Query {
 
   // Names and values PostgreSQL would cut (NUL) or refuse (not UTF-8).
   void CheckText(Errors& errors) const;
+
+  // An error for each parameter not in `supported`: dagd answers a filter it does not implement
+  // (one of Airflow's, or a misspelling) with a sentence rather than ignore it.
+  void CheckSupported(std::initializer_list<std::string_view> supported, Errors& errors) const;
+
+  // Every value of a repeatable integer filter.
+  std::vector<int> Ints(std::string_view name, Errors& errors) const;
+  // A finite number.
+  std::optional<double> Number(std::string_view name, Errors& errors) const;
 
   // A limit above `max_limit` is reduced to it, as Airflow 3 does.
   scheduler::Page Page(int max_limit, Errors& errors) const;

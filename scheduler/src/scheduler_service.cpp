@@ -81,6 +81,22 @@ StatusOr<Listing<ImportError>> SchedulerService::ListImportErrors(const Page& pa
   return ForClient(store_.ListImportErrors(page), "import error listing");
 }
 
+StatusOr<Listing<DagVersionRecord>> SchedulerService::ListDagVersions(
+    const DagVersionQuery& query) {
+  return ForClient(store_.ListDagVersions(query), "DAG version listing");
+}
+
+StatusOr<DagVersionRecord> SchedulerService::GetDagVersion(const std::string& dag_id,
+                                                           int version_number) {
+  if (auto dag = ForClient(store_.GetDag(dag_id), "DAG lookup"); !dag.ok()) return dag.status();
+  return ForClient(store_.GetDagVersion(dag_id, version_number), "DAG version lookup");
+}
+
+StatusOr<std::vector<DagRunStats>> SchedulerService::CountRunsByState(
+    const std::vector<std::string>& dag_ids) {
+  return ForClient(store_.CountRunsByState(dag_ids), "DAG statistics");
+}
+
 StatusOr<DagRun> SchedulerService::Trigger(const std::string& dag_id,
                                            const TriggerRequest& request) {
   if (const size_t size = request.conf.dump().size(); size > options_.max_conf_bytes) {
@@ -143,6 +159,7 @@ StatusOr<DagRun> SchedulerService::Trigger(const std::string& dag_id,
                                  "'");
   }
   if (!created.ok()) return created.status();
+  created->version_created_at = details->record.latest_version_created_at;
   scheduler_.Wake();
   return created;
 }

@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -120,6 +121,8 @@ constexpr std::string_view kDagColumns =
     "dag_id, is_paused, is_stale, fileloc, dagd_us(last_parsed_time) AS last_parsed_time, "
     "description, to_json(tags)::text AS tags, to_json(owners)::text AS owners, schedule, "
     "max_active_runs, max_active_tasks, latest_version, "
+    "(SELECT dagd_us(v.created_at) FROM dag_version v WHERE v.dag_id = dag.dag_id "
+    "  AND v.version_number = dag.latest_version) AS latest_version_created_at, "
     "EXISTS (SELECT 1 FROM import_error e WHERE e.filename = dag.fileloc) AS has_import_errors";
 
 DagRecord DagOf(const pqxx::row& r) {
@@ -136,6 +139,7 @@ DagRecord DagOf(const pqxx::row& r) {
   d.max_active_runs = r["max_active_runs"].as<int>();
   d.max_active_tasks = r["max_active_tasks"].as<int>();
   d.latest_version = r["latest_version"].as<int>();
+  d.latest_version_created_at = OptTimeOf(r["latest_version_created_at"]);
   d.has_import_errors = r["has_import_errors"].as<bool>();
   return d;
 }
@@ -168,6 +172,20 @@ DagRun RunOf(const pqxx::row& r) {
   run.conf = Json::parse(r["conf"].c_str());
   run.note = OptTextOf(r["note"]);
   run.triggered_by = r["triggered_by"].as<std::string>();
+  return run;
+}
+
+// The API's reads of runs and task instances also show their version's creation time.
+std::string WithVersionCreatedAt(std::string_view columns, std::string_view table) {
+  const std::string t(table);
+  return std::string(columns) +
+         ", (SELECT dagd_us(v.created_at) FROM dag_version v WHERE v.dag_id = " + t +
+         ".dag_id AND v.version_number = " + t + ".version_number) AS version_created_at";
+}
+
+DagRun RunWithVersionOf(const pqxx::row& r) {
+  DagRun run = RunOf(r);
+  run.version_created_at = OptTimeOf(r["version_created_at"]);
   return run;
 }
 
@@ -207,6 +225,12 @@ TaskInstance TaskInstanceOf(const pqxx::row& r) {
     ti.process = scheduler::TryProcess{r["process_pgid"].as<int>(), TextOf(r["process_start_key"])};
   }
   if (!r["owner_epoch"].is_null()) ti.owner_epoch = r["owner_epoch"].as<int64_t>();
+  return ti;
+}
+
+TaskInstance TaskInstanceWithVersionOf(const pqxx::row& r) {
+  TaskInstance ti = TaskInstanceOf(r);
+  ti.version_created_at = OptTimeOf(r["version_created_at"]);
   return ti;
 }
 
@@ -337,6 +361,61 @@ StatusOr<std::string> OrderBy(const std::vector<std::string>& order_by, const Or
 std::string LimitOffset(const Page& page, Params& params) {
   return " LIMIT " + params.Add(std::to_string(std::max(page.limit, 0))) + " OFFSET " +
          params.Add(std::to_string(std::max(page.offset, 0)));
+}
+
+// What a Bound's field is in SQL: an expression, and whether it is a time (else a number).
+struct BoundColumn {
+  std::string_view sql;
+  bool time;
+};
+using BoundFields = std::map<std::string_view, BoundColumn, std::less<>>;
+
+// Adds one condition per bound to `where`; invalid_argument for a field not in `fields`.
+Status AddBounds(const std::vector<scheduler::Bound>& bounds, const BoundFields& fields,
+                 Params& params, std::vector<std::string>& where) {
+  for (const scheduler::Bound& b : bounds) {
+    auto it = fields.find(b.field);
+    if (it == fields.end() || it->second.time != b.time.has_value()) {
+      return Status::InvalidArgument("Filtering on '" + b.field + "' is not supported here");
+    }
+    std::string_view op = ">=";
+    switch (b.op) {
+      case scheduler::Bound::Op::kGt:
+        op = ">";
+        break;
+      case scheduler::Bound::Op::kGte:
+        op = ">=";
+        break;
+      case scheduler::Bound::Op::kLt:
+        op = "<";
+        break;
+      case scheduler::Bound::Op::kLte:
+        op = "<=";
+        break;
+    }
+    const std::string value =
+        b.time ? "dagd_ts(" + params.Add(std::to_string(b.time->time_since_epoch().count())) +
+                     "::bigint)"
+               : params.Add(Json(b.number.value_or(0)).dump()) + "::double precision";
+    where.push_back(std::string(it->second.sql) + " " + std::string(op) + " " + value);
+  }
+  return Status::Ok();
+}
+
+// `column = ANY(values)` for a non-empty list of texts or integers.
+template <typename T>
+void AddAnyOf(std::string_view column, const std::vector<T>& values, Params& params,
+              std::vector<std::string>& where) {
+  if (values.empty()) return;
+  constexpr bool kText = std::is_same_v<T, std::string>;
+  where.push_back(std::string(column) + " IN (SELECT json_array_elements_text(" +
+                  params.AddJsonArray(Json(values)) + "::json)" + (kText ? "" : "::integer") + ")");
+}
+
+void AddPattern(std::string_view column, const std::string& pattern, Params& params,
+                std::vector<std::string>& where) {
+  if (pattern.empty()) return;
+  where.push_back(std::string(column) + " ILIKE '%' || " + params.Add(pattern) + " || '%'");
 }
 
 // One page of `columns FROM from_where order`, with total_entries from count(*) OVER (), or from
@@ -814,6 +893,62 @@ StatusOr<DagVersionRecord> PgStateStore::GetDagVersion(const std::string& dag_id
   });
 }
 
+StatusOr<Listing<DagVersionRecord>> PgStateStore::ListDagVersions(
+    const scheduler::DagVersionQuery& query) {
+  static const OrderFields kFields = {{"id", "version_number"},
+                                      {"dag_id", "dag_id"},
+                                      {"version_number", "version_number"},
+                                      {"created_at", "created_at"},
+                                      {"bundle_name", "version_number"},
+                                      {"bundle_version", "version_number"}};
+  auto order =
+      OrderBy(query.page.order_by, kFields, "dag_id, version_number", "dag_id, version_number");
+  if (!order.ok()) return order.status();
+  Params params;
+  std::vector<std::string> where;
+  if (!IsAll(query.dag_id)) where.push_back("dag_id = " + params.Add(query.dag_id));
+  if (query.version_number) {
+    where.push_back("version_number = " + params.Add(std::to_string(*query.version_number)) +
+                    "::integer");
+  }
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<Listing<DagVersionRecord>> {
+    if (!IsAll(query.dag_id) &&
+        tx.exec_params("SELECT 1 FROM dag WHERE dag_id = $1", query.dag_id).empty()) {
+      return DagNotFound(query.dag_id);
+    }
+    return ListPage<DagVersionRecord>(
+        tx, "dag_id, version_number, hash, dagd_us(created_at) AS created_at",
+        " FROM dag_version" + Where(where), *order, query.page, params, [](const pqxx::row& r) {
+          DagVersionRecord v;
+          v.dag_id = r["dag_id"].as<std::string>();
+          v.version_number = r["version_number"].as<int>();
+          v.hash = r["hash"].as<std::string>();
+          v.created_at = TimeOf(r["created_at"]);
+          return v;
+        });
+  });
+}
+
+StatusOr<std::vector<scheduler::DagRunStats>> PgStateStore::CountRunsByState(
+    const std::vector<std::string>& dag_ids) {
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<std::vector<scheduler::DagRunStats>> {
+    const pqxx::result r = tx.exec_params(
+        "SELECT dag.dag_id, r.state, count(r.id) FROM dag "
+        "LEFT JOIN dag_run r ON r.dag_id = dag.dag_id "
+        "WHERE CASE WHEN $2 THEN NOT dag.is_stale "
+        "  ELSE dag.dag_id IN (SELECT json_array_elements_text($1::json)) END "
+        "GROUP BY dag.dag_id, r.state ORDER BY dag.dag_id",
+        Dump(Json(dag_ids)), dag_ids.empty());
+    std::vector<scheduler::DagRunStats> out;
+    for (const auto& row : r) {
+      const std::string dag_id = row[0].as<std::string>();
+      if (out.empty() || out.back().dag_id != dag_id) out.push_back({dag_id, {}});
+      if (!row[1].is_null()) out.back().counts[RunStateOf(row[1])] = row[2].as<int64_t>();
+    }
+    return out;
+  });
+}
+
 // --- Runs ----------------------------------------------------------------------------------------
 
 struct PgStateStore::NewRun {
@@ -1034,11 +1169,11 @@ std::vector<StatusOr<DagRun>> PgStateStore::WriteRuns(const std::vector<NewRun*>
 
 StatusOr<DagRun> PgStateStore::GetRun(const std::string& dag_id, const std::string& run_id) {
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<DagRun> {
-    const pqxx::result r = tx.exec_params(
-        "SELECT " + std::string(kRunColumns) + " FROM dag_run WHERE dag_id = $1 AND run_id = $2",
-        dag_id, run_id);
+    const pqxx::result r = tx.exec_params("SELECT " + WithVersionCreatedAt(kRunColumns, "dag_run") +
+                                              " FROM dag_run WHERE dag_id = $1 AND run_id = $2",
+                                          dag_id, run_id);
     if (r.empty()) return RunNotFound(dag_id, run_id);
-    return RunOf(r[0]);
+    return RunWithVersionOf(r[0]);
   });
 }
 
@@ -1100,6 +1235,18 @@ StatusOr<Listing<DagRun>> PgStateStore::ListRuns(const scheduler::RunQuery& quer
   Params params;
   std::vector<std::string> where;
   if (!IsAll(query.dag_id)) where.push_back("dag_run.dag_id = " + params.Add(query.dag_id));
+  AddAnyOf("dag_run.dag_id", query.dag_ids, params, where);
+  AddAnyOf("dag_run.version_number", query.version_numbers, params, where);
+  AddPattern("dag_run.dag_id", query.dag_id_pattern, params, where);
+  AddPattern("dag_run.run_id", query.run_id_pattern, params, where);
+  static const BoundFields kBounds = {
+      {"logical_date", {"dag_run.logical_date", true}},
+      {"run_after", {"dag_run.run_after", true}},
+      {"start_date", {"dag_run.start_date", true}},
+      {"end_date", {"dag_run.end_date", true}},
+      {"duration", {"extract(epoch FROM dag_run.end_date - dag_run.start_date)", false}},
+  };
+  if (Status s = AddBounds(query.bounds, kBounds, params, where); !s.ok()) return s;
   if (!query.states.empty()) {
     Json states = Json::array();
     for (RunState s : query.states) states.push_back(std::string(scheduler::ToString(s)));
@@ -1112,19 +1259,10 @@ StatusOr<Listing<DagRun>> PgStateStore::ListRuns(const scheduler::RunQuery& quer
     where.push_back("dag_run.run_type IN (SELECT json_array_elements_text(" +
                     params.AddJsonArray(types) + "::json))");
   }
-  auto bound = [&](const std::optional<TimePoint>& t, std::string_view column,
-                   std::string_view op) {
-    if (!t) return;
-    where.push_back("dag_run." + std::string(column) + " " + std::string(op) + " dagd_ts(" +
-                    params.Add(std::to_string(t->time_since_epoch().count())) + "::bigint)");
-  };
-  bound(query.logical_date_gte, "logical_date", ">=");
-  bound(query.logical_date_lte, "logical_date", "<=");
-  bound(query.start_date_gte, "start_date", ">=");
-  bound(query.start_date_lte, "start_date", "<=");
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<Listing<DagRun>> {
-    return ListPage<DagRun>(tx, kRunColumns, " FROM dag_run" + Where(where), *order, query.page,
-                            params, RunOf);
+    return ListPage<DagRun>(tx, WithVersionCreatedAt(kRunColumns, "dag_run"),
+                            " FROM dag_run" + Where(where), *order, query.page, params,
+                            RunWithVersionOf);
   });
 }
 
@@ -1174,6 +1312,19 @@ StatusOr<Listing<TaskInstance>> PgStateStore::ListTaskInstances(
   std::vector<std::string> where;
   if (!IsAll(query.dag_id)) where.push_back("task_instance.dag_id = " + params.Add(query.dag_id));
   if (!IsAll(query.run_id)) where.push_back("task_instance.run_id = " + params.Add(query.run_id));
+  AddAnyOf("task_instance.dag_id", query.dag_ids, params, where);
+  AddAnyOf("task_instance.run_id", query.run_ids, params, where);
+  AddAnyOf("task_instance.pool", query.pools, params, where);
+  AddAnyOf("task_instance.try_number", query.try_numbers, params, where);
+  AddAnyOf("task_instance.version_number", query.version_numbers, params, where);
+  AddPattern("task_instance.dag_id", query.dag_id_pattern, params, where);
+  AddPattern("task_instance.run_id", query.run_id_pattern, params, where);
+  static const BoundFields kBounds = {
+      {"start_date", {"task_instance.start_date", true}},
+      {"end_date", {"task_instance.end_date", true}},
+      {"duration", {"task_instance.duration", false}},
+  };
+  if (Status s = AddBounds(query.bounds, kBounds, params, where); !s.ok()) return s;
   if (!query.states.empty()) {
     Json states = Json::array();
     bool none = false;
@@ -1194,8 +1345,9 @@ StatusOr<Listing<TaskInstance>> PgStateStore::ListTaskInstances(
                     params.AddJsonArray(query.task_ids) + "::json))");
   }
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<Listing<TaskInstance>> {
-    return ListPage<TaskInstance>(tx, kTaskInstanceColumns, " FROM task_instance" + Where(where),
-                                  *order, query.page, params, TaskInstanceOf);
+    return ListPage<TaskInstance>(tx, WithVersionCreatedAt(kTaskInstanceColumns, "task_instance"),
+                                  " FROM task_instance" + Where(where), *order, query.page, params,
+                                  TaskInstanceWithVersionOf);
   });
 }
 
@@ -1204,11 +1356,11 @@ StatusOr<TaskInstance> PgStateStore::GetTaskInstance(const std::string& dag_id,
                                                      const std::string& task_id) {
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<TaskInstance> {
     const pqxx::result r =
-        tx.exec_params("SELECT " + std::string(kTaskInstanceColumns) +
+        tx.exec_params("SELECT " + WithVersionCreatedAt(kTaskInstanceColumns, "task_instance") +
                            " FROM task_instance WHERE dag_id = $1 AND run_id = $2 AND task_id = $3",
                        dag_id, run_id, task_id);
     if (r.empty()) return TaskInstanceNotFound(dag_id, run_id, task_id);
-    return TaskInstanceOf(r[0]);
+    return TaskInstanceWithVersionOf(r[0]);
   });
 }
 

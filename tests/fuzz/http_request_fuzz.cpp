@@ -52,6 +52,17 @@ class ServiceForFuzzing : public Service {
   }
   StatusOr<DagDetails> GetDag(const std::string& dag_id) override { return Known(dag_id); }
   StatusOr<DagDetails> SetPaused(const std::string& dag_id, bool) override { return Known(dag_id); }
+  StatusOr<scheduler::Listing<scheduler::DagVersionRecord>> ListDagVersions(
+      const scheduler::DagVersionQuery&) override {
+    return scheduler::Listing<scheduler::DagVersionRecord>{};
+  }
+  StatusOr<scheduler::DagVersionRecord> GetDagVersion(const std::string&, int) override {
+    return Status::NotFound("no version");
+  }
+  StatusOr<std::vector<scheduler::DagRunStats>> CountRunsByState(
+      const std::vector<std::string>&) override {
+    return std::vector<scheduler::DagRunStats>{};
+  }
   StatusOr<Listing<ImportError>> ListImportErrors(const Page&) override {
     return Listing<ImportError>{{ImportError{1, "/dags/bad.json", "bad\n", TimePoint{}}}, 1};
   }

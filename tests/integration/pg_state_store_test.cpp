@@ -377,13 +377,22 @@ TEST_F(PgStateStoreTest, ListRunsFiltersPagesAndOrders) {
   EXPECT_EQ(scheduled->items[0].run_id, "run_4");
   q.run_types = {};
 
-  q.logical_date_gte = kT0 + std::chrono::hours(1);
-  q.logical_date_lte = kT0 + std::chrono::hours(3);
+  using Op = scheduler::Bound::Op;
+  auto time_bound = [](Op op, TimePoint t) { return scheduler::Bound{"logical_date", op, t, {}}; };
+  q.bounds = {time_bound(Op::kGte, kT0 + std::chrono::hours(1)),
+              time_bound(Op::kLte, kT0 + std::chrono::hours(3))};
   EXPECT_EQ(store_->ListRuns(q)->total_entries, 3);
-  q.logical_date_gte = kT0 + std::chrono::hours(1) + Us(1);  // bounds are exact to the µs
+  // bounds are exact to the µs
+  q.bounds[0] = time_bound(Op::kGte, kT0 + std::chrono::hours(1) + Us(1));
   EXPECT_EQ(store_->ListRuns(q)->total_entries, 2);
-  q.logical_date_gte.reset();
-  q.logical_date_lte.reset();
+  q.bounds[0] = time_bound(Op::kGt, kT0 + std::chrono::hours(1));
+  EXPECT_EQ(store_->ListRuns(q)->total_entries, 2);
+  q.bounds = {scheduler::Bound{"state", Op::kGt, kT0, {}}};
+  EXPECT_EQ(store_->ListRuns(q).status().code(), StatusCode::kInvalidArgument);
+  q.bounds.clear();
+  q.dag_ids = {"nope"};
+  EXPECT_EQ(store_->ListRuns(q)->total_entries, 0);
+  q.dag_ids.clear();
 
   q.page.order_by = {"-logical_date"};
   q.page.limit = 2;
@@ -761,6 +770,94 @@ TEST_F(PgStateStoreTest, ListTaskInstancesFiltersByStateIncludingNoneAndTaskIds)
 
   q.page.order_by = {"bogus"};
   EXPECT_EQ(store_->ListTaskInstances(q).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(PgStateStoreTest, ListTaskInstancesFiltersByRunsPoolsTriesAndBounds) {
+  auto dag = MakeDag("etl");
+  std::vector<TaskInstance> tis;
+  CreateRunOf(*dag, "r1", &tis);
+  CreateRunOf(*dag, "r2");
+  Epoch();
+  scheduler::Transition t;
+  t.task_instances.push_back(test::Settle(tis[0], TaskState::kSuccess, kT0));
+  ApplyOk(t);
+
+  scheduler::TaskInstanceQuery q;
+  q.run_ids = {"r2"};
+  EXPECT_EQ(store_->ListTaskInstances(q)->total_entries, 3);
+  q.run_ids = {"r1", "r2"};
+  q.dag_ids = {"etl"};
+  EXPECT_EQ(store_->ListTaskInstances(q)->total_entries, 6);
+  q.pools = {"no_such_pool"};
+  EXPECT_EQ(store_->ListTaskInstances(q)->total_entries, 0);
+  q.pools.clear();
+  q.run_id_pattern = "1";
+  EXPECT_EQ(store_->ListTaskInstances(q)->total_entries, 3);
+  q.run_id_pattern.clear();
+  using Op = scheduler::Bound::Op;
+  q.bounds = {scheduler::Bound{"end_date", Op::kLte, kT0, {}}};
+  EXPECT_EQ(store_->ListTaskInstances(q)->total_entries, 1);
+  q.bounds = {scheduler::Bound{"duration", Op::kGte, {}, 0.0}};
+  EXPECT_EQ(store_->ListTaskInstances(q)->total_entries, 1);
+  q.bounds = {scheduler::Bound{"logical_date", Op::kGte, kT0, {}}};
+  EXPECT_EQ(store_->ListTaskInstances(q).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(PgStateStoreTest, RunsAndTaskInstancesReadByTheApiCarryTheirVersionsCreationTime) {
+  auto dag = MakeDag("etl");
+  std::vector<TaskInstance> tis;
+  CreateRunOf(*dag, "r1", &tis);
+  auto version = store_->GetDagVersion("etl", 1);
+  ASSERT_TRUE(version.ok());
+  auto run = store_->GetRun("etl", "r1");
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->version_created_at, version->created_at);
+  scheduler::RunQuery rq;
+  EXPECT_EQ(store_->ListRuns(rq)->items.at(0).version_created_at, version->created_at);
+  auto ti = store_->GetTaskInstance("etl", "r1", tis[0].task_id);
+  ASSERT_TRUE(ti.ok());
+  EXPECT_EQ(ti->version_created_at, version->created_at);
+  scheduler::TaskInstanceQuery tq;
+  EXPECT_EQ(store_->ListTaskInstances(tq)->items.at(0).version_created_at, version->created_at);
+  EXPECT_EQ(store_->GetDag("etl")->latest_version_created_at, version->created_at);
+}
+
+TEST_F(PgStateStoreTest, DagVersionsAreListedWithoutDocuments) {
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("etl", "one"), "/dags/etl.json", kT0).ok());
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("etl", "two"), "/dags/etl.json", kT0).ok());
+  scheduler::DagVersionQuery q;
+  q.dag_id = "etl";
+  auto all = store_->ListDagVersions(q);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  ASSERT_EQ(all->items.size(), 2u);
+  EXPECT_EQ(all->total_entries, 2);
+  EXPECT_EQ(all->items[1].version_number, 2);
+  EXPECT_TRUE(all->items[1].document.empty());
+  q.version_number = 2;
+  EXPECT_EQ(store_->ListDagVersions(q)->total_entries, 1);
+  q.version_number.reset();
+  q.page.order_by = {"-version_number"};
+  EXPECT_EQ(store_->ListDagVersions(q)->items.at(0).version_number, 2);
+  q.dag_id = "nope";
+  EXPECT_EQ(store_->ListDagVersions(q).status().code(), StatusCode::kNotFound);
+  q.dag_id = "~";
+  EXPECT_EQ(store_->ListDagVersions(q)->total_entries, 2);
+}
+
+TEST_F(PgStateStoreTest, RunsAreCountedByStateForTheDagsNamedOrEveryFreshDag) {
+  auto dag = MakeDag("etl");
+  CreateRunOf(*dag, "r1");
+  CreateRunOf(*dag, "r2");
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("quiet"), "/dags/quiet.json", kT0).ok());
+  auto all = store_->CountRunsByState({});
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].dag_id, "etl");
+  EXPECT_EQ((*all)[0].counts.at(RunState::kQueued), 2);
+  EXPECT_TRUE((*all)[1].counts.empty());
+  auto named = store_->CountRunsByState({"quiet", "missing"});
+  ASSERT_EQ(named->size(), 1u);
+  EXPECT_EQ((*named)[0].dag_id, "quiet");
 }
 
 TEST_F(PgStateStoreTest, UnknownTaskInstancesAreNotFoundInAirflowsWords) {

@@ -47,6 +47,14 @@ class ForwardingStateStore : public scheduler::StateStore {
   StatusOr<scheduler::DagVersionRecord> GetDagVersion(const std::string& id, int n) override {
     return inner_.GetDagVersion(id, n);
   }
+  StatusOr<scheduler::Listing<scheduler::DagVersionRecord>> ListDagVersions(
+      const scheduler::DagVersionQuery& q) override {
+    return inner_.ListDagVersions(q);
+  }
+  StatusOr<std::vector<scheduler::DagRunStats>> CountRunsByState(
+      const std::vector<std::string>& dag_ids) override {
+    return inner_.CountRunsByState(dag_ids);
+  }
   StatusOr<scheduler::DagRun> CreateRun(const scheduler::DagRun& run,
                                         std::vector<scheduler::TaskInstance>& tis) override {
     return inner_.CreateRun(run, tis);

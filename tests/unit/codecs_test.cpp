@@ -39,6 +39,7 @@ TEST(Codecs, DagRunHasEveryAirflowFieldWithNullsAndZDates) {
   run.start_date = At("2026-01-01T00:00:01Z");
   run.end_date = At("2026-01-01T00:00:03.500000Z");
   run.run_after = At("2026-01-01T00:00:00Z");
+  run.version_created_at = At("2025-12-31T00:00:00Z");
   Json j = DagRunToJson(run);
   ExpectExactlyFields(j, {"dag_run_id",
                           "dag_id",
@@ -59,7 +60,8 @@ TEST(Codecs, DagRunHasEveryAirflowFieldWithNullsAndZDates) {
                           "note",
                           "dag_versions",
                           "bundle_version",
-                          "dag_display_name"});
+                          "dag_display_name",
+                          "partition_key"});
   EXPECT_EQ(j["logical_date"], "2026-01-01T00:00:00Z");
   EXPECT_TRUE(EndsWithZ(j["end_date"]));
   EXPECT_DOUBLE_EQ(j["duration"].get<double>(), 2.5);
@@ -86,9 +88,10 @@ TEST(Codecs, DagRunDurationIsNullUntilItEnds) {
 }
 
 TEST(Codecs, DagVersionIdIsAStableUuid) {
-  Json a = DagVersionToJson("etl", 1);
-  Json b = DagVersionToJson("etl", 1);
-  Json c = DagVersionToJson("etl", 2);
+  const auto t = At("2026-01-01T00:00:00Z");
+  Json a = DagVersionToJson("etl", 1, t);
+  Json b = DagVersionToJson("etl", 1, t);
+  Json c = DagVersionToJson("etl", 2, t);
   EXPECT_EQ(a["id"], b["id"]);
   EXPECT_NE(a["id"], c["id"]);
   const std::string id = a["id"];
@@ -104,6 +107,7 @@ TEST(Codecs, TaskInstanceHasEveryAirflowField) {
   ti.run_id = "r1";
   ti.task_id = "extract";
   ti.version_number = 1;
+  ti.version_created_at = At("2025-12-01T00:00:00Z");
   ti.operator_name = "bash";
   ti.unixname = "dagd";
   ti.queued_when = At("2026-01-01T00:00:00Z");
@@ -240,6 +244,7 @@ TEST(Codecs, DagHasEveryAirflowField) {
                           "description",
                           "timetable_summary",
                           "timetable_description",
+                          "timetable_partitioned",
                           "tags",
                           "max_active_tasks",
                           "max_active_runs",
@@ -252,7 +257,8 @@ TEST(Codecs, DagHasEveryAirflowField) {
                           "next_dagrun_run_after",
                           "owners",
                           "file_token"});
-  EXPECT_EQ(j["tags"], Json::parse(R"([{"name":"a","dag_id":"etl"},{"name":"b","dag_id":"etl"}])"));
+  EXPECT_EQ(j["tags"], Json::parse(R"([{"name":"a","dag_id":"etl","dag_display_name":"etl"},)"
+                                   R"({"name":"b","dag_id":"etl","dag_display_name":"etl"}])"));
   EXPECT_EQ(j["relative_fileloc"], "etl.json");
   EXPECT_EQ(j["timetable_summary"], "0 * * * *");
   EXPECT_EQ(j["last_parsed_time"], "2026-01-01T00:00:00Z");
@@ -309,12 +315,46 @@ TEST(Codecs, TaskHasEveryAirflowField) {
                           "params",
                           "class_ref",
                           "is_mapped",
-                          "has_outlets",
                           "extra_links"});
   EXPECT_EQ(j["trigger_rule"], "all_success");
   EXPECT_TRUE(j["execution_timeout"].is_null());
   EXPECT_EQ(j["retry_delay"]["seconds"], 300);
   EXPECT_EQ(j["class_ref"]["class_name"], "BashOperator");
+}
+
+TEST(Codecs, DagRunTimeoutIsAnIso8601Duration) {
+  scheduler::DagDetails d;
+  d.record.dag_id = "etl";
+  auto dag = std::make_shared<scheduler::Dag>();
+  d.dag = dag;
+  dag->dagrun_timeout = std::chrono::hours(26) + std::chrono::seconds(5);
+  EXPECT_EQ(DagDetailsToJson(d)["dag_run_timeout"], "P1DT2H5S");
+  dag->dagrun_timeout = std::chrono::milliseconds(1500);
+  EXPECT_EQ(DagDetailsToJson(d)["dag_run_timeout"], "PT1.5S");
+  dag->dagrun_timeout = std::chrono::seconds(0);
+  EXPECT_EQ(DagDetailsToJson(d)["dag_run_timeout"], "PT0S");
+  dag->dagrun_timeout = std::chrono::hours(48);
+  EXPECT_EQ(DagDetailsToJson(d)["dag_run_timeout"], "P2D");
+  dag->dagrun_timeout = -std::chrono::seconds(90);
+  EXPECT_EQ(DagDetailsToJson(d)["dag_run_timeout"], "-PT1M30S");
+  dag->dagrun_timeout = scheduler::Duration::min();
+  EXPECT_EQ(DagDetailsToJson(d)["dag_run_timeout"].get<std::string>().substr(0, 2), "-P");
+}
+
+TEST(Codecs, DagVersionsOfRunsAndTaskInstancesCarryTheirCreationTime) {
+  scheduler::DagRun run;
+  run.dag_id = "etl";
+  run.version_number = 2;
+  run.version_created_at = At("2026-01-02T03:04:05Z");
+  Json j = DagRunToJson(run);
+  ASSERT_EQ(j["dag_versions"].size(), 1u);
+  EXPECT_EQ(j["dag_versions"][0]["created_at"], "2026-01-02T03:04:05Z");
+  EXPECT_TRUE(j.contains("partition_key"));
+  scheduler::TaskInstance ti;
+  ti.dag_id = "etl";
+  ti.version_number = 2;
+  ti.version_created_at = run.version_created_at;
+  EXPECT_EQ(TaskInstanceToJson(ti, &run)["dag_version"]["created_at"], "2026-01-02T03:04:05Z");
 }
 
 TEST(Codecs, TimeDeltaNormalisesLikePython) {

@@ -51,6 +51,17 @@ class FakeService : public scheduler::Service {
   StatusOr<scheduler::DagDetails> SetPaused(const std::string& id, bool) override {
     return Status::NotFound("DAG '" + id + "' not found");
   }
+  StatusOr<scheduler::Listing<scheduler::DagVersionRecord>> ListDagVersions(
+      const scheduler::DagVersionQuery&) override {
+    return scheduler::Listing<scheduler::DagVersionRecord>{};
+  }
+  StatusOr<scheduler::DagVersionRecord> GetDagVersion(const std::string&, int) override {
+    return Status::NotFound("no version");
+  }
+  StatusOr<std::vector<scheduler::DagRunStats>> CountRunsByState(
+      const std::vector<std::string>&) override {
+    return std::vector<scheduler::DagRunStats>{};
+  }
   StatusOr<scheduler::Listing<scheduler::ImportError>> ListImportErrors(
       const scheduler::Page&) override {
     return scheduler::Listing<scheduler::ImportError>{};

@@ -19,6 +19,7 @@ using scheduler::ParseRfc3339;
 using scheduler::TaskInstance;
 using scheduler::TaskTry;
 using scheduler::TimePoint;
+using Json = nlohmann::json;
 
 TimePoint At(const char* text) { return *ParseRfc3339(text); }
 
@@ -54,11 +55,13 @@ class FakeService : public scheduler::Service {
     details.record.tags = {"etl"};
     details.record.owners = {"data"};
     details.record.latest_version = 3;
+    details.record.latest_version_created_at = At("2025-12-01T00:00:00Z");
 
     run.id = 7;
     run.dag_id = "etl";
     run.run_id = "manual__2026-01-01T00:00:00+00:00";
     run.version_number = 3;
+    run.version_created_at = At("2025-12-01T00:00:00Z");
     run.state = scheduler::RunState::kRunning;
     run.logical_date = At("2026-01-01T00:00:00Z");
     run.run_after = At("2026-01-01T00:00:00Z");
@@ -69,6 +72,7 @@ class FakeService : public scheduler::Service {
     ti.run_id = run.run_id;
     ti.task_id = "extract";
     ti.version_number = 3;
+    ti.version_created_at = At("2025-12-01T00:00:00Z");
     ti.state = scheduler::TaskState::kFailed;
     ti.try_number = 2;
     ti.max_tries = 2;
@@ -105,6 +109,24 @@ class FakeService : public scheduler::Service {
     if (dag_id != "etl") return Status::NotFound("DAG '" + dag_id + "' not found");
     details.record.is_paused = paused;
     return details;
+  }
+  StatusOr<scheduler::Listing<scheduler::DagVersionRecord>> ListDagVersions(
+      const scheduler::DagVersionQuery& q) override {
+    if (q.dag_id != "etl" && q.dag_id != "~") {
+      return Status::NotFound("DAG with dag_id: '" + q.dag_id + "' not found");
+    }
+    scheduler::DagVersionRecord v{"etl", 1, "h", "", At("2026-01-01T00:00:00Z")};
+    return scheduler::Listing<scheduler::DagVersionRecord>{{v}, 1};
+  }
+  StatusOr<scheduler::DagVersionRecord> GetDagVersion(const std::string& dag_id, int n) override {
+    if (dag_id != "etl" || n != 1) return Status::NotFound("The DagVersion was not found");
+    return scheduler::DagVersionRecord{"etl", 1, "h", "{}", At("2026-01-01T00:00:00Z")};
+  }
+  StatusOr<std::vector<scheduler::DagRunStats>> CountRunsByState(
+      const std::vector<std::string>& dag_ids) override {
+    last_stats_dag_ids = dag_ids;
+    scheduler::DagRunStats s{"etl", {{scheduler::RunState::kSuccess, 2}}};
+    return std::vector<scheduler::DagRunStats>{s};
   }
   StatusOr<scheduler::Listing<scheduler::ImportError>> ListImportErrors(
       const scheduler::Page& page) override {
@@ -187,6 +209,7 @@ class FakeService : public scheduler::Service {
   std::string log_note;
   scheduler::DagQuery last_dag_query;
   scheduler::RunQuery last_run_query;
+  std::vector<std::string> last_stats_dag_ids;
   scheduler::TaskInstanceQuery last_ti_query;
   scheduler::Page last_page;
   scheduler::TriggerRequest last_trigger;
@@ -463,7 +486,10 @@ TEST_F(RouterTest, ListRunsForwardsFiltersAndPaging) {
   EXPECT_EQ(q.states, (std::vector<scheduler::RunState>{scheduler::RunState::kFailed,
                                                         scheduler::RunState::kRunning}));
   EXPECT_EQ(q.run_types, (std::vector<scheduler::RunType>{scheduler::RunType::kManual}));
-  EXPECT_EQ(q.logical_date_gte, At("2026-01-01T00:00:00Z"));
+  ASSERT_EQ(q.bounds.size(), 1u);
+  EXPECT_EQ(q.bounds[0].field, "logical_date");
+  EXPECT_EQ(q.bounds[0].op, scheduler::Bound::Op::kGte);
+  EXPECT_EQ(q.bounds[0].time, At("2026-01-01T00:00:00Z"));
   EXPECT_EQ(q.page.limit, 2);
   EXPECT_EQ(q.page.offset, 1);
   EXPECT_EQ(q.page.order_by, std::vector<std::string>{"-start_date"});
@@ -938,6 +964,126 @@ TEST_F(RouterTest, AnEmptyLogIsAnEmptyDocumentInEveryFormat) {
   EXPECT_EQ(get("text/plain"), "");
   EXPECT_EQ(get("application/json"), R"({"content":[],"continuation_token":null})");
   EXPECT_EQ(get("application/x-ndjson"), "");
+}
+
+TEST_F(RouterTest, AFilterDagdDoesNotSupportIsA422NotIgnored) {
+  for (const char* target :
+       {"/api/v2/dags?owners=me", "/api/v2/dags/etl/dagRuns?conf_contains=x",
+        "/api/v2/dags/etl/dagRuns/r1/taskInstances?executor=x", "/api/v2/dags/etl?fields=x",
+        "/api/v2/importErrors?filename_pattern=x", "/api/v2/plugins?bogus=1"}) {
+    Response r = Call("GET", target);
+    EXPECT_EQ(r.status, 422) << target << ": " << r.body;
+    EXPECT_NE(Body(r)["detail"][0]["msg"].get<std::string>().find("does not support"),
+              std::string::npos)
+        << r.body;
+  }
+}
+
+TEST_F(RouterTest, ListRunsTakesEveryTimeAndDurationBound) {
+  Response r = Call("GET",
+                    "/api/v2/dags/~/dagRuns?run_after_gt=2026-01-01T00:00:00Z"
+                    "&end_date_lt=2026-01-02T00:00:00Z&duration_gte=1.5&dag_version=2");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto& q = service_.last_run_query;
+  ASSERT_EQ(q.bounds.size(), 3u);
+  EXPECT_EQ(q.bounds[0].field, "run_after");
+  EXPECT_EQ(q.bounds[0].op, scheduler::Bound::Op::kGt);
+  EXPECT_EQ(q.bounds[1].field, "end_date");
+  EXPECT_EQ(q.bounds[2].number, 1.5);
+  EXPECT_EQ(q.version_numbers, std::vector<int>{2});
+  EXPECT_EQ(Call("GET", "/api/v2/dags/~/dagRuns?duration_gte=abc").status, 422);
+}
+
+TEST_F(RouterTest, BatchRunListingReadsItsBodyAndRefusesWhatItCannotFilterOn) {
+  Response r = Call("POST", "/api/v2/dags/~/dagRuns/list",
+                    R"({"dag_ids":["etl"],"states":["success"],"page_limit":5,"page_offset":1,)"
+                    R"("order_by":"-start_date,dag_id","start_date_gte":"2026-01-01T00:00:00Z"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto& q = service_.last_run_query;
+  EXPECT_EQ(q.dag_ids, std::vector<std::string>{"etl"});
+  EXPECT_EQ(q.page.limit, 5);
+  EXPECT_EQ(q.page.offset, 1);
+  EXPECT_EQ(q.page.order_by, (std::vector<std::string>{"-start_date", "dag_id"}));
+  ASSERT_EQ(q.bounds.size(), 1u);
+  Response unsupported = Call("POST", "/api/v2/dags/~/dagRuns/list", R"({"conf_contains":"x"})");
+  EXPECT_EQ(unsupported.status, 422) << unsupported.body;
+  EXPECT_EQ(Body(unsupported)["detail"][0]["loc"], Json({"body", "conf_contains"}));
+  EXPECT_EQ(Call("POST", "/api/v2/dags/etl/dagRuns/list", "{}").status, 422);
+  EXPECT_EQ(Call("POST", "/api/v2/dags/~/dagRuns/list", R"({"states":["bogus"]})").status, 422);
+}
+
+TEST_F(RouterTest, BatchTaskInstanceListingReadsItsBody) {
+  Response r = Call("POST", "/api/v2/dags/~/dagRuns/~/taskInstances/list",
+                    R"({"dag_ids":["etl"],"dag_run_ids":["r1"],"task_ids":["a"],)"
+                    R"("state":["success"],"pool":["default_pool"]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto& q = service_.last_ti_query;
+  EXPECT_EQ(q.run_ids, std::vector<std::string>{"r1"});
+  EXPECT_EQ(q.pools, std::vector<std::string>{"default_pool"});
+  EXPECT_EQ(
+      Call("POST", "/api/v2/dags/~/dagRuns/~/taskInstances/list", R"({"queue":["x"]})").status,
+      422);
+}
+
+TEST_F(RouterTest, DagVersionsAreListedAndFetchedWithTheirCreationTime) {
+  Response list = Call("GET", "/api/v2/dags/etl/dagVersions");
+  ASSERT_EQ(list.status, 200) << list.body;
+  EXPECT_EQ(Body(list)["dag_versions"][0]["created_at"], "2026-01-01T00:00:00Z");
+  EXPECT_EQ(Body(list)["total_entries"], 1);
+  EXPECT_EQ(Body(Call("GET", "/api/v2/dags/etl/dagVersions?bundle_name=other"))["total_entries"],
+            0);
+  Response one = Call("GET", "/api/v2/dags/etl/dagVersions/1");
+  ASSERT_EQ(one.status, 200) << one.body;
+  EXPECT_EQ(Body(one)["version_number"], 1);
+  EXPECT_EQ(Call("GET", "/api/v2/dags/etl/dagVersions/9").status, 404);
+  EXPECT_EQ(Call("GET", "/api/v2/dags/etl/dagVersions/x").status, 422);
+  EXPECT_EQ(Call("GET", "/api/v2/dags/nope/dagVersions").status, 404);
+}
+
+TEST_F(RouterTest, DagStatsCountEveryRunStateAndSplitCommaLists) {
+  Response r = Call("GET", "/api/v2/dagStats?dag_ids=etl,other&dag_ids=third");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(service_.last_stats_dag_ids, (std::vector<std::string>{"etl", "other", "third"}));
+  const Json stats = Body(r)["dags"][0]["stats"];
+  ASSERT_EQ(stats.size(), 4u);
+  EXPECT_EQ(stats[2], Json::parse(R"({"state":"success","count":2})"));
+  EXPECT_EQ(stats[0]["count"], 0);
+}
+
+TEST_F(RouterTest, ConfigShowsSectionsAndOptionsAndFiltersBySection) {
+  RouterOptions options;
+  options.config = {{"core", "executor", "dagd"}, {"core", "parallelism", "8"}};
+  Router router(service_, options);
+  Response all = router.Handle(Request{"GET", "/api/v2/config", {}, ""});
+  ASSERT_EQ(all.status, 200) << all.body;
+  const Json sections = Json::parse(all.body)["sections"];
+  ASSERT_EQ(sections.size(), 2u);
+  EXPECT_EQ(sections[0]["name"], "api");
+  EXPECT_EQ(sections[1]["options"][1], Json::parse(R"({"key":"parallelism","value":"8"})"));
+  Response core = router.Handle(Request{"GET", "/api/v2/config?section=core", {}, ""});
+  EXPECT_EQ(Json::parse(core.body)["sections"].size(), 1u);
+  EXPECT_EQ(router.Handle(Request{"GET", "/api/v2/config?section=nope", {}, ""}).status, 404);
+  Response text = router.Handle(Request{"GET", "/api/v2/config", {{"accept", "text/plain"}}, ""});
+  EXPECT_EQ(text.content_type, "text/plain; charset=utf-8");
+  EXPECT_NE(text.body.find("[core]\nexecutor = dagd\n"), std::string::npos) << text.body;
+  EXPECT_EQ(router.Handle(Request{"GET", "/api/v2/config", {{"accept", "image/png"}}, ""}).status,
+            406);
+}
+
+TEST_F(RouterTest, PluginsAndProvidersAreEmptyCollections) {
+  EXPECT_EQ(Body(Call("GET", "/api/v2/plugins")),
+            Json::parse(R"({"plugins":[],"total_entries":0})"));
+  EXPECT_EQ(Body(Call("GET", "/api/v2/providers?limit=5")),
+            Json::parse(R"({"providers":[],"total_entries":0})"));
+}
+
+TEST_F(RouterTest, TheOpenApiDocumentIsServedAndDescribesItself) {
+  Response r = Call("GET", "/api/v2/openapi.json");
+  ASSERT_EQ(r.status, 200);
+  const Json doc = Body(r);
+  EXPECT_TRUE(doc["paths"].contains("/api/v2/openapi.json"));
+  EXPECT_TRUE(doc["paths"].contains("/api/v2/dags/{dag_id}/dagVersions"));
+  EXPECT_TRUE(doc["components"]["schemas"].contains("DAGRunResponse"));
 }
 
 }  // namespace

@@ -33,10 +33,10 @@ Json TimeOrNull(const std::optional<scheduler::TimePoint>& t);
 // {"__type": "TimeDelta", "days", "seconds", "microseconds"} (Python timedelta normalisation).
 Json TimeDeltaToJson(scheduler::Duration d);
 
-// DagVersionResponse. `created_at` is null when the caller does not know it; `id` is a stable
-// UUID derived from (dag_id, version_number), since dagd keys versions by number.
+// DagVersionResponse. `id` is a stable UUID derived from (dag_id, version_number), since dagd
+// keys versions by number.
 Json DagVersionToJson(const std::string& dag_id, int version_number,
-                      const std::optional<scheduler::TimePoint>& created_at = std::nullopt);
+                      scheduler::TimePoint created_at);
 
 Json DagToJson(const scheduler::DagRecord& record);                           // DAGResponse
 Json DagDetailsToJson(const scheduler::DagDetails& details);                  // DAGDetailsResponse

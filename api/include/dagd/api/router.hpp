@@ -38,6 +38,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "dagd/scheduler/service.hpp"
 
@@ -99,12 +100,22 @@ struct StreamOptions {
   std::chrono::milliseconds heartbeat{15000};  // sent after this long without an event
 };
 
+// One setting shown by GET /api/v2/config, in Airflow's section and key where one matches.
+struct ConfigOption {
+  std::string section;
+  std::string key;
+  std::string value;
+};
+
 struct RouterOptions {
   // Host names (without port) accepted in Host and Origin besides the loopback names, e.g. the
   // listen address or a DNS name the daemon is reached by; "*" accepts any host.
   std::vector<std::string> allowed_hosts;
   int max_page_limit = 100;  // Airflow's [api] maximum_page_limit
   StreamOptions streams{};
+  // Settings shown by GET /api/v2/config besides the API's own ([api] maximum_page_limit and
+  // fallback_page_limit): nothing secret, and no path the API does not show already.
+  std::vector<ConfigOption> config = {};
 };
 
 class Router {

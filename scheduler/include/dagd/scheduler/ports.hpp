@@ -160,6 +160,12 @@ class StateStore {
   virtual Status SetPaused(const std::string& dag_id, bool paused) = 0;  // not_found
   virtual StatusOr<DagVersionRecord> GetDagVersion(const std::string& dag_id,
                                                    int version_number) = 0;  // not_found
+  // A page of DAG versions (documents left out). not_found when the DAG named is unknown.
+  virtual StatusOr<Listing<DagVersionRecord>> ListDagVersions(const DagVersionQuery& query) = 0;
+  // Run counts by state of the DAGs named (every DAG that is not stale when none is named),
+  // ordered by dag_id; a named DAG that does not exist is left out.
+  virtual StatusOr<std::vector<DagRunStats>> CountRunsByState(
+      const std::vector<std::string>& dag_ids) = 0;
 
   // --- Runs ---
   // Inserts the run and its task instances in one transaction (their events come with them).

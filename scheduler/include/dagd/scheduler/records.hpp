@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@ struct DagRecord {
   int max_active_runs = 16;
   int max_active_tasks = 16;
   int latest_version = 0;
+  std::optional<TimePoint> latest_version_created_at;  // none while it has no version
   bool has_import_errors = false;
 };
 
@@ -34,8 +36,14 @@ struct DagVersionRecord {
   std::string dag_id;
   int version_number = 0;
   std::string hash;
-  std::string document;
+  std::string document;  // empty in listings (StateStore::ListDagVersions)
   TimePoint created_at;
+};
+
+// How many runs of one DAG are in each state (dagStats); states without runs count 0.
+struct DagRunStats {
+  std::string dag_id;
+  std::map<RunState, int64_t> counts;
 };
 
 struct DagRun {
@@ -43,6 +51,8 @@ struct DagRun {
   std::string dag_id;
   std::string run_id;
   int version_number = 0;  // the dag_version this run is pinned to
+  // That version's creation time; read by the API's lookups (GetRun, ListRuns), none elsewhere.
+  std::optional<TimePoint> version_created_at;
   RunState state = RunState::kQueued;
   RunType run_type = RunType::kManual;
   std::optional<TimePoint> logical_date;
@@ -74,6 +84,9 @@ struct TaskInstance {
   std::string run_id;
   std::string task_id;
   int version_number = 0;
+  // That version's creation time; read by the API's lookups (GetTaskInstance,
+  // ListTaskInstances), none elsewhere.
+  std::optional<TimePoint> version_created_at;
   TaskState state = TaskState::kNone;
   int try_number = 0;  // 0 until first queued; each new try increments it
   int max_tries = 0;   // retries (+1 per interrupted try that did not count)
@@ -148,21 +161,49 @@ struct DagQuery {
   bool include_stale = false;
 };
 
+// `field op value`, a filter on a time or a number. Field names as the API spells them; each
+// query lists the fields it accepts (the store rejects others with invalid_argument).
+struct Bound {
+  enum class Op { kGt, kGte, kLt, kLte };
+  std::string field;
+  Op op = Op::kGte;
+  std::optional<TimePoint> time;  // exactly one of time and number is set
+  std::optional<double> number;
+};
+
 struct RunQuery {
   Page page;
-  std::string dag_id;  // "~" or empty = all
+  std::string dag_id;                // "~" or empty = all
+  std::vector<std::string> dag_ids;  // any of; empty = all
   std::vector<RunState> states;
   std::vector<RunType> run_types;
-  std::optional<TimePoint> logical_date_gte, logical_date_lte;
-  std::optional<TimePoint> start_date_gte, start_date_lte;
+  std::vector<int> version_numbers;  // any of; empty = all
+  std::string dag_id_pattern;        // SQL LIKE-style substring ("%" wildcards); empty = all
+  std::string run_id_pattern;
+  // logical_date, run_after, start_date, end_date (times); duration (seconds).
+  std::vector<Bound> bounds;
 };
 
 struct TaskInstanceQuery {
   Page page;
-  std::string dag_id;  // "~" or empty = all
-  std::string run_id;  // "~" or empty = all
+  std::string dag_id;                // "~" or empty = all
+  std::string run_id;                // "~" or empty = all
+  std::vector<std::string> dag_ids;  // any of; empty = all
+  std::vector<std::string> run_ids;  // any of; empty = all
   std::vector<TaskState> states;
   std::vector<std::string> task_ids;
+  std::vector<std::string> pools;    // any of; empty = all
+  std::vector<int> try_numbers;      // any of; empty = all
+  std::vector<int> version_numbers;  // any of; empty = all
+  std::string dag_id_pattern;        // SQL LIKE-style substring ("%" wildcards); empty = all
+  std::string run_id_pattern;
+  std::vector<Bound> bounds;  // start_date, end_date (times); duration (seconds)
+};
+
+struct DagVersionQuery {
+  Page page;
+  std::string dag_id;  // "~" or empty = all
+  std::optional<int> version_number;
 };
 
 }  // namespace dagd::scheduler

@@ -38,6 +38,10 @@ class SchedulerService final : public Service {
   StatusOr<DagDetails> GetDag(const std::string& dag_id) override;
   StatusOr<DagDetails> SetPaused(const std::string& dag_id, bool paused) override;
   StatusOr<Listing<ImportError>> ListImportErrors(const Page& page) override;
+  StatusOr<Listing<DagVersionRecord>> ListDagVersions(const DagVersionQuery& query) override;
+  StatusOr<DagVersionRecord> GetDagVersion(const std::string& dag_id, int version_number) override;
+  StatusOr<std::vector<DagRunStats>> CountRunsByState(
+      const std::vector<std::string>& dag_ids) override;
   StatusOr<DagRun> Trigger(const std::string& dag_id, const TriggerRequest& request) override;
   StatusOr<Listing<DagRun>> ListRuns(const RunQuery& query) override;
   StatusOr<DagRun> GetRun(const std::string& dag_id, const std::string& run_id) override;

@@ -101,6 +101,13 @@ class Service {
   virtual StatusOr<DagDetails> GetDag(const std::string& dag_id) = 0;
   virtual StatusOr<DagDetails> SetPaused(const std::string& dag_id, bool paused) = 0;
   virtual StatusOr<Listing<ImportError>> ListImportErrors(const Page& page) = 0;
+  // not_found when the DAG (or, for GetDagVersion, the version) is unknown.
+  virtual StatusOr<Listing<DagVersionRecord>> ListDagVersions(const DagVersionQuery& query) = 0;
+  virtual StatusOr<DagVersionRecord> GetDagVersion(const std::string& dag_id,
+                                                   int version_number) = 0;
+  // See StateStore::CountRunsByState.
+  virtual StatusOr<std::vector<DagRunStats>> CountRunsByState(
+      const std::vector<std::string>& dag_ids) = 0;
 
   // Creates a queued run pinned to the DAG's latest version; it starts at once unless the DAG is
   // paused. already_exists when dag_run_id is taken.

@@ -90,6 +90,10 @@ class PgStateStore final : public scheduler::StateStore {
   Status SetPaused(const std::string& dag_id, bool paused) override;
   StatusOr<scheduler::DagVersionRecord> GetDagVersion(const std::string& dag_id,
                                                       int version_number) override;
+  StatusOr<scheduler::Listing<scheduler::DagVersionRecord>> ListDagVersions(
+      const scheduler::DagVersionQuery& query) override;
+  StatusOr<std::vector<scheduler::DagRunStats>> CountRunsByState(
+      const std::vector<std::string>& dag_ids) override;
 
   StatusOr<scheduler::DagRun> CreateRun(const scheduler::DagRun& run,
                                         std::vector<scheduler::TaskInstance>& tis) override;

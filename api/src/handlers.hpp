@@ -1,0 +1,75 @@
+// What a route handler receives, and the handlers that live outside router.cpp: the listings
+// across DAGs and runs (GET and the batch POSTs), DAG versions, dagStats, config, plugins,
+// providers and dagd's OpenAPI document (contract_routes.cpp). Each answers like the Router
+// (router.hpp): Airflow's shapes, 422 for a parameter or body field dagd does not support.
+// Thread-safety as the Router's: no state beyond the request.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dagd/api/router.hpp"
+#include "dagd/scheduler/service.hpp"
+#include "validation.hpp"
+
+namespace dagd::api {
+
+struct Call {
+  const Request& req;
+  std::vector<std::string> params;  // the decoded path segments matched by "{}"
+  const Query& query;
+};
+
+// Runs looked up once per request: task instances show their run's logical_date/run_after.
+class RunCache {
+ public:
+  explicit RunCache(scheduler::Service& service) : service_(service) {}
+  void Put(scheduler::DagRun run) {
+    auto key = std::make_pair(run.dag_id, run.run_id);
+    runs_[std::move(key)] = std::move(run);
+  }
+  const scheduler::DagRun* Get(const std::string& dag_id, const std::string& run_id) {
+    auto key = std::make_pair(dag_id, run_id);
+    auto it = runs_.find(key);
+    if (it == runs_.end()) {
+      auto run = service_.GetRun(dag_id, run_id);
+      std::optional<scheduler::DagRun> value;
+      if (run.ok()) value = std::move(*run);
+      it = runs_.emplace(std::move(key), std::move(value)).first;
+    }
+    return it->second ? &*it->second : nullptr;
+  }
+
+ private:
+  scheduler::Service& service_;
+  std::map<std::pair<std::string, std::string>, std::optional<scheduler::DagRun>> runs_;
+};
+
+namespace contract {
+
+using scheduler::Service;
+
+// GET /dags/{dag_id}/dagRuns and POST /dags/~/dagRuns/list.
+Response ListRuns(Service& service, const RouterOptions& options, const Call& c);
+Response ListRunsBatch(Service& service, const RouterOptions& options, const Call& c);
+// GET /dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances and POST .../~/taskInstances/list.
+Response ListTaskInstances(Service& service, const RouterOptions& options, const Call& c);
+Response ListTaskInstancesBatch(Service& service, const RouterOptions& options, const Call& c);
+// GET /dags/{dag_id}/dagVersions and .../dagVersions/{version_number}.
+Response ListDagVersions(Service& service, const RouterOptions& options, const Call& c);
+Response GetDagVersion(Service& service, const RouterOptions& options, const Call& c);
+// GET /dagStats?dag_ids=...
+Response DagStats(Service& service, const RouterOptions& options, const Call& c);
+// GET /config: RouterOptions::config plus the API's own settings; no secrets.
+Response Config(Service& service, const RouterOptions& options, const Call& c);
+// GET /plugins and /providers: dagd has neither; empty collections.
+Response Plugins(Service& service, const RouterOptions& options, const Call& c);
+Response Providers(Service& service, const RouterOptions& options, const Call& c);
+// GET /openapi.json: api/openapi/dagd-openapi.json, embedded at build time.
+Response OpenApi(Service& service, const RouterOptions& options, const Call& c);
+
+}  // namespace contract
+}  // namespace dagd::api

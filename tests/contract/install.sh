@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the contract validator (validate.mjs) and its npm packages (exact versions of package-lock.json) into
+# DIR/node_modules, with `npm ci`; does nothing when DIR already holds this lock's packages.
+# usage: tests/contract/install.sh DIR
+# Needs node and npm (Debian: nodejs npm; deploy/install-deps.sh installs them).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+dir=${1:?usage: tests/contract/install.sh DIR}
+for tool in node npm; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "contract/install.sh: '$tool' is missing; run deploy/install-deps.sh (Debian: nodejs npm)" >&2
+    exit 1
+  fi
+done
+mkdir -p "$dir"
+cp "$here/validate.mjs" "$dir/"
+stamp="$dir/node_modules/.dagd-lock"
+if [[ -f $stamp ]] && cmp -s "$stamp" "$here/package-lock.json"; then
+  exit 0
+fi
+cp "$here/package.json" "$here/package-lock.json" "$dir/"
+for attempt in 1 2 3; do
+  if (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error); then
+    cp "$here/package-lock.json" "$stamp"
+    echo "contract/install.sh: validator packages installed in $dir"
+    exit 0
+  fi
+  echo "contract/install.sh: npm ci failed (attempt $attempt of 3)" >&2
+  sleep $((attempt * 5))
+done
+exit 1

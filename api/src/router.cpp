@@ -16,6 +16,7 @@
 #include "dagd/api/codecs.hpp"
 #include "dagd/scheduler/states.hpp"
 #include "dagd/scheduler/time.hpp"
+#include "event_stream.hpp"
 #include "handlers.hpp"
 #include "request_guard.hpp"
 #include "request_text.hpp"
@@ -299,6 +300,17 @@ class Api {
     return Response{200, "application/json", "", EncodedLog(std::move(*log), LogFormat::kJson)};
   }
 
+  Response Events(const Call& c) {
+    if (auto refused = Unsupported(c, {"dag_id", "dag_run_id", "task_id", "since", "until"})) {
+      return *refused;
+    }
+    return StreamEvents(service_, options_.streams, c.req, c.query);
+  }
+
+  Response WaitRun(const Call& c) {
+    if (auto refused = Unsupported(c, {"interval", "result"})) return *refused;
+    return WaitForRun(service_, options_.streams, c.params[0], c.params[1], c.query);
+  }
   Response ListDagVersions(const Call& c) {
     return contract::ListDagVersions(service_, options_, c);
   }
@@ -432,6 +444,7 @@ const std::vector<Route>& Routes() {
       {{"dags", "{}", "dagRuns"}, "POST", &Api::Trigger, kUser, "trigger DAG runs"},
       {{"dags", "{}", "dagRuns", "list"}, "POST", &Api::ListRunsBatch, kViewer, "read DAG runs"},
       {{"dags", "{}", "dagRuns", "{}"}, "GET", &Api::GetRun, kViewer, "read DAG runs"},
+      {{"dags", "{}", "dagRuns", "{}", "wait"}, "GET", &Api::WaitRun, kViewer, "read DAG runs"},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances"},
        "GET",
        &Api::ListTaskInstances,
@@ -463,6 +476,7 @@ const std::vector<Route>& Routes() {
        kViewer,
        "read task logs"},
       {{"importErrors"}, "GET", &Api::ListImportErrors, kViewer, "read import errors"},
+      {{"events"}, "GET", &Api::Events, kViewer, "read events"},
       {{"dagStats"}, "GET", &Api::DagStats, kViewer, "read DAG runs"},
       {{"config"}, "GET", &Api::Config, kViewer, "read the configuration"},
       {{"plugins"}, "GET", &Api::Plugins, kViewer, "read plugins"},

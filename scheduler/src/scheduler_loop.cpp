@@ -71,18 +71,21 @@ Status Scheduler::Loop::Start() {
 }
 
 Status Scheduler::Loop::Initialize() {
-  std::weak_ptr<Inbox> weak = inbox_;
-  const Status subscribed = store_.Subscribe([weak, self = epoch_](std::optional<int64_t> origin) {
-    if (origin == self) return;  // this loop's own commit: nothing new to read
-    auto inbox = weak.lock();
-    if (!inbox) return;
-    {
-      std::lock_guard lock(inbox->mu);
-      inbox->catch_up = true;
-    }
-    inbox->cv.notify_one();
-  });
-  if (!subscribed.ok()) return subscribed;
+  if (!subscription_) {
+    std::weak_ptr<Inbox> weak = inbox_;
+    auto subscribed = store_.Subscribe([weak, self = epoch_](std::optional<int64_t> origin) {
+      if (origin == self) return;  // this loop's own commit: nothing new to read
+      auto inbox = weak.lock();
+      if (!inbox) return;
+      {
+        std::lock_guard lock(inbox->mu);
+        inbox->catch_up = true;
+      }
+      inbox->cv.notify_one();
+    });
+    if (!subscribed.ok()) return subscribed.status();
+    subscription_ = *subscribed;
+  }
   // The watermark first: whatever commits after it is read by the catch-ups, and the active
   // runs loaded next already show everything before it.
   auto latest = store_.LatestEventSeq();
@@ -130,7 +133,7 @@ void Scheduler::Loop::Shutdown(std::chrono::milliseconds grace) {
   }
   inbox_->cv.notify_one();
   thread_.join();
-  store_.Unsubscribe();
+  if (subscription_) store_.Unsubscribe(*subscription_);
 }
 
 StatusOr<DagPtr> Scheduler::Loop::GetDag(const std::string& dag_id, int version_number) {

@@ -150,6 +150,8 @@ class Scheduler::Loop {
   std::vector<TaskEvent> deferred_;  // task events for the next step (their ti is in the batch)
   int64_t watermark_ = 0;                      // the last event seq read
   bool initialized_ = false;                   // Initialize succeeded
+  // The store subscription; kept when a later step of Initialize fails and it is retried.
+  std::optional<StateStore::SubscriptionId> subscription_;
 
   std::thread thread_;
 };

@@ -43,7 +43,11 @@ StatusOr<T> ForClient(StatusOr<T> result, std::string_view request) {
 
 SchedulerService::SchedulerService(ServiceOptions options, StateStore& store, Scheduler& scheduler,
                                    const Clock& clock)
-    : options_(std::move(options)), store_(store), scheduler_(scheduler), clock_(clock) {}
+    : options_(std::move(options)),
+      store_(store),
+      scheduler_(scheduler),
+      clock_(clock),
+      hub_(store) {}
 
 HealthReport SchedulerService::Health() {
   HealthReport report;
@@ -228,6 +232,34 @@ StatusOr<LogReader> SchedulerService::OpenLog(const std::string& dag_id, const s
   }
   in->seekg(static_cast<std::streamoff>(size - keep));
   return LogReader(std::move(note), std::move(in), keep);
+}
+
+StatusOr<EventBounds> SchedulerService::EventLogBounds() {
+  return ForClient(store_.ReadEventBounds(), "event log bounds");
+}
+
+StatusOr<EventPage> SchedulerService::ReadEvents(int64_t after_seq, int limit,
+                                                 const EventFilter& filter) {
+  return ForClient(
+      store_.ReadEventsMatching(after_seq, limit, filter, options_.event_scan_window),
+      "event log read");
+}
+
+std::unique_ptr<ChangeWatch> SchedulerService::WatchChanges(std::function<void()> wake) {
+  std::call_once(hub_started_, [this] { hub_.Start(); });
+  return hub_.Watch(std::move(wake));
+}
+
+StatusOr<Json> SchedulerService::ReturnValue(const std::string& dag_id, const std::string& run_id,
+                                             const std::string& task_id) {
+  auto ti = GetTaskInstance(dag_id, run_id, task_id);
+  if (!ti.ok()) return ti.status();
+  auto xcoms = ForClient(store_.ListXcom(ti->id), "XCom lookup");
+  if (!xcoms.ok()) return xcoms.status();
+  for (const XcomEntry& x : *xcoms) {
+    if (x.key == "return_value") return x.value;
+  }
+  return Json(nullptr);
 }
 
 }  // namespace dagd::scheduler

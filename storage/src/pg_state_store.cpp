@@ -493,11 +493,11 @@ struct PgStateStore::SchedulerLock {
   std::atomic<int64_t> epoch{0};           // 0: none yet; read by Apply without mu
 };
 
-// The LISTEN side of Subscribe: one connection on one thread, replaced (with backoff) when lost.
+// The LISTEN side of Subscribe: one connection on one thread, replaced (with backoff) when lost,
+// whose notifications go to every subscription.
 class PgStateStore::Listener {
  public:
-  Listener(PgOptions options, ChangeCallback on_change)
-      : options_(std::move(options)), on_change_(std::move(on_change)) {}
+  explicit Listener(PgOptions options) : options_(std::move(options)) {}
   ~Listener() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
@@ -519,11 +519,24 @@ class PgStateStore::Listener {
     return Status::Ok();
   }
 
+  void Add(SubscriptionId id, ChangeCallback on_change) {
+    std::lock_guard guard(callbacks_mu_);
+    callbacks_.emplace(id, std::move(on_change));
+  }
+
+  // Returns once no call of `id` is in progress (calls run under callbacks_mu_); true when no
+  // subscription is left.
+  bool Remove(SubscriptionId id) {
+    std::lock_guard guard(callbacks_mu_);
+    callbacks_.erase(id);
+    return callbacks_.empty();
+  }
+
  private:
   class Receiver final : public pqxx::notification_receiver {
    public:
-    Receiver(pqxx::connection_base& conn, const ChangeCallback& on_change)
-        : pqxx::notification_receiver(conn, "dagd_change"), on_change_(on_change) {}
+    Receiver(pqxx::connection_base& conn, Listener& listener)
+        : pqxx::notification_receiver(conn, "dagd_change"), listener_(listener) {}
     void operator()(const std::string& payload, int) override {
       std::optional<int64_t> origin;
       if (!payload.empty()) {
@@ -531,16 +544,21 @@ class PgStateStore::Listener {
         const long long v = std::strtoll(payload.c_str(), &end, 10);
         if (end != nullptr && *end == '\0') origin = v;
       }
-      on_change_(origin);
+      listener_.Notify(origin);
     }
 
    private:
-    const ChangeCallback& on_change_;
+    Listener& listener_;
   };
+
+  void Notify(std::optional<int64_t> origin) {
+    std::lock_guard guard(callbacks_mu_);
+    for (const auto& [id, on_change] : callbacks_) on_change(origin);
+  }
 
   void Connect() {
     conn_ = pg::Connect(options_, "dagd-listener");
-    receiver_ = std::make_unique<Receiver>(*conn_, on_change_);  // sends LISTEN
+    receiver_ = std::make_unique<Receiver>(*conn_, *this);  // sends LISTEN
   }
 
   void Loop() {
@@ -563,7 +581,7 @@ class PgStateStore::Listener {
           continue;
         }
         backoff = kMinBackoff;
-        on_change_(std::nullopt);  // whatever happened while nobody listened
+        Notify(std::nullopt);  // whatever happened while nobody listened
         continue;
       }
       bool lost = false;
@@ -582,8 +600,10 @@ class PgStateStore::Listener {
   }
 
   const PgOptions options_;
-  const ChangeCallback on_change_;
   std::atomic<bool> stop_{false};
+  // Guards callbacks_; held during every call, so that Remove waits for a call in progress.
+  std::mutex callbacks_mu_;
+  std::map<SubscriptionId, ChangeCallback> callbacks_;
   // Used by Start, then only by the thread.
   std::unique_ptr<pqxx::connection> conn_;
   std::unique_ptr<Receiver> receiver_;
@@ -601,7 +621,7 @@ PgStateStore::PgStateStore(PgOptions options, std::unique_ptr<pg::Pool> pool)
       scheduler_lock_(std::make_unique<SchedulerLock>()) {}
 
 PgStateStore::~PgStateStore() {
-  Unsubscribe();
+  listener_.reset();  // joins its thread: no call of a subscription outlives the store
   // Release explicitly: the server frees a closed session's locks only when its backend has
   // exited, a moment after the client hangs up; a successor started right after this store is
   // destroyed should find the lock free.
@@ -1531,7 +1551,62 @@ StatusOr<scheduler::EventPage> PgStateStore::ReadOtherEvents(int64_t after_seq, 
       // A reader ahead of the counter (the database was replaced under it) is not sent back.
       page.last_seq = std::max(counter, after_seq);
     }
+    page.head = counter;
     return page;
+  });
+}
+
+StatusOr<scheduler::EventPage> PgStateStore::ReadEventsMatching(
+    int64_t after_seq, int limit, const scheduler::EventFilter& filter, int64_t scan_window) {
+  if (limit <= 0) return Status::Internal("ReadEventsMatching: limit must be positive");
+  const bool by_run = !filter.dag_id.empty() && !filter.run_id.empty();
+  const int64_t window = std::max<int64_t>(scan_window, 1);
+  // Only the conditions the filter needs, so that each shape of filter has a plan of its own.
+  Params params;
+  const std::string after = params.Add(std::to_string(after_seq)) + "::bigint";
+  std::string where = "seq > " + after + " AND seq <= c.last";
+  if (by_run) {
+    where += " AND run_key = (SELECT id FROM dag_run WHERE dag_id = " + params.Add(filter.dag_id) +
+             " AND run_id = " + params.Add(filter.run_id) + ")";
+  } else {
+    where += " AND seq <= " + after + " + " + params.Add(std::to_string(window)) + "::bigint";
+    if (!filter.dag_id.empty()) where += " AND dag_id = " + params.Add(filter.dag_id);
+    if (!filter.run_id.empty()) where += " AND run_id = " + params.Add(filter.run_id);
+  }
+  if (!filter.task_id.empty()) where += " AND task_id = " + params.Add(filter.task_id);
+  const std::string sql =
+      "SELECT c.last AS counter, e.* FROM event_counter c LEFT JOIN LATERAL (SELECT " +
+      std::string(kEventColumns) + " FROM event WHERE " + where + " ORDER BY seq LIMIT " +
+      params.Add(std::to_string(limit)) + "::integer) e ON true";
+  return pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> StatusOr<scheduler::EventPage> {
+    const pqxx::result r =
+        tx.exec_params(sql, pqxx::prepare::make_dynamic_params(params.values()));
+    if (r.empty()) return Status::Internal("ReadEventsMatching: the event counter row is missing");
+    scheduler::EventPage page;
+    for (const auto& row : r) {
+      if (row["seq"].is_null()) break;  // no event: the one row only carries the counter
+      page.events.push_back(EventOf(row));
+    }
+    page.head = r[0]["counter"].as<int64_t>();
+    if (page.events.size() == static_cast<size_t>(limit)) {
+      page.last_seq = page.events.back().seq;
+    } else {
+      const int64_t covered = by_run ? page.head : std::min(page.head, after_seq + window);
+      page.last_seq = std::max(covered, after_seq);
+    }
+    return page;
+  });
+}
+
+StatusOr<scheduler::EventBounds> PgStateStore::ReadEventBounds() {
+  return pool_->RunAutocommit([](pqxx::nontransaction& tx) -> StatusOr<scheduler::EventBounds> {
+    // min(seq) reads one end of the primary key.
+    const pqxx::row row =
+        tx.exec1("SELECT c.last, (SELECT min(seq) FROM event) FROM event_counter c");
+    scheduler::EventBounds bounds;
+    bounds.latest = row[0].as<int64_t>();
+    bounds.oldest = row[1].is_null() ? bounds.latest + 1 : row[1].as<int64_t>();
+    return bounds;
   });
 }
 
@@ -1542,23 +1617,25 @@ StatusOr<int64_t> PgStateStore::LatestEventSeq() {
   });
 }
 
-Status PgStateStore::Subscribe(ChangeCallback on_change) {
-  Unsubscribe();
-  auto listener = std::make_unique<Listener>(options_, std::move(on_change));
-  Status started = listener->Start();
-  if (!started.ok()) return started;
+StatusOr<PgStateStore::SubscriptionId> PgStateStore::Subscribe(ChangeCallback on_change) {
   std::lock_guard guard(listener_mu_);
-  listener_ = std::move(listener);
-  return Status::Ok();
+  if (!listener_) {
+    auto listener = std::make_unique<Listener>(options_);
+    if (Status started = listener->Start(); !started.ok()) return started;
+    listener_ = std::move(listener);
+  }
+  const SubscriptionId id = next_subscription_++;
+  listener_->Add(id, std::move(on_change));
+  return id;
 }
 
-void PgStateStore::Unsubscribe() {
-  std::unique_ptr<Listener> listener;
+void PgStateStore::Unsubscribe(SubscriptionId id) {
+  std::unique_ptr<Listener> last;
   {
     std::lock_guard guard(listener_mu_);
-    listener = std::move(listener_);
+    if (listener_ && listener_->Remove(id)) last = std::move(listener_);
   }
-  listener.reset();  // joins its thread outside the mutex
+  last.reset();  // joins its thread outside the mutex
 }
 
 }  // namespace dagd::storage

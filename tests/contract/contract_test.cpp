@@ -211,6 +211,12 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ex.Send("GET", "/api/v2/plugins?limit=x", 422);
   ex.Send("GET", "/api/v2/providers", 200);
   ex.Send("GET", "/api/v2/providers?limit=x", 422);
+  // The event stream and wait: their refusals, and a wait for a run that is over (one line).
+  ex.Send("GET", "/api/v2/events?since=x", 422);
+  ex.Send("GET", "/api/v2/events?since=999999999", 400);
+  ex.Send("GET", "/api/v2/events?dag_id=nope", 404);
+  ex.Send("GET", run + "/wait?interval=0", 422);
+  ex.Send("GET", run + "/wait?result=a", 200);
 
   // The query parameters the document lists are the ones dagd reads: each, given alone, is
   // never refused as unsupported, and a parameter it does not list is (except where noted).
@@ -233,7 +239,13 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
     }
     for (const Json& p : item["get"].value("parameters", Json::array())) {
       if (p["in"] != "query") continue;
-      HttpResponse r = HttpGet(d.Url(path + "?" + p["name"].get<std::string>() + "=1"));
+      // The event stream stays open for a valid query: a `since` in the future makes it answer.
+      const std::string name = p["name"].get<std::string>();
+      std::string query = name + "=1";
+      if (templ == "/api/v2/events") {
+        query = name == "since" ? "since=999999999" : name + "=1&since=999999999";
+      }
+      HttpResponse r = HttpGet(d.Url(path + "?" + query));
       EXPECT_EQ(r.body.find("unsupported_parameter"), std::string::npos)
           << path << " refuses its documented parameter " << p["name"] << ": " << r.body;
     }

@@ -377,7 +377,8 @@ TEST_F(PgEventLogTest, OurOwnApplyIsReportedWithOurEpochAsOrigin) {
   std::vector<TaskInstance> tis;
   DagRun run = CreateRunOf(*dag, "r1", &tis);
   Changes changes;
-  ASSERT_TRUE(store_->Subscribe(changes.Callback()).ok());
+  auto subscription = store_->Subscribe(changes.Callback());
+  ASSERT_TRUE(subscription.ok());
   scheduler::Transition t;
   t.runs.push_back(test::RunChange(RunKind::kStart, run, RunState::kRunning, kT0));
   t.task_instances.push_back(test::Queue(tis[0], epoch));
@@ -387,7 +388,7 @@ TEST_F(PgEventLogTest, OurOwnApplyIsReportedWithOurEpochAsOrigin) {
   EXPECT_EQ(origin, epoch);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(changes.Pending(), 0u);  // one commit, one notification
-  store_->Unsubscribe();
+  store_->Unsubscribe(*subscription);
   SqlSession(db_.url()).Exec("UPDATE task_instance SET state = 'removed' WHERE task_id = 'load'");
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(changes.Pending(), 0u);

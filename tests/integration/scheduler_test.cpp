@@ -45,7 +45,7 @@ class FaultyStore final : public testing::ForwardingStateStore {
     if (database_down) return Status::Unavailable("injected: database down");
     return inner_.AcquireSchedulerLock();
   }
-  Status Subscribe(ChangeCallback on_change) override {
+  StatusOr<SubscriptionId> Subscribe(ChangeCallback on_change) override {
     return inner_.Subscribe([this, on_change](std::optional<int64_t> origin) {
       if (!drop_notifications) on_change(origin);
     });

@@ -97,11 +97,17 @@ class ForwardingStateStore : public scheduler::StateStore {
                                                  int64_t skip_origin) override {
     return inner_.ReadOtherEvents(after_seq, limit, skip_origin);
   }
+  StatusOr<scheduler::EventPage> ReadEventsMatching(int64_t after_seq, int limit,
+                                                    const scheduler::EventFilter& filter,
+                                                    int64_t scan_window) override {
+    return inner_.ReadEventsMatching(after_seq, limit, filter, scan_window);
+  }
   StatusOr<int64_t> LatestEventSeq() override { return inner_.LatestEventSeq(); }
-  Status Subscribe(ChangeCallback on_change) override {
+  StatusOr<scheduler::EventBounds> ReadEventBounds() override { return inner_.ReadEventBounds(); }
+  StatusOr<SubscriptionId> Subscribe(ChangeCallback on_change) override {
     return inner_.Subscribe(std::move(on_change));
   }
-  void Unsubscribe() override { inner_.Unsubscribe(); }
+  void Unsubscribe(SubscriptionId id) override { inner_.Unsubscribe(id); }
 
  protected:
   scheduler::StateStore& inner_;

@@ -46,6 +46,18 @@ size_t Append(char* data, size_t size, size_t n, void* out) {
 
 }  // namespace
 
+std::vector<std::string> HeaderLines(const std::string& url,
+                                     const std::map<std::string, std::string>& headers) {
+  std::vector<std::string> lines;
+  for (const auto& [name, value] : headers) lines.push_back(name + ": " + value);
+  if (!HasAuthorization(headers)) {
+    if (const std::string token = DefaultBearer(url); !token.empty()) {
+      lines.push_back("Authorization: Bearer " + token);
+    }
+  }
+  return lines;
+}
+
 void SetDefaultBearer(const std::string& base_url, const std::string& token) {
   std::lock_guard lock(bearer_mu);
   if (token.empty()) {
@@ -63,13 +75,8 @@ HttpResponse HttpRequest(const std::string& method, const std::string& url, cons
   HttpResponse response;
   CURL* curl = curl_easy_init();
   curl_slist* list = nullptr;
-  for (const auto& [name, value] : headers) {
-    list = curl_slist_append(list, (name + ": " + value).c_str());
-  }
-  if (!HasAuthorization(headers)) {
-    if (const std::string token = DefaultBearer(url); !token.empty()) {
-      list = curl_slist_append(list, ("Authorization: Bearer " + token).c_str());
-    }
+  for (const std::string& line : HeaderLines(url, headers)) {
+    list = curl_slist_append(list, line.c_str());
   }
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");

@@ -3,6 +3,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 namespace dagd::testing {
 
@@ -20,6 +21,10 @@ struct HttpResponse {
 void SetDefaultBearer(const std::string& base_url, const std::string& token);
 // The default bearer token of requests to `url` ("" when none), for raw requests.
 std::string DefaultBearer(const std::string& url);
+// The header lines ("Name: value") a request to `url` sends: `headers`, plus the default bearer
+// unless they carry an Authorization header of their own. For clients other than HttpRequest.
+std::vector<std::string> HeaderLines(const std::string& url,
+                                     const std::map<std::string, std::string>& headers);
 
 
 // Per-request transport settings.

@@ -101,6 +101,17 @@ class FakeService : public scheduler::Service {
                                          int) override {
     return Status::NotFound("no log");
   }
+  StatusOr<scheduler::EventBounds> EventLogBounds() override { return scheduler::EventBounds{}; }
+  StatusOr<scheduler::EventPage> ReadEvents(int64_t, int, const scheduler::EventFilter&) override {
+    return scheduler::EventPage{};
+  }
+  std::unique_ptr<scheduler::ChangeWatch> WatchChanges(std::function<void()>) override {
+    return std::make_unique<scheduler::ChangeWatch>();
+  }
+  StatusOr<nlohmann::json> ReturnValue(const std::string&, const std::string&,
+                                       const std::string&) override {
+    return Status::NotFound("no task instance");
+  }
 
   std::chrono::milliseconds health_delay{0};
   std::chrono::milliseconds list_delay{0};

@@ -185,6 +185,18 @@ class FakeService : public scheduler::Service {
     if (try_number != 1) return Status::NotFound("no log for try " + std::to_string(try_number));
     return scheduler::LogReader(log_note, std::make_unique<std::istringstream>(log), log.size());
   }
+  // The event stream's handlers are tested in event_stream_test.cpp.
+  StatusOr<scheduler::EventBounds> EventLogBounds() override { return scheduler::EventBounds{}; }
+  StatusOr<scheduler::EventPage> ReadEvents(int64_t, int, const scheduler::EventFilter&) override {
+    return scheduler::EventPage{};
+  }
+  std::unique_ptr<scheduler::ChangeWatch> WatchChanges(std::function<void()>) override {
+    return std::make_unique<scheduler::ChangeWatch>();
+  }
+  StatusOr<nlohmann::json> ReturnValue(const std::string&, const std::string&,
+                                       const std::string&) override {
+    return nlohmann::json(nullptr);
+  }
 
   scheduler::DagDetails details;
   DagRun run;
@@ -1121,6 +1133,8 @@ const std::vector<std::pair<std::string, std::string>> kProtected = {
     {"GET", "/api/v2/config"},
     {"GET", "/api/v2/plugins"},
     {"GET", "/api/v2/providers"},
+    {"GET", "/api/v2/events"},
+    {"GET", kRun + "/wait"},
 };
 
 bool SaysBearer(const Response& r) {

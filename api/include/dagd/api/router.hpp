@@ -39,6 +39,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -108,6 +109,15 @@ struct Response {
   std::shared_ptr<LiveBody> live;
 };
 
+// The event stream and the wait for a run (GET /api/v2/events, .../dagRuns/{id}/wait).
+struct StreamOptions {
+  int page_size = 500;  // events read and formatted at a time: a stream's memory
+  // A stream that falls further behind the newest event than this (counting the events
+  // committed since it connected) gets a final error line and is closed.
+  int64_t max_lag = 10000;
+  std::chrono::milliseconds heartbeat{15000};  // sent after this long without an event
+};
+
 // One setting shown by GET /api/v2/config, in Airflow's section and key where one matches.
 struct ConfigOption {
   std::string section;
@@ -120,6 +130,7 @@ struct RouterOptions {
   // listen address or a DNS name the daemon is reached by; "*" accepts any host.
   std::vector<std::string> allowed_hosts;
   int max_page_limit = 100;  // Airflow's [api] maximum_page_limit
+  StreamOptions streams{};
   // Settings shown by GET /api/v2/config besides the API's own ([api] maximum_page_limit and
   // fallback_page_limit): nothing secret, and no path the API does not show already.
   std::vector<ConfigOption> config = {};

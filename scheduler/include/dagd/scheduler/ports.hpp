@@ -96,10 +96,25 @@ struct EventRecord {
   Json payload = Json::object();
 };
 
-// A page of the event log read for one reader (StateStore::ReadOtherEvents).
+// A page of the event log read for one reader (StateStore::ReadOtherEvents, ReadEventsMatching).
 struct EventPage {
   std::vector<EventRecord> events;
   int64_t last_seq = 0;  // the highest seq covered; resume after it
+  int64_t head = 0;      // the latest committed seq when the page was read
+};
+
+// Which events a reader wants; an empty field matches every value.
+struct EventFilter {
+  std::string dag_id;
+  std::string run_id;
+  std::string task_id;  // set: task_instance events of that task only
+};
+
+// The stored part of the event log: events oldest..latest are readable. oldest is latest + 1
+// when none is stored (none written yet, or all removed).
+struct EventBounds {
+  int64_t oldest = 1;
+  int64_t latest = 0;
 };
 
 // A run with all its task instances.
@@ -189,16 +204,28 @@ class StateStore {
   // reader resumes after it.
   virtual StatusOr<EventPage> ReadOtherEvents(int64_t after_seq, int limit,
                                               int64_t skip_origin) = 0;
+  // Up to `limit` events with seq > after_seq that match `filter`, in seq order, with the
+  // highest seq the read covered (`last_seq`, matching or not: resume after it) and the head.
+  // A read without both dag_id and run_id (which use the run's index) covers at most
+  // `scan_window` seqs, so that its cost is bounded however rarely the filter matches.
+  virtual StatusOr<EventPage> ReadEventsMatching(int64_t after_seq, int limit,
+                                                 const EventFilter& filter,
+                                                 int64_t scan_window) = 0;
   // The seq of the latest committed event; 0 when there is none.
   virtual StatusOr<int64_t> LatestEventSeq() = 0;
+  virtual StatusOr<EventBounds> ReadEventBounds() = 0;
   // Calls on_change(origin) from a background thread after every commit that changed runs or
   // task instances (origin: the writer's epoch, none for other writers), and on_change(nullopt)
   // after a lost listening connection is restored (changes may have been missed: catch up).
-  // Calls may be coalesced. One subscription per store; Subscribe replaces it. Unsubscribe (and
-  // the destructor) returns once no call is in progress; on_change must not call either.
+  // Calls may be coalesced. Several subscriptions may be held at once (the scheduler's, the
+  // event hub's); each gets every call, one after the other on the same thread, so on_change
+  // must return quickly. Subscribe returns the id to unsubscribe with. Unsubscribe (and the
+  // destructor) returns once no call of that subscription is in progress; on_change must not
+  // call either.
   using ChangeCallback = std::function<void(std::optional<int64_t> origin)>;
-  virtual Status Subscribe(ChangeCallback on_change) = 0;
-  virtual void Unsubscribe() = 0;
+  using SubscriptionId = uint64_t;
+  virtual StatusOr<SubscriptionId> Subscribe(ChangeCallback on_change) = 0;
+  virtual void Unsubscribe(SubscriptionId id) = 0;
 };
 
 // Everything an operator needs to run one try.

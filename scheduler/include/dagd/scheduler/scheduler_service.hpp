@@ -1,9 +1,14 @@
 // The Service the API uses, on top of the store and the scheduling loop. Reads go to the store;
 // writes go to the store and then wake the loop, so a triggered run starts within milliseconds.
+// Change watchers (WatchChanges) share one EventHub, started with the first watcher and stopped
+// when the service is destroyed.
 #pragma once
 
 #include <filesystem>
+#include <memory>
+#include <mutex>
 
+#include "dagd/scheduler/event_hub.hpp"
 #include "dagd/scheduler/scheduler.hpp"
 #include "dagd/scheduler/service.hpp"
 
@@ -18,6 +23,9 @@ struct ServiceOptions {
   // Trigger refuses a run conf whose JSON is larger (invalid_argument): the conf is stored with
   // the run, read with it by the scheduler and every listing, and rendered into its tasks.
   size_t max_conf_bytes = 64 << 10;
+  // ReadEvents with a filter other than a run (dag_id and dag_run_id) scans at most this many
+  // seqs per call, so that one call's cost is bounded however rarely the filter matches.
+  int64_t event_scan_window = 20000;
 };
 
 class SchedulerService final : public Service {
@@ -44,12 +52,21 @@ class SchedulerService final : public Service {
                                            const std::string& task_id) override;
   StatusOr<LogReader> OpenLog(const std::string& dag_id, const std::string& run_id,
                               const std::string& task_id, int try_number) override;
+  StatusOr<EventBounds> EventLogBounds() override;
+  StatusOr<EventPage> ReadEvents(int64_t after_seq, int limit, const EventFilter& filter) override;
+  std::unique_ptr<ChangeWatch> WatchChanges(std::function<void()> wake) override;
+  StatusOr<Json> ReturnValue(const std::string& dag_id, const std::string& run_id,
+                             const std::string& task_id) override;
+
+  size_t WatcherCount() const { return hub_.WatcherCount(); }
 
  private:
   ServiceOptions options_;
   StateStore& store_;
   Scheduler& scheduler_;
   const Clock& clock_;
+  EventHub hub_;
+  std::once_flag hub_started_;
 };
 
 }  // namespace dagd::scheduler

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 #include <istream>
 #include <memory>
 #include <optional>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "dagd/scheduler/dag.hpp"
+#include "dagd/scheduler/ports.hpp"
 #include "dagd/scheduler/records.hpp"
 #include "dagd/scheduler/status.hpp"
 
@@ -84,6 +86,12 @@ class LogReader {
   bool ends_line_ = true;  // whether the bytes served so far end with a newline
 };
 
+// A registration for change notifications (Service::WatchChanges); destroying it unregisters.
+class ChangeWatch {
+ public:
+  virtual ~ChangeWatch() = default;
+};
+
 class Service {
  public:
   virtual ~Service() = default;
@@ -121,6 +129,21 @@ class Service {
   // regular file.
   virtual StatusOr<LogReader> OpenLog(const std::string& dag_id, const std::string& run_id,
                                       const std::string& task_id, int try_number) = 0;
+
+  // --- The event log (the event stream, waiting for a run) ---
+  // Which seqs can be read now (EventBounds).
+  virtual StatusOr<EventBounds> EventLogBounds() = 0;
+  // Up to `limit` events after `after_seq` that match `filter`, in commit order; resume after
+  // the page's last_seq (StateStore::ReadEventsMatching). One page per call, whatever the
+  // backlog.
+  virtual StatusOr<EventPage> ReadEvents(int64_t after_seq, int limit,
+                                         const EventFilter& filter) = 0;
+  // Calls `wake` from another thread after commits that changed runs or task instances
+  // (coalesced), until the returned watch is destroyed; see EventHub for what `wake` may do.
+  virtual std::unique_ptr<ChangeWatch> WatchChanges(std::function<void()> wake) = 0;
+  // The task instance's return_value XCom; null when it pushed none. not_found for unknown ids.
+  virtual StatusOr<Json> ReturnValue(const std::string& dag_id, const std::string& run_id,
+                                     const std::string& task_id) = 0;
 };
 
 }  // namespace dagd::scheduler

@@ -123,11 +123,18 @@ class PgStateStore final : public scheduler::StateStore {
   // everything up to the counter.
   StatusOr<scheduler::EventPage> ReadOtherEvents(int64_t after_seq, int limit,
                                                  int64_t skip_origin) override;
+  // The same snapshot rule as ReadOtherEvents. A filter on dag_id and run_id reads the run's
+  // events by index (event_run_idx); other filters scan the seq range (at most scan_window).
+  StatusOr<scheduler::EventPage> ReadEventsMatching(int64_t after_seq, int limit,
+                                                    const scheduler::EventFilter& filter,
+                                                    int64_t scan_window) override;
   StatusOr<int64_t> LatestEventSeq() override;
-  // Connects the listener before returning (unavailable when it cannot), so every commit after
-  // Subscribe returns is reported.
-  Status Subscribe(ChangeCallback on_change) override;
-  void Unsubscribe() override;
+  StatusOr<scheduler::EventBounds> ReadEventBounds() override;
+  // One listening connection serves every subscription: the first Subscribe connects it
+  // (unavailable when it cannot), so every commit after Subscribe returns is reported; the
+  // last Unsubscribe closes it.
+  StatusOr<SubscriptionId> Subscribe(ChangeCallback on_change) override;
+  void Unsubscribe(SubscriptionId id) override;
 
  private:
   struct SchedulerLock;
@@ -143,8 +150,11 @@ class PgStateStore final : public scheduler::StateStore {
   std::unique_ptr<pg::Pool> pool_;
   std::unique_ptr<pg::GroupCommit<NewRun, scheduler::DagRun>> run_commits_;
   std::unique_ptr<SchedulerLock> scheduler_lock_;
-  std::unique_ptr<Listener> listener_;  // guarded by listener_mu_
+  // Guards listener_ (created by the first Subscribe, destroyed by the last Unsubscribe) and
+  // next_subscription_; held while the listener connects.
   std::mutex listener_mu_;
+  std::unique_ptr<Listener> listener_;
+  SubscriptionId next_subscription_ = 1;
 };
 
 }  // namespace dagd::storage

@@ -19,6 +19,7 @@
 #include "dagd/scheduler/dag_parser.hpp"
 #include "dagd/scheduler/token_authenticator.hpp"
 #include "fake_authenticator.hpp"
+#include "stub_service.hpp"
 
 namespace {
 
@@ -30,7 +31,7 @@ constexpr std::string_view kDag = R"({"dag_id": "etl", "tags": ["etl"], "params"
   "tasks": [{"task_id": "extract", "operator": "bash", "bash_command": "echo {{ ds }}"},
             {"task_id": "load", "operator": "empty", "upstream": ["extract"]}]})";
 
-class ServiceForFuzzing : public Service {
+class ServiceForFuzzing : public dagd::testing::StubService {
  public:
   ServiceForFuzzing() {
     details_.dag = ParseDag(kDag, ParseOptions{}).dag;
@@ -57,17 +58,6 @@ class ServiceForFuzzing : public Service {
   }
   StatusOr<DagDetails> GetDag(const std::string& dag_id) override { return Known(dag_id); }
   StatusOr<DagDetails> SetPaused(const std::string& dag_id, bool) override { return Known(dag_id); }
-  StatusOr<scheduler::Listing<scheduler::DagVersionRecord>> ListDagVersions(
-      const scheduler::DagVersionQuery&) override {
-    return scheduler::Listing<scheduler::DagVersionRecord>{};
-  }
-  StatusOr<scheduler::DagVersionRecord> GetDagVersion(const std::string&, int) override {
-    return Status::NotFound("no version");
-  }
-  StatusOr<std::vector<scheduler::DagRunStats>> CountRunsByState(
-      const std::vector<std::string>&) override {
-    return std::vector<scheduler::DagRunStats>{};
-  }
   StatusOr<Listing<ImportError>> ListImportErrors(const Page&) override {
     return Listing<ImportError>{{ImportError{1, "/dags/bad.json", "bad\n", TimePoint{}}}, 1};
   }

@@ -8,6 +8,7 @@
 #include "dagd/api/router.hpp"
 #include "dagd/scheduler/time.hpp"
 #include "fake_authenticator.hpp"
+#include "stub_service.hpp"
 
 namespace dagd::api {
 namespace {
@@ -26,7 +27,7 @@ class FakeWatch final : public scheduler::ChangeWatch {
 };
 
 // Runs etl/r1 (running) and etl/r2 (success); an event log of what happened to them.
-class FakeService final : public scheduler::Service {
+class FakeService final : public dagd::testing::StubService {
  public:
   FakeService() {
     run.dag_id = "etl";
@@ -50,38 +51,9 @@ class FakeService final : public scheduler::Service {
     for (auto& w : wakes) w();
   }
 
-  scheduler::HealthReport Health() override { return {}; }
-  StatusOr<scheduler::Listing<scheduler::DagRecord>> ListDags(const scheduler::DagQuery&) override {
-    return scheduler::Listing<scheduler::DagRecord>{};
-  }
   StatusOr<scheduler::DagDetails> GetDag(const std::string& id) override {
     if (id != "etl") return Status::NotFound("DAG with dag_id: '" + id + "' not found");
     return scheduler::DagDetails{};
-  }
-  StatusOr<scheduler::DagDetails> SetPaused(const std::string&, bool) override {
-    return Status::NotFound("no");
-  }
-  StatusOr<scheduler::Listing<scheduler::DagVersionRecord>> ListDagVersions(
-      const scheduler::DagVersionQuery&) override {
-    return scheduler::Listing<scheduler::DagVersionRecord>{};
-  }
-  StatusOr<scheduler::DagVersionRecord> GetDagVersion(const std::string&, int) override {
-    return Status::NotFound("no version");
-  }
-  StatusOr<std::vector<scheduler::DagRunStats>> CountRunsByState(
-      const std::vector<std::string>&) override {
-    return std::vector<scheduler::DagRunStats>{};
-  }
-  StatusOr<scheduler::Listing<scheduler::ImportError>> ListImportErrors(
-      const scheduler::Page&) override {
-    return scheduler::Listing<scheduler::ImportError>{};
-  }
-  StatusOr<scheduler::DagRun> Trigger(const std::string&,
-                                      const scheduler::TriggerRequest&) override {
-    return Status::NotFound("no");
-  }
-  StatusOr<scheduler::Listing<scheduler::DagRun>> ListRuns(const scheduler::RunQuery&) override {
-    return scheduler::Listing<scheduler::DagRun>{};
   }
   StatusOr<scheduler::DagRun> GetRun(const std::string& dag_id,
                                      const std::string& run_id) override {
@@ -95,10 +67,6 @@ class FakeService final : public scheduler::Service {
     return Status::NotFound("The DagRun with dag_id: '" + dag_id + "' and run_id: '" + run_id +
                             "' was not found");
   }
-  StatusOr<scheduler::Listing<scheduler::TaskInstance>> ListTaskInstances(
-      const scheduler::TaskInstanceQuery&) override {
-    return scheduler::Listing<scheduler::TaskInstance>{};
-  }
   StatusOr<scheduler::TaskInstance> GetTaskInstance(const std::string& dag_id,
                                                     const std::string& run_id,
                                                     const std::string& task_id) override {
@@ -106,14 +74,6 @@ class FakeService final : public scheduler::Service {
       return Status::NotFound("The Task Instance with task_id: '" + task_id + "' was not found");
     }
     return scheduler::TaskInstance{};
-  }
-  StatusOr<std::vector<scheduler::TaskTry>> ListTries(const std::string&, const std::string&,
-                                                      const std::string&) override {
-    return Status::NotFound("no");
-  }
-  StatusOr<scheduler::LogReader> OpenLog(const std::string&, const std::string&,
-                                         const std::string&, int) override {
-    return Status::NotFound("no");
   }
   StatusOr<scheduler::EventBounds> EventLogBounds() override {
     return scheduler::EventBounds{removed + 1, head()};

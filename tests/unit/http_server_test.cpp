@@ -29,6 +29,7 @@
 #include "fake_authenticator.hpp"
 #include "http_client.hpp"
 #include "self_signed.hpp"
+#include "stub_service.hpp"
 #include "temp_dir.hpp"
 
 namespace dagd::api {
@@ -40,7 +41,7 @@ using testing::HttpPostJson;
 using testing::HttpRequest;
 
 // Just enough service for HTTP tests: triggers succeed, Health can be made slow.
-class FakeService : public scheduler::Service {
+class FakeService : public testing::StubService {
  public:
   scheduler::HealthReport Health() override {
     std::this_thread::sleep_for(health_delay);
@@ -50,27 +51,6 @@ class FakeService : public scheduler::Service {
     std::this_thread::sleep_for(list_delay);
     return scheduler::Listing<scheduler::DagRecord>{};
   }
-  StatusOr<scheduler::DagDetails> GetDag(const std::string& id) override {
-    return Status::NotFound("DAG '" + id + "' not found");
-  }
-  StatusOr<scheduler::DagDetails> SetPaused(const std::string& id, bool) override {
-    return Status::NotFound("DAG '" + id + "' not found");
-  }
-  StatusOr<scheduler::Listing<scheduler::DagVersionRecord>> ListDagVersions(
-      const scheduler::DagVersionQuery&) override {
-    return scheduler::Listing<scheduler::DagVersionRecord>{};
-  }
-  StatusOr<scheduler::DagVersionRecord> GetDagVersion(const std::string&, int) override {
-    return Status::NotFound("no version");
-  }
-  StatusOr<std::vector<scheduler::DagRunStats>> CountRunsByState(
-      const std::vector<std::string>&) override {
-    return std::vector<scheduler::DagRunStats>{};
-  }
-  StatusOr<scheduler::Listing<scheduler::ImportError>> ListImportErrors(
-      const scheduler::Page&) override {
-    return scheduler::Listing<scheduler::ImportError>{};
-  }
   StatusOr<scheduler::DagRun> Trigger(const std::string& dag_id,
                                       const scheduler::TriggerRequest& request) override {
     scheduler::DagRun run;
@@ -78,39 +58,6 @@ class FakeService : public scheduler::Service {
     run.run_id = request.dag_run_id.value_or("manual__x");
     run.conf = request.conf;
     return run;
-  }
-  StatusOr<scheduler::Listing<scheduler::DagRun>> ListRuns(const scheduler::RunQuery&) override {
-    return scheduler::Listing<scheduler::DagRun>{};
-  }
-  StatusOr<scheduler::DagRun> GetRun(const std::string&, const std::string&) override {
-    return Status::NotFound("no run");
-  }
-  StatusOr<scheduler::Listing<scheduler::TaskInstance>> ListTaskInstances(
-      const scheduler::TaskInstanceQuery&) override {
-    return scheduler::Listing<scheduler::TaskInstance>{};
-  }
-  StatusOr<scheduler::TaskInstance> GetTaskInstance(const std::string&, const std::string&,
-                                                    const std::string&) override {
-    return Status::NotFound("no task instance");
-  }
-  StatusOr<std::vector<scheduler::TaskTry>> ListTries(const std::string&, const std::string&,
-                                                      const std::string&) override {
-    return Status::NotFound("no task instance");
-  }
-  StatusOr<scheduler::LogReader> OpenLog(const std::string&, const std::string&, const std::string&,
-                                         int) override {
-    return Status::NotFound("no log");
-  }
-  StatusOr<scheduler::EventBounds> EventLogBounds() override { return scheduler::EventBounds{}; }
-  StatusOr<scheduler::EventPage> ReadEvents(int64_t, int, const scheduler::EventFilter&) override {
-    return scheduler::EventPage{};
-  }
-  std::unique_ptr<scheduler::ChangeWatch> WatchChanges(std::function<void()>) override {
-    return std::make_unique<scheduler::ChangeWatch>();
-  }
-  StatusOr<nlohmann::json> ReturnValue(const std::string&, const std::string&,
-                                       const std::string&) override {
-    return Status::NotFound("no task instance");
   }
 
   std::chrono::milliseconds health_delay{0};

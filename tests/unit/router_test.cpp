@@ -11,6 +11,7 @@
 
 #include "dagd/scheduler/time.hpp"
 #include "fake_authenticator.hpp"
+#include "stub_service.hpp"
 
 namespace dagd::api {
 namespace {
@@ -25,7 +26,7 @@ using Json = nlohmann::json;
 TimePoint At(const char* text) { return *ParseRfc3339(text); }
 
 // An in-memory Service that records the last query of each kind.
-class FakeService : public scheduler::Service {
+class FakeService : public dagd::testing::StubService {
  public:
   FakeService() {
     auto dag = std::make_shared<scheduler::Dag>();
@@ -185,18 +186,7 @@ class FakeService : public scheduler::Service {
     if (try_number != 1) return Status::NotFound("no log for try " + std::to_string(try_number));
     return scheduler::LogReader(log_note, std::make_unique<std::istringstream>(log), log.size());
   }
-  // The event stream's handlers are tested in event_stream_test.cpp.
-  StatusOr<scheduler::EventBounds> EventLogBounds() override { return scheduler::EventBounds{}; }
-  StatusOr<scheduler::EventPage> ReadEvents(int64_t, int, const scheduler::EventFilter&) override {
-    return scheduler::EventPage{};
-  }
-  std::unique_ptr<scheduler::ChangeWatch> WatchChanges(std::function<void()>) override {
-    return std::make_unique<scheduler::ChangeWatch>();
-  }
-  StatusOr<nlohmann::json> ReturnValue(const std::string&, const std::string&,
-                                       const std::string&) override {
-    return nlohmann::json(nullptr);
-  }
+  // The event stream's handlers are tested in event_stream_test.cpp (StubService: no events).
 
   scheduler::DagDetails details;
   DagRun run;

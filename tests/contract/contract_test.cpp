@@ -254,6 +254,13 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
     EXPECT_EQ(r.status, 422) << path << " ignores an undocumented parameter: " << r.body;
   }
 
+  // The validator's packages come from the npm registry (contract.install); a machine that
+  // cannot reach it has run every check above, and says plainly that the schema checks did not.
+  if (!std::filesystem::exists(std::string(DAGD_CONTRACT_NODE_DIR) + "/node_modules/.dagd-lock")) {
+    GTEST_SKIP() << "the OpenAPI validator is not installed (contract.install could not reach "
+                    "the npm registry): responses were not checked against the schemas";
+  }
+
   // The document the daemon serves is the checked-in one, which the validator reads.
   TempDir out;
   out.Write("dagd-openapi.json", served.dump());

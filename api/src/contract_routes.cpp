@@ -173,6 +173,7 @@ Response TaskInstanceListing(Service& service, const scheduler::TaskInstanceQuer
                              RunCache& runs) {
   auto listing = service.ListTaskInstances(q);
   if (!listing.ok()) return ErrorResponse(listing.status());
+  runs.Prefetch(listing->items);
   Json tis = Json::array();
   for (const auto& ti : listing->items) {
     tis.push_back(TaskInstanceToJson(ti, runs.Get(ti.dag_id, ti.run_id)));

@@ -1236,6 +1236,7 @@ StatusOr<Listing<DagRun>> PgStateStore::ListRuns(const scheduler::RunQuery& quer
   std::vector<std::string> where;
   if (!IsAll(query.dag_id)) where.push_back("dag_run.dag_id = " + params.Add(query.dag_id));
   AddAnyOf("dag_run.dag_id", query.dag_ids, params, where);
+  AddAnyOf("dag_run.run_id", query.run_ids, params, where);
   AddAnyOf("dag_run.version_number", query.version_numbers, params, where);
   AddPattern("dag_run.dag_id", query.dag_id_pattern, params, where);
   AddPattern("dag_run.run_id", query.run_id_pattern, params, where);

@@ -364,6 +364,9 @@ TEST_F(PgStateStoreTest, ListRunsFiltersPagesAndOrders) {
   EXPECT_EQ(store_->ListRuns(q)->total_entries, 6);
   q.dag_id = "";
   EXPECT_EQ(store_->ListRuns(q)->total_entries, 6);
+  q.run_ids = {"run_1", "x", "nope"};
+  EXPECT_EQ(store_->ListRuns(q)->total_entries, 2);
+  q.run_ids = {};
 
   q.dag_id = "etl";
   q.states = {RunState::kSuccess};

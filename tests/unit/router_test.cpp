@@ -1025,6 +1025,9 @@ TEST_F(RouterTest, BatchTaskInstanceListingReadsItsBody) {
   const auto& q = service_.last_ti_query;
   EXPECT_EQ(q.run_ids, std::vector<std::string>{"r1"});
   EXPECT_EQ(q.pools, std::vector<std::string>{"default_pool"});
+  // The page's runs (for logical_date and run_after) are read in one listing, not one by one.
+  EXPECT_EQ(service_.last_run_query.run_ids, std::vector<std::string>{service_.run.run_id});
+  EXPECT_EQ(service_.last_run_query.dag_ids, std::vector<std::string>{service_.run.dag_id});
   EXPECT_EQ(
       Call("POST", "/api/v2/dags/~/dagRuns/~/taskInstances/list", R"({"queue":["x"]})").status,
       422);

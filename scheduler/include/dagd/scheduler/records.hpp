@@ -175,6 +175,7 @@ struct RunQuery {
   Page page;
   std::string dag_id;                // "~" or empty = all
   std::vector<std::string> dag_ids;  // any of; empty = all
+  std::vector<std::string> run_ids;  // any of; empty = all
   std::vector<RunState> states;
   std::vector<RunType> run_types;
   std::vector<int> version_numbers;  // any of; empty = all

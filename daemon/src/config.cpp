@@ -10,6 +10,7 @@
 
 #include "dagd/api/http_server.hpp"
 #include "dagd/executors/system_account.hpp"
+#include "dagd/scheduler/time.hpp"
 
 namespace dagd::daemon {
 namespace {
@@ -210,6 +211,17 @@ Invocation ParseCommandLine(int argc, char** argv) {
       ->envname("DAGD_API_IDLE_TIMEOUT")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
+  app.add_option("--max-live-streams", c.max_live_streams,
+                 "Event streams, run waits and log follows served at once; more are answered 503")
+      ->envname("DAGD_MAX_LIVE_STREAMS")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  std::string event_retention = "7d";
+  app.add_option("--event-retention", event_retention,
+                 "How long the event log keeps events (e.g. 7d, 12h, 30m) or never; a stream "
+                 "resuming before the oldest kept event is told so (410)")
+      ->envname("DAGD_EVENT_RETENTION")
+      ->capture_default_str();
   app.add_option("--tls-cert", c.tls_cert_file,
                  "PEM certificate (chain) file: serve HTTPS only, with --tls-key; SIGHUP re-reads "
                  "both")
@@ -286,6 +298,18 @@ Invocation ParseCommandLine(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     inv.command = Command::kExit;
     inv.exit_code = app.exit(e);
+    return inv;
+  }
+  if (event_retention == "never") {
+    c.event_retention.reset();
+  } else if (auto keep = scheduler::ParseDurationText(event_retention);
+             keep && *keep >= std::chrono::seconds(1)) {
+    c.event_retention = std::chrono::duration_cast<std::chrono::seconds>(*keep);
+  } else {
+    std::cerr << "dagd: --event-retention '" << event_retention
+              << "' is not a duration of at least 1s (such as 7d, 12h or 30m) nor 'never'\n";
+    inv.command = Command::kExit;
+    inv.exit_code = 2;
     return inv;
   }
   if (!ParseListen(listen, c.listen_host, c.listen_port)) {

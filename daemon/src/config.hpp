@@ -34,6 +34,9 @@ struct Config {
   int api_max_connections = 1024;
   std::chrono::seconds api_request_timeout{30};  // longest wait for a handler before 503
   std::chrono::seconds api_idle_timeout{30};     // keep-alive connections idle longer are closed
+  int max_live_streams = 256;  // event streams, waits and log follows open at once
+  // Events older than this are removed from the event log; nullopt keeps them all.
+  std::optional<std::chrono::seconds> event_retention = std::chrono::hours(24 * 7);
   // The HS256 key of the API's JWTs, from DAGD_JWT_SECRET (never a flag: argv is public), which
   // is removed from the environment once read so that no child process inherits it. Unset: the
   // key in <state_dir>/jwt.key (jwt_key.hpp).

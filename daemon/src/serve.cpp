@@ -17,6 +17,7 @@
 #include "dagd/executors/job_registry.hpp"
 #include "dagd/executors/thread_pool_executor.hpp"
 #include "dagd/scheduler/dag_sync.hpp"
+#include "dagd/scheduler/event_retention.hpp"
 #include "dagd/scheduler/scheduler.hpp"
 #include "dagd/scheduler/scheduler_service.hpp"
 #include "dagd/scheduler/token_authenticator.hpp"
@@ -228,12 +229,21 @@ int Serve(const Config& config) {
   server_options.idle_timeout = config.api_idle_timeout;
   server_options.tls_cert_file = config.tls_cert_file;
   server_options.tls_key_file = config.tls_key_file;
+  server_options.max_live_streams = static_cast<size_t>(config.max_live_streams);
   api::HttpServer server(server_options, router);
   // The port first: a daemon that cannot serve stops before it has touched any run.
   if (Status s = server.Start(); !s.ok()) return Fail("cannot serve HTTP", s);
   if (Status s = sched.Start(); !s.ok()) {
     server.Stop();
     return Fail("scheduler did not start", s);
+  }
+  std::optional<scheduler::EventRetention> retention;
+  if (config.event_retention) {
+    scheduler::RetentionOptions retention_options;
+    retention_options.keep = *config.event_retention;
+    retention_options.interval = scheduler::EventRetention::IntervalFor(retention_options.keep);
+    retention.emplace(retention_options, **store, clock);
+    retention->Start();
   }
   if (!IsLoopback(config.listen_host) && config.tls_cert_file.empty()) {
     Log()->warn(

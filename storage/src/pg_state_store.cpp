@@ -1611,6 +1611,23 @@ StatusOr<scheduler::EventBounds> PgStateStore::ReadEventBounds() {
   });
 }
 
+StatusOr<int64_t> PgStateStore::PruneEvents(TimePoint before, int64_t max_events) {
+  if (max_events <= 0) return int64_t{0};
+  return pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> StatusOr<int64_t> {
+    // A prefix of the log, found within the next `max_events` seqs by the primary key: the
+    // removal stops at the first event young enough to keep, even if older ones follow it
+    // (`at` is the insert time, not quite commit order), so that the kept part has no gap.
+    const pqxx::result r = tx.exec_params(
+        "WITH lo AS (SELECT min(seq) AS seq FROM event), "
+        "stop AS (SELECT coalesce(min(e.seq), lo.seq + $2) AS seq FROM lo "
+        "  LEFT JOIN event e ON e.seq >= lo.seq AND e.seq < lo.seq + $2 AND e.at >= dagd_ts($1) "
+        "  GROUP BY lo.seq) "
+        "DELETE FROM event WHERE seq >= (SELECT seq FROM lo) AND seq < (SELECT seq FROM stop)",
+        Us(before).get<int64_t>(), max_events);
+    return static_cast<int64_t>(r.affected_rows());
+  });
+}
+
 StatusOr<int64_t> PgStateStore::LatestEventSeq() {
   // The counter commits with the events it numbered, so it never runs ahead of what is visible.
   return pool_->RunAutocommit([](pqxx::nontransaction& tx) -> StatusOr<int64_t> {

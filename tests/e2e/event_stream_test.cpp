@@ -132,6 +132,58 @@ TEST(EventStream, BadRequestsGetAStatusAndASentence) {
   EXPECT_EQ(HttpGet(d.Url("/api/v2/dags/example_chain/dagRuns/nope/wait")).status, 404);
 }
 
+TEST(EventStream, EventsOlderThanTheRetentionAreRemovedAndAResumeBeforeThemIsTold410) {
+  TempDir dags;
+  WriteSlowDag(dags);
+  Daemon d(dags.path().string(), {"--event-retention", "2s"});
+  d.Start();
+  Trigger(d, "slow", "old");
+  HttpStream done(d.Url("/api/v2/events?since=0&dag_id=slow&dag_run_id=old&until=terminal"));
+  ASSERT_TRUE(done.WaitEnd(30s)) << done.body();
+  // The run's events are pruned by the daemon itself once they are 2 s old (passes every 1 s).
+  HttpResponse gone;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  do {
+    std::this_thread::sleep_for(200ms);
+    // Ends at once while the events are there (the run is over); 410 once they are not.
+    gone = HttpGet(d.Url("/api/v2/events?since=0&dag_id=slow&dag_run_id=old&until=terminal"));
+  } while (gone.status != 410 && std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(gone.status, 410) << gone.body << d.process->Log();
+  const Json body = Json::parse(gone.body);
+  const int64_t oldest = body["oldest_available"].get<int64_t>();
+  EXPECT_GT(oldest, 1);
+  // Resuming from just before the oldest kept seq is fine: nothing was lost to that reader.
+  HttpStream from(d.Url("/api/v2/events?since=" + std::to_string(oldest - 1)));
+  EXPECT_EQ(from.WaitStatus(10s), 200) << from.body();
+}
+
+TEST(EventStream, ARetentionThatIsNotADurationStopsTheDaemonWithASentence) {
+  for (const std::string bad : {"0s", "soon", "-1d"}) {
+    CliResult r = RunDagd({"--event-retention", bad}, "", 10s);
+    EXPECT_EQ(r.exit_code, 2) << bad;
+    EXPECT_NE(r.err.find("--event-retention '" + bad + "' is not a duration"), std::string::npos)
+        << r.err;
+  }
+}
+
+TEST(EventStream, LiveStreamsBeyondTheCapAreAnswered503) {
+  Daemon d(ExampleDags(), {"--max-live-streams", "1"});
+  d.Start();
+  HttpStream first(d.Url("/api/v2/events"));
+  ASSERT_EQ(first.WaitStatus(10s), 200) << first.error();
+  HttpResponse second = HttpGet(d.Url("/api/v2/events"));
+  EXPECT_EQ(second.status, 503) << second.body;
+  first.Disconnect();
+  // The slot is given back when the first client leaves.
+  long status = 0;
+  for (int i = 0; i < 50 && status != 200; ++i) {
+    HttpStream again(d.Url("/api/v2/events"));
+    status = again.WaitStatus(5s);
+    if (status != 200) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(status, 200);
+}
+
 TEST(Wait, AnswersTheStateUntilTheRunEndsThenTheFinalStateWithResults) {
   TempDir dags;
   WriteSlowDag(dags);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dagd/scheduler/event_hub.hpp"
+#include "dagd/scheduler/event_retention.hpp"
 #include "pg_store_fixture.hpp"
 
 namespace dagd::storage {
@@ -117,7 +118,7 @@ TEST_F(EventStreamStoreTest, BoundsNameTheOldestKeptAndTheNewestEvent) {
   ASSERT_TRUE(bounds.ok());
   EXPECT_EQ(bounds->oldest, 1);
   EXPECT_EQ(bounds->latest, 7);
-  // Events removed (a retention that does not exist yet): the oldest kept moves.
+  // Events removed (as retention does): the oldest kept moves.
   SqlSession(db_.url()).Exec("DELETE FROM event WHERE seq <= 2");
   bounds = store_->ReadEventBounds();
   EXPECT_EQ(bounds->oldest, 3);
@@ -125,6 +126,62 @@ TEST_F(EventStreamStoreTest, BoundsNameTheOldestKeptAndTheNewestEvent) {
   bounds = store_->ReadEventBounds();
   EXPECT_EQ(bounds->oldest, 8);
   EXPECT_EQ(bounds->latest, 7);
+}
+
+// A fixed clock for the retention's cutoff.
+class FixedClock final : public scheduler::Clock {
+ public:
+  explicit FixedClock(scheduler::TimePoint now) : now_(now) {}
+  scheduler::TimePoint Now() const override { return now_; }
+
+ private:
+  scheduler::TimePoint now_;
+};
+
+TEST_F(EventStreamStoreTest, PruningRemovesOnlyTheOldestContiguousEventsRecordedBeforeTheCutoff) {
+  WriteHistory();  // seqs 1..7
+  SqlSession sql(db_.url());
+  // Ages in hours: 1, 2 and 4 are old; 3 is young, so 4 stays although it is old (a kept part
+  // with a hole would lose events that readers after 3 have not seen).
+  sql.Exec("UPDATE event SET at = now() - interval '10 hours' WHERE seq IN (1, 2, 4)");
+  const auto now = std::chrono::time_point_cast<std::chrono::microseconds>(
+      std::chrono::system_clock::now());
+  auto removed = store_->PruneEvents(now - std::chrono::hours(5), 1000);
+  ASSERT_TRUE(removed.ok()) << removed.status().ToString();
+  EXPECT_EQ(*removed, 2);
+  EXPECT_EQ(store_->ReadEventBounds()->oldest, 3);
+  EXPECT_EQ(store_->ReadEventBounds()->latest, 7);
+  // Nothing older than the cutoff at the head any more: nothing to do.
+  EXPECT_EQ(*store_->PruneEvents(now - std::chrono::hours(5), 1000), 0);
+  // A batch bound, and a cutoff in the future that takes everything, one batch at a time.
+  EXPECT_EQ(*store_->PruneEvents(now + std::chrono::hours(1), 2), 2);
+  EXPECT_EQ(store_->ReadEventBounds()->oldest, 5);
+  EXPECT_EQ(*store_->PruneEvents(now + std::chrono::hours(1), 1000), 3);
+  EXPECT_EQ(store_->ReadEventBounds()->oldest, 8);
+  EXPECT_EQ(*store_->PruneEvents(now + std::chrono::hours(1), 1000), 0);
+  // New events after a complete prune are numbered on: no seq is reused.
+  CreateRunOf(*MakeDag("etl"), "r3");
+  EXPECT_EQ(store_->ReadEventBounds()->oldest, 8);
+  EXPECT_EQ(store_->ReadEventBounds()->latest, 8);
+}
+
+TEST_F(EventStreamStoreTest, ARetentionPassRemovesEveryOldEventInBatches) {
+  WriteHistory();
+  SqlSession(db_.url()).Exec("UPDATE event SET at = now() - interval '2 days' WHERE seq <= 5");
+  FixedClock clock(std::chrono::time_point_cast<std::chrono::microseconds>(
+      std::chrono::system_clock::now()));
+  scheduler::RetentionOptions options;
+  options.keep = std::chrono::hours(24);
+  options.batch = 2;  // three statements: 2 + 2 + 1
+  scheduler::EventRetention retention(options, *store_, clock);
+  auto removed = retention.PruneOnce();
+  ASSERT_TRUE(removed.ok()) << removed.status().ToString();
+  EXPECT_EQ(*removed, 5);
+  EXPECT_EQ(store_->ReadEventBounds()->oldest, 6);
+  EXPECT_EQ(scheduler::EventRetention::IntervalFor(std::chrono::hours(24 * 7)),
+            std::chrono::minutes(10));
+  EXPECT_EQ(scheduler::EventRetention::IntervalFor(std::chrono::seconds(2)),
+            std::chrono::seconds(1));
 }
 
 // Counts calls; a test waits for a number of them.

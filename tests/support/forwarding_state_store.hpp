@@ -104,6 +104,9 @@ class ForwardingStateStore : public scheduler::StateStore {
   }
   StatusOr<int64_t> LatestEventSeq() override { return inner_.LatestEventSeq(); }
   StatusOr<scheduler::EventBounds> ReadEventBounds() override { return inner_.ReadEventBounds(); }
+  StatusOr<int64_t> PruneEvents(scheduler::TimePoint before, int64_t max_events) override {
+    return inner_.PruneEvents(before, max_events);
+  }
   StatusOr<SubscriptionId> Subscribe(ChangeCallback on_change) override {
     return inner_.Subscribe(std::move(on_change));
   }

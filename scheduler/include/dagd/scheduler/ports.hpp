@@ -214,6 +214,10 @@ class StateStore {
   // The seq of the latest committed event; 0 when there is none.
   virtual StatusOr<int64_t> LatestEventSeq() = 0;
   virtual StatusOr<EventBounds> ReadEventBounds() = 0;
+  // Event retention: removes up to `max_events` of the oldest events, stopping at the first one
+  // recorded at or after `before`, so that what stays is always a contiguous tail of the log
+  // (readers of a removed seq are told the oldest one kept). Returns how many were removed.
+  virtual StatusOr<int64_t> PruneEvents(TimePoint before, int64_t max_events) = 0;
   // Calls on_change(origin) from a background thread after every commit that changed runs or
   // task instances (origin: the writer's epoch, none for other writers), and on_change(nullopt)
   // after a lost listening connection is restored (changes may have been missed: catch up).

@@ -130,6 +130,7 @@ class PgStateStore final : public scheduler::StateStore {
                                                     int64_t scan_window) override;
   StatusOr<int64_t> LatestEventSeq() override;
   StatusOr<scheduler::EventBounds> ReadEventBounds() override;
+  StatusOr<int64_t> PruneEvents(scheduler::TimePoint before, int64_t max_events) override;
   // One listening connection serves every subscription: the first Subscribe connects it
   // (unavailable when it cannot), so every commit after Subscribe returns is reported; the
   // last Unsubscribe closes it.

@@ -90,6 +90,14 @@ std::optional<std::string> EventCursor::Poll(SteadyTime now) {
         break;
       }
       failing_since_.reset();
+      if (position_ < page->oldest - 1) {
+        // Retention removed events this reader has not had: say so rather than skip them.
+        out = Error("the events after " + std::to_string(position_) +
+                    " were removed by the event log's retention while this stream read them; "
+                    "the oldest kept is " + std::to_string(page->oldest));
+        ended_ = true;
+        break;
+      }
       // Only events committed after the stream opened count: a replay from an old position
       // is read at the client's pace.
       const int64_t lag = page->head - std::max(position_, start_.head);

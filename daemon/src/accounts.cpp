@@ -128,6 +128,16 @@ int RunUsers(scheduler::UserStore& store, const AccountCommand& a, const std::st
     }
     return 0;
   }
+  if (a.verb == "set-password") {
+    auto hash = scheduler::HashPassword(password);
+    if (!hash.ok()) return Fail(err, "cannot hash the password", hash.status());
+    if (Status s = store.SetPassword(a.name, *hash); !s.ok()) {
+      return Fail(err, "cannot set the password", s);
+    }
+    err << "user '" << a.name << "' has a new password (JWTs already issued to it stay valid "
+        << "until they expire)\n";
+    return 0;
+  }
   if (a.verb == "delete") {
     if (Status s = store.DeleteUser(a.name); !s.ok()) return Fail(err, "cannot delete", s);
     err << "user '" << a.name << "' deleted (JWTs already issued to it stay valid until they "
@@ -192,9 +202,12 @@ int RunAccountCommand(Command command, const Config& config, const AccountComman
     return 2;
   }
   std::string password;
-  if (command == Command::kUsers && account.verb == "add") {
+  if (command == Command::kUsers && (account.verb == "add" || account.verb == "set-password")) {
     auto read = ReadPassword(account, in, err);
-    if (!read.ok()) return Fail(err, "cannot add the user", read.status());
+    if (!read.ok()) {
+      return Fail(err, account.verb == "add" ? "cannot add the user" : "cannot set the password",
+                  read.status());
+    }
     password = std::move(*read);
   }
 

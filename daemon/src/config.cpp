@@ -272,6 +272,12 @@ Invocation ParseCommandLine(int argc, char** argv) {
       ->required()
       ->check(CLI::IsMember(kRoles));
 
+  auto* user_set_password = users->add_subcommand(
+      "set-password", "Change a user's password; read from stdin, or asked twice on a terminal");
+  user_set_password->add_option("name", a.name, "User name")->required();
+  user_set_password->add_flag("--password-stdin", a.password_stdin,
+                              "Read the password from stdin (one line) even from a terminal");
+
   auto* tokens =
       app.add_subcommand("tokens", "Manage long-lived API tokens for scripts, cron and CI");
   tokens->require_subcommand(1);
@@ -346,7 +352,8 @@ Invocation ParseCommandLine(int argc, char** argv) {
   for (auto [sub, verb] : {std::pair{user_add, "add"},
                            {user_list, "list"},
                            {user_delete, "delete"},
-                           {user_set_role, "set-role"}}) {
+                           {user_set_role, "set-role"},
+                           {user_set_password, "set-password"}}) {
     if (sub->parsed()) {
       inv.command = Command::kUsers;
       a.verb = verb;

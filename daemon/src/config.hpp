@@ -49,13 +49,14 @@ struct Config {
 
 enum class Command { kServe, kValidate, kUsers, kTokens, kExit };
 
-// `dagd users add|list|delete|set-role` and `dagd tokens create|list|revoke` (accounts.hpp).
+// `dagd users add|list|delete|set-role|set-password` and `dagd tokens create|list|revoke`
+// (accounts.hpp).
 struct AccountCommand {
-  std::string verb;  // "add", "list", "delete", "set-role", "create", "revoke"
+  std::string verb;  // "add", "list", "delete", "set-role", "set-password", "create", "revoke"
   std::string name;
   std::string role;
   std::string expires = "90d";  // tokens create: a duration ("90d", "12h") or "never"
-  bool password_stdin = false;  // users add: read the password from stdin even from a terminal
+  bool password_stdin = false;  // users add/set-password: read stdin even from a terminal
 };
 
 struct Invocation {

@@ -1576,7 +1576,8 @@ StatusOr<scheduler::EventPage> PgStateStore::ReadEventsMatching(
   }
   if (!filter.task_id.empty()) where += " AND task_id = " + params.Add(filter.task_id);
   const std::string sql =
-      "SELECT c.last AS counter, e.* FROM event_counter c LEFT JOIN LATERAL (SELECT " +
+      "SELECT c.last AS counter, (SELECT min(seq) FROM event) AS oldest, e.* "
+      "FROM event_counter c LEFT JOIN LATERAL (SELECT " +
       std::string(kEventColumns) + " FROM event WHERE " + where + " ORDER BY seq LIMIT " +
       params.Add(std::to_string(limit)) + "::integer) e ON true";
   return pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> StatusOr<scheduler::EventPage> {
@@ -1589,6 +1590,7 @@ StatusOr<scheduler::EventPage> PgStateStore::ReadEventsMatching(
       page.events.push_back(EventOf(row));
     }
     page.head = r[0]["counter"].as<int64_t>();
+    page.oldest = r[0]["oldest"].is_null() ? page.head + 1 : r[0]["oldest"].as<int64_t>();
     if (page.events.size() == static_cast<size_t>(limit)) {
       page.last_seq = page.events.back().seq;
     } else {

@@ -115,7 +115,19 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ASSERT_EQ(WaitForRun(d, "example_chain", "contract_1")["state"], "success");
   ASSERT_EQ(WaitForRun(d, "example_retry", "contract_retry")["state"], "success");
 
+  {
+    std::vector<std::string> add = d.process->args();
+    for (const char* arg : {"users", "add", "contract", "--role", "viewer"}) add.push_back(arg);
+    CliResult added = RunDagd(add, "pw-contract\n");
+    ASSERT_EQ(added.exit_code, 0) << added.err;
+  }
   Exchanges ex(d);
+  ex.Send("POST", "/auth/token", 201, R"({"username": "contract", "password": "pw-contract"})");
+  ex.Send("POST", "/auth/token", 201, "username=contract&password=pw-contract&grant_type=password",
+          {{"Content-Type", "application/x-www-form-urlencoded"}});
+  ex.Send("POST", "/auth/token", 401, R"({"username": "contract", "password": "wrong"})");
+  ex.Send("POST", "/auth/token", 422, R"({"username": "contract"})");
+  ex.Send("POST", "/auth/token", 415, "username=contract", {{"Content-Type", "text/plain"}});
   const std::string run = "/api/v2/dags/example_chain/dagRuns/contract_1";
   const std::string retry_ti =
       "/api/v2/dags/example_retry/dagRuns/contract_retry/taskInstances/flaky";

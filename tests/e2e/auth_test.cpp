@@ -182,8 +182,14 @@ TEST(Auth, TheUsersCommandsRoundTrip) {
                         Bearer(Jwt(d, "bob")))
                 .status,
             200);
-  ASSERT_EQ(Cli(d, {"users", "delete", "bob"}).exit_code, 0);
+  CliResult changed = Cli(d, {"users", "set-password", "bob"}, "new-pw\n");
+  ASSERT_EQ(changed.exit_code, 0) << changed.err;
   EXPECT_EQ(PostToken(d, "bob", "pw-bob").status, 401);
+  EXPECT_EQ(PostToken(d, "bob", "new-pw").status, 201);
+  EXPECT_EQ(Cli(d, {"users", "set-password", "bob"}, "").exit_code, 2);  // no password
+  EXPECT_EQ(Cli(d, {"users", "set-password", "nobody"}, "pw\n").exit_code, 1);
+  ASSERT_EQ(Cli(d, {"users", "delete", "bob"}).exit_code, 0);
+  EXPECT_EQ(PostToken(d, "bob", "new-pw").status, 401);
   EXPECT_EQ(Cli(d, {"users", "list"}).out.find("bob"), std::string::npos);
   EXPECT_EQ(Cli(d, {"users", "delete", "bob"}).exit_code, 1);
 }

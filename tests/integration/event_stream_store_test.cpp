@@ -151,6 +151,7 @@ TEST_F(EventStreamStoreTest, PruningRemovesOnlyTheOldestContiguousEventsRecorded
   EXPECT_EQ(*removed, 2);
   EXPECT_EQ(store_->ReadEventBounds()->oldest, 3);
   EXPECT_EQ(store_->ReadEventBounds()->latest, 7);
+  EXPECT_EQ(Read(0, 100, {}).oldest, 3);  // a reader of page after 0 learns it lost 1 and 2
   // Nothing older than the cutoff at the head any more: nothing to do.
   EXPECT_EQ(*store_->PruneEvents(now - std::chrono::hours(5), 1000), 0);
   // A batch bound, and a cutoff in the future that takes everything, one batch at a time.

@@ -50,9 +50,10 @@ class FakeLog {
       if (failing) return Status::Unavailable("injected: database down");
       scheduler::EventPage page;
       page.head = head();
+      page.oldest = pruned_through + 1;
       page.last_seq = std::max(after, head());
       for (const EventRecord& e : events_) {
-        if (e.seq <= after || (!run_id.empty() && e.run_id != run_id)) continue;
+        if (e.seq <= after || e.seq <= pruned_through || (!run_id.empty() && e.run_id != run_id)) continue;
         page.events.push_back(e);
         if (static_cast<int>(page.events.size()) == limit) {
           page.last_seq = e.seq;
@@ -65,6 +66,7 @@ class FakeLog {
 
   int reads = 0;
   bool failing = false;
+  int64_t pruned_through = 0;  // events up to this seq were removed by retention
 
  private:
   std::vector<EventRecord> events_;
@@ -255,6 +257,23 @@ TEST(EventCursor, AReplayFromAnOldSeqIsNotASlowConsumer) {
     for (int64_t s : Seqs(*cursor.Poll(kT0))) seqs.push_back(s);
   }
   EXPECT_EQ(seqs.size(), 10u);
+}
+
+TEST(EventCursor, EventsRemovedByRetentionBeforeTheyWereReadEndTheStreamWithAnError) {
+  FakeLog log;
+  for (int i = 0; i < 10; ++i) log.Task("r1", "t" + std::to_string(i), "running");
+  EventCursor cursor(Options(4), EventFormat::kNdjson, From(0, 10), log.Reader());
+  EXPECT_EQ(Seqs(*cursor.Poll(kT0)), (std::vector<int64_t>{1, 2, 3, 4}));
+  log.pruned_through = 6;  // 5 and 6 go before this reader had them
+  auto lines = Lines(*cursor.Poll(kT0));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0]["error"].get<std::string>().find("removed by the event log's retention"),
+            std::string::npos);
+  EXPECT_EQ(lines[0]["resume_since"], 4);
+  EXPECT_EQ(cursor.Poll(kT0), std::nullopt);
+  // Pruning what a reader has already had changes nothing for it.
+  EventCursor caught_up(Options(4), EventFormat::kNdjson, From(6, 10), log.Reader());
+  EXPECT_EQ(Seqs(*caught_up.Poll(kT0)), (std::vector<int64_t>{7, 8, 9, 10}));
 }
 
 TEST(EventCursor, SseSlowConsumerErrorIsAnErrorEvent) {

@@ -101,6 +101,9 @@ struct EventPage {
   std::vector<EventRecord> events;
   int64_t last_seq = 0;  // the highest seq covered; resume after it
   int64_t head = 0;      // the latest committed seq when the page was read
+  // The oldest seq kept when the page was read (head + 1 when none is): a reader whose
+  // after_seq is below oldest - 1 has lost events to retention.
+  int64_t oldest = 1;
 };
 
 // Which events a reader wants; an empty field matches every value.

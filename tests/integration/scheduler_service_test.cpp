@@ -116,7 +116,7 @@ TEST_F(SchedulerServiceTest, RunIdsOutsideAirflowsPatternAreRefusedAndNothingIsC
 
 TEST_F(SchedulerServiceTest, ALogIsReadInPiecesFromTheFile) {
   RunToEnd("r1");
-  auto reader = service_->OpenLog("logged", "r1", "a", 1);
+  auto reader = service_->OpenLog("logged", "r1", "a", 1, {});
   ASSERT_TRUE(reader.ok()) << reader.status().ToString();
   std::string text;
   for (std::string piece; !(piece = reader->Read(3)).empty();) text += piece;
@@ -129,7 +129,7 @@ TEST_F(SchedulerServiceTest, ALogReplacedByAFifoIsRefusedNotWaitedFor) {
   std::filesystem::remove(path);
   ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
   auto opened =
-      std::async(std::launch::async, [&] { return service_->OpenLog("logged", "r1", "a", 1); });
+      std::async(std::launch::async, [&] { return service_->OpenLog("logged", "r1", "a", 1, {}); });
   ASSERT_EQ(opened.wait_for(5s), std::future_status::ready) << "OpenLog blocked on a FIFO";
   auto reader = opened.get();
   ASSERT_FALSE(reader.ok());

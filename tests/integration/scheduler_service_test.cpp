@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -121,6 +122,61 @@ TEST_F(SchedulerServiceTest, ALogIsReadInPiecesFromTheFile) {
   std::string text;
   for (std::string piece; !(piece = reader->Read(3)).empty();) text += piece;
   EXPECT_NE(text.find("hello"), std::string::npos) << text;
+}
+
+// Reads all of `reader`: its note, then its bytes.
+std::string ReadAll(LogReader& reader) {
+  std::string text;
+  for (std::string piece; !(piece = reader.Read(7)).empty();) text += piece;
+  return text;
+}
+
+TEST_F(SchedulerServiceTest, LogOffsetsCountFileBytesAlsoWhenTheHeadIsSkipped) {
+  RunToEnd("r1");
+  const auto path = TryLogPath(logs_, "logged", "r1", "a", 1);
+  std::string log;
+  for (char c = 'a'; c <= 'j'; ++c) log += std::string(9, c) + "\n";  // 100 bytes
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << log;
+  ServiceOptions capped;
+  capped.logs_root = logs_;
+  capped.max_log_bytes = 20;
+  SchedulerService service(capped, *store_, *scheduler_, clock_);
+
+  auto head = service.OpenLog("logged", "r1", "a", 1, {});
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  EXPECT_TRUE(head->try_ended());
+  EXPECT_EQ(head->position(), 80u);  // the head skipped counts: the file's byte 80 comes next
+  const std::string key = head->try_key();
+  EXPECT_EQ(ReadAll(*head), "[dagd: this log has 100 bytes; showing the last 20. The whole file: " +
+                                path.string() + "]\n" + log.substr(80));
+  EXPECT_EQ(head->position(), 100u);
+
+  auto after = service.OpenLog("logged", "r1", "a", 1, {30, key, false, false});
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ(after->position(), 80u);
+  EXPECT_EQ(ReadAll(*after),
+            "[dagd: skipping 50 bytes of this log after the continuation "
+            "token's position, to serve its last 20. The whole file: " +
+                path.string() + "]\n" + log.substr(80));
+
+  auto near_end = service.OpenLog("logged", "r1", "a", 1, {90, key, false, false});
+  ASSERT_TRUE(near_end.ok());
+  EXPECT_EQ(ReadAll(*near_end), log.substr(90));
+  auto whole = service.OpenLog("logged", "r1", "a", 1, {30, key, true, false});
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(ReadAll(*whole), log.substr(30));
+  auto at_end = service.OpenLog("logged", "r1", "a", 1, {100, key, false, false});
+  ASSERT_TRUE(at_end.ok());
+  EXPECT_EQ(ReadAll(*at_end), "");
+
+  auto past = service.OpenLog("logged", "r1", "a", 1, {101, key, false, false});
+  ASSERT_FALSE(past.ok());
+  EXPECT_EQ(past.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(past.status().message(),
+            "The continuation token points at byte 101, past the end of this log (100 bytes)");
+  auto other = service.OpenLog("logged", "r1", "a", 1, {0, key + "0", false, false});
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(SchedulerServiceTest, ALogReplacedByAFifoIsRefusedNotWaitedFor) {

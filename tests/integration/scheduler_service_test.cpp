@@ -179,6 +179,30 @@ TEST_F(SchedulerServiceTest, LogOffsetsCountFileBytesAlsoWhenTheHeadIsSkipped) {
   EXPECT_EQ(other.status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST_F(SchedulerServiceTest, AReadOfARunningTrysLogForEventsEndsAfterItsLastCompleteLine) {
+  RunToEnd("r1");
+  db_.Query(
+      "UPDATE task_instance SET state = 'running' WHERE dag_id = 'logged' AND run_id = 'r1' "
+      "AND task_id = 'a' RETURNING task_id");
+  const auto path = TryLogPath(logs_, "logged", "r1", "a", 1);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << "one\ntwo\npart";
+
+  auto lines = service_->OpenLog("logged", "r1", "a", 1, {0, "", false, true});
+  ASSERT_TRUE(lines.ok()) << lines.status().ToString();
+  EXPECT_FALSE(lines->try_ended());
+  EXPECT_EQ(ReadAll(*lines), "one\ntwo\n");
+  EXPECT_EQ(lines->position(), 8u);
+  // From there, no line is complete yet: nothing, and the next read starts at the same byte.
+  auto rest = service_->OpenLog("logged", "r1", "a", 1, {8, lines->try_key(), false, true});
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(ReadAll(*rest), "");
+  EXPECT_EQ(rest->end(), 8u);
+  // Raw bytes need no whole lines.
+  auto raw = service_->OpenLog("logged", "r1", "a", 1, {8, lines->try_key(), false, false});
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(ReadAll(*raw), "part");
+}
+
 TEST_F(SchedulerServiceTest, ALogReplacedByAFifoIsRefusedNotWaitedFor) {
   RunToEnd("r1");
   const auto path = TryLogPath(logs_, "logged", "r1", "a", 1);

@@ -4,9 +4,9 @@
 usage: api/openapi/generate.py [--check]
   --check  exit 1 when dagd-openapi.json is not what this script would write (CI, reviews)
 
-Airflow's operations that dagd serves are copied with only the parameters dagd accepts, the
-request-body fields it does not support removed, and the responses dagd may add; dagd's own
-operations are added verbatim. Components keep Airflow's names and definitions; only those the
+Airflow's operations that dagd serves are copied with only the parameters dagd accepts (plus
+the query parameters dagd adds to them), the request-body fields it does not support removed,
+and the responses dagd may add; dagd's own operations are added verbatim. Components keep Airflow's names and definitions; only those the
 operations reach are kept. Needs Python 3 and PyYAML (Debian: python3-yaml); developers run it
 after changing dagd.yaml, and commit the result (the build embeds the JSON, no Python needed).
 """
@@ -70,6 +70,10 @@ def generate():
             missing = set(accepted) - known
             if missing:
                 sys.exit(f"generate.py: {method.upper()} {path}: no parameters {sorted(missing)}")
+            for extra in dagd.get("extra_parameters", {}).get(path, {}).get(method, []):
+                if extra["name"] in known:
+                    sys.exit(f"generate.py: {method.upper()} {path}: Airflow has {extra['name']}")
+                params.append(copy.deepcopy(extra))
             if params:
                 op["parameters"] = params
             else:

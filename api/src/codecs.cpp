@@ -547,11 +547,15 @@ std::string LogEncoder::Feed(std::string_view bytes) {
   return out;
 }
 
-std::string LogEncoder::Finish() {
+std::string LogEncoder::Finish(const Json& continuation_token) {
   std::string out;
   Open(out);
   if (long_line_ || !line_.empty()) EndLine(out);
-  if (format_ == LogFormat::kJson) out += R"(],"continuation_token":null})";
+  if (format_ == LogFormat::kJson) {
+    out += R"(],"continuation_token":)";
+    out += continuation_token.dump();
+    out += '}';
+  }
   return out;
 }
 

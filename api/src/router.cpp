@@ -21,6 +21,7 @@
 #include "request_guard.hpp"
 #include "request_text.hpp"
 #include "responses.hpp"
+#include "task_logs.hpp"
 #include "validation.hpp"
 
 namespace dagd::api {
@@ -282,22 +283,14 @@ class Api {
   }
 
   Response GetLog(const Call& c) {
+    if (auto refused = Unsupported(c, {"full_content", "map_index", "token", "follow"})) {
+      return *refused;
+    }
     Response error;
     auto n = ParsePathInt(c.params[3], "try_number", error);
     if (!n) return error;
-    auto log = service_.OpenLog(c.params[0], c.params[1], c.params[2], *n);
-    if (!log.ok()) return ErrorResponse(log.status());
-    auto it = c.req.headers.find("accept");
-    const std::string accept = it == c.req.headers.end() ? "" : Lower(it->second);
-    const bool wants_json = accept.empty() || accept.find("application/json") != std::string::npos;
-    if (!wants_json && accept.find("application/x-ndjson") != std::string::npos) {
-      return Response{200, "application/x-ndjson", "",
-                      EncodedLog(std::move(*log), LogFormat::kNdjson)};
-    }
-    if (!wants_json && accept.find("text/plain") != std::string::npos) {
-      return Response{200, "text/plain; charset=utf-8", "", PlainLog(std::move(*log))};
-    }
-    return Response{200, "application/json", "", EncodedLog(std::move(*log), LogFormat::kJson)};
+    return ServeTaskLog(service_, options_.streams, c.req, c.query,
+                        TryId{c.params[0], c.params[1], c.params[2], *n});
   }
 
   Response Events(const Call& c) {
@@ -342,46 +335,6 @@ class Api {
     c.query.CheckSupported(supported, errors);
     if (errors.empty()) return std::nullopt;
     return errors.ToResponse();
-  }
-
-  // Bytes read from a log file at a time: what a streamed log costs while the client reads it.
-  static constexpr size_t kLogReadBytes = 64 << 10;
-  static constexpr size_t kEncodedReadBytes = 4 << 10;
-
-  // BodySource must be copyable while the reader is not: the state is shared by the copies.
-  static BodySource PlainLog(scheduler::LogReader log) {
-    auto reader = std::make_shared<scheduler::LogReader>(std::move(log));
-    return [reader]() -> std::optional<std::string> {
-      std::string piece = reader->Read(kLogReadBytes);
-      if (piece.empty()) return std::nullopt;
-      return piece;
-    };
-  }
-
-  static BodySource EncodedLog(scheduler::LogReader log, LogFormat format) {
-    struct State {
-      scheduler::LogReader reader;
-      LogEncoder encoder;
-      bool finished = false;
-    };
-    auto state = std::make_shared<State>(State{std::move(log), LogEncoder(format), false});
-    // Encoding can grow text about 13 times (a log of empty lines becomes one JSON object per
-    // line), so the file is read in small pieces and a chunk ends once it reaches kLogReadBytes:
-    // a chunk stays under kLogReadBytes + 13 * kEncodedReadBytes whatever the log holds.
-    return [state]() -> std::optional<std::string> {
-      std::string out;
-      while (!state->finished && out.size() < kLogReadBytes) {
-        const std::string piece = state->reader.Read(kEncodedReadBytes);
-        if (piece.empty()) {
-          state->finished = true;
-          out += state->encoder.Finish();
-        } else {
-          out += state->encoder.Feed(piece);  // may be empty: the piece only extended a line
-        }
-      }
-      if (out.empty()) return std::nullopt;  // an empty chunk would end a chunked body
-      return out;
-    };
   }
 
   // A positive integer path parameter; on failure `error` holds the 422.

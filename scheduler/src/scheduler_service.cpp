@@ -197,8 +197,49 @@ StatusOr<std::vector<TaskTry>> SchedulerService::ListTries(const std::string& da
   return ForClient(store_.ListTries(dag_id, run_id, task_id), "try listing");
 }
 
+namespace {
+
+// The log at `path` opened for reading, or nullptr when it does not exist (yet); checked before
+// opening: a FIFO or device in place of the log would block or never end.
+StatusOr<std::unique_ptr<std::ifstream>> OpenRegularFile(const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto type = std::filesystem::symlink_status(path, ec).type();
+  if (type == std::filesystem::file_type::not_found) return std::unique_ptr<std::ifstream>();
+  if (ec || type != std::filesystem::file_type::regular) {
+    Log()->warn("log is not a regular file path={} type={} error=\"{}\"", path.string(),
+                static_cast<int>(type), ec ? ec.message() : "");
+    return Status::FailedPrecondition("The log is not a regular file");
+  }
+  auto in = std::make_unique<std::ifstream>(path, std::ios::binary);
+  if (!*in) {
+    if (!std::filesystem::exists(path, ec))
+      return std::unique_ptr<std::ifstream>();  // removed since the check
+    return Status::Internal("cannot open log path=" + path.string());
+  }
+  return in;
+}
+
+// Where the last complete line within [begin, end) of `in` ends, looking at most 64 KiB back;
+// `begin` when that much holds no newline but less than that is there (the line is not complete
+// yet), `end` when more is (a longer line is served in pieces).
+uint64_t LastLineEnd(std::istream& in, uint64_t begin, uint64_t end) {
+  constexpr uint64_t kLookBack = 64 << 10;
+  const uint64_t from = end - std::min(end - begin, kLookBack);
+  std::string tail(end - from, '\0');
+  in.seekg(static_cast<std::streamoff>(from));
+  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+  tail.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+  in.clear();
+  const size_t newline = tail.rfind('\n');
+  if (newline != std::string::npos) return from + newline + 1;
+  return from == begin ? begin : end;
+}
+
+}  // namespace
+
 StatusOr<LogReader> SchedulerService::OpenLog(const std::string& dag_id, const std::string& run_id,
-                                              const std::string& task_id, int try_number) {
+                                              const std::string& task_id, int try_number,
+                                              const LogRange& range) {
   auto ti = GetTaskInstance(dag_id, run_id, task_id);
   if (!ti.ok()) return ti.status();
   if (try_number < 1 || try_number > ti->try_number) {
@@ -206,32 +247,63 @@ StatusOr<LogReader> SchedulerService::OpenLog(const std::string& dag_id, const s
                             std::to_string(try_number) +
                             " (tries so far: " + std::to_string(ti->try_number) + ")");
   }
+  LogOrigin origin;
+  // The task instance's id is new when a run is deleted and triggered again under its name.
+  origin.try_key = ti->id + "/" + std::to_string(try_number);
+  if (!range.try_key.empty() && range.try_key != origin.try_key) {
+    return Status::InvalidArgument(
+        "The continuation token belongs to the log of another try; pass only the token of a "
+        "previous response for this same try");
+  }
+  // The state is read before the file: when the try is over, the file holds its whole log (a
+  // try's output is written before its end commits).
+  origin.try_ended = TryHasEnded(*ti, try_number);
   const auto path = TryLogPath(options_.logs_root, dag_id, run_id, task_id, try_number);
-  // Checked before opening: a FIFO or device in place of the log would block or never end.
-  std::error_code ec;
-  const auto type = std::filesystem::symlink_status(path, ec).type();
-  if (type == std::filesystem::file_type::not_found) return LogReader();  // not written yet
-  if (ec || type != std::filesystem::file_type::regular) {
-    Log()->warn("log is not a regular file path={} type={} error=\"{}\"", path.string(),
-                static_cast<int>(type), ec ? ec.message() : "");
+  auto past_end = [&](uint64_t size) {
+    return Status::InvalidArgument("The continuation token points at byte " +
+                                   std::to_string(range.offset) + ", past the end of this log (" +
+                                   std::to_string(size) + " bytes)");
+  };
+  auto opened = OpenRegularFile(path);
+  if (!opened.ok()) {
+    if (opened.status().code() != StatusCode::kFailedPrecondition) return opened.status();
     return Status::FailedPrecondition("The log of try " + std::to_string(try_number) +
                                       " is not a regular file");
   }
-  auto in = std::make_unique<std::ifstream>(path, std::ios::binary | std::ios::ate);
-  if (!*in) {
-    if (!std::filesystem::exists(path, ec)) return LogReader();  // removed since the check
-    return Status::Internal("cannot open log path=" + path.string());
+  std::unique_ptr<std::ifstream> in = std::move(*opened);
+  if (!in) {  // not written yet
+    if (range.offset > 0) return past_end(0);
+    origin.open_later = [path]() -> std::unique_ptr<std::istream> {
+      auto later = OpenRegularFile(path);
+      if (!later.ok()) return nullptr;
+      return std::move(*later);
+    };
+    return LogReader({}, nullptr, 0, std::move(origin));
   }
-  const auto size = static_cast<size_t>(std::max<std::streamoff>(in->tellg(), 0));
-  size_t keep = size;
+  in->seekg(0, std::ios::end);
+  const auto size = static_cast<uint64_t>(std::max<std::streamoff>(in->tellg(), 0));
+  if (range.offset > size) return past_end(size);
+  uint64_t end = size;
+  if (range.whole_lines && !origin.try_ended && end > range.offset) {
+    end = LastLineEnd(*in, range.offset, end);
+  }
+  uint64_t start = range.offset;
   std::string note;
-  if (size > options_.max_log_bytes) {
-    keep = options_.max_log_bytes;
-    note = "[dagd: this log has " + std::to_string(size) + " bytes; showing the last " +
-           std::to_string(keep) + ". The whole file: " + path.string() + "]\n";
+  if (!range.uncapped && end - start > options_.max_log_bytes) {
+    start = end - options_.max_log_bytes;
+    if (range.offset == 0) {
+      note = "[dagd: this log has " + std::to_string(size) + " bytes; showing the last " +
+             std::to_string(options_.max_log_bytes) + ". The whole file: " + path.string() + "]\n";
+    } else {
+      note = "[dagd: skipping " + std::to_string(start - range.offset) +
+             " bytes of this log after the continuation token's position, to serve its last " +
+             std::to_string(options_.max_log_bytes) + ". The whole file: " + path.string() + "]\n";
+    }
   }
-  in->seekg(static_cast<std::streamoff>(size - keep));
-  return LogReader(std::move(note), std::move(in), keep);
+  in->seekg(static_cast<std::streamoff>(start));
+  origin.offset = start;
+  std::unique_ptr<std::istream> stream = std::move(in);
+  return LogReader(std::move(note), std::move(stream), end - start, std::move(origin));
 }
 
 StatusOr<EventBounds> SchedulerService::EventLogBounds() {
@@ -240,9 +312,8 @@ StatusOr<EventBounds> SchedulerService::EventLogBounds() {
 
 StatusOr<EventPage> SchedulerService::ReadEvents(int64_t after_seq, int limit,
                                                  const EventFilter& filter) {
-  return ForClient(
-      store_.ReadEventsMatching(after_seq, limit, filter, options_.event_scan_window),
-      "event log read");
+  return ForClient(store_.ReadEventsMatching(after_seq, limit, filter, options_.event_scan_window),
+                   "event log read");
 }
 
 std::unique_ptr<ChangeWatch> SchedulerService::WatchChanges(std::function<void()> wake) {

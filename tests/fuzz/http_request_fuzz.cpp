@@ -89,7 +89,7 @@ class ServiceForFuzzing : public dagd::testing::StubService {
     return std::vector<TaskTry>{try_};
   }
   StatusOr<LogReader> OpenLog(const std::string&, const std::string&, const std::string&,
-                              int try_number) override {
+                              int try_number, const scheduler::LogRange&) override {
     if (try_number != 1) return Status::NotFound("no such try");
     const std::string text = "[2026-01-01T00:00:00Z] dagd: started\nhello \"world\"\n\xff\xfe\n";
     return LogReader("", std::make_unique<std::istringstream>(text), text.size());

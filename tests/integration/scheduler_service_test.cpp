@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -116,11 +117,90 @@ TEST_F(SchedulerServiceTest, RunIdsOutsideAirflowsPatternAreRefusedAndNothingIsC
 
 TEST_F(SchedulerServiceTest, ALogIsReadInPiecesFromTheFile) {
   RunToEnd("r1");
-  auto reader = service_->OpenLog("logged", "r1", "a", 1);
+  auto reader = service_->OpenLog("logged", "r1", "a", 1, {});
   ASSERT_TRUE(reader.ok()) << reader.status().ToString();
   std::string text;
   for (std::string piece; !(piece = reader->Read(3)).empty();) text += piece;
   EXPECT_NE(text.find("hello"), std::string::npos) << text;
+}
+
+// Reads all of `reader`: its note, then its bytes.
+std::string ReadAll(LogReader& reader) {
+  std::string text;
+  for (std::string piece; !(piece = reader.Read(7)).empty();) text += piece;
+  return text;
+}
+
+TEST_F(SchedulerServiceTest, LogOffsetsCountFileBytesAlsoWhenTheHeadIsSkipped) {
+  RunToEnd("r1");
+  const auto path = TryLogPath(logs_, "logged", "r1", "a", 1);
+  std::string log;
+  for (char c = 'a'; c <= 'j'; ++c) log += std::string(9, c) + "\n";  // 100 bytes
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << log;
+  ServiceOptions capped;
+  capped.logs_root = logs_;
+  capped.max_log_bytes = 20;
+  SchedulerService service(capped, *store_, *scheduler_, clock_);
+
+  auto head = service.OpenLog("logged", "r1", "a", 1, {});
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  EXPECT_TRUE(head->try_ended());
+  EXPECT_EQ(head->position(), 80u);  // the head skipped counts: the file's byte 80 comes next
+  const std::string key = head->try_key();
+  EXPECT_EQ(ReadAll(*head), "[dagd: this log has 100 bytes; showing the last 20. The whole file: " +
+                                path.string() + "]\n" + log.substr(80));
+  EXPECT_EQ(head->position(), 100u);
+
+  auto after = service.OpenLog("logged", "r1", "a", 1, {30, key, false, false});
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ(after->position(), 80u);
+  EXPECT_EQ(ReadAll(*after),
+            "[dagd: skipping 50 bytes of this log after the continuation "
+            "token's position, to serve its last 20. The whole file: " +
+                path.string() + "]\n" + log.substr(80));
+
+  auto near_end = service.OpenLog("logged", "r1", "a", 1, {90, key, false, false});
+  ASSERT_TRUE(near_end.ok());
+  EXPECT_EQ(ReadAll(*near_end), log.substr(90));
+  auto whole = service.OpenLog("logged", "r1", "a", 1, {30, key, true, false});
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(ReadAll(*whole), log.substr(30));
+  auto at_end = service.OpenLog("logged", "r1", "a", 1, {100, key, false, false});
+  ASSERT_TRUE(at_end.ok());
+  EXPECT_EQ(ReadAll(*at_end), "");
+
+  auto past = service.OpenLog("logged", "r1", "a", 1, {101, key, false, false});
+  ASSERT_FALSE(past.ok());
+  EXPECT_EQ(past.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(past.status().message(),
+            "The continuation token points at byte 101, past the end of this log (100 bytes)");
+  auto other = service.OpenLog("logged", "r1", "a", 1, {0, key + "0", false, false});
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(SchedulerServiceTest, AReadOfARunningTrysLogForEventsEndsAfterItsLastCompleteLine) {
+  RunToEnd("r1");
+  db_.Query(
+      "UPDATE task_instance SET state = 'running' WHERE dag_id = 'logged' AND run_id = 'r1' "
+      "AND task_id = 'a' RETURNING task_id");
+  const auto path = TryLogPath(logs_, "logged", "r1", "a", 1);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << "one\ntwo\npart";
+
+  auto lines = service_->OpenLog("logged", "r1", "a", 1, {0, "", false, true});
+  ASSERT_TRUE(lines.ok()) << lines.status().ToString();
+  EXPECT_FALSE(lines->try_ended());
+  EXPECT_EQ(ReadAll(*lines), "one\ntwo\n");
+  EXPECT_EQ(lines->position(), 8u);
+  // From there, no line is complete yet: nothing, and the next read starts at the same byte.
+  auto rest = service_->OpenLog("logged", "r1", "a", 1, {8, lines->try_key(), false, true});
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(ReadAll(*rest), "");
+  EXPECT_EQ(rest->end(), 8u);
+  // Raw bytes need no whole lines.
+  auto raw = service_->OpenLog("logged", "r1", "a", 1, {8, lines->try_key(), false, false});
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(ReadAll(*raw), "part");
 }
 
 TEST_F(SchedulerServiceTest, ALogReplacedByAFifoIsRefusedNotWaitedFor) {
@@ -129,7 +209,7 @@ TEST_F(SchedulerServiceTest, ALogReplacedByAFifoIsRefusedNotWaitedFor) {
   std::filesystem::remove(path);
   ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
   auto opened =
-      std::async(std::launch::async, [&] { return service_->OpenLog("logged", "r1", "a", 1); });
+      std::async(std::launch::async, [&] { return service_->OpenLog("logged", "r1", "a", 1, {}); });
   ASSERT_EQ(opened.wait_for(5s), std::future_status::ready) << "OpenLog blocked on a FIFO";
   auto reader = opened.get();
   ASSERT_FALSE(reader.ok());

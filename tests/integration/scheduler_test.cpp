@@ -491,7 +491,7 @@ TEST_F(SchedulerTest, TheHeartbeatStopsWhileTheDatabaseIsUnreachableAndResumesAf
 StatusOr<std::string> ReadLog(Service& service, const std::string& dag_id,
                               const std::string& run_id, const std::string& task_id,
                               int try_number) {
-  auto reader = service.OpenLog(dag_id, run_id, task_id, try_number);
+  auto reader = service.OpenLog(dag_id, run_id, task_id, try_number, {});
   if (!reader.ok()) return reader.status();
   std::string text;
   for (std::string piece; !(piece = reader->Read(4096)).empty();) text += piece;

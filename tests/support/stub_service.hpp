@@ -62,8 +62,8 @@ class StubService : public scheduler::Service {
                                                       const std::string&) override {
     return Status::NotFound("no such task instance");
   }
-  StatusOr<scheduler::LogReader> OpenLog(const std::string&, const std::string&,
-                                         const std::string&, int) override {
+  StatusOr<scheduler::LogReader> OpenLog(const std::string&, const std::string&, const std::string&,
+                                         int, const scheduler::LogRange&) override {
     return Status::NotFound("no such log");
   }
   StatusOr<scheduler::EventBounds> EventLogBounds() override { return scheduler::EventBounds{}; }

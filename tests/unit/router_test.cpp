@@ -8,7 +8,9 @@
 #include <memory>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
+#include "dagd/api/log_token.hpp"
 #include "dagd/scheduler/time.hpp"
 #include "fake_authenticator.hpp"
 #include "stub_service.hpp"
@@ -179,14 +181,29 @@ class FakeService : public dagd::testing::StubService {
     if (!found.ok()) return found.status();
     return tries;
   }
+  // The log of try 1 is `log`, all of it (no cap, no trimming to whole lines).
   StatusOr<scheduler::LogReader> OpenLog(const std::string& dag_id, const std::string& run_id,
-                                         const std::string& task_id, int try_number) override {
+                                         const std::string& task_id, int try_number,
+                                         const scheduler::LogRange& range) override {
     auto found = GetTaskInstance(dag_id, run_id, task_id);
     if (!found.ok()) return found.status();
     if (try_number != 1) return Status::NotFound("no log for try " + std::to_string(try_number));
-    return scheduler::LogReader(log_note, std::make_unique<std::istringstream>(log), log.size());
+    last_log_range = range;
+    if (!range.try_key.empty() && range.try_key != kTryKey) {
+      return Status::InvalidArgument("the token is for another try");
+    }
+    if (range.offset > log.size()) return Status::InvalidArgument("the token is past the end");
+    auto in = std::make_unique<std::istringstream>(log);
+    in->seekg(static_cast<std::streamoff>(range.offset));
+    scheduler::LogOrigin origin{kTryKey, log_try_ended, range.offset, {}};
+    return scheduler::LogReader(log_note, std::move(in), log.size() - range.offset, origin);
   }
-  // The event stream's handlers are tested in event_stream_test.cpp (StubService: no events).
+  static constexpr const char* kTryKey = "0190d3f6-0000-7000-8000-000000000001/1";
+  // The event stream's handlers are tested in event_stream_test.cpp; a followed log is woken.
+  std::unique_ptr<scheduler::ChangeWatch> WatchChanges(std::function<void()> wake) override {
+    watcher = std::move(wake);
+    return std::make_unique<scheduler::ChangeWatch>();
+  }
 
   scheduler::DagDetails details;
   DagRun run;
@@ -198,6 +215,9 @@ class FakeService : public dagd::testing::StubService {
   int trigger_calls = 0;
   std::string log = "starting\n{\"event\":\"structured\",\"level\":\"info\"}\ndone\n";
   std::string log_note;
+  bool log_try_ended = true;
+  std::function<void()> watcher;  // the last change watch's wake
+  scheduler::LogRange last_log_range;
   scheduler::DagQuery last_dag_query;
   scheduler::RunQuery last_run_query;
   std::vector<std::string> last_stats_dag_ids;
@@ -585,6 +605,121 @@ TEST_F(RouterTest, LogIsStructuredJsonByDefault) {
   EXPECT_EQ(body["content"][0]["event"], "starting");
   EXPECT_EQ(body["content"][1]["level"], "info");
   EXPECT_TRUE(body["continuation_token"].is_null());
+}
+
+TEST_F(RouterTest, LogParametersAirflowDoesNotHaveAre422) {
+  Response r = Call("GET", kRun + "/taskInstances/extract/logs/1?since=3");
+  ASSERT_EQ(r.status, 422);
+  EXPECT_EQ(Body(r)["detail"][0]["loc"], nlohmann::json({"query", "since"}));
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/logs/1?full_content=maybe").status, 422);
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/logs/1?follow=maybe").status, 422);
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/logs/1?map_index=x").status, 422);
+}
+
+TEST_F(RouterTest, LogOfAMapIndexOtherThanMinusOneIs404) {
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/logs/1?map_index=-1").status, 200);
+  Response r = Call("GET", kRun + "/taskInstances/extract/logs/1?map_index=0");
+  ASSERT_EQ(r.status, 404);
+  EXPECT_EQ(Body(r)["detail"], "TaskInstance not found");
+}
+
+TEST_F(RouterTest, LogOfARunningTryCarriesATokenThatReadsOnlyWhatCameAfter) {
+  service_.log_try_ended = false;
+  service_.log = "one\n";
+  auto first = Body(Call("GET", kRun + "/taskInstances/extract/logs/1"));
+  ASSERT_EQ(first["content"].size(), 1u);
+  ASSERT_TRUE(first["continuation_token"].is_string()) << first;
+  const std::string token = first["continuation_token"];
+  EXPECT_EQ(DecodeLogToken(token)->offset, 4u);
+
+  service_.log = "one\ntwo\nthree\n";
+  auto second = Body(Call("GET", kRun + "/taskInstances/extract/logs/1?token=" + token));
+  EXPECT_EQ(service_.last_log_range.offset, 4u);
+  EXPECT_EQ(service_.last_log_range.try_key, FakeService::kTryKey);
+  EXPECT_TRUE(service_.last_log_range.whole_lines);
+  ASSERT_EQ(second["content"].size(), 2u) << second;
+  EXPECT_EQ(second["content"][0]["event"], "two");
+  EXPECT_EQ(DecodeLogToken(second["continuation_token"].get<std::string>())->offset, 14u);
+
+  // The try ended: the rest, then no token (Airflow's end of log).
+  service_.log_try_ended = true;
+  auto last = Body(Call("GET", kRun + "/taskInstances/extract/logs/1?token=" +
+                                   second["continuation_token"].get<std::string>()));
+  EXPECT_TRUE(last["content"].empty());
+  EXPECT_TRUE(last["continuation_token"].is_null());
+  // An empty token is no token, as in Airflow.
+  Call("GET", kRun + "/taskInstances/extract/logs/1?token=");
+  EXPECT_EQ(service_.last_log_range.offset, 0u);
+  EXPECT_TRUE(service_.last_log_range.try_key.empty());
+}
+
+TEST_F(RouterTest, FullContentReadsFromTheStartWhateverTheToken) {
+  const std::string token = EncodeLogToken({FakeService::kTryKey, 9});
+  auto body =
+      Body(Call("GET", kRun + "/taskInstances/extract/logs/1?full_content=true&token=" + token));
+  EXPECT_EQ(body["content"].size(), 3u);
+  EXPECT_EQ(service_.last_log_range.offset, 0u);
+  EXPECT_TRUE(service_.last_log_range.uncapped);
+  EXPECT_EQ(service_.last_log_range.try_key, FakeService::kTryKey);
+}
+
+TEST_F(RouterTest, RawAndNdjsonLogsOfARunningTryCarryTheTokenInAHeader) {
+  service_.log_try_ended = false;
+  for (const char* accept : {"text/plain", "application/x-ndjson"}) {
+    Response r = Call("GET", kRun + "/taskInstances/extract/logs/1", "", {{"accept", accept}});
+    ASSERT_EQ(r.headers.size(), 1u) << accept;
+    EXPECT_EQ(r.headers[0].first, "Airflow-Continuation-Token");
+    EXPECT_EQ(DecodeLogToken(r.headers[0].second)->offset, service_.log.size());
+  }
+  service_.log_try_ended = true;
+  EXPECT_TRUE(Call("GET", kRun + "/taskInstances/extract/logs/1", "", {{"accept", "text/plain"}})
+                  .headers.empty());
+}
+
+TEST_F(RouterTest, ALogTokenNotGivenOutOrForAnotherTryOrPastTheEndIs400) {
+  Response forged = Call("GET", kRun + "/taskInstances/extract/logs/1?token=abc%2B");
+  ASSERT_EQ(forged.status, 400);
+  EXPECT_EQ(Body(forged)["detail"],
+            "The continuation token is not one this server gave out; pass the "
+            "continuation_token of a previous response unchanged");
+  const std::string other = EncodeLogToken({"another-ti/1", 0});
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/logs/1?token=" + other).status, 400);
+  const std::string past = EncodeLogToken({FakeService::kTryKey, 1000});
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/logs/1?token=" + past).status, 400);
+}
+
+TEST_F(RouterTest, AFollowedLogGrowsUntilTheTryEndsAndClosesItsJsonDocument) {
+  service_.ti.try_number = 1;
+  service_.ti.state = scheduler::TaskState::kRunning;
+  service_.log_try_ended = false;
+  service_.log = "one\n";
+  Response r = Call("GET", kRun + "/taskInstances/extract/logs/1?follow=true");
+  ASSERT_EQ(r.status, 200);
+  ASSERT_TRUE(r.live);
+  EXPECT_FALSE(service_.last_log_range.whole_lines);
+  int wakes = 0;
+  r.live->arm([&wakes] { ++wakes; });
+  ASSERT_TRUE(service_.watcher);
+  std::string body;
+  auto poll = [&] {
+    auto piece = r.live->poll();
+    if (piece) body += *piece;
+    return piece.has_value();
+  };
+  EXPECT_TRUE(poll());
+  EXPECT_TRUE(poll());
+  EXPECT_EQ(body, R"({"content":[{"event":"one"})");
+  // The try ends; the watch wakes the body, which polls its state (at most every 250 ms).
+  service_.ti.state = scheduler::TaskState::kSuccess;
+  service_.watcher();
+  EXPECT_GE(wakes, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  bool ended = false;
+  for (int i = 0; i < 20 && !ended; ++i) ended = !poll();
+  ASSERT_TRUE(ended) << "the body did not end with the try: " << body;
+  auto json = nlohmann::json::parse(body);
+  EXPECT_EQ(json["content"].size(), 1u);
+  EXPECT_TRUE(json["continuation_token"].is_null());
 }
 
 TEST_F(RouterTest, LogOfAnUnknownTryIs404) {

@@ -65,7 +65,7 @@ struct ParsedJson {
 ParsedJson ParseUntrustedJson(std::string_view text, int max_depth = kMaxJsonDepth);
 
 enum class LogFormat {
-  kJson,    // TaskInstancesLogResponse: {"content": [event, ...], "continuation_token": null}
+  kJson,    // TaskInstancesLogResponse: {"content": [event, ...], "continuation_token": ...}
   kNdjson,  // one event object a line
 };
 
@@ -80,8 +80,9 @@ class LogEncoder {
 
   // The encoding of what `bytes` completes (possibly empty).
   std::string Feed(std::string_view bytes);
-  // The rest, closing the document; call once, after the last Feed.
-  std::string Finish();
+  // The rest, closing the document (kJson: with `continuation_token`, a string or null); call
+  // once, after the last Feed.
+  std::string Finish(const Json& continuation_token = nullptr);
 
  private:
   void Open(std::string& out);

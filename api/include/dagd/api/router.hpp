@@ -31,7 +31,8 @@
 // - `limit` above RouterOptions::max_page_limit is silently reduced to it, as Airflow 3 does
 //   with its `maximum_page_limit`.
 //
-// Logs are streamed (Response::stream) in 64 KiB reads, as text/plain, JSON or NDJSON by Accept.
+// Logs are streamed (Response::stream) in 64 KiB reads, as text/plain, JSON or NDJSON by Accept,
+// with Airflow's continuation tokens; follow=true answers with a LiveBody (api/src/task_logs.hpp).
 //
 // Thread-safety: Handle is const and may run on many threads at once (the Service is
 // thread-safe). It may block on the database: never call it on an I/O thread. It never throws;
@@ -116,6 +117,8 @@ struct StreamOptions {
   // committed since it connected) gets a final error line and is closed.
   int64_t max_lag = 10000;
   std::chrono::milliseconds heartbeat{15000};  // sent after this long without an event
+  // A followed log (logs/{try}?follow=true) is looked at for growth this often.
+  std::chrono::milliseconds log_poll{250};
 };
 
 // One setting shown by GET /api/v2/config, in Airflow's section and key where one matches.

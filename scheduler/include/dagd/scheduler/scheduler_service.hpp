@@ -18,7 +18,7 @@ struct ServiceOptions {
   std::filesystem::path logs_root;
   // The scheduler counts as unhealthy when its last heartbeat is older than this.
   std::chrono::seconds heartbeat_threshold{30};
-  // OpenLog serves at most this many bytes of a log (its end).
+  // OpenLog serves at most this many bytes of a log (its end) unless told to serve it all.
   size_t max_log_bytes = 8 << 20;
   // Trigger refuses a run conf whose JSON is larger (invalid_argument): the conf is stored with
   // the run, read with it by the scheduler and every listing, and rendered into its tasks.
@@ -51,7 +51,8 @@ class SchedulerService final : public Service {
   StatusOr<std::vector<TaskTry>> ListTries(const std::string& dag_id, const std::string& run_id,
                                            const std::string& task_id) override;
   StatusOr<LogReader> OpenLog(const std::string& dag_id, const std::string& run_id,
-                              const std::string& task_id, int try_number) override;
+                              const std::string& task_id, int try_number,
+                              const LogRange& range) override;
   StatusOr<EventBounds> EventLogBounds() override;
   StatusOr<EventPage> ReadEvents(int64_t after_seq, int limit, const EventFilter& filter) override;
   std::unique_ptr<ChangeWatch> WatchChanges(std::function<void()> wake) override;

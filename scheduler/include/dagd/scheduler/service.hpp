@@ -8,7 +8,7 @@
 // the log (they may quote a library), which the API replaces with a sentence of its own.
 #pragma once
 
-#include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <istream>
 #include <memory>
@@ -44,47 +44,76 @@ struct HealthReport {
   std::optional<TimePoint> latest_scheduler_heartbeat;
 };
 
+// Where OpenLog starts reading a try's log and how far. Offsets count the bytes of the log file
+// itself: a note the service puts first is not part of the file, and a head skipped for being
+// too large is counted (an offset is where the file's bytes were served up to).
+struct LogRange {
+  uint64_t offset = 0;  // the first byte to serve; invalid_argument when past the file's end
+  // When not empty, invalid_argument unless the log is this try's (LogReader::try_key): a
+  // continuation token replayed against another try.
+  std::string try_key;
+  bool uncapped = false;  // serve everything from `offset`, not only the service's last bytes
+  // While the try runs, stop after the last complete line (a line is served whole, once), unless
+  // the part after `offset` holds no newline in its last 64 KiB (a long line goes in pieces).
+  bool whole_lines = false;
+};
+
+// What the service knew of the try when it opened the log.
+struct LogOrigin {
+  std::string try_key;     // the try, as no other try (even of a recreated run) is named
+  bool try_ended = false;  // the try was over: its log does not grow any more
+  uint64_t offset = 0;     // the file offset `in` is positioned at
+  // Opens the file at its start once it exists, nullptr before; for a log not written yet.
+  std::function<std::unique_ptr<std::istream>()> open_later;
+};
+
 // A try's log opened for reading piece by piece, so that serving it costs one piece of memory
 // however large the file is: first `note` (empty for none), then `length` bytes of `in` from its
-// current position. Movable; one reader per response, not thread-safe.
+// current position, which is the file's byte `origin.offset`. A follower calls Grow once what
+// was readable is read, to take in what the try appended since. Movable; one reader per
+// response, not thread-safe.
 class LogReader {
  public:
   LogReader() = default;  // an empty log
-  LogReader(std::string note, std::unique_ptr<std::istream> in, size_t length)
-      : note_(std::move(note)), in_(std::move(in)), remaining_(in_ ? length : 0) {}
+  LogReader(std::string note, std::unique_ptr<std::istream> in, size_t length,
+            LogOrigin origin = {});
 
-  // The next at most `max_bytes` (> 0) bytes; empty once the log is over. A file that ends
-  // early or fails while being read ends with a line saying so, never silently.
-  std::string Read(size_t max_bytes) {
-    if (!note_.empty()) {
-      std::string out = note_.substr(0, max_bytes);
-      note_.erase(0, out.size());
-      return out;
-    }
-    if (remaining_ == 0) return {};
-    std::string out(std::min(max_bytes, remaining_), '\0');
-    in_->read(out.data(), static_cast<std::streamsize>(out.size()));
-    out.resize(static_cast<size_t>(std::max<std::streamsize>(in_->gcount(), 0)));
-    if (out.empty()) {
-      // Appended piece by piece: GCC 12 at -O3 reports a false -Wrestrict on `"…" + string`.
-      note_ = ends_line_ ? "" : "\n";
-      note_ += "[dagd: the log ended ";
-      note_ += std::to_string(remaining_);
-      note_ += " bytes early while being read]\n";
-      remaining_ = 0;
-      return Read(max_bytes);
-    }
-    remaining_ -= out.size();
-    ends_line_ = out.back() == '\n';
-    return out;
-  }
+  // The next at most `max_bytes` (> 0) bytes; empty once what is readable is read. A file that
+  // ends early or fails while being read ends with a line saying so, never silently.
+  std::string Read(size_t max_bytes);
+  // Once Read returned empty: makes readable what the file holds beyond position() (opening it
+  // through open_later when it did not exist); whether there is anything new. A no-op returning
+  // true while bytes are left to read.
+  bool Grow();
+
+  const std::string& try_key() const { return origin_.try_key; }
+  bool try_ended() const { return origin_.try_ended; }
+  // The file offset after the last byte read, and where the bytes readable now end.
+  uint64_t position() const { return origin_.offset; }
+  uint64_t end() const { return origin_.offset + remaining_; }
 
  private:
   std::string note_;
   std::unique_ptr<std::istream> in_;
   size_t remaining_ = 0;
   bool ends_line_ = true;  // whether the bytes served so far end with a newline
+  LogOrigin origin_;
 };
+
+// Whether try `try_number` (at most ti.try_number) of `ti` is over, so that its log is complete:
+// an earlier try, or the current one once it is neither queued nor running.
+inline bool TryHasEnded(const TaskInstance& ti, int try_number) {
+  if (try_number < ti.try_number) return true;
+  switch (ti.state) {
+    case TaskState::kQueued:
+    case TaskState::kRunning:
+    case TaskState::kDeferred:
+    case TaskState::kRestarting:
+      return false;
+    default:
+      return true;
+  }
+}
 
 // A registration for change notifications (Service::WatchChanges); destroying it unregisters.
 class ChangeWatch {
@@ -122,13 +151,15 @@ class Service {
   virtual StatusOr<std::vector<TaskTry>> ListTries(const std::string& dag_id,
                                                    const std::string& run_id,
                                                    const std::string& task_id) = 0;
-  // The per-try log as it is when opened: the whole file, or when it is larger than the
-  // service's limit a first line saying so followed by the file's last bytes (a response must
-  // not cost the daemon gigabytes). Empty while the try has not written its log yet. not_found
-  // for unknown ids or a try that never started; failed_precondition when the log is not a
-  // regular file.
+  // The per-try log as it is when opened, from range.offset: all of it, or when that is more
+  // than the service's limit (and not range.uncapped) a first line saying so followed by the
+  // last bytes (a response must not cost the daemon gigabytes). Empty while the try has not
+  // written its log yet. not_found for unknown ids or a try that was never queued;
+  // invalid_argument for an offset past the end or another try's key (LogRange);
+  // failed_precondition when the log is not a regular file.
   virtual StatusOr<LogReader> OpenLog(const std::string& dag_id, const std::string& run_id,
-                                      const std::string& task_id, int try_number) = 0;
+                                      const std::string& task_id, int try_number,
+                                      const LogRange& range) = 0;
 
   // --- The event log (the event stream, waiting for a run) ---
   // Which seqs can be read now (EventBounds).

@@ -169,7 +169,8 @@ AuditEntry ForWrite(std::string_view event, const std::vector<std::string_view>&
       e.task_id = CleanId(value);
     } else if (before == "tries" || before == "logs") {
       auto n = ParseInt(value);
-      if (n && *n >= 0 && *n <= std::numeric_limits<int>::max()) e.try_number = static_cast<int>(*n);
+      if (n && *n >= 0 && *n <= std::numeric_limits<int>::max())
+        e.try_number = static_cast<int>(*n);
     }
   }
   e.body = SummarizeBody(req.body);
@@ -253,11 +254,9 @@ void Record(scheduler::Service& service, AuditEntry entry, const Response& answe
 Response ListEventLogs(scheduler::Service& service, const RouterOptions& options, const Call& c) {
   Errors errors;
   c.query.CheckSupported(
-      {"limit",          "offset",          "order_by",        "dag_id",
-       "task_id",        "run_id",          "map_index",       "try_number",
-       "owner",          "event",           "excluded_events", "included_events",
-       "before",         "after",           "dag_id_pattern",  "task_id_pattern",
-       "run_id_pattern", "owner_pattern",   "event_pattern"},
+      {"limit", "offset", "order_by", "dag_id", "task_id", "run_id", "map_index", "try_number",
+       "owner", "event", "excluded_events", "included_events", "before", "after", "dag_id_pattern",
+       "task_id_pattern", "run_id_pattern", "owner_pattern", "event_pattern"},
       errors);
   scheduler::AuditQuery q;
   q.page = c.query.Page(options.max_page_limit, errors);

@@ -35,20 +35,19 @@ TEST(AuditLog, WritesAndLoginsAreListedWithWhoWhatWhenAndAddress) {
       d.Url("/api/v2/dags/example_chain/dagRuns"),
       R"({"logical_date": null, "dag_run_id": "audited", "conf": {"api_password": "s3cr3t"}})");
   ASSERT_EQ(trigger.status, 200) << trigger.body;
-  HttpResponse pause =
-      HttpPatchJson(d.Url("/api/v2/dags/example_chain"), R"({"is_paused": true})");
+  HttpResponse pause = HttpPatchJson(d.Url("/api/v2/dags/example_chain"), R"({"is_paused": true})");
   ASSERT_EQ(pause.status, 200) << pause.body;
   ASSERT_EQ(HttpGet(d.Url("/api/v2/dags")).status, 200);
-  HttpResponse login = HttpRequest("POST", d.Url("/auth/token"),
-                                   R"({"username": "mallory", "password": "hunter2"})",
-                                   {{"Content-Type", "application/json"}, {"Authorization", ""}});
+  HttpResponse login =
+      HttpRequest("POST", d.Url("/auth/token"), R"({"username": "mallory", "password": "hunter2"})",
+                  {{"Content-Type", "application/json"}, {"Authorization", ""}});
   ASSERT_EQ(login.status, 401);
 
   // A viewer reads the log.
   ASSERT_EQ(Cli(d, {"users", "add", "vera", "--role", "viewer"}, "pw-vera\n").exit_code, 0);
-  HttpResponse token = HttpRequest("POST", d.Url("/auth/token"),
-                                   R"({"username": "vera", "password": "pw-vera"})",
-                                   {{"Content-Type", "application/json"}, {"Authorization", ""}});
+  HttpResponse token =
+      HttpRequest("POST", d.Url("/auth/token"), R"({"username": "vera", "password": "pw-vera"})",
+                  {{"Content-Type", "application/json"}, {"Authorization", ""}});
   ASSERT_EQ(token.status, 201) << token.body;
   const std::string jwt = Json::parse(token.body)["access_token"];
   HttpResponse listed = HttpGet(d.Url("/api/v2/eventLogs?order_by=id"), Bearer(jwt));

@@ -160,7 +160,8 @@ TEST_F(PgAuditLogTest, EntriesAreOrderedAndPaged) {
   EXPECT_EQ(Events(q), (std::vector<std::string>{"a", "c", "b"}));
   q.page.order_by = {"-event_log_id"};
   EXPECT_EQ(Events(q), (std::vector<std::string>{"c", "a", "b"}));
-  for (const char* field : {"id", "dag_id", "task_id", "run_id", "event", "logical_date", "extra"}) {
+  for (const char* field :
+       {"id", "dag_id", "task_id", "run_id", "event", "logical_date", "extra"}) {
     q.page.order_by = {field};
     EXPECT_EQ(Events(q).size(), 3u) << field;
   }

@@ -87,9 +87,9 @@ class AuditLogTest : public ::testing::Test {
 };
 
 TEST_F(AuditLogTest, ATriggerIsRecordedWithCallerIdsStatusAndAddress) {
-  ASSERT_EQ(Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null})", "user-token")
-                .status,
-            200);
+  ASSERT_EQ(
+      Call("POST", "/api/v2/dags/etl/dagRuns", R"({"logical_date": null})", "user-token").status,
+      200);
   ASSERT_EQ(service_.recorded.size(), 1u);
   const AuditEntry& e = service_.recorded[0];
   EXPECT_EQ(e.event, "trigger_dag_run");
@@ -185,12 +185,12 @@ TEST_F(AuditLogTest, ALargeBodyIsSummarisedWithinBounds) {
 }
 
 TEST_F(AuditLogTest, LoginsAreRecordedWithTheUsernameTriedAndNeverThePassword) {
-  EXPECT_EQ(Call("POST", "/auth/token", R"({"username": "admin", "password": "pw-admin"})", "")
-                .status,
-            201);
-  EXPECT_EQ(Call("POST", "/auth/token", R"({"username": "mallory", "password": "guess1"})", "")
-                .status,
-            401);
+  EXPECT_EQ(
+      Call("POST", "/auth/token", R"({"username": "admin", "password": "pw-admin"})", "").status,
+      201);
+  EXPECT_EQ(
+      Call("POST", "/auth/token", R"({"username": "mallory", "password": "guess1"})", "").status,
+      401);
   EXPECT_EQ(Call("POST", "/auth/token", "username=eve&password=guess2", "",
                  "application/x-www-form-urlencoded")
                 .status,
@@ -225,9 +225,9 @@ TEST_F(AuditLogTest, EventLogsHaveAirflowsShape) {
   const Json body = Json::parse(r.body);
   EXPECT_EQ(body["total_entries"], 1);
   const Json& e = body["event_logs"][0];
-  for (const char* key : {"event_log_id", "when", "dag_id", "dag_display_name", "task_id",
-                          "task_display_name", "run_id", "map_index", "try_number", "event",
-                          "logical_date", "owner", "extra"}) {
+  for (const char* key :
+       {"event_log_id", "when", "dag_id", "dag_display_name", "task_id", "task_display_name",
+        "run_id", "map_index", "try_number", "event", "logical_date", "owner", "extra"}) {
     EXPECT_TRUE(e.contains(key)) << key;
   }
   EXPECT_EQ(e["event"], "patch_dag");

@@ -14,8 +14,8 @@
 namespace dagd::scheduler {
 
 struct AuditEntry {
-  int64_t id = 0;  // assigned by the store
-  TimePoint at;    // when the API answered
+  int64_t id = 0;     // assigned by the store
+  TimePoint at;       // when the API answered
   std::string event;  // Airflow's action name: "trigger_dag_run", "patch_dag", "login", ...
   std::optional<std::string> owner;  // the caller's name; none when unauthenticated
   std::string via;  // Principal::via ("password", "token:<name>"); empty when unauthenticated
@@ -25,9 +25,9 @@ struct AuditEntry {
   std::optional<int> map_index;
   std::optional<int> try_number;
   std::optional<TimePoint> logical_date;
-  std::string method;  // "POST", ...
-  std::string path;    // the request's path, without its query string
-  int status = 0;      // the HTTP status answered
+  std::string method;          // "POST", ...
+  std::string path;            // the request's path, without its query string
+  int status = 0;              // the HTTP status answered
   std::string remote_address;  // the peer of the TCP connection (no port)
   Json body = Json::object();  // the bounded, redacted summary of the request body
 };

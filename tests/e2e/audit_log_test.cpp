@@ -9,6 +9,7 @@
 
 #include "dagd/scheduler/time.hpp"
 #include "e2e_support.hpp"
+#include "self_signed.hpp"
 
 namespace dagd::testing {
 namespace {
@@ -109,6 +110,26 @@ TEST(AuditLog, WritesAndLoginsAreListedWithWhoWhatWhenAndAddress) {
   const Json last = GetJson(d.Url("/api/v2/eventLogs?order_by=-id&limit=1"));
   EXPECT_EQ(last["event_logs"][0]["owner"], "vera");
   EXPECT_EQ(Json::parse(last["event_logs"][0]["extra"].get<std::string>())["status"], 403);
+}
+
+TEST(AuditLog, AWriteOverHttpsIsRecordedWithThePeersAddress) {
+  TempDir certs;
+  const CertificateFiles files = MakeSelfSignedCertificate(certs.path(), "dagd", "audit");
+  Daemon d(ExampleDags(), {"--tls-cert", files.cert, "--tls-key", files.key});
+  d.process->UseHttps(files.cert);
+  d.Start();
+  const HttpOptions tls{files.cert};
+  HttpResponse pause =
+      HttpRequest("PATCH", d.Url("/api/v2/dags/example_chain"), R"({"is_paused": true})",
+                  {{"Content-Type", "application/json"}}, tls);
+  ASSERT_EQ(pause.status, 200) << pause.body << pause.error;
+  HttpResponse listed = HttpGet(d.Url("/api/v2/eventLogs"), {}, tls);
+  ASSERT_EQ(listed.status, 200) << listed.body << listed.error;
+  const Json logs = Json::parse(listed.body);
+  ASSERT_EQ(logs["total_entries"], 1) << listed.body;
+  EXPECT_EQ(logs["event_logs"][0]["event"], "patch_dag");
+  const Json extra = Json::parse(logs["event_logs"][0]["extra"].get<std::string>());
+  EXPECT_EQ(extra["remote_address"], "127.0.0.1");
 }
 
 }  // namespace

@@ -1,8 +1,12 @@
 // The Router's audit log: which requests are recorded, with what, and what never is; the
 // eventLogs endpoints' parameters and shapes. Driven through a StubService that keeps entries.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <map>
+#include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -211,11 +215,25 @@ TEST_F(AuditLogTest, LoginsAreRecordedWithTheUsernameTriedAndNeverThePassword) {
   }
 }
 
-TEST_F(AuditLogTest, AFailedRecordingLeavesTheAnswerAsItIs) {
+TEST_F(AuditLogTest, AFailedRecordingLeavesTheAnswerAsItIsAndLogsTheEntry) {
+  auto log = std::make_shared<std::ostringstream>();
+  auto logger = std::make_shared<spdlog::logger>(
+      "api", std::make_shared<spdlog::sinks::ostream_sink_mt>(*log));
+  spdlog::drop("api");
+  spdlog::register_logger(logger);
+  struct DropLogger {
+    ~DropLogger() { spdlog::drop("api"); }
+  } drop_logger;
+
   service_.fail_recording = true;
   Response r = Call("PATCH", "/api/v2/dags/etl", R"({"is_paused": true})");
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(Json::parse(r.body)["is_paused"], true);
+  const std::string logged = log->str();
+  EXPECT_NE(logged.find("audit log entry not stored"), std::string::npos) << logged;
+  EXPECT_NE(logged.find("database is down"), std::string::npos) << logged;
+  EXPECT_NE(logged.find("patch_dag"), std::string::npos) << logged;
+  EXPECT_NE(logged.find("192.0.2.7"), std::string::npos) << logged;
 }
 
 TEST_F(AuditLogTest, EventLogsHaveAirflowsShape) {

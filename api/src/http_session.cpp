@@ -55,6 +55,14 @@ std::string Endpoint(const tcp::endpoint& endpoint) {
   return host + ":" + std::to_string(endpoint.port());
 }
 
+// An IPv4 client of a dual-stack listener shows as ::ffff:a.b.c.d; it is recorded as a.b.c.d.
+std::string PeerAddress(const net::ip::address& address) {
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    return net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6()).to_string();
+  }
+  return address.to_string();
+}
+
 std::string LowerCase(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(),
@@ -250,7 +258,10 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
         buffer_(options_.header_limit + kReadBufferSlack) {
     beast::error_code ec;
     auto remote = Tcp().socket().remote_endpoint(ec);
-    if (!ec) remote_ = Endpoint(remote);
+    if (!ec) {
+      remote_ = Endpoint(remote);
+      remote_address_ = PeerAddress(remote.address());
+    }
   }
   ~Session() override { context_.registry.Unregister(this); }
 
@@ -430,6 +441,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
       if (!inserted) it->second += ", " + std::string(field.value());
     }
     req.body = std::move(msg.body());
+    req.remote_address = remote_address_;
     keep_alive_ = msg.keep_alive();
     served_ = true;
     SetPhase(ConnectionPhase::kBusy);
@@ -810,6 +822,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   SessionContext& context_;
   const ServerOptions& options_;
   std::string remote_ = "?";
+  std::string remote_address_;  // the peer's address without port (Request::remote_address)
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::array<char, kScratchSize> scratch_{};

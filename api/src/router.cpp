@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "audit_log.hpp"
 #include "dagd/api/codecs.hpp"
 #include "dagd/scheduler/states.hpp"
 #include "dagd/scheduler/time.hpp"
@@ -313,6 +314,8 @@ class Api {
   Response Plugins(const Call& c) { return contract::Plugins(service_, options_, c); }
   Response Providers(const Call& c) { return contract::Providers(service_, options_, c); }
   Response OpenApi(const Call& c) { return contract::OpenApi(service_, options_, c); }
+  Response ListEventLogs(const Call& c) { return audit::ListEventLogs(service_, options_, c); }
+  Response GetEventLog(const Call& c) { return audit::GetEventLog(service_, options_, c); }
 
   Response ListImportErrors(const Call& c) {
     if (auto refused = Unsupported(c, {"limit", "offset", "order_by"})) return *refused;
@@ -370,10 +373,19 @@ struct Route {
   // that names none needs admin (fail closed); kPublic routes need no credentials at all.
   Role role = Role::kAdmin;
   std::string_view action = "call this endpoint";
+  // A write route's event in the audit log (audit_log.hpp): Airflow's name for the action (its
+  // action_logging records the endpoint function's name). Empty: made of the method and path
+  // ("put_dags"). kReadOnly: a POST that only reads, not recorded. Ignored for GET routes.
+  std::string_view event = {};
   bool is_public = false;
 };
 
 constexpr bool kPublic = true;
+constexpr std::string_view kReadOnly = "(reads only)";
+
+bool IsRecorded(const Route& route) {
+  return route.method != "GET" && route.event != kReadOnly;
+}
 
 // The one table of routes and the roles they need (scheduler/auth.hpp lists what each role is
 // for): reads are viewer; trigger, clear, mark and pause are user; pools, variables and
@@ -382,20 +394,26 @@ const std::vector<Route>& Routes() {
   constexpr Role kViewer = Role::kViewer;
   constexpr Role kUser = Role::kUser;
   static const std::vector<Route> kRoutes = {
-      {{"version"}, "GET", &Api::Version, kViewer, "", kPublic},
-      {{"monitor", "health"}, "GET", &Api::Health, kViewer, "", kPublic},
-      {{"openapi.json"}, "GET", &Api::OpenApi, kViewer, "", kPublic},
+      {{"version"}, "GET", &Api::Version, kViewer, "", "", kPublic},
+      {{"monitor", "health"}, "GET", &Api::Health, kViewer, "", "", kPublic},
+      {{"openapi.json"}, "GET", &Api::OpenApi, kViewer, "", "", kPublic},
       {{"dags"}, "GET", &Api::ListDags, kViewer, "read DAGs"},
       {{"dags", "{}"}, "GET", &Api::GetDag, kViewer, "read DAGs"},
-      {{"dags", "{}"}, "PATCH", &Api::PatchDag, kUser, "pause or unpause DAGs"},
+      {{"dags", "{}"}, "PATCH", &Api::PatchDag, kUser, "pause or unpause DAGs", "patch_dag"},
       {{"dags", "{}", "details"}, "GET", &Api::GetDagDetails, kViewer, "read DAGs"},
       {{"dags", "{}", "dagVersions"}, "GET", &Api::ListDagVersions, kViewer, "read DAGs"},
       {{"dags", "{}", "dagVersions", "{}"}, "GET", &Api::GetDagVersion, kViewer, "read DAGs"},
       {{"dags", "{}", "tasks"}, "GET", &Api::ListTasks, kViewer, "read DAGs"},
       {{"dags", "{}", "tasks", "{}"}, "GET", &Api::GetTask, kViewer, "read DAGs"},
       {{"dags", "{}", "dagRuns"}, "GET", &Api::ListRuns, kViewer, "read DAG runs"},
-      {{"dags", "{}", "dagRuns"}, "POST", &Api::Trigger, kUser, "trigger DAG runs"},
-      {{"dags", "{}", "dagRuns", "list"}, "POST", &Api::ListRunsBatch, kViewer, "read DAG runs"},
+      {{"dags", "{}", "dagRuns"}, "POST", &Api::Trigger, kUser, "trigger DAG runs",
+       "trigger_dag_run"},
+      {{"dags", "{}", "dagRuns", "list"},
+       "POST",
+       &Api::ListRunsBatch,
+       kViewer,
+       "read DAG runs",
+       kReadOnly},
       {{"dags", "{}", "dagRuns", "{}"}, "GET", &Api::GetRun, kViewer, "read DAG runs"},
       {{"dags", "{}", "dagRuns", "{}", "wait"}, "GET", &Api::WaitRun, kViewer, "read DAG runs"},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances"},
@@ -407,7 +425,8 @@ const std::vector<Route>& Routes() {
        "POST",
        &Api::ListTaskInstancesBatch,
        kViewer,
-       "read task instances"},
+       "read task instances",
+       kReadOnly},
       {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}"},
        "GET",
        &Api::GetTaskInstance,
@@ -434,6 +453,8 @@ const std::vector<Route>& Routes() {
       {{"config"}, "GET", &Api::Config, kViewer, "read the configuration"},
       {{"plugins"}, "GET", &Api::Plugins, kViewer, "read plugins"},
       {{"providers"}, "GET", &Api::Providers, kViewer, "read providers"},
+      {{"eventLogs"}, "GET", &Api::ListEventLogs, kViewer, "read the audit log"},
+      {{"eventLogs", "{}"}, "GET", &Api::GetEventLog, kViewer, "read the audit log"},
   };
   return kRoutes;
 }
@@ -484,18 +505,20 @@ std::optional<std::string_view> BearerCredential(const Request& req) {
   return credential;
 }
 
-// The caller of a protected route, or the 401/403/503 to answer instead.
+// The caller of a protected route, or the 401/403/503 to answer instead (`principal` is set for
+// a 403 too).
 std::optional<Response> Admit(const RouterOptions& options, const Route& route,
                               std::optional<scheduler::Principal>& principal, const Request& req) {
   const auto credential = BearerCredential(req);
   if (!credential || options.authenticator == nullptr) return Unauthorized("Not authenticated");
   auto who = options.authenticator->Authenticate(*credential);
   if (!who.ok()) return AuthError(who.status());
-  if (who->role < route.role) {
-    return Detail(403, fmt::format("{} role cannot {}; it needs {}", scheduler::ToString(who->role),
-                                   route.action, scheduler::ToString(route.role)));
+  principal = std::move(*who);  // also for a 403: the audit log names who was refused
+  if (principal->role < route.role) {
+    return Detail(403, fmt::format("{} role cannot {}; it needs {}",
+                                   scheduler::ToString(principal->role), route.action,
+                                   scheduler::ToString(route.role)));
   }
-  principal = std::move(*who);
   return std::nullopt;
 }
 
@@ -557,7 +580,9 @@ Response IssueToken(const RouterOptions& options, const Request& req) {
   return JsonResponse(201, {{"access_token", *token}});
 }
 
-Response Dispatch(Service& service, const RouterOptions& options, const Request& req) {
+// Sets `audit` to the entry of a request to record (router.hpp), once it reaches a route.
+Response Dispatch(Service& service, const RouterOptions& options, const Request& req,
+                  std::optional<scheduler::AuditEntry>& audit) {
   if (auto refusal = RefuseForeignOrigin(req, options)) return *refusal;
 
   std::string_view target = req.target;
@@ -565,7 +590,10 @@ Response Dispatch(Service& service, const RouterOptions& options, const Request&
   std::string_view path = target.substr(0, q);
   const Query query(q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
 
-  if (path == "/auth/token" || path == "/auth/token/") return IssueToken(options, req);
+  if (path == "/auth/token" || path == "/auth/token/") {
+    if (req.method == "POST") audit = audit::ForLogin(req, path);
+    return IssueToken(options, req);
+  }
 
   constexpr std::string_view kPrefix = "/api/v2/";
   if (!path.starts_with(kPrefix)) return NotFound();
@@ -587,8 +615,13 @@ Response Dispatch(Service& service, const RouterOptions& options, const Request&
     path_known = true;
     if (route.method != req.method) continue;
     std::optional<scheduler::Principal> principal;
+    if (IsRecorded(route)) {
+      audit = audit::ForWrite(route.event, route.pattern, params, req, target.substr(0, q));
+    }
     if (!route.is_public) {
-      if (auto refusal = Admit(options, route, principal, req)) return *refusal;
+      auto refusal = Admit(options, route, principal, req);
+      if (audit) audit::SetCaller(*audit, principal);
+      if (refusal) return *refusal;
     }
     if (auto refusal = RefuseNonJsonBody(req)) return *refusal;
     Errors errors;
@@ -604,20 +637,29 @@ Response Dispatch(Service& service, const RouterOptions& options, const Request&
   return path_known ? Detail(405, "Method Not Allowed") : NotFound();
 }
 
-}  // namespace
-
-Router::Router(scheduler::Service& service, RouterOptions options)
-    : service_(service), options_(std::move(options)) {}
-
-Response Router::Handle(const Request& req) const {
+// Dispatch, with an unexpected exception answered 500.
+Response DispatchGuarded(Service& service, const RouterOptions& options, const Request& req,
+                         std::optional<scheduler::AuditEntry>& audit) {
   try {
-    return Dispatch(service_, options_, req);
+    return Dispatch(service, options, req, audit);
   } catch (const std::exception& e) {
     Log()->error("request failed method={} error=\"{}\"", req.method, e.what());
   } catch (...) {
     Log()->error("request failed method={} error=\"unknown exception\"", req.method);
   }
   return Detail(500, "Internal error; the daemon's log has the details");
+}
+
+}  // namespace
+
+Router::Router(scheduler::Service& service, RouterOptions options)
+    : service_(service), options_(std::move(options)) {}
+
+Response Router::Handle(const Request& req) const {
+  std::optional<scheduler::AuditEntry> audit;
+  Response answer = DispatchGuarded(service_, options_, req, audit);
+  if (audit) audit::Record(service_, std::move(*audit), answer);
+  return answer;
 }
 
 }  // namespace dagd::api

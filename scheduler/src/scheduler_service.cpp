@@ -333,4 +333,22 @@ StatusOr<Json> SchedulerService::ReturnValue(const std::string& dag_id, const st
   return Json(nullptr);
 }
 
+StatusOr<int64_t> SchedulerService::RecordAudit(const AuditEntry& entry) {
+  AuditEntry stamped = entry;
+  stamped.at = clock_.Now();
+  return store_.AppendAudit(stamped);
+}
+
+StatusOr<Listing<AuditEntry>> SchedulerService::ListAudit(const AuditQuery& query) {
+  return ForClient(store_.ListAudit(query), "audit log listing");
+}
+
+StatusOr<AuditEntry> SchedulerService::GetAudit(int64_t id) {
+  auto entry = store_.GetAudit(id);
+  if (!entry.ok() && entry.status().code() == StatusCode::kNotFound) {
+    return Status::NotFound("The Event Log with id: `" + std::to_string(id) + "` not found");
+  }
+  return ForClient(std::move(entry), "audit log entry");
+}
+
 }  // namespace dagd::scheduler

@@ -1658,4 +1658,143 @@ void PgStateStore::Unsubscribe(SubscriptionId id) {
   last.reset();  // joins its thread outside the mutex
 }
 
+// --- Audit log -----------------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::string_view kAuditColumns =
+    "id, dagd_us(dttm) AS at, event, owner, via, dag_id, run_id, task_id, map_index, try_number, "
+    "dagd_us(logical_date) AS logical_date, method, path, status, remote_address, body";
+
+scheduler::AuditEntry AuditOf(const pqxx::row& r) {
+  scheduler::AuditEntry e;
+  e.id = r["id"].as<int64_t>();
+  e.at = TimeOf(r["at"]);
+  e.event = r["event"].as<std::string>();
+  e.owner = OptTextOf(r["owner"]);
+  e.via = r["via"].as<std::string>();
+  e.dag_id = OptTextOf(r["dag_id"]);
+  e.run_id = OptTextOf(r["run_id"]);
+  e.task_id = OptTextOf(r["task_id"]);
+  if (!r["map_index"].is_null()) e.map_index = r["map_index"].as<int>();
+  if (!r["try_number"].is_null()) e.try_number = r["try_number"].as<int>();
+  e.logical_date = OptTimeOf(r["logical_date"]);
+  e.method = r["method"].as<std::string>();
+  e.path = r["path"].as<std::string>();
+  e.status = r["status"].as<int>();
+  e.remote_address = r["remote_address"].as<std::string>();
+  e.body = Json::parse(r["body"].c_str());
+  return e;
+}
+
+void AddEquals(std::string_view column, const std::optional<std::string>& value, Params& params,
+               std::vector<std::string>& where) {
+  if (value) where.push_back(std::string(column) + " = " + params.Add(*value));
+}
+
+void AddEquals(std::string_view column, const std::optional<int> value, Params& params,
+               std::vector<std::string>& where) {
+  if (value) where.push_back(std::string(column) + " = " + params.Add(std::to_string(*value)) +
+                             "::integer");
+}
+
+}  // namespace
+
+StatusOr<int64_t> PgStateStore::AppendAudit(const scheduler::AuditEntry& e) {
+  // One statement: the row comes as one JSON parameter so that absent values are NULLs.
+  const Json row = {{"at", Us(e.at)},
+                    {"event", e.event},
+                    {"owner", OptText(e.owner)},
+                    {"via", e.via},
+                    {"dag_id", OptText(e.dag_id)},
+                    {"run_id", OptText(e.run_id)},
+                    {"task_id", OptText(e.task_id)},
+                    {"map_index", e.map_index ? Json(*e.map_index) : Json(nullptr)},
+                    {"try_number", e.try_number ? Json(*e.try_number) : Json(nullptr)},
+                    {"logical_date", Us(e.logical_date)},
+                    {"method", e.method},
+                    {"path", e.path},
+                    {"status", e.status},
+                    {"remote_address", e.remote_address},
+                    {"body", e.body}};
+  return pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> StatusOr<int64_t> {
+    return tx
+        .exec_params1(
+            "INSERT INTO audit_log (dttm, event, owner, via, dag_id, run_id, task_id, map_index, "
+            "  try_number, logical_date, method, path, status, remote_address, body) "
+            "SELECT dagd_ts(x.at), x.event, x.owner, x.via, x.dag_id, x.run_id, x.task_id, "
+            "  x.map_index, x.try_number, dagd_ts(x.logical_date), x.method, x.path, x.status, "
+            "  x.remote_address, coalesce(x.body, '{}') "
+            "FROM json_to_record($1::json) AS x(at bigint, event text, owner text, via text, "
+            "  dag_id text, run_id text, task_id text, map_index integer, try_number integer, "
+            "  logical_date bigint, method text, path text, status integer, "
+            "  remote_address text, body jsonb) "
+            "RETURNING id",
+            Dump(row))[0]
+        .as<int64_t>();
+  });
+}
+
+StatusOr<Listing<scheduler::AuditEntry>> PgStateStore::ListAudit(
+    const scheduler::AuditQuery& query) {
+  static const OrderFields kFields = {
+      {"id", "id"},
+      {"event_log_id", "id"},
+      {"dttm", "dttm"},
+      {"when", "dttm"},
+      {"dag_id", "dag_id"},
+      {"task_id", "task_id"},
+      {"run_id", "run_id"},
+      {"event", "event"},
+      {"logical_date", "logical_date"},
+      {"owner", "owner"},
+      // What the API shows as `extra` holds these, the body summary first.
+      {"extra", "body::text, method, path, remote_address, status, via"},
+  };
+  auto order = OrderBy(query.page.order_by, kFields, "id", "id");
+  if (!order.ok()) return order.status();
+  Params params;
+  std::vector<std::string> where;
+  AddEquals("dag_id", query.dag_id, params, where);
+  AddEquals("task_id", query.task_id, params, where);
+  AddEquals("run_id", query.run_id, params, where);
+  AddEquals("map_index", query.map_index, params, where);
+  AddEquals("try_number", query.try_number, params, where);
+  AddEquals("owner", query.owner, params, where);
+  AddEquals("event", query.event, params, where);
+  AddAnyOf("event", query.included_events, params, where);
+  if (!query.excluded_events.empty()) {
+    where.push_back("event NOT IN (SELECT json_array_elements_text(" +
+                    params.AddJsonArray(Json(query.excluded_events)) + "::json))");
+  }
+  if (query.before) {
+    where.push_back("dttm < dagd_ts(" +
+                    params.Add(std::to_string(query.before->time_since_epoch().count())) +
+                    "::bigint)");
+  }
+  if (query.after) {
+    where.push_back("dttm > dagd_ts(" +
+                    params.Add(std::to_string(query.after->time_since_epoch().count())) +
+                    "::bigint)");
+  }
+  AddPattern("dag_id", query.dag_id_pattern, params, where);
+  AddPattern("task_id", query.task_id_pattern, params, where);
+  AddPattern("run_id", query.run_id_pattern, params, where);
+  AddPattern("owner", query.owner_pattern, params, where);
+  AddPattern("event", query.event_pattern, params, where);
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<Listing<scheduler::AuditEntry>> {
+    return ListPage<scheduler::AuditEntry>(tx, kAuditColumns, " FROM audit_log" + Where(where),
+                                           *order, query.page, params, AuditOf);
+  });
+}
+
+StatusOr<scheduler::AuditEntry> PgStateStore::GetAudit(int64_t id) {
+  return pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> StatusOr<scheduler::AuditEntry> {
+    const pqxx::result r = tx.exec_params(
+        "SELECT " + std::string(kAuditColumns) + " FROM audit_log WHERE id = $1", id);
+    if (r.empty()) return Status::NotFound("no audit log entry " + std::to_string(id));
+    return AuditOf(r[0]);
+  });
+}
+
 }  // namespace dagd::storage

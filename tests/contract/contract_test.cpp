@@ -248,6 +248,18 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ex.Send("GET", "/api/v2/plugins?limit=x", 422);
   ex.Send("GET", "/api/v2/providers", 200);
   ex.Send("GET", "/api/v2/providers?limit=x", 422);
+  // The audit log: the triggers and the pause above are in it.
+  const Json audit =
+      ex.Send("GET", "/api/v2/eventLogs?event=trigger_dag_run&order_by=-when&limit=2", 200);
+  EXPECT_GE(audit["total_entries"], 2);
+  ex.Send("GET", "/api/v2/eventLogs?included_events=patch_dag&after=2000-01-01T00:00:00Z", 200);
+  ex.Send("GET",
+          "/api/v2/eventLogs/" + std::to_string(audit["event_logs"][0]["event_log_id"].get<int>()),
+          200);
+  ex.Send("GET", "/api/v2/eventLogs/999999", 404);
+  ex.Send("GET", "/api/v2/eventLogs/x", 422);
+  ex.Send("GET", "/api/v2/eventLogs?colour=red", 422);
+  ex.SendDagdOnly("GET", "/api/v2/eventLogs?order_by=nope", 400);
   // The event stream and wait: their refusals, and a wait for a run that is over (one line).
   ex.Send("GET", "/api/v2/events?since=x", 422);
   ex.Send("GET", "/api/v2/events?since=999999999", 400);
@@ -260,7 +272,8 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   const Json served = Json::parse(HttpGet(d.Url("/api/v2/openapi.json")).body);
   const std::map<std::string, std::string> path_values = {
       {"{dag_id}", "example_chain"}, {"{dag_run_id}", "contract_1"}, {"{task_id}", "a"},
-      {"{try_number}", "1"},         {"{task_try_number}", "1"},     {"{version_number}", "1"}};
+      {"{try_number}", "1"},         {"{task_try_number}", "1"},     {"{version_number}", "1"},
+      {"{event_log_id}", "1"}};
   // Not checked by their handlers: version and health take anything.
   const std::set<std::string> unchecked = {"/api/v2/version", "/api/v2/monitor/health"};
   for (const auto& [templ, item] : served["paths"].items()) {

@@ -111,6 +111,14 @@ class ForwardingStateStore : public scheduler::StateStore {
     return inner_.Subscribe(std::move(on_change));
   }
   void Unsubscribe(SubscriptionId id) override { inner_.Unsubscribe(id); }
+  StatusOr<int64_t> AppendAudit(const scheduler::AuditEntry& entry) override {
+    return inner_.AppendAudit(entry);
+  }
+  StatusOr<scheduler::Listing<scheduler::AuditEntry>> ListAudit(
+      const scheduler::AuditQuery& query) override {
+    return inner_.ListAudit(query);
+  }
+  StatusOr<scheduler::AuditEntry> GetAudit(int64_t id) override { return inner_.GetAudit(id); }
 
  protected:
   scheduler::StateStore& inner_;

@@ -77,6 +77,14 @@ class StubService : public scheduler::Service {
                                         const std::string&) override {
     return Status::NotFound("no such task instance");
   }
+  // The audit log keeps nothing: recording succeeds, listings are empty.
+  StatusOr<int64_t> RecordAudit(const scheduler::AuditEntry&) override { return 1; }
+  StatusOr<Listing<scheduler::AuditEntry>> ListAudit(const scheduler::AuditQuery&) override {
+    return Listing<scheduler::AuditEntry>{};
+  }
+  StatusOr<scheduler::AuditEntry> GetAudit(int64_t) override {
+    return Status::NotFound("no such event log");
+  }
 };
 
 }  // namespace dagd::testing

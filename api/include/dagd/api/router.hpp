@@ -31,6 +31,15 @@
 // - `limit` above RouterOptions::max_page_limit is silently reduced to it, as Airflow 3 does
 //   with its `maximum_page_limit`.
 //
+// Audit log (audit_log.hpp has the details): every request that reaches a POST, PUT, PATCH or
+// DELETE route under /api/v2 (except the batch listings, which only read), whatever its answer
+// (401 and 403 included), and every POST /auth/token ("login" or "login_failed", owner = the
+// username tried) is recorded after it is answered: the route's Airflow event name, the caller,
+// the ids in its path, the status, the peer address and a redacted summary of its body (never
+// a password, token or conf value). A failed recording leaves the answer as it is and logs the
+// entry. Refusals before routing (unknown path, foreign Host/Origin) are not recorded. The log
+// is served by GET /api/v2/eventLogs and /eventLogs/{event_log_id} (viewer).
+//
 // Logs are streamed (Response::stream) in 64 KiB reads, as text/plain, JSON or NDJSON by Accept,
 // with Airflow's continuation tokens; follow=true answers with a LiveBody (api/src/task_logs.hpp).
 //
@@ -66,6 +75,9 @@ struct Request {
   std::string body;
   // The authenticated caller: set by the Router before a protected route's handler runs.
   std::optional<scheduler::Principal> principal;
+  // The TCP peer's address, without port ("127.0.0.1", "::1"), set by the HTTP session. Headers
+  // such as X-Forwarded-For are not trusted: any client can send them.
+  std::string remote_address;
 };
 
 // A body produced piece by piece as the connection drains, for large or growing content (a log

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dagd/scheduler/audit.hpp"
 #include "dagd/scheduler/dag.hpp"
 #include "dagd/scheduler/records.hpp"
 #include "dagd/scheduler/status.hpp"
@@ -233,6 +234,13 @@ class StateStore {
   using SubscriptionId = uint64_t;
   virtual StatusOr<SubscriptionId> Subscribe(ChangeCallback on_change) = 0;
   virtual void Unsubscribe(SubscriptionId id) = 0;
+
+  // --- Audit log (audit.hpp) ---
+  // Appends `entry` (its id is ignored) in one statement; returns the id given to it.
+  virtual StatusOr<int64_t> AppendAudit(const AuditEntry& entry) = 0;
+  // A page of entries; invalid_argument for an unknown order_by field.
+  virtual StatusOr<Listing<AuditEntry>> ListAudit(const AuditQuery& query) = 0;
+  virtual StatusOr<AuditEntry> GetAudit(int64_t id) = 0;  // not_found
 };
 
 // Everything an operator needs to run one try.

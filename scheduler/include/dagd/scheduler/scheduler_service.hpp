@@ -58,6 +58,9 @@ class SchedulerService final : public Service {
   std::unique_ptr<ChangeWatch> WatchChanges(std::function<void()> wake) override;
   StatusOr<Json> ReturnValue(const std::string& dag_id, const std::string& run_id,
                              const std::string& task_id) override;
+  StatusOr<int64_t> RecordAudit(const AuditEntry& entry) override;
+  StatusOr<Listing<AuditEntry>> ListAudit(const AuditQuery& query) override;
+  StatusOr<AuditEntry> GetAudit(int64_t id) override;
 
   size_t WatcherCount() const { return hub_.WatcherCount(); }
 

@@ -175,6 +175,14 @@ class Service {
   // The task instance's return_value XCom; null when it pushed none. not_found for unknown ids.
   virtual StatusOr<Json> ReturnValue(const std::string& dag_id, const std::string& run_id,
                                      const std::string& task_id) = 0;
+
+  // --- The audit log (audit.hpp) ---
+  // Stores `entry` stamped with the clock's now (its `at` and `id` are ignored); returns its id.
+  // Errors as the store's (unavailable when the database is down).
+  virtual StatusOr<int64_t> RecordAudit(const AuditEntry& entry) = 0;
+  // invalid_argument for an unknown order_by field; not_found for an unknown id.
+  virtual StatusOr<Listing<AuditEntry>> ListAudit(const AuditQuery& query) = 0;
+  virtual StatusOr<AuditEntry> GetAudit(int64_t id) = 0;
 };
 
 }  // namespace dagd::scheduler

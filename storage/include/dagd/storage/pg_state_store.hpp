@@ -137,6 +137,11 @@ class PgStateStore final : public scheduler::StateStore {
   StatusOr<SubscriptionId> Subscribe(ChangeCallback on_change) override;
   void Unsubscribe(SubscriptionId id) override;
 
+  StatusOr<int64_t> AppendAudit(const scheduler::AuditEntry& entry) override;
+  StatusOr<scheduler::Listing<scheduler::AuditEntry>> ListAudit(
+      const scheduler::AuditQuery& query) override;
+  StatusOr<scheduler::AuditEntry> GetAudit(int64_t id) override;
+
  private:
   struct SchedulerLock;
   class Listener;

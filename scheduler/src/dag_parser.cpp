@@ -449,9 +449,9 @@ TaskDraft ReadTask(const Json& item, size_t position, const TaskSpec& defaults,
     draft.spec.task_id = id_it->get<std::string>();
     draft.place = "task " + Quoted(draft.spec.task_id);
     if (!IsValidId(draft.spec.task_id)) {
-      errors.Add("task id " + Quoted(draft.spec.task_id) +
-                     " is invalid: " + std::string(kInvalidIdHint),
-                 Child(path, "task_id"));
+      errors.Add(
+          "task id " + Quoted(draft.spec.task_id) + " is invalid: " + std::string(kInvalidIdHint),
+          Child(path, "task_id"));
     }
   }
 
@@ -479,9 +479,8 @@ TaskDraft ReadTask(const Json& item, size_t position, const TaskSpec& defaults,
     for (const auto& [key, value] : item.items()) {
       const OperatorFields* owner_op = OperatorOfField(key);
       if (owner_op != nullptr && owner_op != op) {
-        reader.PlaceError("field " + Quoted(key) + " does not apply to operator " +
-                              Quoted(op->name),
-                          key);
+        reader.PlaceError(
+            "field " + Quoted(key) + " does not apply to operator " + Quoted(op->name), key);
       }
     }
     if (op->name == kOperatorTransform) {

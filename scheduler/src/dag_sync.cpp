@@ -45,8 +45,8 @@ StatusOr<SyncReport> SyncDagFolder(StateStore& store, const std::filesystem::pat
     }
     if (before.ok() && before->source == DagSource::kApi) {
       // The file took the DAG over from an upload: said once, by this scan's import errors.
-      Log()->warn("DAG file replaces an uploaded DAG file={} dag={} version={}",
-                  file.path.string(), file.dag->dag_id, *version);
+      Log()->warn("DAG file replaces an uploaded DAG file={} dag={} version={}", file.path.string(),
+                  file.dag->dag_id, *version);
       ImportError error;
       error.filename = file.path.string();
       error.timestamp = now;

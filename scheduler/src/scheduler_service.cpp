@@ -251,9 +251,8 @@ StatusOr<DagUpload> SchedulerService::UploadDag(const std::string& dag_id,
   auto before = store_.GetDag(dag_id);
   if (!before.ok() && before.status().code() != StatusCode::kNotFound) return before.status();
   upload.created = !before.ok();
-  auto version =
-      ForClient(store_.SyncDag(*parsed.dag, std::string(), clock_.Now(), DagSource::kApi),
-                "DAG upload");
+  auto version = ForClient(
+      store_.SyncDag(*parsed.dag, std::string(), clock_.Now(), DagSource::kApi), "DAG upload");
   if (!version.ok()) return version.status();
   if (upload.created || before->latest_version != *version) {
     Log()->info("DAG version uploaded dag={} version={}", dag_id, *version);

@@ -46,7 +46,8 @@ TEST(DagUpload, AnUploadedDagRunsSurvivesARestartYieldsToAFileAndIsDeleted) {
   HttpResponse bad = Put(d, "uploaded", R"({"dag_id": "uploaded", "tasks": [
     {"task_id": "a", "operator": "empty"}, {"task_id": "b", "operator": "empty", "retries": -1}]})");
   ASSERT_EQ(bad.status, 422) << bad.body;
-  EXPECT_EQ(Json::parse(bad.body)["detail"][0]["loc"], Json::parse(R"(["body","tasks",1,"retries"])"))
+  EXPECT_EQ(Json::parse(bad.body)["detail"][0]["loc"],
+            Json::parse(R"(["body","tasks",1,"retries"])"))
       << bad.body;
   EXPECT_EQ(HttpGet(d.Url("/api/v2/dags/uploaded")).status, 404);
 

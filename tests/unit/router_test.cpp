@@ -208,7 +208,8 @@ class FakeService : public dagd::testing::StubService {
   }
   Status DeleteDag(const std::string& dag_id) override {
     last_deleted = dag_id;
-    if (dag_id == "busy") return Status::FailedPrecondition("DAG 'busy' has 1 queued or running run");
+    if (dag_id == "busy")
+      return Status::FailedPrecondition("DAG 'busy' has 1 queued or running run");
     if (dag_id != "etl") return Status::NotFound("DAG with dag_id: '" + dag_id + "' not found");
     return Status::Ok();
   }
@@ -1314,7 +1315,8 @@ TEST_F(RouterTest, AnInvalidUploadIs422AtTheFieldsPathInTheBody) {
 }
 
 TEST_F(RouterTest, AnUploadWithoutADagIdNamesTheFieldAndACycleNamesTheTasks) {
-  Response r = Call("PUT", "/api/v2/dags/fresh", R"({"tasks": [{"task_id": "a", "operator": "empty"}]})");
+  Response r =
+      Call("PUT", "/api/v2/dags/fresh", R"({"tasks": [{"task_id": "a", "operator": "empty"}]})");
   ASSERT_EQ(r.status, 422) << r.body;
   EXPECT_EQ(Body(r)["detail"][0]["loc"], Json::parse(R"(["body","dag_id"])"));
   EXPECT_EQ(Body(r)["detail"][0]["msg"], "missing required field 'dag_id'");

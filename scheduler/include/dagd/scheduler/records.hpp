@@ -23,7 +23,7 @@ struct DagRecord {
   std::string dag_id;
   bool is_paused = false;
   bool is_stale = false;  // its file is gone from the dags folder
-  std::string fileloc;  // empty for an uploaded DAG
+  std::string fileloc;    // empty for an uploaded DAG
   DagSource source = DagSource::kFile;
   std::optional<TimePoint> last_parsed_time;
   std::string description;

@@ -15,7 +15,7 @@
 // reports it through options.on_fenced and LastHeartbeat stops; the daemon exits non-zero.
 //
 // Thread-safety: Wake, DagChanged, GetDag, RememberDag, ForgetDag, LastHeartbeat, Fenced and the
-// executor's event sink may be called from any thread. Start and Shutdown from the owning thread only.
+// executor's event sink may be called from any thread; Start and Shutdown from the owning one.
 #pragma once
 
 #include <filesystem>

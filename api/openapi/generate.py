@@ -82,7 +82,7 @@ def generate():
                 op["responses"].setdefault(status, copy.deepcopy(response))
             for status in dagd.get("extra_responses", {}).get(path, {}).get(method, []):
                 op["responses"].setdefault(str(status), {
-                    "description": "Bad Request",
+                    "description": {"400": "Bad Request", "409": "Conflict"}[str(status)],
                     "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}},
                 })

@@ -35,6 +35,24 @@ using scheduler::TimePoint;
 
 Response NotFound() { return Detail(404, "Not Found"); }
 
+// The value at `path` in `document`, or the deepest one on the way there (the object a missing
+// field belongs in): what a 422 entry echoes as its input.
+const Json& ValueAt(const Json& document, const Json& path) {
+  const Json* at = &document;
+  for (const Json& part : path) {
+    if (part.is_string() && at->is_object()) {
+      auto it = at->find(part.get_ref<const std::string&>());
+      if (it == at->end()) break;
+      at = &*it;
+    } else if (part.is_number_unsigned() && at->is_array() && part.get<size_t>() < at->size()) {
+      at = &(*at)[part.get<size_t>()];
+    } else {
+      break;
+    }
+  }
+  return *at;
+}
+
 // --- Routing ------------------------------------------------------------------------------------
 
 class Api {
@@ -126,6 +144,53 @@ class Api {
     auto details = service_.SetPaused(c.params[0], (*body)["is_paused"].get<bool>());
     if (!details.ok()) return ErrorResponse(details.status());
     return JsonResponse(200, DagToJson(details->record));
+  }
+
+  // PUT /dags/{dag_id} (dagd): the body is a DAG document as the DAGs folder's files hold it,
+  // validated by the same parser; its errors answer 422 at ["body", <path in the document>].
+  Response UploadDag(const Call& c) {
+    if (auto refused = Unsupported(c, {})) return *refused;
+    Response error;
+    // Not JSON, not an object, a NUL: the API's usual 422s. The parser reads the text itself
+    // (as it reads a file's) so that it sees what a file would show, repeated keys included.
+    auto body = ParseBodyObject(c.req, error);
+    if (!body) return error;
+    auto upload = service_.UploadDag(c.params[0], c.req.body);
+    if (!upload.ok()) {
+      if (upload.status().code() == StatusCode::kFailedPrecondition) {
+        return Detail(409, upload.status().message());
+      }
+      return ErrorResponse(upload.status());
+    }
+    if (!upload->errors.empty()) {
+      Errors errors;
+      for (size_t i = 0; i < upload->errors.size(); ++i) {
+        const Json& path = upload->error_paths[i];
+        Json loc = {"body"};
+        loc.insert(loc.end(), path.begin(), path.end());
+        errors.Add("value_error", std::move(loc), upload->errors[i], ValueAt(*body, path));
+      }
+      return errors.ToResponse();
+    }
+    return JsonResponse(upload->created ? 201 : 200, DagDetailsToJson(upload->details));
+  }
+
+  // DELETE /dags/{dag_id}, as Airflow's delete_dag (409 while it cannot be deleted). Airflow's
+  // document gives its 422 the {"detail": <sentence>} shape, so the refusals here use it.
+  Response DeleteDag(const Call& c) {
+    if (c.req.target.find('?') != std::string::npos) {
+      return Detail(422, "DELETE /api/v2/dags/{dag_id} takes no query parameters");
+    }
+    if (!c.req.body.empty()) {
+      return Detail(422, "DELETE /api/v2/dags/{dag_id} takes no request body");
+    }
+    const Status s = service_.DeleteDag(c.params[0]);
+    if (s.code() == StatusCode::kFailedPrecondition) return Detail(409, s.message());
+    if (!s.ok()) return ErrorResponse(s);
+    return JsonResponse(200, {{"dag_id", c.params[0]},
+                              {"message", "DAG '" + c.params[0] +
+                                              "' was deleted with its versions, runs and task "
+                                              "instances; its events stay in the event log"}});
   }
 
   Response ListTasks(const Call& c) {
@@ -455,6 +520,8 @@ const std::vector<Route>& Routes() {
       {{"providers"}, "GET", &Api::Providers, kViewer, "read providers"},
       {{"eventLogs"}, "GET", &Api::ListEventLogs, kViewer, "read the audit log"},
       {{"eventLogs", "{}"}, "GET", &Api::GetEventLog, kViewer, "read the audit log"},
+      {{"dags", "{}"}, "PUT", &Api::UploadDag, Role::kAdmin, "upload DAGs", "put_dag"},
+      {{"dags", "{}"}, "DELETE", &Api::DeleteDag, Role::kAdmin, "delete DAGs", "delete_dag"},
   };
   return kRoutes;
 }

@@ -206,6 +206,7 @@ int Serve(const Config& config) {
   scheduler::ServiceOptions service_options;
   service_options.logs_root = scheduler_options.logs_root;
   service_options.max_conf_bytes = static_cast<size_t>(config.max_conf_bytes);
+  service_options.parse_options = parse_options;  // an upload is validated as a file is
   scheduler::SchedulerService service(service_options, **store, sched, clock);
   api::RouterOptions router_options;
   router_options.allowed_hosts = config.allowed_hosts;

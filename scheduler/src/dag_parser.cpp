@@ -179,51 +179,79 @@ std::string ChildPlace(const std::string& parent, std::string_view key) {
 
 bool HasNul(std::string_view text) { return text.find('\0') != std::string_view::npos; }
 
+// The errors of one document, each with the path of the value it is about (ParseResult).
+class ErrorList {
+ public:
+  explicit ErrorList(ParseResult& result) : result_(result) {}
+  void Add(std::string message, Json path = Json::array()) {
+    result_.errors.push_back(std::move(message));
+    result_.error_paths.push_back(std::move(path));
+  }
+  bool empty() const { return result_.errors.empty(); }
+
+ private:
+  ParseResult& result_;
+};
+
+// `path` with `key` (a field name or an array index) appended.
+Json Child(Json path, Json key) {
+  path.push_back(std::move(key));
+  return path;
+}
+
 // A key or string with a NUL character: PostgreSQL stores neither text nor jsonb with one, and a
 // NUL would cut the value short wherever it reaches C strings (an environment, a command line).
 // Iterative, like DeeperThan; call it only on documents that passed DeeperThan (the places stay
 // short). Keys with a NUL are shown with it escaped.
-void FindNulCharacters(const Json& root, std::vector<std::string>& errors) {
+void FindNulCharacters(const Json& root, ErrorList& errors) {
   auto escaped = [](std::string_view key) {
     std::string out;
     for (char c : key) out += c == '\0' ? std::string("\\u0000") : std::string(1, c);
     return Shown(out);
   };
   size_t found = 0;
-  std::vector<std::pair<const Json*, std::string>> stack{{&root, std::string()}};
+  struct Item {
+    const Json* node;
+    std::string place;
+    Json path;
+  };
+  std::vector<Item> stack{{&root, std::string(), Json::array()}};
   while (!stack.empty() && found < kMaxNulReported) {
-    auto [node, place] = std::move(stack.back());
+    auto [node, place, path] = std::move(stack.back());
     stack.pop_back();
     if (node->is_string()) {
       if (HasNul(node->get_ref<const std::string&>())) {
-        errors.push_back("field '" + place + "' contains a NUL character (\\u0000)");
+        errors.Add("field '" + place + "' contains a NUL character (\\u0000)", path);
         ++found;
       }
     } else if (node->is_object()) {
       for (auto it = node->begin(); it != node->end(); ++it) {
         if (HasNul(it.key())) {
-          errors.push_back("key '" + escaped(it.key()) + "'" +
-                           (place.empty() ? std::string() : " in '" + place + "'") +
-                           " contains a NUL character (\\u0000)");
+          errors.Add("key '" + escaped(it.key()) + "'" +
+                         (place.empty() ? std::string() : " in '" + place + "'") +
+                         " contains a NUL character (\\u0000)",
+                     path);
           ++found;
           continue;
         }
-        stack.emplace_back(&*it, ChildPlace(place, Shown(it.key())));
+        stack.push_back({&*it, ChildPlace(place, Shown(it.key())), Child(path, it.key())});
       }
     } else if (node->is_array()) {
       for (size_t i = node->size(); i > 0; --i) {
-        stack.emplace_back(&(*node)[i - 1], place + "[" + std::to_string(i - 1) + "]");
+        stack.push_back(
+            {&(*node)[i - 1], place + "[" + std::to_string(i - 1) + "]", Child(path, i - 1)});
       }
     }
   }
 }
 
 // Reads typed fields of one JSON object; every mismatch becomes an error naming `place_`
-// ("task 'b'", "default_args", "DAG"). Absent fields read as nullopt without an error.
+// ("task 'b'", "default_args", "DAG"), at `path_` (the object's path in the document) or the
+// field's. Absent fields read as nullopt without an error.
 class FieldReader {
  public:
-  FieldReader(const Json& object, std::string place, std::vector<std::string>& errors)
-      : object_(object), place_(std::move(place)), errors_(errors) {}
+  FieldReader(const Json& object, std::string place, Json path, ErrorList& errors)
+      : object_(object), place_(std::move(place)), path_(std::move(path)), errors_(errors) {}
 
   const std::string& place() const { return place_; }
 
@@ -237,10 +265,16 @@ class FieldReader {
     return value != nullptr && value->is_null();
   }
 
+  const Json& path() const { return path_; }
+
   void FieldError(std::string_view key, const std::string& what) {
-    errors_.push_back(place_ + " field '" + std::string(key) + "': " + what);
+    errors_.Add(place_ + " field '" + std::string(key) + "': " + what, Child(path_, key));
   }
-  void PlaceError(const std::string& what) { errors_.push_back(place_ + ": " + what); }
+  void PlaceError(const std::string& what) { errors_.Add(place_ + ": " + what, path_); }
+  // An error about the object's field `key` (unknown, misplaced), said of the object.
+  void PlaceError(const std::string& what, std::string_view key) {
+    errors_.Add(place_ + ": " + what, Child(path_, key));
+  }
 
   std::optional<std::string> String(std::string_view key, bool non_empty = false) {
     const Json* value = Get(key);
@@ -351,7 +385,8 @@ class FieldReader {
  private:
   const Json& object_;
   std::string place_;
-  std::vector<std::string>& errors_;
+  Json path_;
+  ErrorList& errors_;
 };
 
 // Fields shared by default_args and tasks. Each present, valid field overwrites `spec`.
@@ -392,45 +427,49 @@ struct TaskDraft {
 
 TaskDraft ReadTask(const Json& item, size_t position, const TaskSpec& defaults,
                    const std::string& default_owner, const ParseOptions& options,
-                   std::vector<std::string>& errors) {
+                   ErrorList& errors) {
   TaskDraft draft;
+  const Json path = {"tasks", position - 1};
   draft.spec = defaults;
   draft.owner = default_owner;
   draft.place = "task " + std::to_string(position);
   if (!item.is_object()) {
-    errors.push_back(draft.place + ": expected an object, got " + ShowJson(item));
+    errors.Add(draft.place + ": expected an object, got " + ShowJson(item), path);
     return draft;
   }
 
   auto id_it = item.find("task_id");
   if (id_it == item.end()) {
-    errors.push_back(draft.place + ": missing required field 'task_id'");
+    errors.Add(draft.place + ": missing required field 'task_id'", Child(path, "task_id"));
   } else if (!id_it->is_string()) {
-    errors.push_back(draft.place + " field 'task_id': expected a string, got " + ShowJson(*id_it));
+    errors.Add(draft.place + " field 'task_id': expected a string, got " + ShowJson(*id_it),
+               Child(path, "task_id"));
   } else {
     draft.has_id = true;
     draft.spec.task_id = id_it->get<std::string>();
     draft.place = "task " + Quoted(draft.spec.task_id);
     if (!IsValidId(draft.spec.task_id)) {
-      errors.push_back("task id " + Quoted(draft.spec.task_id) +
-                       " is invalid: " + std::string(kInvalidIdHint));
+      errors.Add(
+          "task id " + Quoted(draft.spec.task_id) + " is invalid: " + std::string(kInvalidIdHint),
+          Child(path, "task_id"));
     }
   }
 
-  FieldReader reader(item, draft.place, errors);
+  FieldReader reader(item, draft.place, path, errors);
   for (const auto& [key, value] : item.items()) {
     if (!kCommonTaskFields.contains(key) && OperatorOfField(key) == nullptr) {
-      reader.PlaceError("unknown field " + Quoted(key));
+      reader.PlaceError("unknown field " + Quoted(key), key);
     }
   }
 
   const OperatorFields* op = nullptr;
   if (!reader.Has("operator")) {
-    reader.PlaceError("missing required field 'operator'");
+    reader.PlaceError("missing required field 'operator'", "operator");
   } else if (auto name = reader.String("operator")) {
     op = FindOperator(*name);
     if (op == nullptr) {
-      reader.PlaceError("unknown operator " + Quoted(*name) + " (known: transform, bash, empty)");
+      reader.PlaceError("unknown operator " + Quoted(*name) + " (known: transform, bash, empty)",
+                        "operator");
     } else {
       draft.spec.operator_name = *name;
     }
@@ -440,23 +479,23 @@ TaskDraft ReadTask(const Json& item, size_t position, const TaskSpec& defaults,
     for (const auto& [key, value] : item.items()) {
       const OperatorFields* owner_op = OperatorOfField(key);
       if (owner_op != nullptr && owner_op != op) {
-        reader.PlaceError("field " + Quoted(key) + " does not apply to operator " +
-                          Quoted(op->name));
+        reader.PlaceError(
+            "field " + Quoted(key) + " does not apply to operator " + Quoted(op->name), key);
       }
     }
     if (op->name == kOperatorTransform) {
       if (!reader.Has("job")) {
-        reader.PlaceError("operator 'transform' needs field 'job'");
+        reader.PlaceError("operator 'transform' needs field 'job'", "job");
       } else if (auto job = reader.String("job", true)) {
         draft.spec.job = *job;
         if (options.job_exists && !options.job_exists(*job)) {
-          reader.PlaceError("unknown job " + Quoted(*job));
+          reader.PlaceError("unknown job " + Quoted(*job), "job");
         }
       }
       if (auto args = reader.Object("args")) draft.spec.args = std::move(*args);
     } else if (op->name == kOperatorBash) {
       if (!reader.Has("bash_command")) {
-        reader.PlaceError("operator 'bash' needs field 'bash_command'");
+        reader.PlaceError("operator 'bash' needs field 'bash_command'", "bash_command");
       } else if (auto command = reader.String("bash_command", true)) {
         draft.spec.bash_command = *command;
       }
@@ -517,30 +556,31 @@ void AppendUnique(std::vector<std::string>& list, const std::string& value) {
 
 ParseResult Validate(const Json& doc, const ParseOptions& options) {
   ParseResult result;
-  auto& errors = result.errors;
+  ErrorList errors(result);
   if (!doc.is_object()) {
-    errors.push_back("a DAG document must be a JSON object, got " + std::string(doc.type_name()));
+    errors.Add("a DAG document must be a JSON object, got " + std::string(doc.type_name()));
     return result;
   }
   if (DeeperThan(doc, kMaxDepth)) {
-    errors.push_back("the document nests deeper than " + std::to_string(kMaxDepth) + " levels");
+    errors.Add("the document nests deeper than " + std::to_string(kMaxDepth) + " levels");
     return result;
   }
   FindNulCharacters(doc, errors);
   if (!errors.empty()) return result;
 
   auto dag = std::make_shared<Dag>();
-  FieldReader top(doc, "DAG", errors);
+  FieldReader top(doc, "DAG", Json::array(), errors);
   for (const auto& [key, value] : doc.items()) {
-    if (!kTopLevelFields.contains(key)) errors.push_back("unknown field " + Quoted(key));
+    if (!kTopLevelFields.contains(key)) errors.Add("unknown field " + Quoted(key), {key});
   }
 
   if (!top.Has("dag_id")) {
-    errors.push_back("missing required field 'dag_id'");
+    errors.Add("missing required field 'dag_id'", {"dag_id"});
   } else if (auto id = top.String("dag_id")) {
     dag->dag_id = *id;
     if (!IsValidId(*id)) {
-      errors.push_back("dag_id " + Quoted(*id) + " is invalid: " + std::string(kInvalidIdHint));
+      errors.Add("dag_id " + Quoted(*id) + " is invalid: " + std::string(kInvalidIdHint),
+                 {"dag_id"});
     }
   }
   if (!top.IsNull("description")) {
@@ -579,13 +619,14 @@ ParseResult Validate(const Json& doc, const ParseOptions& options) {
   TaskSpec defaults;
   std::string default_owner;
   if (auto default_args = top.Object("default_args")) {
-    FieldReader reader(*default_args, "default_args", errors);
+    FieldReader reader(*default_args, "default_args", {"default_args"}, errors);
     for (const auto& [key, value] : default_args->items()) {
       if (kDefaultableFields.contains(key)) continue;
       if (kCommonTaskFields.contains(key) || OperatorOfField(key) != nullptr) {
-        reader.PlaceError("field " + Quoted(key) + " cannot be defaulted (set it on each task)");
+        reader.PlaceError("field " + Quoted(key) + " cannot be defaulted (set it on each task)",
+                          key);
       } else {
-        reader.PlaceError("unknown field " + Quoted(key));
+        reader.PlaceError("unknown field " + Quoted(key), key);
       }
     }
     ReadDefaultableFields(reader, defaults, default_owner);
@@ -594,7 +635,7 @@ ParseResult Validate(const Json& doc, const ParseOptions& options) {
   std::vector<TaskDraft> drafts;
   const Json* tasks = top.Get("tasks");
   if (tasks == nullptr) {
-    errors.push_back("missing required field 'tasks'");
+    errors.Add("missing required field 'tasks'", {"tasks"});
   } else if (!tasks->is_array() || tasks->empty()) {
     top.FieldError("tasks", "expected a non-empty array of tasks, got " + ShowJson(*tasks));
   } else {
@@ -610,8 +651,9 @@ ParseResult Validate(const Json& doc, const ParseOptions& options) {
     if (!drafts[i].has_id) continue;
     auto [it, inserted] = first_index.emplace(drafts[i].spec.task_id, i);
     if (!inserted) {
-      errors.push_back("duplicate task id " + Quoted(drafts[i].spec.task_id) + " (tasks " +
-                       std::to_string(it->second + 1) + " and " + std::to_string(i + 1) + ")");
+      errors.Add("duplicate task id " + Quoted(drafts[i].spec.task_id) + " (tasks " +
+                     std::to_string(it->second + 1) + " and " + std::to_string(i + 1) + ")",
+                 {"tasks", i, "task_id"});
     }
   }
 
@@ -622,7 +664,7 @@ ParseResult Validate(const Json& doc, const ParseOptions& options) {
     for (const auto& id : drafts[v].spec.upstream) {
       auto it = first_index.find(id);
       if (it == first_index.end()) {
-        errors.push_back(drafts[v].place + ": unknown upstream " + Quoted(id));
+        errors.Add(drafts[v].place + ": unknown upstream " + Quoted(id), {"tasks", v, "upstream"});
         continue;
       }
       edges[it->second].push_back(v);
@@ -633,7 +675,8 @@ ParseResult Validate(const Json& doc, const ParseOptions& options) {
     for (const auto& id : drafts[u].downstream) {
       auto it = first_index.find(id);
       if (it == first_index.end()) {
-        errors.push_back(drafts[u].place + ": unknown downstream " + Quoted(id));
+        errors.Add(drafts[u].place + ": unknown downstream " + Quoted(id),
+                   {"tasks", u, "downstream"});
         continue;
       }
       edges[u].push_back(it->second);
@@ -647,11 +690,11 @@ ParseResult Validate(const Json& doc, const ParseOptions& options) {
 
   auto cycles = graph::FindCycles(edges);
   for (size_t i = 0; i < cycles.size() && i < kMaxCyclesReported; ++i) {
-    errors.push_back(CycleText(cycles[i], drafts));
+    errors.Add(CycleText(cycles[i], drafts), {"tasks"});
   }
   if (cycles.size() > kMaxCyclesReported) {
-    errors.push_back("... and " + std::to_string(cycles.size() - kMaxCyclesReported) +
-                     " more cycles");
+    errors.Add("... and " + std::to_string(cycles.size() - kMaxCyclesReported) + " more cycles",
+               {"tasks"});
   }
 
   if (!errors.empty()) return result;
@@ -720,7 +763,7 @@ ParseResult ParseDag(const Json& document, const ParseOptions& options) {
   } catch (const std::exception& e) {
     // Validation reads only; anything thrown here is a bug, reported rather than propagated.
     ParseResult result;
-    result.errors.push_back(std::string("internal error while validating the DAG: ") + e.what());
+    ErrorList(result).Add(std::string("internal error while validating the DAG: ") + e.what());
     return result;
   }
 }
@@ -748,16 +791,18 @@ ParseResult ParseDag(std::string_view json_text, const ParseOptions& options) {
   try {
     document = Json::parse(json_text.begin(), json_text.end(), on_event);
   } catch (const Json::parse_error& e) {
-    result.errors.push_back(JsonSyntaxError(json_text, e));
+    ErrorList(result).Add(JsonSyntaxError(json_text, e));
     return result;
   } catch (const std::exception& e) {
-    result.errors.push_back(std::string("invalid JSON: ") + e.what());
+    ErrorList(result).Add(std::string("invalid JSON: ") + e.what());
     return result;
   }
   result = ParseDag(document, options);
   if (!duplicate_keys.empty()) {
     result.dag = nullptr;
+    // Where a repeated key sits is not known here: the paths name the whole document.
     result.errors.insert(result.errors.begin(), duplicate_keys.begin(), duplicate_keys.end());
+    result.error_paths.insert(result.error_paths.begin(), duplicate_keys.size(), Json::array());
   }
   return result;
 }

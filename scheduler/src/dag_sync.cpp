@@ -24,7 +24,7 @@ StatusOr<SyncReport> SyncDagFolder(StateStore& store, const std::filesystem::pat
       continue;
     }
     auto before = store.GetDag(file.dag->dag_id);
-    auto version = store.SyncDag(*file.dag, file.path.string(), now);
+    auto version = store.SyncDag(*file.dag, file.path.string(), now, DagSource::kFile);
     if (!version.ok()) {
       const Status& s = version.status();
       // The database is away or busy: the whole scan is retried, nothing is half-reported.
@@ -42,6 +42,20 @@ StatusOr<SyncReport> SyncDagFolder(StateStore& store, const std::filesystem::pat
       import_errors.push_back(std::move(error));
       ++report.failed_files;
       continue;
+    }
+    if (before.ok() && before->source == DagSource::kApi) {
+      // The file took the DAG over from an upload: said once, by this scan's import errors.
+      Log()->warn("DAG file replaces an uploaded DAG file={} dag={} version={}", file.path.string(),
+                  file.dag->dag_id, *version);
+      ImportError error;
+      error.filename = file.path.string();
+      error.timestamp = now;
+      error.message = "DAG '" + file.dag->dag_id +
+                      "' was uploaded through the API and is also defined by this file; the file "
+                      "wins: its document is now the DAG's latest version (" +
+                      std::to_string(*version) +
+                      "), and uploads of this DAG are refused while the file exists\n";
+      import_errors.push_back(std::move(error));
     }
     if (!before.ok() || before->latest_version != *version) {
       ++report.new_versions;

@@ -35,7 +35,12 @@ Status Scheduler::Loop::RefreshPaused(const std::set<std::string>& dag_ids) {
     auto state = dag_states_.find(dag_id);
     if (state == dag_states_.end()) continue;  // no active run: read when one is loaded
     auto record = store_.GetDag(dag_id);
-    if (record.status().code() == StatusCode::kNotFound) continue;
+    if (record.status().code() == StatusCode::kNotFound) {
+      // Deleted (StateStore::DeleteDag refuses while a run is active): an id uploaded again
+      // starts afresh, its paused flag read with its first run.
+      if (state->second.queued.empty() && state->second.running.empty()) dag_states_.erase(state);
+      continue;
+    }
     if (!record.ok()) return record.status();
     if (state->second.paused == record->is_paused) continue;
     state->second.paused = record->is_paused;

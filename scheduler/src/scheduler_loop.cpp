@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "dagd/scheduler/admission.hpp"
 #include "dagd/scheduler/decisions.hpp"
@@ -46,6 +47,7 @@ StatusOr<DagPtr> Scheduler::GetDag(const std::string& dag_id, int version_number
 void Scheduler::RememberDag(int version_number, DagPtr dag) {
   loop_->RememberDag(version_number, std::move(dag));
 }
+void Scheduler::ForgetDag(const std::string& dag_id) { loop_->ForgetDag(dag_id); }
 std::optional<TimePoint> Scheduler::LastHeartbeat() const { return loop_->LastHeartbeat(); }
 bool Scheduler::Fenced() const { return loop_->Fenced(); }
 
@@ -157,6 +159,16 @@ void Scheduler::Loop::RememberDag(int version_number, DagPtr dag) {
   std::lock_guard lock(dags_mu_);
   const std::string dag_id = dag->dag_id;
   dags_.try_emplace({dag_id, version_number}, std::move(dag));
+}
+
+void Scheduler::Loop::ForgetDag(const std::string& dag_id) {
+  {
+    std::lock_guard lock(dags_mu_);
+    auto it = dags_.lower_bound({dag_id, std::numeric_limits<int>::min()});
+    while (it != dags_.end() && it->first.first == dag_id) it = dags_.erase(it);
+  }
+  // The loop drops its paused flag when it finds the row gone (RefreshPaused).
+  DagChanged(dag_id);
 }
 
 std::optional<TimePoint> Scheduler::Loop::LastHeartbeat() const {

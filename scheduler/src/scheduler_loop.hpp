@@ -31,6 +31,7 @@ class Scheduler::Loop {
   void Shutdown(std::chrono::milliseconds grace);
   StatusOr<DagPtr> GetDag(const std::string& dag_id, int version_number);
   void RememberDag(int version_number, DagPtr dag);
+  void ForgetDag(const std::string& dag_id);
   std::optional<TimePoint> LastHeartbeat() const;
   bool Fenced() const { return fenced_; }
 

@@ -306,6 +306,44 @@ StatusOr<LogReader> SchedulerService::OpenLog(const std::string& dag_id, const s
   return LogReader(std::move(note), std::move(stream), end - start, std::move(origin));
 }
 
+StatusOr<DagUpload> SchedulerService::UploadDag(const std::string& dag_id,
+                                                std::string_view document) {
+  DagUpload upload;
+  ParseResult parsed = ParseDag(document, options_.parse_options);
+  if (parsed.dag && parsed.dag->dag_id != dag_id) {
+    parsed.errors.push_back("dag_id '" + parsed.dag->dag_id +
+                            "' differs from the DAG id in the path, '" + dag_id + "'");
+    parsed.error_paths.push_back(Json::array({"dag_id"}));
+  }
+  if (!parsed.errors.empty()) {
+    upload.errors = std::move(parsed.errors);
+    upload.error_paths = std::move(parsed.error_paths);
+    return upload;
+  }
+  auto before = store_.GetDag(dag_id);
+  if (!before.ok() && before.status().code() != StatusCode::kNotFound) return before.status();
+  upload.created = !before.ok();
+  auto version = ForClient(
+      store_.SyncDag(*parsed.dag, std::string(), clock_.Now(), DagSource::kApi), "DAG upload");
+  if (!version.ok()) return version.status();
+  if (upload.created || before->latest_version != *version) {
+    Log()->info("DAG version uploaded dag={} version={}", dag_id, *version);
+  }
+  // The scheduler has the new version at once, as it has a file's after a scan.
+  scheduler_.RememberDag(*version, parsed.dag);
+  auto details = GetDag(dag_id);
+  if (!details.ok()) return details.status();
+  upload.details = std::move(details).value();
+  return upload;
+}
+
+Status SchedulerService::DeleteDag(const std::string& dag_id) {
+  if (Status s = ForClient(store_.DeleteDag(dag_id), "DAG deletion"); !s.ok()) return s;
+  scheduler_.ForgetDag(dag_id);
+  Log()->info("DAG deleted dag={}", dag_id);
+  return Status::Ok();
+}
+
 StatusOr<EventBounds> SchedulerService::EventLogBounds() {
   return ForClient(store_.ReadEventBounds(), "event log bounds");
 }

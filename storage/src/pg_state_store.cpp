@@ -118,7 +118,7 @@ TaskState TaskStateOf(const pqxx::field& f) {
 // Column lists are unqualified so they serve SELECT ... FROM <table> and INSERT ... RETURNING.
 
 constexpr std::string_view kDagColumns =
-    "dag_id, is_paused, is_stale, fileloc, dagd_us(last_parsed_time) AS last_parsed_time, "
+    "dag_id, is_paused, is_stale, fileloc, source, dagd_us(last_parsed_time) AS last_parsed_time, "
     "description, to_json(tags)::text AS tags, to_json(owners)::text AS owners, schedule, "
     "max_active_runs, max_active_tasks, latest_version, "
     "(SELECT dagd_us(v.created_at) FROM dag_version v WHERE v.dag_id = dag.dag_id "
@@ -131,6 +131,8 @@ DagRecord DagOf(const pqxx::row& r) {
   d.is_paused = r["is_paused"].as<bool>();
   d.is_stale = r["is_stale"].as<bool>();
   d.fileloc = r["fileloc"].as<std::string>();
+  d.source = r["source"].as<std::string>() == "api" ? scheduler::DagSource::kApi
+                                                    : scheduler::DagSource::kFile;
   d.last_parsed_time = OptTimeOf(r["last_parsed_time"]);
   d.description = r["description"].as<std::string>();
   d.tags = TextArrayOf(r["tags"]);
@@ -732,12 +734,23 @@ Status PgStateStore::AcquireSchedulerLock() {
 // --- DAGs ----------------------------------------------------------------------------------------
 
 StatusOr<int> PgStateStore::SyncDag(const scheduler::Dag& dag, const std::string& fileloc,
-                                    TimePoint parsed_at) {
+                                    TimePoint parsed_at, scheduler::DagSource source) {
+  const bool uploaded = source == scheduler::DagSource::kApi;
+  const std::string source_text = uploaded ? "api" : "file";
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<int> {
-    tx.exec_params("INSERT INTO dag (dag_id, is_paused) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                   dag.dag_id, dag.is_paused_upon_creation);
-    // The row lock serialises concurrent syncs of one DAG, so version numbers never collide.
-    tx.exec_params("SELECT 1 FROM dag WHERE dag_id = $1 FOR UPDATE", dag.dag_id);
+    tx.exec_params(
+        "INSERT INTO dag (dag_id, is_paused, source) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        dag.dag_id, dag.is_paused_upon_creation, source_text);
+    // The row lock serialises concurrent syncs of one DAG, so version numbers never collide, and
+    // an upload cannot slip in between the check below and a file's sync.
+    const pqxx::row row = tx.exec_params1(
+        "SELECT source, is_stale, fileloc FROM dag WHERE dag_id = $1 FOR UPDATE", dag.dag_id);
+    if (uploaded && row[0].as<std::string>() == "file" && !row[1].as<bool>()) {
+      return Status::FailedPrecondition(
+          "DAG '" + dag.dag_id + "' is defined by the file " + row[2].as<std::string>() +
+          " in the DAGs folder, and a file wins over an upload: change that file instead, or "
+          "remove it and rescan the folder (SIGHUP) before uploading");
+    }
     const pqxx::result latest = tx.exec_params(
         "SELECT version_number, hash FROM dag_version WHERE dag_id = $1 "
         "ORDER BY version_number DESC LIMIT 1",
@@ -750,7 +763,8 @@ StatusOr<int> PgStateStore::SyncDag(const scheduler::Dag& dag, const std::string
           "VALUES ($1, $2, $3, $4)",
           dag.dag_id, version, dag.hash, dag.document);
     }
-    const Json fields = {{"fileloc", fileloc},
+    const Json fields = {{"fileloc", uploaded ? std::string() : fileloc},
+                         {"source", source_text},
                          {"last_parsed_time", Us(parsed_at)},
                          {"description", dag.description},
                          {"tags", dag.tags},
@@ -759,13 +773,14 @@ StatusOr<int> PgStateStore::SyncDag(const scheduler::Dag& dag, const std::string
                          {"max_active_runs", dag.max_active_runs},
                          {"max_active_tasks", dag.max_active_tasks}};
     tx.exec_params(
-        "UPDATE dag SET fileloc = x.fileloc, last_parsed_time = dagd_ts(x.last_parsed_time), "
+        "UPDATE dag SET fileloc = x.fileloc, source = x.source, "
+        "  last_parsed_time = dagd_ts(x.last_parsed_time), "
         "  description = x.description, "
         "  tags = ARRAY(SELECT jsonb_array_elements_text(x.tags)), "
         "  owners = ARRAY(SELECT jsonb_array_elements_text(x.owners)), "
         "  schedule = x.schedule, max_active_runs = x.max_active_runs, "
         "  max_active_tasks = x.max_active_tasks, latest_version = $2, is_stale = false "
-        "FROM jsonb_to_record($1::jsonb) AS x(fileloc text, last_parsed_time bigint, "
+        "FROM jsonb_to_record($1::jsonb) AS x(fileloc text, source text, last_parsed_time bigint, "
         "  description text, tags jsonb, owners jsonb, schedule text, max_active_runs integer, "
         "  max_active_tasks integer) "
         "WHERE dag.dag_id = $3",
@@ -777,9 +792,37 @@ StatusOr<int> PgStateStore::SyncDag(const scheduler::Dag& dag, const std::string
 Status PgStateStore::MarkStaleExcept(const std::vector<std::string>& present_dag_ids) {
   return pool_->Run([&](pqxx::work& tx) -> Status {
     tx.exec_params(
-        "UPDATE dag SET is_stale = true WHERE NOT is_stale "
+        "UPDATE dag SET is_stale = true WHERE NOT is_stale AND source = 'file' "
         "AND dag_id NOT IN (SELECT json_array_elements_text($1::json))",
         Dump(Json(present_dag_ids)));
+    return Status::Ok();
+  });
+}
+
+Status PgStateStore::DeleteDag(const std::string& dag_id) {
+  return pool_->Run([&](pqxx::work& tx) -> Status {
+    // The row lock keeps a run from being created meanwhile: CreateRun's foreign-key check waits
+    // for it, and then finds no DAG.
+    const pqxx::result row = tx.exec_params(
+        "SELECT source, is_stale, fileloc FROM dag WHERE dag_id = $1 FOR UPDATE", dag_id);
+    if (row.empty()) return DagNotFound(dag_id);
+    if (row[0][0].as<std::string>() == "file" && !row[0][1].as<bool>()) {
+      return Status::FailedPrecondition(
+          "DAG '" + dag_id + "' is defined by the file " + row[0][2].as<std::string>() +
+          " in the DAGs folder and would come back at the next scan: remove the file, rescan "
+          "the folder (SIGHUP), then delete the DAG");
+    }
+    const pqxx::row active = tx.exec_params1(
+        "SELECT count(*) FROM dag_run WHERE dag_id = $1 AND state IN ('queued', 'running')",
+        dag_id);
+    if (const int64_t n = active[0].as<int64_t>(); n > 0) {
+      return Status::FailedPrecondition(
+          "DAG '" + dag_id + "' has " + std::to_string(n) + " queued or running run" +
+          (n == 1 ? "" : "s") + ": wait for them to end (or mark them failed), then delete it");
+    }
+    // Versions, runs, task instances, tries and XComs go with the row (ON DELETE CASCADE); the
+    // event log keeps its rows (StateStore::DeleteDag).
+    tx.exec_params("DELETE FROM dag WHERE dag_id = $1", dag_id);
     return Status::Ok();
   });
 }

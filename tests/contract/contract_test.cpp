@@ -154,6 +154,19 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ex.Send("PATCH", "/api/v2/dags/contract_timed", 422, R"({"is_paused": "yes"})");
   ex.Send("PATCH", "/api/v2/dags/contract_timed?update_mask=owners", 400, R"({"is_paused": true})");
   ex.Send("PATCH", "/api/v2/dags/nope", 404, R"({"is_paused": true})");
+  // DAG upload (dagd's) and deletion (Airflow's; its 409 only dagd's document lists).
+  const std::string upload =
+      R"({"dag_id": "contract_upload", "tags": ["up"], "tasks": [{"task_id": "u", "operator": "empty"}]})";
+  ex.Send("PUT", "/api/v2/dags/contract_upload", 201, upload);
+  ex.Send("PUT", "/api/v2/dags/contract_upload", 200, upload);
+  ex.Send("PUT", "/api/v2/dags/contract_upload", 422,
+          R"({"dag_id": "contract_upload", "tasks": [{"task_id": "u", "operator": "x"}]})");
+  ex.Send("PUT", "/api/v2/dags/contract_timed", 409,
+          R"({"dag_id": "contract_timed", "tasks": [{"task_id": "u", "operator": "empty"}]})");
+  ex.Send("DELETE", "/api/v2/dags/contract_upload", 200);
+  ex.Send("DELETE", "/api/v2/dags/contract_upload", 404);
+  ex.Send("DELETE", "/api/v2/dags/contract_upload?x=1", 422);
+  ex.SendDagdOnly("DELETE", "/api/v2/dags/contract_timed", 409);
   const Json details = ex.Send("GET", "/api/v2/dags/contract_timed/details", 200);
   EXPECT_EQ(details["dag_run_timeout"], "PT1H30M");
   ex.Send("GET", "/api/v2/dags/example_chain/details", 200);

@@ -24,6 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.run_as_allowed = [](std::string_view user) { return user == "etl"; };
   const ParseResult result = ParseDag(text, options);
   Check(result.dag != nullptr || !result.errors.empty());
+  Check(result.error_paths.size() == result.errors.size());  // one path per error
+  for (const auto& path : result.error_paths) Check(path.is_array());
   if (!result.dag) return 0;
   const Dag& dag = *result.dag;
   Check(IsValidId(dag.dag_id));

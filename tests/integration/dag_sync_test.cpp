@@ -25,11 +25,12 @@ class NulInjectingStore final : public testing::ForwardingStateStore {
   NulInjectingStore(StateStore& inner, std::string poisoned_dag)
       : ForwardingStateStore(inner), poisoned_(std::move(poisoned_dag)) {}
 
-  StatusOr<int> SyncDag(const Dag& dag, const std::string& fileloc, TimePoint at) override {
-    if (dag.dag_id != poisoned_) return inner_.SyncDag(dag, fileloc, at);
+  StatusOr<int> SyncDag(const Dag& dag, const std::string& fileloc, TimePoint at,
+                        DagSource source) override {
+    if (dag.dag_id != poisoned_) return inner_.SyncDag(dag, fileloc, at, source);
     Dag copy = dag;
     copy.description = std::string("x\0y", 3);
-    return inner_.SyncDag(copy, fileloc, at);
+    return inner_.SyncDag(copy, fileloc, at, source);
   }
 
  private:

@@ -38,7 +38,10 @@ double ExecutionMs(const std::vector<std::string>& plan) {
 
 TEST_F(PgApplyFigures, DISABLED_ServerTimeOfDagdApplyOnAHundredThousandTaskInstances) {
   const int64_t epoch = Epoch();
-  ASSERT_TRUE(store_->SyncDag(*test::MakeFanOutDag("fan", 999), "/dags/fan.json", test::kT0).ok());
+  ASSERT_TRUE(store_
+                  ->SyncDag(*test::MakeFanOutDag("fan", 999), "/dags/fan.json", test::kT0,
+                            scheduler::DagSource::kFile)
+                  .ok());
   constexpr int kRuns = 100;
   SqlSession setup(db_.url());
   setup.Exec("INSERT INTO dag_run (dag_id, run_id, version_number, state, run_type) "

@@ -92,8 +92,8 @@ std::string ExistsMessage(const std::string& dag_id, const std::string& run_id) 
 TEST_F(PgCreateRunGroupTest, ConcurrentCallsEachGetTheirOwnExactOutcome) {
   auto etl = MakeDag("etl");
   auto fan = test::MakeFanOutDag("fan", 9);
-  ASSERT_TRUE(store_->SyncDag(*etl, "/dags/etl.json", test::kT0).ok());
-  ASSERT_TRUE(store_->SyncDag(*fan, "/dags/fan.json", test::kT0).ok());
+  ASSERT_TRUE(store_->SyncDag(*etl, "/dags/etl.json", test::kT0, scheduler::DagSource::kFile).ok());
+  ASSERT_TRUE(store_->SyncDag(*fan, "/dags/fan.json", test::kT0, scheduler::DagSource::kFile).ok());
   const int64_t events_before = *store_->LatestEventSeq();
 
   constexpr int kThreads = 16;
@@ -191,7 +191,7 @@ class CounterHold {
 // takes is taken for them, an unknown DAG is not found.
 TEST_F(PgCreateRunGroupTest, CallsQueuedBehindAWriteInFlightShareOneCommit) {
   auto etl = MakeDag("etl");
-  ASSERT_TRUE(store_->SyncDag(*etl, "/dags/etl.json", test::kT0).ok());
+  ASSERT_TRUE(store_->SyncDag(*etl, "/dags/etl.json", test::kT0, scheduler::DagSource::kFile).ok());
   CounterHold hold(db_.url());
   Outcome first;
   std::thread leader([&] { first = Create(*store_, etl.get(), "etl", "first"); });
@@ -238,7 +238,7 @@ TEST_F(PgCreateRunGroupTest, CallsQueuedBehindAWriteInFlightShareOneCommit) {
 // is judged on its own (not "already exists": nothing was stored).
 TEST_F(PgCreateRunGroupTest, ABadRequestInAGroupFailsOnlyItsCaller) {
   auto etl = MakeDag("etl");
-  ASSERT_TRUE(store_->SyncDag(*etl, "/dags/etl.json", test::kT0).ok());
+  ASSERT_TRUE(store_->SyncDag(*etl, "/dags/etl.json", test::kT0, scheduler::DagSource::kFile).ok());
   CounterHold hold(db_.url());
   Outcome first;
   std::thread leader([&] { first = Create(*store_, etl.get(), "etl", "first"); });
@@ -292,7 +292,7 @@ TEST_F(PgCreateRunGroupTest, ABadRequestInAGroupFailsOnlyItsCaller) {
 // on a second store whose groups hold one call) not. Printed, not asserted: it depends on timing.
 TEST_F(PgCreateRunGroupTest, CommitsUsedByFourHundredConcurrentCalls) {
   auto etl = MakeDag("etl");
-  ASSERT_TRUE(store_->SyncDag(*etl, "/dags/etl.json", test::kT0).ok());
+  ASSERT_TRUE(store_->SyncDag(*etl, "/dags/etl.json", test::kT0, scheduler::DagSource::kFile).ok());
   PgOptions single = Options();
   single.create_run_group_max_runs = 1;
   auto ungrouped = PgStateStore::Open(single);

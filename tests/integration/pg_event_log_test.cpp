@@ -217,7 +217,7 @@ TEST_F(PgEventLogTest, UpdateTriggersPairOldAndNewRowsByHashOrMergeJoinNotNested
 // own) has none, one inserted with a state has one.
 TEST_F(PgEventLogTest, ATaskInstanceInsertedWithoutAStateIsNoEventAndOneWithAStateIs) {
   auto dag = MakeDag("etl");
-  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0).ok());
+  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0, scheduler::DagSource::kFile).ok());
   SqlSession sql(db_.url());
   sql.Exec(
       "WITH r AS (INSERT INTO dag_run (dag_id, run_id, version_number, state, run_type) "
@@ -351,7 +351,7 @@ class Changes {
 
 TEST_F(PgEventLogTest, ARunInsertedByAnotherWriterIsReportedAtOnce) {
   auto dag = MakeDag("etl");
-  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0).ok());
+  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0, scheduler::DagSource::kFile).ok());
   Changes changes;
   ASSERT_TRUE(store_->Subscribe(changes.Callback()).ok());
   SqlSession sql(db_.url());

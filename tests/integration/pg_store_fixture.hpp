@@ -248,7 +248,8 @@ class PgStoreTest : public ::testing::Test {
   // Syncs `dag` and creates a run with all its task instances; returns the run.
   DagRun CreateRunOf(const scheduler::Dag& dag, const std::string& run_id,
                      std::vector<TaskInstance>* tis_out = nullptr) {
-    auto version = store_->SyncDag(dag, "/dags/" + dag.dag_id + ".json", kT0);
+    auto version =
+        store_->SyncDag(dag, "/dags/" + dag.dag_id + ".json", kT0, scheduler::DagSource::kFile);
     EXPECT_TRUE(version.ok()) << version.status().ToString();
     auto tis = MakeTis(dag, *version);
     auto run = store_->CreateRun(MakeRun(dag.dag_id, run_id, *version), tis);

@@ -39,7 +39,8 @@ class PgStoreTimeoutsTest : public test::PgStoreTest {
 };
 
 TEST_F(PgStoreTimeoutsTest, ACallFindingNoFreeConnectionInTimeIsUnavailable) {
-  ASSERT_TRUE(store_->SyncDag(*MakeDag("etl"), "/dags/etl.json", kT0).ok());
+  ASSERT_TRUE(
+      store_->SyncDag(*MakeDag("etl"), "/dags/etl.json", kT0, scheduler::DagSource::kFile).ok());
   SqlSession holder(db_.url());
   holder.Exec("BEGIN; SELECT 1 FROM dag WHERE dag_id = 'etl' FOR UPDATE");
   Status blocked;

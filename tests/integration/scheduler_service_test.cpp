@@ -41,7 +41,9 @@ class SchedulerServiceTest : public ::testing::Test {
         {"task_id": "a", "operator": "bash", "bash_command": "echo hello"}]})"),
                                   ParseOptions{});
     ASSERT_TRUE(parsed.dag) << parsed.errors.front();
-    ASSERT_TRUE(store_->SyncDag(*parsed.dag, "/dags/logged.json", clock_.Now()).ok());
+    ASSERT_TRUE(
+        store_->SyncDag(*parsed.dag, "/dags/logged.json", clock_.Now(), scheduler::DagSource::kFile)
+            .ok());
     SchedulerOptions scheduler_options;
     scheduler_options.logs_root = logs_;
     scheduler_ = std::make_unique<Scheduler>(scheduler_options, *store_, *executor_, clock_);

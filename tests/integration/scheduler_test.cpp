@@ -131,7 +131,8 @@ class SchedulerTest : public ::testing::Test {
   void AddDag(const std::string& json) {
     ParseResult parsed = ParseDag(json, ParseOptions{});
     ASSERT_TRUE(parsed.dag) << parsed.errors.front();
-    ASSERT_TRUE(pg_->SyncDag(*parsed.dag, "/dags/x.json", clock_.Now()).ok());
+    ASSERT_TRUE(
+        pg_->SyncDag(*parsed.dag, "/dags/x.json", clock_.Now(), scheduler::DagSource::kFile).ok());
   }
 
   void StartScheduler(std::chrono::milliseconds heartbeat = 60s) {
@@ -319,7 +320,8 @@ TEST_F(SchedulerTest, AQueuedRunStartsAsSoonAsThePreviousRunEndsUnderMaxActiveRu
 TEST_F(SchedulerTest, ADagVersionRememberedFromTheFolderSyncIsNotReadBackForItsFirstRun) {
   ParseResult parsed = ParseDag(std::string_view(kTwoStep), ParseOptions{});
   ASSERT_TRUE(parsed.dag) << parsed.errors.front();
-  auto version = pg_->SyncDag(*parsed.dag, "/dags/two.json", clock_.Now());
+  auto version =
+      pg_->SyncDag(*parsed.dag, "/dags/two.json", clock_.Now(), scheduler::DagSource::kFile);
   ASSERT_TRUE(version.ok()) << version.status().ToString();
   StartScheduler();
   scheduler_->RememberDag(*version, parsed.dag);

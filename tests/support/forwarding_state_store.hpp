@@ -21,12 +21,13 @@ class ForwardingStateStore : public scheduler::StateStore {
   Status AcquireSchedulerLock() override { return inner_.AcquireSchedulerLock(); }
   std::optional<int64_t> SchedulerEpoch() const override { return inner_.SchedulerEpoch(); }
   StatusOr<int> SyncDag(const scheduler::Dag& dag, const std::string& fileloc,
-                        scheduler::TimePoint at) override {
-    return inner_.SyncDag(dag, fileloc, at);
+                        scheduler::TimePoint at, scheduler::DagSource source) override {
+    return inner_.SyncDag(dag, fileloc, at, source);
   }
   Status MarkStaleExcept(const std::vector<std::string>& ids) override {
     return inner_.MarkStaleExcept(ids);
   }
+  Status DeleteDag(const std::string& dag_id) override { return inner_.DeleteDag(dag_id); }
   Status ReplaceImportErrors(const std::vector<scheduler::ImportError>& errors) override {
     return inner_.ReplaceImportErrors(errors);
   }

@@ -40,6 +40,12 @@ class StubService : public scheduler::Service {
       const std::vector<std::string>&) override {
     return std::vector<scheduler::DagRunStats>{};
   }
+  StatusOr<scheduler::DagUpload> UploadDag(const std::string& dag_id, std::string_view) override {
+    return Status::FailedPrecondition("uploads of '" + dag_id + "' are not stubbed");
+  }
+  Status DeleteDag(const std::string& dag_id) override {
+    return Status::NotFound("DAG with dag_id: '" + dag_id + "' not found");
+  }
   StatusOr<scheduler::DagRun> Trigger(const std::string& dag_id,
                                       const scheduler::TriggerRequest&) override {
     return Status::NotFound("DAG with dag_id: '" + dag_id + "' not found");

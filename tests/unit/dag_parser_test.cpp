@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "temp_dir.hpp"
@@ -664,6 +665,44 @@ TEST(ReadDagFile, RefusesFilesOverTheLimitNamingItAndFollowsSymlinksToRegularFil
   auto device = ReadDagFile("/dev/zero");  // endless: must be refused, not read
   ASSERT_FALSE(device.ok());
   EXPECT_THAT(device.status().message(), HasSubstr("a character device"));
+}
+
+// The API answers an uploaded document's errors at these paths (["body", ...path]).
+TEST(ParseDag, EachErrorHasThePathOfItsFieldInTheDocument) {
+  auto result = Parse(R"({"dag_id": "d", "colour": 1, "default_args": {"retries": "x"},
+    "tasks": [
+      {"task_id": "a", "operator": "empty"},
+      {"task_id": "b", "operator": "bash", "retries": -1, "upstream": ["zz"]},
+      {"task_id": "c", "operator": "bash", "bash_command": "x", "job": "j", "env": {"A=": "1"}},
+      {"operator": "empty"},
+      {"task_id": "a", "operator": "nope"}]})");
+  ASSERT_EQ(result.errors.size(), result.error_paths.size());
+  std::map<std::string, std::string> by_path;
+  for (size_t i = 0; i < result.errors.size(); ++i) {
+    by_path[result.error_paths[i].dump()] += result.errors[i] + "|";
+  }
+  EXPECT_THAT(by_path[R"(["colour"])"], HasSubstr("unknown field 'colour'"));
+  EXPECT_THAT(by_path[R"(["default_args","retries"])"], HasSubstr("default_args field 'retries'"));
+  EXPECT_THAT(by_path[R"(["tasks",1,"retries"])"], HasSubstr("task 'b' field 'retries'"));
+  EXPECT_THAT(by_path[R"(["tasks",1,"bash_command"])"], HasSubstr("needs field 'bash_command'"));
+  EXPECT_THAT(by_path[R"(["tasks",1,"upstream"])"], HasSubstr("unknown upstream 'zz'"));
+  EXPECT_THAT(by_path[R"(["tasks",2,"job"])"], HasSubstr("does not apply to operator 'bash'"));
+  EXPECT_THAT(by_path[R"(["tasks",2,"env"])"], HasSubstr("invalid variable name 'A='"));
+  EXPECT_THAT(by_path[R"(["tasks",3,"task_id"])"], HasSubstr("missing required field 'task_id'"));
+  EXPECT_THAT(by_path[R"(["tasks",4,"operator"])"], HasSubstr("unknown operator 'nope'"));
+  EXPECT_THAT(by_path[R"(["tasks",4,"task_id"])"], HasSubstr("duplicate task id 'a'"));
+}
+
+TEST(ParseDag, DocumentWideErrorsHaveTheEmptyPath) {
+  for (const char* text : {"{", "[]", R"({"dag_id": "d", "dag_id": "e", "tasks": []})"}) {
+    auto result = Parse(text);
+    ASSERT_FALSE(result.errors.empty()) << text;
+    ASSERT_EQ(result.errors.size(), result.error_paths.size()) << text;
+    EXPECT_EQ(result.error_paths[0], Json::array()) << text << ": " << result.errors[0];
+  }
+  auto nul = Parse(R"({"dag_id": "d", "tasks": [{"task_id": "a\u0000", "operator": "empty"}]})");
+  ASSERT_EQ(nul.error_paths.size(), 1u);
+  EXPECT_EQ(nul.error_paths[0], Json::parse(R"(["tasks",0,"task_id"])")) << nul.errors[0];
 }
 
 TEST(LoadDagFolder, FollowsSymlinksInsideTheFolderAndRefusesThoseLeadingOut) {

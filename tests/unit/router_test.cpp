@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "dagd/api/log_token.hpp"
+#include "dagd/scheduler/dag_parser.hpp"
 #include "dagd/scheduler/time.hpp"
 #include "fake_authenticator.hpp"
 #include "stub_service.hpp"
@@ -204,6 +205,32 @@ class FakeService : public dagd::testing::StubService {
     watcher = std::move(wake);
     return std::make_unique<scheduler::ChangeWatch>();
   }
+  // The document is validated by the real parser, as SchedulerService does; "fromfile" is a DAG
+  // a file defines, "etl" one that exists.
+  StatusOr<scheduler::DagUpload> UploadDag(const std::string& dag_id,
+                                           std::string_view document) override {
+    ++upload_calls;
+    if (dag_id == "fromfile") {
+      return Status::FailedPrecondition("DAG 'fromfile' is defined by the file /dags/f.json");
+    }
+    scheduler::ParseResult parsed = scheduler::ParseDag(document, scheduler::ParseOptions{});
+    scheduler::DagUpload upload;
+    upload.errors = parsed.errors;
+    upload.error_paths = parsed.error_paths;
+    if (parsed.dag) {
+      upload.created = dag_id != "etl";
+      upload.details = details;
+      upload.details.record.dag_id = dag_id;
+    }
+    return upload;
+  }
+  Status DeleteDag(const std::string& dag_id) override {
+    last_deleted = dag_id;
+    if (dag_id == "busy")
+      return Status::FailedPrecondition("DAG 'busy' has 1 queued or running run");
+    if (dag_id != "etl") return Status::NotFound("DAG with dag_id: '" + dag_id + "' not found");
+    return Status::Ok();
+  }
 
   scheduler::DagDetails details;
   DagRun run;
@@ -213,6 +240,8 @@ class FakeService : public dagd::testing::StubService {
   bool throw_on_health = false;
   int get_dag_calls = 0;
   int trigger_calls = 0;
+  int upload_calls = 0;
+  std::string last_deleted;
   std::string log = "starting\n{\"event\":\"structured\",\"level\":\"info\"}\ndone\n";
   std::string log_note;
   bool log_try_ended = true;
@@ -1263,6 +1292,8 @@ const std::vector<std::pair<std::string, std::string>> kProtected = {
     {"GET", "/api/v2/providers"},
     {"GET", "/api/v2/events"},
     {"GET", kRun + "/wait"},
+    {"PUT", "/api/v2/dags/etl"},
+    {"DELETE", "/api/v2/dags/etl"},
 };
 
 bool SaysBearer(const Response& r) {
@@ -1379,6 +1410,105 @@ TEST_F(RouterTest, TheTokenEndpointRefusesBadCredentialsAndBadBodies) {
                  "logical_date=", {{"content-type", "application/x-www-form-urlencoded"}})
                 .status,
             415);
+}
+
+}  // namespace
+}  // namespace dagd::api
+
+namespace dagd::api {
+namespace {
+
+// --- DAG upload and deletion ---------------------------------------------------------------------
+
+constexpr const char* kDocument = R"({"dag_id": "fresh", "tasks": [
+  {"task_id": "a", "operator": "empty"}, {"task_id": "b", "operator": "empty", "upstream": ["a"]}]})";
+
+TEST_F(RouterTest, UploadingANewDagIs201WithItsDetailsAndANewVersionOfAnOldOne200) {
+  Response r = Call("PUT", "/api/v2/dags/fresh", kDocument);
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(Body(r)["dag_id"], "fresh");
+  EXPECT_TRUE(Body(r).contains("latest_dag_version")) << "the body of GET .../details";
+  r = Call("PUT", "/api/v2/dags/etl", R"({"dag_id": "etl", "tasks": [
+    {"task_id": "x", "operator": "empty"}]})");
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST_F(RouterTest, AnInvalidUploadIs422AtTheFieldsPathInTheBody) {
+  Response r = Call("PUT", "/api/v2/dags/fresh", R"({"dag_id": "fresh", "tasks": [
+    {"task_id": "a", "operator": "empty"},
+    {"task_id": "b", "operator": "empty", "retries": -1, "colour": "red"}]})");
+  ASSERT_EQ(r.status, 422) << r.body;
+  const Json detail = Body(r)["detail"];
+  ASSERT_EQ(detail.size(), 2u) << detail.dump();
+  std::map<std::string, Json> by_loc;
+  for (const Json& e : detail) by_loc[e["loc"].dump()] = e;
+  const Json& retries = by_loc[R"(["body","tasks",1,"retries"])"];
+  EXPECT_EQ(retries["type"], "value_error") << detail.dump();
+  EXPECT_EQ(retries["input"], -1);
+  EXPECT_NE(retries["msg"].get<std::string>().find("task 'b' field 'retries'"), std::string::npos);
+  EXPECT_EQ(by_loc[R"(["body","tasks",1,"colour"])"]["input"], "red") << detail.dump();
+}
+
+TEST_F(RouterTest, AnUploadWithoutADagIdNamesTheFieldAndACycleNamesTheTasks) {
+  Response r =
+      Call("PUT", "/api/v2/dags/fresh", R"({"tasks": [{"task_id": "a", "operator": "empty"}]})");
+  ASSERT_EQ(r.status, 422) << r.body;
+  EXPECT_EQ(Body(r)["detail"][0]["loc"], Json::parse(R"(["body","dag_id"])"));
+  EXPECT_EQ(Body(r)["detail"][0]["msg"], "missing required field 'dag_id'");
+  r = Call("PUT", "/api/v2/dags/fresh", R"({"dag_id": "fresh", "tasks": [
+    {"task_id": "a", "operator": "empty", "upstream": ["b"]},
+    {"task_id": "b", "operator": "empty", "upstream": ["a"]}]})");
+  ASSERT_EQ(r.status, 422) << r.body;
+  EXPECT_EQ(Body(r)["detail"][0]["loc"], Json::parse(R"(["body","tasks"])"));
+  EXPECT_EQ(Body(r)["detail"][0]["msg"], "cycle: a → b → a");
+}
+
+TEST_F(RouterTest, AnUploadThatIsNotAJsonObjectIs422AndNeverReachesTheService) {
+  for (const char* body : {"", "not json", "[1, 2]", R"({"dag_id": "a\u0000b"})"}) {
+    Response r = Call("PUT", "/api/v2/dags/fresh", body);
+    EXPECT_EQ(r.status, 422) << body << ": " << r.body;
+  }
+  EXPECT_EQ(Call("PUT", "/api/v2/dags/fresh", kDocument, {{"content-type", "text/plain"}}).status,
+            415);
+  EXPECT_EQ(Call("PUT", "/api/v2/dags/fresh?overwrite=true", kDocument).status, 422);
+  EXPECT_EQ(service_.upload_calls, 0);
+}
+
+TEST_F(RouterTest, UploadingADagAFileDefinesIs409WithTheServicesSentence) {
+  Response r = Call("PUT", "/api/v2/dags/fromfile", R"({"dag_id": "fromfile", "tasks": [
+    {"task_id": "a", "operator": "empty"}]})");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(Body(r)["detail"], "DAG 'fromfile' is defined by the file /dags/f.json");
+}
+
+TEST_F(RouterTest, DeletingADagIs200ThenUnknown404AndBusy409) {
+  Response r = Call("DELETE", "/api/v2/dags/etl");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r)["dag_id"], "etl");
+  EXPECT_EQ(service_.last_deleted, "etl");
+  EXPECT_EQ(Call("DELETE", "/api/v2/dags/nope").status, 404);
+  r = Call("DELETE", "/api/v2/dags/busy");
+  EXPECT_EQ(r.status, 409);
+  EXPECT_EQ(Body(r)["detail"], "DAG 'busy' has 1 queued or running run");
+  service_.last_deleted.clear();
+  EXPECT_EQ(Call("DELETE", "/api/v2/dags/etl?cascade=true").status, 422);
+  EXPECT_EQ(Call("DELETE", "/api/v2/dags/etl", "{}").status, 422);
+  EXPECT_EQ(service_.last_deleted, "") << "a refused request never reaches the service";
+}
+
+TEST_F(RouterTest, UploadAndDeleteNeedTheAdminRole) {
+  for (const char* role : {"viewer", "user", "op"}) {
+    const std::map<std::string, std::string> who = {
+        {"authorization", std::string("Bearer ") + role + "-token"}};
+    Response r = Call("PUT", "/api/v2/dags/fresh", kDocument, who);
+    EXPECT_EQ(r.status, 403) << role;
+    EXPECT_EQ(Body(r)["detail"], std::string(role) + " role cannot upload DAGs; it needs admin");
+    r = Call("DELETE", "/api/v2/dags/etl", "", who);
+    EXPECT_EQ(r.status, 403) << role;
+    EXPECT_EQ(Body(r)["detail"], std::string(role) + " role cannot delete DAGs; it needs admin");
+  }
+  EXPECT_EQ(service_.upload_calls, 0);
+  EXPECT_EQ(service_.last_deleted, "");
 }
 
 }  // namespace

@@ -31,6 +31,10 @@ struct ParseOptions {
 struct ParseResult {
   DagPtr dag;                       // set when errors is empty
   std::vector<std::string> errors;  // each a full sentence naming the place
+  // error_paths[i] is where errors[i] is in the document, as the keys and array indexes that
+  // lead to it: ["tasks", 2, "retries"] (the third task, 0-based), ["dag_id"]; [] for the whole
+  // document (bad JSON, a repeated key). An error about two tasks names the later one.
+  std::vector<Json> error_paths;
 };
 
 ParseResult ParseDag(std::string_view json_text, const ParseOptions& options);

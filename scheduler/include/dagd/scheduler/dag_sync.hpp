@@ -1,6 +1,9 @@
 // Brings the store in line with a dags folder: every good DAG is synced (a changed document
 // becomes a new dag_version), the import-error list is replaced by this scan's errors, and DAGs
-// whose files are gone are marked stale. A bad file never affects the other DAGs.
+// whose files are gone are marked stale (uploaded DAGs are not: they have no file). A file
+// defining the id of an uploaded DAG wins: its document becomes the DAG's latest version, and
+// this scan reports the conflict as an import error on the file. A bad file never affects the
+// other DAGs.
 #pragma once
 
 #include <filesystem>

@@ -148,14 +148,24 @@ class StateStore {
   virtual std::optional<int64_t> SchedulerEpoch() const = 0;
 
   // --- DAGs ---
-  // Records `dag`, read from `fileloc`: creates the dag row on first sight (paused when
+  // Records `dag` from `source`: creates the dag row on first sight (paused when
   // is_paused_upon_creation), appends a dag_version when the hash differs from the latest one,
-  // refreshes the row's denormalised fields and clears is_stale. Returns the latest version
-  // number. Safe against two daemons syncing the same DAG at once.
-  virtual StatusOr<int> SyncDag(const Dag& dag, const std::string& fileloc,
-                                TimePoint parsed_at) = 0;
-  // Marks every DAG whose id is not in `present_dag_ids` as stale.
+  // refreshes the row's denormalised fields and source and clears is_stale. Returns the latest
+  // version number. Safe against two daemons syncing the same DAG at once.
+  // kFile: `fileloc` is the file's path; a file takes over a DAG that was uploaded. kApi:
+  // `fileloc` is ignored (stored empty); failed_precondition, with a sentence naming the file,
+  // while the DAG is read from a file (a kFile row that is not stale): the file wins.
+  virtual StatusOr<int> SyncDag(const Dag& dag, const std::string& fileloc, TimePoint parsed_at,
+                                DagSource source) = 0;
+  // Marks every DAG read from a file whose id is not in `present_dag_ids` as stale. Uploaded DAGs
+  // have no file to lose and are left alone.
   virtual Status MarkStaleExcept(const std::vector<std::string>& present_dag_ids) = 0;
+  // Deletes the DAG with its versions, runs, task instances, tries and XComs, as Airflow's
+  // delete_dag does. Its rows of the event log stay: the log's seqs are gap-free for readers,
+  // and a hole in the middle would read as lost events. not_found; failed_precondition with a
+  // sentence while one of its runs is queued or running, or while a file defines it (a kFile row
+  // that is not stale: it would come back at the next scan).
+  virtual Status DeleteDag(const std::string& dag_id) = 0;
   // Replaces the whole import-error list (the errors of the latest folder scan).
   virtual Status ReplaceImportErrors(const std::vector<ImportError>& errors) = 0;
   virtual StatusOr<Listing<ImportError>> ListImportErrors(const Page& page) = 0;

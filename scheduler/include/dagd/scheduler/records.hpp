@@ -14,12 +14,17 @@
 
 namespace dagd::scheduler {
 
+// Where a DAG's latest version came from: a file of the DAGs folder, or an upload through the
+// API (PUT /api/v2/dags/{dag_id}).
+enum class DagSource { kFile, kApi };
+
 // One row of `dag`: what the DAG list shows, denormalised from its latest version.
 struct DagRecord {
   std::string dag_id;
   bool is_paused = false;
   bool is_stale = false;  // its file is gone from the dags folder
-  std::string fileloc;
+  std::string fileloc;    // empty for an uploaded DAG
+  DagSource source = DagSource::kFile;
   std::optional<TimePoint> last_parsed_time;
   std::string description;
   std::vector<std::string> tags;

@@ -14,8 +14,8 @@
 // lease is lost to another process (or a commit is refused for it), the loop stops writing,
 // reports it through options.on_fenced and LastHeartbeat stops; the daemon exits non-zero.
 //
-// Thread-safety: Wake, DagChanged, GetDag, LastHeartbeat, Fenced and the executor's event sink
-// may be called from any thread. Start and Shutdown from the owning thread only.
+// Thread-safety: Wake, DagChanged, GetDag, RememberDag, ForgetDag, LastHeartbeat, Fenced and the
+// executor's event sink may be called from any thread; Start and Shutdown from the owning one.
 #pragma once
 
 #include <filesystem>
@@ -77,6 +77,9 @@ class Scheduler {
   // `version_number`), so that the first run of a DAG does not read and parse it again.
   // Thread-safe.
   void RememberDag(int version_number, DagPtr dag);
+  // The DAG was deleted: drops its cached versions (a DAG uploaded again under the same id
+  // numbers its versions from 1 again) and its paused flag. Thread-safe.
+  void ForgetDag(const std::string& dag_id);
 
   std::optional<TimePoint> LastHeartbeat() const;
   bool Fenced() const;

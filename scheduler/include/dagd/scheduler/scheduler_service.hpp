@@ -26,6 +26,9 @@ struct ServiceOptions {
   // ReadEvents with a filter other than a run (dag_id and dag_run_id) scans at most this many
   // seqs per call, so that one call's cost is bounded however rarely the filter matches.
   int64_t event_scan_window = 20000;
+  // How UploadDag validates a document: the options the DAGs folder is read with (job names,
+  // run_as accounts), so that an upload passes exactly when the same file would.
+  ParseOptions parse_options;
 };
 
 class SchedulerService final : public Service {
@@ -53,6 +56,8 @@ class SchedulerService final : public Service {
   StatusOr<LogReader> OpenLog(const std::string& dag_id, const std::string& run_id,
                               const std::string& task_id, int try_number,
                               const LogRange& range) override;
+  StatusOr<DagUpload> UploadDag(const std::string& dag_id, std::string_view document) override;
+  Status DeleteDag(const std::string& dag_id) override;
   StatusOr<EventBounds> EventLogBounds() override;
   StatusOr<EventPage> ReadEvents(int64_t after_seq, int limit, const EventFilter& filter) override;
   std::unique_ptr<ChangeWatch> WatchChanges(std::function<void()> wake) override;

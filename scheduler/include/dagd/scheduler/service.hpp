@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dagd/scheduler/dag.hpp"
@@ -36,6 +37,16 @@ struct TriggerRequest {
 struct DagDetails {
   DagRecord record;
   DagPtr dag;  // the latest version's document, parsed
+};
+
+// What Service::UploadDag did with a document.
+struct DagUpload {
+  // The document's problems, as ParseDag reports them (errors[i] at error_paths[i]); when any,
+  // nothing was stored.
+  std::vector<std::string> errors;
+  std::vector<Json> error_paths;
+  bool created = false;  // the DAG did not exist before
+  DagDetails details;    // the DAG as stored, when there are no errors
 };
 
 struct HealthReport {
@@ -160,6 +171,18 @@ class Service {
   virtual StatusOr<LogReader> OpenLog(const std::string& dag_id, const std::string& run_id,
                                       const std::string& task_id, int try_number,
                                       const LogRange& range) = 0;
+
+  // --- DAG upload (dagd's extension) ---
+  // Validates `document` exactly as a file of the DAGs folder is validated (ParseDag with the
+  // daemon's options) and stores it as the DAG's new version (its latest one when identical):
+  // the scheduler runs it like a file's DAG. The document's dag_id must be `dag_id` (an error
+  // at ["dag_id"] otherwise). failed_precondition, naming the file, when a file of the DAGs
+  // folder defines the DAG: the file wins.
+  virtual StatusOr<DagUpload> UploadDag(const std::string& dag_id, std::string_view document) = 0;
+  // Deletes the DAG with its versions, runs and task instances (StateStore::DeleteDag: events
+  // stay); the scheduler forgets it. not_found; failed_precondition with a sentence while a run
+  // is queued or running, or while a file of the DAGs folder defines it.
+  virtual Status DeleteDag(const std::string& dag_id) = 0;
 
   // --- The event log (the event stream, waiting for a run) ---
   // Which seqs can be read now (EventBounds).

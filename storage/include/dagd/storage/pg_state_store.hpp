@@ -79,8 +79,9 @@ class PgStateStore final : public scheduler::StateStore {
   std::optional<int64_t> SchedulerEpoch() const override;
 
   StatusOr<int> SyncDag(const scheduler::Dag& dag, const std::string& fileloc,
-                        scheduler::TimePoint parsed_at) override;
+                        scheduler::TimePoint parsed_at, scheduler::DagSource source) override;
   Status MarkStaleExcept(const std::vector<std::string>& present_dag_ids) override;
+  Status DeleteDag(const std::string& dag_id) override;
   Status ReplaceImportErrors(const std::vector<scheduler::ImportError>& errors) override;
   StatusOr<scheduler::Listing<scheduler::ImportError>> ListImportErrors(
       const scheduler::Page& page) override;

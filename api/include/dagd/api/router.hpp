@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "dagd/scheduler/auth.hpp"
+#include "dagd/scheduler/metrics.hpp"
 #include "dagd/scheduler/service.hpp"
 
 namespace dagd::api {
@@ -137,12 +138,19 @@ struct RouterOptions {
   // Checks credentials; must outlive the Router. Without one, every protected route answers 401
   // and /auth/token 503: a Router never serves without authentication.
   scheduler::Authenticator* authenticator = nullptr;
+  // Served by GET /metrics (viewer), where the Router also records each request's latency by
+  // route pattern, method and status (http_metrics.hpp). Must outlive the Router. None: GET
+  // /metrics answers 503 and nothing is recorded.
+  scheduler::MetricsRegistry* metrics = nullptr;
 };
+
+class HttpMetrics;
 
 class Router {
  public:
   // `service` must outlive the Router.
   explicit Router(scheduler::Service& service, RouterOptions options = {});
+  ~Router();
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 
@@ -151,6 +159,7 @@ class Router {
  private:
   scheduler::Service& service_;
   RouterOptions options_;
+  std::unique_ptr<HttpMetrics> http_metrics_;  // when options_.metrics is set
 };
 
 }  // namespace dagd::api

@@ -7,8 +7,8 @@ namespace dagd::api {
 namespace {
 
 // Methods other than these share one label value: a client cannot add series by inventing them.
-constexpr std::array<std::string_view, 8> kMethods = {"GET",     "HEAD",  "POST", "PUT",
-                                                      "DELETE",  "PATCH", "OPTIONS", "other"};
+constexpr std::array<std::string_view, 8> kMethods = {"GET",    "HEAD",  "POST",    "PUT",
+                                                      "DELETE", "PATCH", "OPTIONS", "other"};
 
 size_t MethodIndex(std::string_view method) {
   for (size_t i = 0; i + 1 < kMethods.size(); ++i) {

@@ -504,9 +504,12 @@ const std::vector<Route>& RootRoutes() {
 // for the collection before it.
 std::string PatternText(std::string_view prefix, const Route& route) {
   static const std::map<std::string_view, std::string_view> kParams = {
-      {"dags", "{dag_id}"},           {"dagRuns", "{dag_run_id}"},
-      {"taskInstances", "{task_id}"}, {"tasks", "{task_id}"},
-      {"tries", "{try_number}"},      {"logs", "{try_number}"},
+      {"dags", "{dag_id}"},
+      {"dagRuns", "{dag_run_id}"},
+      {"taskInstances", "{task_id}"},
+      {"tasks", "{task_id}"},
+      {"tries", "{try_number}"},
+      {"logs", "{try_number}"},
       {"dagVersions", "{version_number}"}};
   std::string out(prefix);
   for (size_t i = 0; i < route.pattern.size(); ++i) {
@@ -727,7 +730,7 @@ Router::~Router() = default;
 Response Router::Handle(const Request& req) const {
   const auto began = std::chrono::steady_clock::now();
   std::string_view route = RouteLabel(nullptr);
-  Response response = Detail(500, "Internal error; the daemon's log has the details");
+  std::optional<Response> response;
   try {
     response = Dispatch(service_, options_, req, route);
   } catch (const std::exception& e) {
@@ -735,12 +738,13 @@ Response Router::Handle(const Request& req) const {
   } catch (...) {
     Log()->error("request failed method={} error=\"unknown exception\"", req.method);
   }
+  if (!response) response = Detail(500, "Internal error; the daemon's log has the details");
   if (http_metrics_) {
     http_metrics_->Observe(
-        route, req.method, response.status,
+        route, req.method, response->status,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
   }
-  return response;
+  return std::move(*response);
 }
 
 }  // namespace dagd::api

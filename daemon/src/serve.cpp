@@ -234,6 +234,8 @@ int Serve(const Config& config) {
   server_options.address = config.listen_host;
   server_options.port = config.listen_port;
   server_options.handler_threads = config.api_threads;
+  // A scrape is cheap (bounded queries) and should not time out behind slow listings.
+  server_options.fast_paths.push_back("/metrics");
   server_options.max_connections = static_cast<size_t>(config.api_max_connections);
   server_options.request_timeout = config.api_request_timeout;
   server_options.idle_timeout = config.api_idle_timeout;
@@ -243,12 +245,14 @@ int Serve(const Config& config) {
   // After the server and the service: removed (waiting for a scrape) before they go.
   const auto live_streams = metrics.AddCallback(
       "dagd_http_live_streams", "Live HTTP responses open now (event streams, run waits).",
-      scheduler::MetricType::kGauge,
-      [&server] { return std::vector<scheduler::Sample>{{{}, double(server.live_streams())}}; });
+      scheduler::MetricType::kGauge, [&server] {
+        return std::vector<scheduler::Sample>{{{}, double(server.live_streams())}};
+      });
   const auto watchers = metrics.AddCallback(
       "dagd_event_log_watchers", "Watchers of the event log (event streams and waits) now.",
-      scheduler::MetricType::kGauge,
-      [&service] { return std::vector<scheduler::Sample>{{{}, double(service.WatcherCount())}}; });
+      scheduler::MetricType::kGauge, [&service] {
+        return std::vector<scheduler::Sample>{{{}, double(service.WatcherCount())}};
+      });
   // The port first: a daemon that cannot serve stops before it has touched any run.
   if (Status s = server.Start(); !s.ok()) return Fail("cannot serve HTTP", s);
   if (Status s = sched.Start(); !s.ok()) {

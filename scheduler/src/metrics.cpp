@@ -121,8 +121,8 @@ Histogram::Histogram(std::vector<double> bounds)
 
 void Histogram::Observe(double value) {
   if (std::isnan(value)) return;
-  const size_t i = static_cast<size_t>(
-      std::lower_bound(bounds_.begin(), bounds_.end(), value) - bounds_.begin());
+  const size_t i = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), value) -
+                                       bounds_.begin());
   buckets_[i].fetch_add(1, std::memory_order_relaxed);
   sum_.fetch_add(value, std::memory_order_relaxed);
 }
@@ -250,7 +250,8 @@ MetricsRegistry::Registration MetricsRegistry::AddCallback(
   }
   callback_names_.insert(name);
   const uint64_t id = next_id_++;
-  callbacks_.emplace(id, std::make_unique<Callback>(Callback{name, help, type, std::move(collect)}));
+  callbacks_.emplace(id,
+                     std::make_unique<Callback>(Callback{name, help, type, std::move(collect)}));
   return Registration(this, id);
 }
 
@@ -291,8 +292,8 @@ std::string MetricsRegistry::Render() const {
       if (samples.empty()) continue;
       std::string out = header(callback->name, callback->help, callback->type);
       for (const Sample& sample : samples) {
-        out += callback->name + FormatLabels(sample.labels) + ' ' + FormatValue(sample.value) +
-               '\n';
+        out +=
+            callback->name + FormatLabels(sample.labels) + ' ' + FormatValue(sample.value) + '\n';
       }
       text[callback->name] = std::move(out);
     }
@@ -307,8 +308,8 @@ std::string MetricsRegistry::Render() const {
                  std::to_string(series->counter->Value()) + '\n';
           break;
         case MetricType::kGauge:
-          out += name + FormatLabels(series->labels) + ' ' +
-                 FormatValue(series->gauge->Value()) + '\n';
+          out += name + FormatLabels(series->labels) + ' ' + FormatValue(series->gauge->Value()) +
+                 '\n';
           break;
         case MetricType::kHistogram: {
           const Histogram::Snapshot s = series->histogram->Read();
@@ -318,8 +319,8 @@ std::string MetricsRegistry::Render() const {
                    std::to_string(s.cumulative[i]) + '\n';
           }
           out += name + "_sum" + FormatLabels(series->labels) + ' ' + FormatValue(s.sum) + '\n';
-          out += name + "_count" + FormatLabels(series->labels) + ' ' + std::to_string(s.count) +
-                 '\n';
+          out +=
+              name + "_count" + FormatLabels(series->labels) + ' ' + std::to_string(s.count) + '\n';
           break;
         }
       }

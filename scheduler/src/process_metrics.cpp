@@ -63,17 +63,16 @@ std::vector<MetricsRegistry::Registration> RegisterProcessMetrics(MetricsRegistr
   const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
   std::vector<MetricsRegistry::Registration> out;
   // proc(5): 14 utime, 15 stime, 22 starttime (ticks after boot), 23 vsize, 24 rss (pages).
-  out.push_back(registry.AddCallback(
-      "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
-      MetricType::kCounter, [ticks] {
-        auto user = StatField(14);
-        auto system = StatField(15);
-        if (!user || !system) return std::vector<Sample>{};
-        return One((*user + *system) / ticks);
-      }));
+  out.push_back(registry.AddCallback("process_cpu_seconds_total",
+                                     "Total user and system CPU time spent in seconds.",
+                                     MetricType::kCounter, [ticks] {
+                                       auto user = StatField(14);
+                                       auto system = StatField(15);
+                                       if (!user || !system) return std::vector<Sample>{};
+                                       return One((*user + *system) / ticks);
+                                     }));
   out.push_back(registry.AddCallback("process_resident_memory_bytes",
-                                     "Resident memory size in bytes.", MetricType::kGauge,
-                                     [page] {
+                                     "Resident memory size in bytes.", MetricType::kGauge, [page] {
                                        auto pages = StatField(24);
                                        if (!pages) return std::vector<Sample>{};
                                        return One(*pages * page);
@@ -92,20 +91,21 @@ std::vector<MetricsRegistry::Registration> RegisterProcessMetrics(MetricsRegistr
         if (error) return std::vector<Sample>{};
         return One(count - 1);  // the directory being read is one of them
       }));
-  out.push_back(registry.AddCallback(
-      "process_max_fds", "Maximum number of open file descriptors.", MetricType::kGauge, [] {
-        rlimit limit{};
-        if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return std::vector<Sample>{};
-        return One(static_cast<double>(limit.rlim_cur));
-      }));
-  out.push_back(registry.AddCallback(
-      "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
-      MetricType::kGauge, [ticks] {
-        auto boot = BootTime();
-        auto start = StatField(22);
-        if (!boot || !start) return std::vector<Sample>{};
-        return One(*boot + *start / ticks);
-      }));
+  out.push_back(registry.AddCallback("process_max_fds", "Maximum number of open file descriptors.",
+                                     MetricType::kGauge, [] {
+                                       rlimit limit{};
+                                       if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
+                                         return std::vector<Sample>{};
+                                       return One(static_cast<double>(limit.rlim_cur));
+                                     }));
+  out.push_back(registry.AddCallback("process_start_time_seconds",
+                                     "Start time of the process since unix epoch in seconds.",
+                                     MetricType::kGauge, [ticks] {
+                                       auto boot = BootTime();
+                                       auto start = StatField(22);
+                                       if (!boot || !start) return std::vector<Sample>{};
+                                       return One(*boot + *start / ticks);
+                                     }));
   return out;
 }
 

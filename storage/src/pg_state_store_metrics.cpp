@@ -47,8 +47,7 @@ void PgStateStore::RegisterMetrics(scheduler::MetricsRegistry& registry) {
       scheduler::LatencyBuckets());
   pg::Pool* pool = pool_.get();
   metric_callbacks_.push_back(registry.AddCallback(
-      "dagd_dag_runs", "Active DAG runs by state (queued, running).", MetricType::kGauge,
-      [pool] {
+      "dagd_dag_runs", "Active DAG runs by state (queued, running).", MetricType::kGauge, [pool] {
         auto samples = pool->Run([](pqxx::work& tx) -> StatusOr<std::vector<Sample>> {
           const pqxx::result rows = tx.exec(
               "SELECT state, count(*) FROM dag_run WHERE state IN ('queued', 'running') "
@@ -59,8 +58,8 @@ void PgStateStore::RegisterMetrics(scheduler::MetricsRegistry& registry) {
         return samples.ok() ? *samples : std::vector<Sample>{};
       }));
   metric_callbacks_.push_back(registry.AddCallback(
-      "dagd_task_instances", "Task instances of the active DAG runs by state.",
-      MetricType::kGauge, [pool] {
+      "dagd_task_instances", "Task instances of the active DAG runs by state.", MetricType::kGauge,
+      [pool] {
         auto samples = pool->Run([](pqxx::work& tx) -> StatusOr<std::vector<Sample>> {
           const pqxx::result rows = tx.exec(
               "SELECT coalesce(ti.state, 'none'), count(*) FROM dag_run r "
@@ -71,14 +70,15 @@ void PgStateStore::RegisterMetrics(scheduler::MetricsRegistry& registry) {
         return samples.ok() ? *samples : std::vector<Sample>{};
       }));
   metric_callbacks_.push_back(registry.AddCallback(
-      "dagd_db_pool_connections_in_use",
-      "Connections of the store's database pool lent out now.", MetricType::kGauge, [pool] {
+      "dagd_db_pool_connections_in_use", "Connections of the store's database pool lent out now.",
+      MetricType::kGauge, [pool] {
         return std::vector<Sample>{{{}, static_cast<double>(pool->InUse())}};
       }));
   metric_callbacks_.push_back(registry.AddCallback(
       "dagd_db_pool_connections_max", "Size of the store's database connection pool.",
-      MetricType::kGauge,
-      [pool] { return std::vector<Sample>{{{}, static_cast<double>(pool->size())}}; }));
+      MetricType::kGauge, [pool] {
+        return std::vector<Sample>{{{}, static_cast<double>(pool->size())}};
+      }));
 }
 
 }  // namespace dagd::storage

@@ -44,11 +44,10 @@ TEST(Metrics, AScrapeAfterARunShowsItsStatesLagsRequestsAndTheProcess) {
   EXPECT_GT(ValueOr(text, "dagd_scheduler_commit_seconds_count"), 0);
   EXPECT_GE(ValueOr(text, "dagd_store_run_create_commit_seconds_count"), 1);
   // The trigger, by its route pattern.
-  EXPECT_EQ(ValueOr(text, "dagd_http_request_duration_seconds_count",
-                    {{"route", "/api/v2/dags/{dag_id}/dagRuns"},
-                     {"method", "POST"},
-                     {"status", "200"}}),
-            1);
+  EXPECT_EQ(
+      ValueOr(text, "dagd_http_request_duration_seconds_count",
+              {{"route", "/api/v2/dags/{dag_id}/dagRuns"}, {"method", "POST"}, {"status", "200"}}),
+      1);
   EXPECT_GT(ValueOr(text, "dagd_http_request_duration_seconds_count",
                     {{"route", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}"},
                      {"method", "GET"},

@@ -48,8 +48,7 @@ TEST(Metrics, LabelValuesAreEscapedAndReadBackUnchanged) {
   EXPECT_NE(text.find(R"(dagd_escaped{v="back\\slash \"quoted\"\nnew line {curly},="} 1)"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("# HELP dagd_escaped Help with a \\\\ and a\\nnewline.\n"),
-            std::string::npos)
+  EXPECT_NE(text.find("# HELP dagd_escaped Help with a \\\\ and a\\nnewline.\n"), std::string::npos)
       << text;
   PromText parsed = Scrape(registry);
   ASSERT_EQ(parsed.samples.size(), 1u);
@@ -59,8 +58,8 @@ TEST(Metrics, LabelValuesAreEscapedAndReadBackUnchanged) {
 
 TEST(Metrics, HistogramBucketsAreCumulativeAndEndInInfEqualToCount) {
   MetricsRegistry registry;
-  Histogram& h = registry.AddHistogram("dagd_wait_seconds", "Waits.", {0.1, 1, 10},
-                                       {{"route", "/x"}});
+  Histogram& h =
+      registry.AddHistogram("dagd_wait_seconds", "Waits.", {0.1, 1, 10}, {{"route", "/x"}});
   for (double v : {0.05, 0.1, 0.5, 2.0, 20.0, 30.0}) h.Observe(v);
   PromText parsed = Scrape(registry);
   auto bucket = [&](const char* le) {
@@ -133,9 +132,9 @@ TEST(Metrics, CallbacksAreReadAtEachScrapeUntilTheirRegistrationGoes) {
   MetricsRegistry registry;
   double depth = 1;
   {
-    auto registration = registry.AddCallback(
-        "dagd_depth", "Depth.", MetricType::kGauge,
-        [&] { return std::vector<Sample>{{{{"queue", "a"}}, depth}, {{{"queue", "b"}}, 0}}; });
+    auto registration = registry.AddCallback("dagd_depth", "Depth.", MetricType::kGauge, [&] {
+      return std::vector<Sample>{{{{"queue", "a"}}, depth}, {{{"queue", "b"}}, 0}};
+    });
     EXPECT_EQ(Scrape(registry).Value("dagd_depth", {{"queue", "a"}}), 1);
     depth = 7;
     EXPECT_EQ(Scrape(registry).Value("dagd_depth", {{"queue", "a"}}), 7);

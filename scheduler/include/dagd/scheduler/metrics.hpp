@@ -114,7 +114,8 @@ class MetricsRegistry {
   // call the registry; it may block briefly (a database query) and may return no samples (its
   // source is unavailable: the family is left out of that scrape).
   [[nodiscard]] Registration AddCallback(const std::string& name, const std::string& help,
-                                         MetricType type, std::function<std::vector<Sample>()> collect);
+                                         MetricType type,
+                                         std::function<std::vector<Sample>()> collect);
 
   // Every family, in name order, as Prometheus text format 0.0.4.
   std::string Render() const;

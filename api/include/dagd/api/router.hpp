@@ -31,6 +31,9 @@
 // - `limit` above RouterOptions::max_page_limit is silently reduced to it, as Airflow 3 does
 //   with its `maximum_page_limit`.
 //
+// GET /metrics (outside /api/v2, viewer) serves RouterOptions::metrics as Prometheus text; every
+// request is timed into it by route pattern, method and status (src/http_metrics.hpp).
+//
 // Logs are streamed (Response::stream) in 64 KiB reads, as text/plain, JSON or NDJSON by Accept.
 //
 // Thread-safety: Handle is const and may run on many threads at once (the Service is

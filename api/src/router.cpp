@@ -19,6 +19,7 @@
 #include "dagd/scheduler/time.hpp"
 #include "event_stream.hpp"
 #include "handlers.hpp"
+#include "http_metrics.hpp"
 #include "request_guard.hpp"
 #include "request_text.hpp"
 #include "responses.hpp"
@@ -382,6 +383,12 @@ class Api {
   Response ListEventLogs(const Call& c) { return audit::ListEventLogs(service_, options_, c); }
   Response GetEventLog(const Call& c) { return audit::GetEventLog(service_, options_, c); }
 
+  Response Metrics(const Call& c) {
+    if (auto refused = Unsupported(c, {})) return *refused;
+    if (options_.metrics == nullptr) return Detail(503, "Metrics are not enabled on this daemon");
+    return Response(200, "text/plain; version=0.0.4; charset=utf-8", options_.metrics->Render());
+  }
+
   Response ListImportErrors(const Call& c) {
     if (auto refused = Unsupported(c, {"limit", "offset", "order_by"})) return *refused;
     Errors errors;
@@ -526,6 +533,52 @@ const std::vector<Route>& Routes() {
   return kRoutes;
 }
 
+// Routes outside /api/v2; patterns are the segments after "/".
+const std::vector<Route>& RootRoutes() {
+  static const std::vector<Route> kRoutes = {
+      {{"metrics"}, "GET", &Api::Metrics, Role::kViewer, "read metrics"},
+  };
+  return kRoutes;
+}
+
+// A route's pattern as the metrics label it: /api/v2/dags/{dag_id}/dagRuns. Each "{}" is named
+// for the collection before it.
+std::string PatternText(std::string_view prefix, const Route& route) {
+  static const std::map<std::string_view, std::string_view> kParams = {
+      {"dags", "{dag_id}"},
+      {"dagRuns", "{dag_run_id}"},
+      {"taskInstances", "{task_id}"},
+      {"tasks", "{task_id}"},
+      {"tries", "{try_number}"},
+      {"logs", "{try_number}"},
+      {"dagVersions", "{version_number}"}};
+  std::string out(prefix);
+  for (size_t i = 0; i < route.pattern.size(); ++i) {
+    if (i > 0) out += '/';
+    if (route.pattern[i] != "{}") {
+      out += route.pattern[i];
+      continue;
+    }
+    auto name = i > 0 ? kParams.find(route.pattern[i - 1]) : kParams.end();
+    out += name == kParams.end() ? std::string_view("{param}") : name->second;
+  }
+  return out;
+}
+
+// Labels of every route, and of what matched none; they live as long as the process.
+std::string_view RouteLabel(const Route* route) {
+  static const std::map<const Route*, std::string> kLabels = [] {
+    std::map<const Route*, std::string> labels;
+    for (const Route& r : Routes()) labels.emplace(&r, PatternText("/api/v2/", r));
+    for (const Route& r : RootRoutes()) labels.emplace(&r, PatternText("/", r));
+    return labels;
+  }();
+  if (route == nullptr) return "unmatched";
+  return kLabels.at(route);
+}
+
+constexpr std::string_view kTokenRoute = "/auth/token";
+
 // Matches decoded `segments` against `pattern`; fills `params` with the "{}" segments.
 bool Match(const std::vector<std::string_view>& pattern, const std::vector<std::string>& segments,
            std::vector<std::string>& params) {
@@ -647,9 +700,15 @@ Response IssueToken(const RouterOptions& options, const Request& req) {
   return JsonResponse(201, {{"access_token", *token}});
 }
 
-// Sets `audit` to the entry of a request to record (router.hpp), once it reaches a route.
+// What Dispatch learns of a request for the audit log and the request metrics.
+struct Outcome {
+  // The entry to record (router.hpp), set once the request reaches a route that writes.
+  std::optional<scheduler::AuditEntry> audit;
+  std::string_view route_label = RouteLabel(nullptr);  // the route the path matched
+};
+
 Response Dispatch(Service& service, const RouterOptions& options, const Request& req,
-                  std::optional<scheduler::AuditEntry>& audit) {
+                  Outcome& outcome) {
   if (auto refusal = RefuseForeignOrigin(req, options)) return *refusal;
 
   std::string_view target = req.target;
@@ -658,13 +717,21 @@ Response Dispatch(Service& service, const RouterOptions& options, const Request&
   const Query query(q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
 
   if (path == "/auth/token" || path == "/auth/token/") {
-    if (req.method == "POST") audit = audit::ForLogin(req, path);
+    if (req.method == "POST") outcome.audit = audit::ForLogin(req, path);
+    outcome.route_label = kTokenRoute;
     return IssueToken(options, req);
   }
 
   constexpr std::string_view kPrefix = "/api/v2/";
-  if (!path.starts_with(kPrefix)) return NotFound();
-  path.remove_prefix(kPrefix.size());
+  const std::vector<Route>* table = &Routes();
+  if (path.starts_with(kPrefix)) {
+    path.remove_prefix(kPrefix.size());
+  } else if (path == "/metrics" || path == "/metrics/") {
+    table = &RootRoutes();
+    path.remove_prefix(1);
+  } else {
+    return NotFound();
+  }
   if (path.ends_with('/')) path.remove_suffix(1);  // tolerate one trailing slash
   std::vector<std::string> segments;
   for (std::string_view raw : Split(path, '/')) {
@@ -677,17 +744,19 @@ Response Dispatch(Service& service, const RouterOptions& options, const Request&
 
   bool path_known = false;
   std::vector<std::string> params;
-  for (const Route& route : Routes()) {
+  for (const Route& route : *table) {
     if (!Match(route.pattern, segments, params)) continue;
+    if (!path_known) outcome.route_label = RouteLabel(&route);
     path_known = true;
     if (route.method != req.method) continue;
     std::optional<scheduler::Principal> principal;
     if (IsRecorded(route)) {
-      audit = audit::ForWrite(route.event, route.pattern, params, req, target.substr(0, q));
+      outcome.audit =
+          audit::ForWrite(route.event, route.pattern, params, req, target.substr(0, q));
     }
     if (!route.is_public) {
       auto refusal = Admit(options, route, principal, req);
-      if (audit) audit::SetCaller(*audit, principal);
+      if (outcome.audit) audit::SetCaller(*outcome.audit, principal);
       if (refusal) return *refusal;
     }
     if (auto refusal = RefuseNonJsonBody(req)) return *refusal;
@@ -704,29 +773,35 @@ Response Dispatch(Service& service, const RouterOptions& options, const Request&
   return path_known ? Detail(405, "Method Not Allowed") : NotFound();
 }
 
-// Dispatch, with an unexpected exception answered 500.
-Response DispatchGuarded(Service& service, const RouterOptions& options, const Request& req,
-                         std::optional<scheduler::AuditEntry>& audit) {
+}  // namespace
+
+Router::Router(scheduler::Service& service, RouterOptions options)
+    : service_(service),
+      options_(std::move(options)),
+      http_metrics_(options_.metrics ? std::make_unique<HttpMetrics>(*options_.metrics) : nullptr) {
+}
+
+Router::~Router() = default;
+
+Response Router::Handle(const Request& req) const {
+  const auto began = std::chrono::steady_clock::now();
+  Outcome outcome;
+  std::optional<Response> response;
   try {
-    return Dispatch(service, options, req, audit);
+    response = Dispatch(service_, options_, req, outcome);
   } catch (const std::exception& e) {
     Log()->error("request failed method={} error=\"{}\"", req.method, e.what());
   } catch (...) {
     Log()->error("request failed method={} error=\"unknown exception\"", req.method);
   }
-  return Detail(500, "Internal error; the daemon's log has the details");
-}
-
-}  // namespace
-
-Router::Router(scheduler::Service& service, RouterOptions options)
-    : service_(service), options_(std::move(options)) {}
-
-Response Router::Handle(const Request& req) const {
-  std::optional<scheduler::AuditEntry> audit;
-  Response answer = DispatchGuarded(service_, options_, req, audit);
-  if (audit) audit::Record(service_, std::move(*audit), answer);
-  return answer;
+  if (!response) response = Detail(500, "Internal error; the daemon's log has the details");
+  if (outcome.audit) audit::Record(service_, std::move(*outcome.audit), *response);
+  if (http_metrics_) {
+    http_metrics_->Observe(
+        outcome.route_label, req.method, response->status,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+  }
+  return std::move(*response);
 }
 
 }  // namespace dagd::api

@@ -18,6 +18,8 @@
 #include "dagd/executors/thread_pool_executor.hpp"
 #include "dagd/scheduler/dag_sync.hpp"
 #include "dagd/scheduler/event_retention.hpp"
+#include "dagd/scheduler/metrics.hpp"
+#include "dagd/scheduler/process_metrics.hpp"
 #include "dagd/scheduler/scheduler.hpp"
 #include "dagd/scheduler/scheduler_service.hpp"
 #include "dagd/scheduler/token_authenticator.hpp"
@@ -146,9 +148,14 @@ int Serve(const Config& config) {
     database_url = embedded->conninfo();
   }
 
+  // Declared before everything that records into it, so that it outlives them all.
+  scheduler::MetricsRegistry metrics;
+  const auto process_metrics = scheduler::RegisterProcessMetrics(metrics);
+
   storage::PgOptions pg;
   pg.url = database_url;
   pg.pool_size = config.api_threads + 2;
+  pg.metrics = &metrics;
   auto store = storage::PgStateStore::Open(pg);
   if (!store.ok()) return Fail("cannot open the database", store.status());
 
@@ -162,6 +169,7 @@ int Serve(const Config& config) {
   auto jwt_secret = LoadJwtSecret(config.jwt_secret, config.state_dir);
   if (!jwt_secret.ok()) return Fail("refusing to start: no usable JWT key", jwt_secret.status());
   storage::PgOptions user_pg = pg;
+  user_pg.metrics = nullptr;  // the state store's pool is the one reported
   user_pg.pool_size = 4;  // one lookup per request that carries an API token
   auto users = storage::PgUserStore::Open(user_pg);
   if (!users.ok()) return Fail("cannot open the database", users.status());
@@ -191,10 +199,12 @@ int Serve(const Config& config) {
   executor_options.allowed_run_as = {config.allow_run_as.begin(), config.allow_run_as.end()};
   executor_options.postgres_account = config.pg_user.value_or("");
   executor_options.max_log_bytes = config.max_log_bytes;
+  executor_options.metrics = &metrics;
   executors::ThreadPoolExecutor executor(executor_options, jobs, clock);
 
   scheduler::SchedulerOptions scheduler_options;
   scheduler_options.logs_root = config.state_dir / "logs";
+  scheduler_options.metrics = &metrics;
   // Another process scheduling this database now: stop, non-zero, so that the service manager
   // shows it (the loop below wakes as on SIGTERM).
   scheduler_options.on_fenced = [&fenced] {
@@ -212,6 +222,7 @@ int Serve(const Config& config) {
   router_options.allowed_hosts = config.allowed_hosts;
   router_options.max_page_limit = config.max_page_limit;
   router_options.authenticator = authenticator->get();
+  router_options.metrics = &metrics;
   // What GET /api/v2/config shows: settings a client may plan around; no secret, and no path
   // beyond the DAGs folder, which every DAG's fileloc already shows.
   router_options.config = {
@@ -225,6 +236,8 @@ int Serve(const Config& config) {
   server_options.address = config.listen_host;
   server_options.port = config.listen_port;
   server_options.handler_threads = config.api_threads;
+  // A scrape is cheap (bounded queries) and should not time out behind slow listings.
+  server_options.fast_paths.push_back("/metrics");
   server_options.max_connections = static_cast<size_t>(config.api_max_connections);
   server_options.request_timeout = config.api_request_timeout;
   server_options.idle_timeout = config.api_idle_timeout;
@@ -232,6 +245,17 @@ int Serve(const Config& config) {
   server_options.tls_key_file = config.tls_key_file;
   server_options.max_live_streams = static_cast<size_t>(config.max_live_streams);
   api::HttpServer server(server_options, router);
+  // After the server and the service: removed (waiting for a scrape) before they go.
+  const auto live_streams = metrics.AddCallback(
+      "dagd_http_live_streams", "Live HTTP responses open now (event streams, run waits).",
+      scheduler::MetricType::kGauge, [&server] {
+        return std::vector<scheduler::Sample>{{{}, double(server.live_streams())}};
+      });
+  const auto watchers = metrics.AddCallback(
+      "dagd_event_log_watchers", "Watchers of the event log (event streams and waits) now.",
+      scheduler::MetricType::kGauge, [&service] {
+        return std::vector<scheduler::Sample>{{{}, double(service.WatcherCount())}};
+      });
   // The port first: a daemon that cannot serve stops before it has touched any run.
   if (Status s = server.Start(); !s.ok()) return Fail("cannot serve HTTP", s);
   if (Status s = sched.Start(); !s.ok()) {

@@ -161,12 +161,32 @@ ThreadPoolExecutor::ThreadPoolExecutor(ExecutorOptions options, const JobRegistr
       pid_(static_cast<int>(::getpid())),
       unixname_(AccountName(::geteuid())),
       inherited_env_(InheritedEnvironment()) {
+  if (options_.metrics != nullptr) RegisterMetrics(*options_.metrics);
   workers_.reserve(static_cast<size_t>(options_.parallelism));
   for (int i = 0; i < options_.parallelism; ++i) workers_.emplace_back([this] { WorkerLoop(); });
   watchdog_ = std::thread([this] { WatchdogLoop(); });
 }
 
+void ThreadPoolExecutor::RegisterMetrics(scheduler::MetricsRegistry& registry) {
+  using scheduler::MetricType;
+  using scheduler::Sample;
+  auto one = [](size_t value) { return std::vector<Sample>{{{}, static_cast<double>(value)}}; };
+  metric_callbacks_.push_back(registry.AddCallback(
+      "dagd_executor_workers", "Worker threads of the executor (its parallelism).",
+      MetricType::kGauge, [this, one] { return one(static_cast<size_t>(options_.parallelism)); }));
+  metric_callbacks_.push_back(registry.AddCallback(
+      "dagd_executor_workers_busy", "Worker threads running a try now.", MetricType::kGauge,
+      [this, one] { return one(RunningCount()); }));
+  metric_callbacks_.push_back(registry.AddCallback(
+      "dagd_executor_queued_tries", "Tries submitted to the executor and waiting for a worker.",
+      MetricType::kGauge, [this, one] {
+        std::lock_guard lock(mu_);
+        return one(queue_.size());
+      }));
+}
+
 ThreadPoolExecutor::~ThreadPoolExecutor() {
+  metric_callbacks_.clear();  // waits for a scrape reading this executor
   StopAccepting();
   CancelRunning();
   {

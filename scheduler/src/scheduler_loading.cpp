@@ -15,12 +15,18 @@ constexpr int kEventPage = 1000;
 
 Status Scheduler::Loop::CatchUp() {
   // Only other writers' events matter: this loop's own commits are already in its cache. Each
-  // one touches one run: the work is proportional to what changed, not to what is active.
+  // one touches one run: the work is proportional to what changed, not to what is active. They
+  // are counted in the metrics here, the loop's own where they are committed (Measure).
   while (true) {
     auto page = store_.ReadOtherEvents(watermark_, kEventPage, epoch_);
     if (!page.ok()) return page.status();
     watermark_ = std::max(watermark_, page->last_seq);
     for (const EventRecord& e : page->events) {
+      if (e.kind == "dag_run") {
+        if (auto state = ParseRunState(e.state)) metrics_.RunEntered(*state);
+      } else if (auto state = ParseTaskState(e.state.empty() ? "none" : e.state)) {
+        metrics_.TaskEntered(*state);
+      }
       const bool cached = runs_.count(e.run_key) != 0;
       const bool started =
           e.kind == "dag_run" && (e.state == "queued" || e.state == "running");

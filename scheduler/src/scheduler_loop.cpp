@@ -18,6 +18,10 @@ constexpr size_t kAdmission = static_cast<size_t>(-1);
 
 int64_t Micros(TimePoint t) { return t.time_since_epoch().count(); }
 
+double SecondsBetween(TimePoint from, TimePoint to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
 std::string ThisHost() {
   char name[256] = {};
   if (::gethostname(name, sizeof(name) - 1) != 0) return {};
@@ -55,7 +59,12 @@ bool Scheduler::Fenced() const { return loop_->Fenced(); }
 
 Scheduler::Loop::Loop(SchedulerOptions options, StateStore& store, TaskExecutor& executor,
                       const Clock& clock)
-    : options_(std::move(options)), store_(store), executor_(executor), clock_(clock) {
+    : options_(std::move(options)),
+      store_(store),
+      executor_(executor),
+      clock_(clock),
+      own_metrics_(options_.metrics ? nullptr : std::make_unique<MetricsRegistry>()),
+      metrics_(options_.metrics ? *options_.metrics : *own_metrics_) {
   if (options_.hostname.empty()) options_.hostname = ThisHost();
 }
 
@@ -463,7 +472,7 @@ void Scheduler::Loop::DecideRun(int64_t key, TimePoint now, Batch& batch) {
 
 bool Scheduler::Loop::Commit(Batch& batch) {
   if (batch.transition.empty()) return true;
-  auto result = store_.Apply(batch.transition);
+  auto result = TimedApply(batch.transition);
   if (result.ok()) {
     const std::set<int64_t> conflicts(result->conflicts.begin(), result->conflicts.end());
     for (int64_t key : conflicts) {
@@ -502,7 +511,7 @@ bool Scheduler::Loop::CommitRunByRun(Batch& batch) {
     for (const Transition::Xcom& x : batch.transition.xcoms) {
       if (x.run_key == key) part.xcoms.push_back(x);
     }
-    auto result = store_.Apply(part);
+    auto result = TimedApply(part);
     if (result.ok() && result->conflicts.empty()) continue;
     not_written.insert(key);
     if (result.ok()) {
@@ -527,7 +536,52 @@ bool Scheduler::Loop::CommitRunByRun(Batch& batch) {
   return all_ok;
 }
 
+StatusOr<ApplyResult> Scheduler::Loop::TimedApply(const Transition& t) {
+  const auto began = std::chrono::steady_clock::now();
+  auto result = store_.Apply(t);
+  metrics_.Commit(std::chrono::steady_clock::now() - began);
+  return result;
+}
+
+void Scheduler::Loop::Measure(const Batch& batch, const std::set<int64_t>& not_written) {
+  for (const TiTransition& t : batch.transition.task_instances) {
+    if (not_written.count(t.after.run_id_key) != 0) continue;
+    // A try that started and ended within the batch shows as running first in the event log.
+    if (t.kind == TiTransition::Kind::kFinish && t.expect_state == TaskState::kQueued) {
+      metrics_.TaskEntered(TaskState::kRunning);
+    }
+    metrics_.TaskEntered(t.after.state);
+  }
+  for (const RunTransition& t : batch.transition.runs) {
+    if (not_written.count(t.after.id) == 0) metrics_.RunEntered(t.after.state);
+  }
+  // The lags of the tries whose start this batch recorded: O(in-degree) per start.
+  for (const auto& [key, events] : batch.events) {
+    if (not_written.count(key) != 0) continue;
+    for (const TaskEvent& event : events) {
+      if (event.kind != TaskEvent::Kind::kStarted) continue;
+      auto where = ti_index_.find(event.ti_id);
+      if (where == ti_index_.end()) continue;
+      const ActiveRun& active = runs_.at(where->second.first);
+      const size_t index = where->second.second;
+      const TaskInstance& ti = active.ti(index);
+      if (ti.queued_when) {
+        metrics_.QueuedToRunning(std::max(0.0, SecondsBetween(*ti.queued_when, event.at)));
+      }
+      std::optional<TimePoint> upstream_end;
+      for (size_t u : active.dag().upstream[index]) {
+        const auto& end = active.ti(u).end_date;
+        if (end && (!upstream_end || *end > *upstream_end)) upstream_end = end;
+      }
+      if (upstream_end) {
+        metrics_.UpstreamToStart(std::max(0.0, SecondsBetween(*upstream_end, event.at)));
+      }
+    }
+  }
+}
+
 void Scheduler::Loop::Adopt(Batch& batch, const std::set<int64_t>& not_written) {
+  Measure(batch, not_written);
   for (auto [key, index] : batch.to_submit) {
     if (not_written.count(key) != 0) continue;
     Submit(runs_.at(key), index);

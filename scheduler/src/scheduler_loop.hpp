@@ -17,6 +17,7 @@
 #include "dagd/scheduler/active_run.hpp"
 #include "dagd/scheduler/decisions.hpp"
 #include "dagd/scheduler/scheduler.hpp"
+#include "scheduler_metrics.hpp"
 
 namespace dagd::scheduler {
 
@@ -118,6 +119,9 @@ class Scheduler::Loop {
   // cannot block the others.
   bool CommitRunByRun(Batch& batch);
   void Adopt(Batch& batch, const std::set<int64_t>& not_written);
+  // Records what a committed batch did (the runs not in `not_written`) in metrics_.
+  void Measure(const Batch& batch, const std::set<int64_t>& not_written);
+  StatusOr<ApplyResult> TimedApply(const Transition& t);
   void Submit(const ActiveRun& active, size_t task_index);
   bool CheckSchedulerLock();
   void Fence(const Status& why);
@@ -127,6 +131,9 @@ class Scheduler::Loop {
   TaskExecutor& executor_;
   const Clock& clock_;
   int64_t epoch_ = 0;
+  // metrics_ records into options_.metrics, or into own_metrics_ when none was given.
+  std::unique_ptr<MetricsRegistry> own_metrics_;
+  SchedulerMetrics metrics_;
 
   std::shared_ptr<Inbox> inbox_ = std::make_shared<Inbox>();
   std::atomic<bool> draining_{false};  // Shutdown began or this process was fenced off

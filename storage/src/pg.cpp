@@ -158,6 +158,11 @@ std::optional<size_t> Pool::TakeSlot() {
   return slot;
 }
 
+size_t Pool::InUse() const {
+  std::lock_guard lock(mu_);
+  return slots_.size() - free_.size();
+}
+
 Status Pool::Busy() const {
   return Status::Unavailable("the database is busy: no connection became free within " +
                              Duration(options_.pool_wait_timeout));

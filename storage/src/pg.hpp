@@ -121,6 +121,9 @@ class Pool {
     }
   }
 
+  size_t size() const { return slots_.size(); }
+  size_t InUse() const;  // connections leased now
+
  private:
   // One connection, borrowed by one thread at a time; returned to the pool when destroyed.
   class Lease {
@@ -168,7 +171,7 @@ class Pool {
   const std::vector<std::pair<std::string, std::string>> prepared_;
   // Only the lease holding slot i touches slots_[i]; mu_ guards free_.
   std::vector<std::unique_ptr<pqxx::connection>> slots_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable slot_freed_;
   std::vector<size_t> free_;  // indices of slots no lease holds
 };

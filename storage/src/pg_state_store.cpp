@@ -619,8 +619,19 @@ PgStateStore::PgStateStore(PgOptions options, std::unique_ptr<pg::Pool> pool)
           pg::GroupCommit<NewRun, DagRun>::Limits{
               static_cast<size_t>(std::max(options_.create_run_group_max_runs, 1)),
               static_cast<size_t>(std::max(options_.create_run_group_max_task_instances, 0))},
-          [this](const std::vector<NewRun*>& group) { return WriteRuns(group); })),
-      scheduler_lock_(std::make_unique<SchedulerLock>()) {}
+          [this](const std::vector<NewRun*>& group) {
+            const auto began = std::chrono::steady_clock::now();
+            auto results = WriteRuns(group);
+            if (run_commit_seconds_ != nullptr) {
+              run_commit_seconds_->Observe(
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - began)
+                      .count());
+            }
+            return results;
+          })),
+      scheduler_lock_(std::make_unique<SchedulerLock>()) {
+  if (options_.metrics != nullptr) RegisterMetrics(*options_.metrics);
+}
 
 PgStateStore::~PgStateStore() {
   listener_.reset();  // joins its thread: no call of a subscription outlives the store

@@ -279,6 +279,11 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ex.Send("GET", "/api/v2/events?dag_id=nope", 404);
   ex.Send("GET", run + "/wait?interval=0", 422);
   ex.Send("GET", run + "/wait?result=a", 200);
+  // Prometheus's scrape (outside /api/v2): text, its refusals JSON.
+  ex.Send("GET", "/metrics", 200);
+  ex.Send("GET", "/metrics?name=x", 422);
+  ex.Send("GET", "/metrics", 401, "", {{"Authorization", ""}});
+  EXPECT_EQ(HttpGet(d.Url("/metrics")).content_type, "text/plain; version=0.0.4; charset=utf-8");
 
   // The query parameters the document lists are the ones dagd reads: each, given alone, is
   // never refused as unsupported, and a parameter it does not list is (except where noted).

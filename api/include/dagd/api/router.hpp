@@ -31,6 +31,9 @@
 // - `limit` above RouterOptions::max_page_limit is silently reduced to it, as Airflow 3 does
 //   with its `maximum_page_limit`.
 //
+// GET /metrics (outside /api/v2, viewer) serves RouterOptions::metrics as Prometheus text; every
+// request is timed into it by route pattern, method and status (src/http_metrics.hpp).
+//
 // Audit log (audit_log.hpp has the details): every request that reaches a POST, PUT, PATCH or
 // DELETE route under /api/v2 (except the batch listings, which only read), whatever its answer
 // (401 and 403 included), and every POST /auth/token ("login" or "login_failed", owner = the
@@ -59,6 +62,7 @@
 #include <vector>
 
 #include "dagd/scheduler/auth.hpp"
+#include "dagd/scheduler/metrics.hpp"
 #include "dagd/scheduler/service.hpp"
 
 namespace dagd::api {
@@ -152,12 +156,19 @@ struct RouterOptions {
   // Checks credentials; must outlive the Router. Without one, every protected route answers 401
   // and /auth/token 503: a Router never serves without authentication.
   scheduler::Authenticator* authenticator = nullptr;
+  // Served by GET /metrics (viewer), where the Router also records each request's latency by
+  // route pattern, method and status (http_metrics.hpp). Must outlive the Router. None: GET
+  // /metrics answers 503 and nothing is recorded.
+  scheduler::MetricsRegistry* metrics = nullptr;
 };
+
+class HttpMetrics;
 
 class Router {
  public:
   // `service` must outlive the Router.
   explicit Router(scheduler::Service& service, RouterOptions options = {});
+  ~Router();
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 
@@ -166,6 +177,7 @@ class Router {
  private:
   scheduler::Service& service_;
   RouterOptions options_;
+  std::unique_ptr<HttpMetrics> http_metrics_;  // when options_.metrics is set
 };
 
 }  // namespace dagd::api

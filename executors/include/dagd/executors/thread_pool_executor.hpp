@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "dagd/executors/job_registry.hpp"
+#include "dagd/scheduler/metrics.hpp"
 #include "dagd/scheduler/ports.hpp"
 #include "dagd/scheduler/time.hpp"
 
@@ -73,6 +74,9 @@ struct ExecutorOptions {
   std::string postgres_account;
   // Per-try log cap in bytes; output beyond it is dropped and counted. 0: no cap.
   uint64_t max_log_bytes = uint64_t{100} << 20;
+  // Where the executor reports its workers (dagd_executor_workers, _busy) and its queue
+  // (dagd_executor_queued_tries), read at each scrape. Must outlive the executor; none: nowhere.
+  scheduler::MetricsRegistry* metrics = nullptr;
 };
 
 class TryLog;       // the per-try log file (private)
@@ -107,6 +111,7 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
     scheduler::TaskEventSink sink;
   };
 
+  void RegisterMetrics(scheduler::MetricsRegistry& registry);
   void WorkerLoop();
   void WatchdogLoop();
   void RunOne(Pending& pending, const std::shared_ptr<TryControl>& control);
@@ -135,6 +140,7 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   bool shutdown_ = false;
   uint64_t next_try_key_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<TryControl>> running_;
+  std::vector<scheduler::MetricsRegistry::Registration> metric_callbacks_;  // read mu_'s fields
 
   // Declared last: started after every member above exists, joined in the destructor.
   std::vector<std::thread> workers_;

@@ -24,6 +24,7 @@
 #include <optional>
 
 #include "dagd/scheduler/dag_parser.hpp"
+#include "dagd/scheduler/metrics.hpp"
 #include "dagd/scheduler/ports.hpp"
 #include "dagd/scheduler/time.hpp"
 
@@ -43,6 +44,9 @@ struct SchedulerOptions {
   std::string hostname;
   // Called once, from the loop thread, when this process lost the scheduler lease to another.
   std::function<void()> on_fenced;
+  // Where the loop records its metrics (scheduler_metrics.hpp); must outlive the Scheduler.
+  // None: they are recorded nowhere.
+  MetricsRegistry* metrics = nullptr;
 };
 
 class Scheduler {

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "dagd/scheduler/metrics.hpp"
 #include "dagd/scheduler/ports.hpp"
 
 namespace dagd::storage {
@@ -57,6 +58,12 @@ struct PgOptions {
   // The most CreateRun calls, and task instances, one shared commit writes (at least one call).
   int create_run_group_max_runs = 200;
   int create_run_group_max_task_instances = 20000;
+  // Where the store reports (see pg_state_store_metrics.cpp): active runs and their task
+  // instances by state (two grouped queries per scrape, over the active runs only: the
+  // dag_run state index, then each run's task instances by their unique index), the pool's
+  // connections in use, and the latency of CreateRun's group commits. Must outlive the store;
+  // none: nothing is reported.
+  scheduler::MetricsRegistry* metrics = nullptr;
 };
 
 namespace pg {
@@ -150,6 +157,8 @@ class PgStateStore final : public scheduler::StateStore {
 
   PgStateStore(PgOptions options, std::unique_ptr<pg::Pool> pool);
 
+  void RegisterMetrics(scheduler::MetricsRegistry& registry);  // pg_state_store_metrics.cpp
+
   // Writes a group of CreateRun calls in one statement (one commit); one result per call.
   std::vector<StatusOr<scheduler::DagRun>> WriteRuns(const std::vector<NewRun*>& group);
 
@@ -162,6 +171,9 @@ class PgStateStore final : public scheduler::StateStore {
   std::mutex listener_mu_;
   std::unique_ptr<Listener> listener_;
   SubscriptionId next_subscription_ = 1;
+  scheduler::Histogram* run_commit_seconds_ = nullptr;  // set when options_.metrics is
+  // Declared last: removed (waiting for a scrape running them) before anything they read goes.
+  std::vector<scheduler::MetricsRegistry::Registration> metric_callbacks_;
 };
 
 }  // namespace dagd::storage

@@ -15,6 +15,7 @@
 
 #include "audit_log.hpp"
 #include "dagd/api/codecs.hpp"
+#include "dagd/api/login_throttle.hpp"
 #include "dagd/scheduler/states.hpp"
 #include "dagd/scheduler/time.hpp"
 #include "event_stream.hpp"
@@ -606,6 +607,11 @@ Response Unauthorized(const std::string& detail) {
 // An Authenticator error: bad credentials are 401 with its sentence, the rest as Service errors.
 Response AuthError(const Status& status) {
   if (status.code() == StatusCode::kInvalidArgument) return Unauthorized(status.message());
+  if (status.code() == StatusCode::kDeadlineExceeded) {  // too many password checks at once
+    Response busy = Detail(503, status.message());
+    busy.headers.emplace_back("Retry-After", "1");
+    return busy;
+  }
   return ErrorResponse(status);
 }
 
@@ -649,7 +655,7 @@ bool IsOAuthFormField(std::string_view name) {
 }
 
 // POST /auth/token: {"username", "password"} as JSON or as a form → 201 {"access_token"}.
-Response IssueToken(const RouterOptions& options, const Request& req) {
+Response IssueToken(const RouterOptions& options, LoginThrottle& throttle, const Request& req) {
   if (req.method != "POST") return Detail(405, "Method Not Allowed");
   if (auto refusal = RefuseNonJsonBody(req, /*allow_form=*/true)) return *refusal;
   Json fields = Json::object();
@@ -694,9 +700,25 @@ Response IssueToken(const RouterOptions& options, const Request& req) {
   if (options.authenticator == nullptr) {
     return Detail(503, "Authentication is not configured on this daemon");
   }
+  const auto now = LoginThrottle::Clock::now();
+  if (auto wait = throttle.RetryAfter(req.remote_address, now)) {
+    Response refusal = Detail(
+        429, fmt::format("Too many failed logins from this address ({} within {} s); try again "
+                         "in {} s",
+                         options.max_failed_logins, options.failed_login_window.count(),
+                         wait->count()));
+    refusal.headers.emplace_back("Retry-After", std::to_string(wait->count()));
+    return refusal;
+  }
   auto token = options.authenticator->IssueToken(fields["username"].get<std::string>(),
                                                  fields["password"].get<std::string>());
-  if (!token.ok()) return AuthError(token.status());
+  if (!token.ok()) {
+    if (token.status().code() == StatusCode::kInvalidArgument) {
+      throttle.Failed(req.remote_address, now);
+    }
+    return AuthError(token.status());
+  }
+  throttle.Succeeded(req.remote_address);
   return JsonResponse(201, {{"access_token", *token}});
 }
 
@@ -707,8 +729,8 @@ struct Outcome {
   std::string_view route_label = RouteLabel(nullptr);  // the route the path matched
 };
 
-Response Dispatch(Service& service, const RouterOptions& options, const Request& req,
-                  Outcome& outcome) {
+Response Dispatch(Service& service, const RouterOptions& options, LoginThrottle& throttle,
+                  const Request& req, Outcome& outcome) {
   if (auto refusal = RefuseForeignOrigin(req, options)) return *refusal;
 
   std::string_view target = req.target;
@@ -719,7 +741,7 @@ Response Dispatch(Service& service, const RouterOptions& options, const Request&
   if (path == "/auth/token" || path == "/auth/token/") {
     if (req.method == "POST") outcome.audit = audit::ForLogin(req, path);
     outcome.route_label = kTokenRoute;
-    return IssueToken(options, req);
+    return IssueToken(options, throttle, req);
   }
 
   constexpr std::string_view kPrefix = "/api/v2/";
@@ -778,8 +800,9 @@ Response Dispatch(Service& service, const RouterOptions& options, const Request&
 Router::Router(scheduler::Service& service, RouterOptions options)
     : service_(service),
       options_(std::move(options)),
-      http_metrics_(options_.metrics ? std::make_unique<HttpMetrics>(*options_.metrics) : nullptr) {
-}
+      http_metrics_(options_.metrics ? std::make_unique<HttpMetrics>(*options_.metrics) : nullptr),
+      login_throttle_(std::make_unique<LoginThrottle>(std::max(1, options_.max_failed_logins),
+                                                      options_.failed_login_window)) {}
 
 Router::~Router() = default;
 
@@ -788,7 +811,7 @@ Response Router::Handle(const Request& req) const {
   Outcome outcome;
   std::optional<Response> response;
   try {
-    response = Dispatch(service_, options_, req, outcome);
+    response = Dispatch(service_, options_, *login_throttle_, req, outcome);
   } catch (const std::exception& e) {
     Log()->error("request failed method={} error=\"{}\"", req.method, e.what());
   } catch (...) {

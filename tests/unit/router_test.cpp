@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "dagd/api/log_token.hpp"
+#include "dagd/api/login_throttle.hpp"
 #include "dagd/scheduler/dag_parser.hpp"
 #include "dagd/scheduler/time.hpp"
 #include "fake_authenticator.hpp"
@@ -1381,6 +1382,48 @@ TEST_F(RouterTest, TheTokenEndpointTakesJsonOrAFormAndAnswers201) {
                              "grant_type=password&username=op&password=pw%2Dop"});
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(Body(r)["access_token"], "op-token");
+}
+
+TEST_F(RouterTest, AnAddressWithTooManyFailedLoginsGets429WhateverItSendsAndOthersDoNot) {
+  auto login = [&](const std::string& address, const std::string& password) {
+    Request req{"POST", "/auth/token", {{"content-type", "application/json"}},
+                R"({"username": "user", "password": ")" + password + R"("})"};
+    req.remote_address = address;
+    return router_.Handle(req);
+  };
+  // A success clears the count: 9 failures, a success, then 10 more are still answered 401.
+  for (int i = 0; i < 9; ++i) ASSERT_EQ(login("10.0.0.1", "wrong").status, 401);
+  ASSERT_EQ(login("10.0.0.1", "pw-user").status, 201);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(login("10.0.0.1", "wrong").status, 401) << i;
+  Response refused = login("10.0.0.1", "pw-user");  // the right password, but too late
+  ASSERT_EQ(refused.status, 429) << refused.body;
+  EXPECT_TRUE(Body(refused)["detail"].get<std::string>().starts_with(
+      "Too many failed logins from this address (10 within 60 s)"))
+      << refused.body;
+  ASSERT_EQ(refused.headers.size(), 1u);
+  EXPECT_EQ(refused.headers[0].first, "Retry-After");
+  const int wait = std::stoi(refused.headers[0].second);
+  EXPECT_GE(wait, 59);
+  EXPECT_LE(wait, 60);
+  // Another address is not held back.
+  EXPECT_EQ(login("10.0.0.2", "pw-user").status, 201);
+}
+
+TEST(LoginThrottle, AnAddressMayTryAgainOnceItsOldestFailureLeavesTheWindow) {
+  LoginThrottle throttle(3, std::chrono::seconds(60), 2);
+  const auto t0 = LoginThrottle::Clock::time_point{} + std::chrono::hours(1);
+  throttle.Failed("a", t0);
+  throttle.Failed("a", t0 + std::chrono::seconds(10));
+  throttle.Failed("a", t0 + std::chrono::seconds(20));
+  EXPECT_EQ(throttle.RetryAfter("a", t0 + std::chrono::seconds(30)), std::chrono::seconds(30));
+  EXPECT_EQ(throttle.RetryAfter("a", t0 + std::chrono::seconds(60)), std::nullopt);
+  // At most 2 addresses: a third makes the quietest one forgotten.
+  throttle.Failed("b", t0 + std::chrono::seconds(61));
+  throttle.Failed("c", t0 + std::chrono::seconds(62));
+  for (int i = 0; i < 3; ++i) throttle.Failed("c", t0 + std::chrono::seconds(63));
+  EXPECT_NE(throttle.RetryAfter("c", t0 + std::chrono::seconds(64)), std::nullopt);
+  throttle.Succeeded("c");
+  EXPECT_EQ(throttle.RetryAfter("c", t0 + std::chrono::seconds(64)), std::nullopt);
 }
 
 TEST_F(RouterTest, TheTokenEndpointRefusesBadCredentialsAndBadBodies) {

@@ -136,6 +136,15 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ex.Send("POST", "/auth/token", 401, R"({"username": "contract", "password": "wrong"})");
   ex.Send("POST", "/auth/token", 422, R"({"username": "contract"})");
   ex.Send("POST", "/auth/token", 415, "username=contract", {{"Content-Type", "text/plain"}});
+  // The wrong password above was the first failure from this address; nine more, then 429.
+  for (int i = 0; i < 9; ++i) {
+    ASSERT_EQ(HttpRequest("POST", d.Url("/auth/token"),
+                          R"({"username": "contract", "password": "wrong"})",
+                          {{"Content-Type", "application/json"}})
+                  .status,
+              401);
+  }
+  ex.Send("POST", "/auth/token", 429, R"({"username": "contract", "password": "pw-contract"})");
   const std::string run = "/api/v2/dags/example_chain/dagRuns/contract_1";
   const std::string retry_ti =
       "/api/v2/dags/example_retry/dagRuns/contract_retry/taskInstances/flaky";

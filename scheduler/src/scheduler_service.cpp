@@ -392,9 +392,8 @@ StatusOr<AuditEntry> SchedulerService::GetAudit(int64_t id) {
 // The state the scheduling loop decides from, read from the store: the task instances of the
 // run and, for a queued run, the DAG's admission (its queued runs oldest first, as the loop
 // keeps them, and the max_active_runs of the newest one's version).
-StatusOr<std::vector<Dependency>> SchedulerService::ExplainTaskInstance(const std::string& dag_id,
-                                                                        const std::string& run_id,
-                                                                        const std::string& task_id) {
+StatusOr<std::vector<Dependency>> SchedulerService::ExplainTaskInstance(
+    const std::string& dag_id, const std::string& run_id, const std::string& task_id) {
   auto ti = GetTaskInstance(dag_id, run_id, task_id);
   if (!ti.ok()) return ti.status();
   auto record = ForClient(store_.GetDag(dag_id), "DAG lookup");

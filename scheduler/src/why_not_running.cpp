@@ -59,8 +59,8 @@ std::string TaskList(const WhyInput& in, const std::vector<size_t>& indices) {
 Dependency TriggerRuleDependency(const WhyInput& in, RuleVerdict verdict) {
   const TaskSpec& task = in.dag->tasks[in.task];
   const auto& upstream = in.dag->upstream[in.task];
-  std::string reason = "Task's trigger rule " + Quoted(ToString(task.trigger_rule)) +
-                       " requires " + std::string(Requirement(task.trigger_rule));
+  std::string reason = "Task's trigger rule " + Quoted(ToString(task.trigger_rule)) + " requires " +
+                       std::string(Requirement(task.trigger_rule));
   if (verdict == RuleVerdict::kWait) {
     std::vector<size_t> pending;
     for (size_t u : upstream) {
@@ -68,8 +68,7 @@ Dependency TriggerRuleDependency(const WhyInput& in, RuleVerdict verdict) {
     }
     reason += "; " + std::to_string(pending.size()) + " of its " +
               Plural(static_cast<int64_t>(upstream.size()), "upstream task", "upstream tasks") +
-              (pending.size() == 1 ? " is" : " are") + " not done: " + TaskList(in, pending) +
-              ".";
+              (pending.size() == 1 ? " is" : " are") + " not done: " + TaskList(in, pending) + ".";
     return {"Trigger Rule", reason};
   }
   std::vector<size_t> all(upstream.begin(), upstream.end());
@@ -89,16 +88,16 @@ void ExplainQueuedRun(const WhyInput& in, TimePoint now, std::vector<Dependency>
   if (run.run_after && *run.run_after > now) {
     out.push_back({"Run After", "The run is not due before its run_after time, " +
                                     FormatRfc3339(*run.run_after) + "."});
-    return;
   }
   if (admission.paused) return;  // "Dag Not Paused" says it
   if (admission.running >= admission.max_active_runs) {
-    out.push_back({"Max Active Runs",
-                   "The DAG has reached its max_active_runs (" +
-                       std::to_string(admission.max_active_runs) + "): " +
-                       Plural(admission.running, "run is", "runs are") + " running."});
+    out.push_back({"Max Active Runs", "The DAG has reached its max_active_runs (" +
+                                          std::to_string(admission.max_active_runs) +
+                                          "): " + Plural(admission.running, "run is", "runs are") +
+                                          " running."});
     return;
   }
+  if (run.run_after && *run.run_after > now) return;  // "Run After" says it
   const Admission admitted = AdmitRuns(admission, now);
   if (in.queued_ahead_unread == 0 &&
       std::find(admitted.start.begin(), admitted.start.end(), run.id) != admitted.start.end()) {
@@ -110,12 +109,11 @@ void ExplainQueuedRun(const WhyInput& in, TimePoint now, std::vector<Dependency>
     if (!q.run_after || *q.run_after <= now) ++ahead;
   }
   const int free = admission.max_active_runs - admission.running;
-  out.push_back({"Max Active Runs",
-                 "The DAG's free run slots (max_active_runs " +
-                     std::to_string(admission.max_active_runs) + ", " +
-                     Plural(admission.running, "run", "runs") + " running, " +
-                     std::to_string(free) + " free) go to " +
-                     Plural(ahead, "older queued run", "older queued runs") + " first."});
+  out.push_back(
+      {"Max Active Runs",
+       "The DAG's free run slots (max_active_runs " + std::to_string(admission.max_active_runs) +
+           ", " + Plural(admission.running, "run", "runs") + " running, " + std::to_string(free) +
+           " free) go to " + Plural(ahead, "older queued run", "older queued runs") + " first."});
 }
 
 }  // namespace
@@ -161,11 +159,11 @@ std::vector<Dependency> ExplainWhyNotRunning(const WhyInput& in, TimePoint now) 
   switch (decision.action) {
     case TaskAction::kWait:
       if (decision.wake_at) {
-        out.push_back({"Not In Retry Period",
-                       "Task is waiting to be retried: try " + std::to_string(ti.try_number) +
-                           " failed and the next try starts at " +
-                           FormatRfc3339(*decision.wake_at) + " (now " + FormatRfc3339(now) +
-                           ")."});
+        out.push_back({"Not In Retry Period", "Task is waiting to be retried: try " +
+                                                  std::to_string(ti.try_number) +
+                                                  " failed and the next try starts at " +
+                                                  FormatRfc3339(*decision.wake_at) + " (now " +
+                                                  FormatRfc3339(now) + ")."});
       } else if (ti.state == TaskState::kNone) {
         out.push_back(TriggerRuleDependency(in, RuleVerdict::kWait));
       }
@@ -183,8 +181,8 @@ std::vector<Dependency> ExplainWhyNotRunning(const WhyInput& in, TimePoint now) 
       if (active >= in.dag->max_active_tasks) {
         out.push_back({"Max Active Tasks",
                        "The run has reached its DAG's max_active_tasks (" +
-                           std::to_string(in.dag->max_active_tasks) + "): " +
-                           Plural(active, "task instance is", "task instances are") +
+                           std::to_string(in.dag->max_active_tasks) +
+                           "): " + Plural(active, "task instance is", "task instances are") +
                            " queued or running."});
       }
       break;

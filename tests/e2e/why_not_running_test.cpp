@@ -75,8 +75,7 @@ TEST(WhyNotRunning, APausedDagAndAFinishedTaskSaySo) {
   d.Start();
   Trigger(d, "quick", "done");
   ASSERT_EQ(WaitForRun(d, "quick", "done")["state"], "success");
-  Json finished =
-      GetJson(d.Url("/api/v2/dags/quick/dagRuns/done/taskInstances/only/dependencies"));
+  Json finished = GetJson(d.Url("/api/v2/dags/quick/dagRuns/done/taskInstances/only/dependencies"));
   ASSERT_EQ(finished["dependencies"].size(), 1u) << finished.dump();
   EXPECT_EQ(finished["dependencies"][0]["name"], "Task Instance State");
 

@@ -118,14 +118,14 @@ TEST(WhyNotRunning, RetryWaitSaysUntilWhen) {
   ti.next_retry_at = kNow + 90s;
   const auto deps = f.Explain("transform");
   ASSERT_EQ(Names(deps), std::vector<std::string>{"Not In Retry Period"});
-  EXPECT_THAT(deps[0].reason, HasSubstr("try 1 failed and the next try starts at " +
-                                        FormatRfc3339(kNow + 90s)));
+  EXPECT_THAT(deps[0].reason,
+              HasSubstr("try 1 failed and the next try starts at " + FormatRfc3339(kNow + 90s)));
   EXPECT_TRUE(f.Explain("transform", kNow + 90s).empty()) << "the retry is due";
 }
 
 TEST(WhyNotRunning, FinishedStatesAreNotRunnable) {
-  for (TaskState state : {TaskState::kSuccess, TaskState::kFailed, TaskState::kSkipped,
-                          TaskState::kUpstreamFailed}) {
+  for (TaskState state :
+       {TaskState::kSuccess, TaskState::kFailed, TaskState::kSkipped, TaskState::kUpstreamFailed}) {
     Fixture f;
     f.Ti("extract").state = state;
     const auto deps = f.Explain("extract");
@@ -181,6 +181,15 @@ TEST(WhyNotRunning, AQueuedRunNotDueYetSaysWhen) {
   const auto deps = f.Explain("extract");
   ASSERT_EQ(Names(deps), (std::vector<std::string>{"Dagrun Running", "Run After"}));
   EXPECT_THAT(deps[1].reason, HasSubstr(FormatRfc3339(kNow + 1h)));
+}
+
+TEST(WhyNotRunning, AQueuedRunNotDueYetAndBeyondMaxActiveRunsSaysBoth) {
+  Fixture f("", RunState::kQueued);
+  f.run.run_after = kNow + 1h;
+  f.input.admission.running = 16;
+  f.input.admission.queued = {{5, f.run.run_after}};
+  EXPECT_EQ(Names(f.Explain("extract")),
+            (std::vector<std::string>{"Dagrun Running", "Run After", "Max Active Runs"}));
 }
 
 TEST(WhyNotRunning, AQueuedRunOfAPausedDag) {

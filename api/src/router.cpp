@@ -361,6 +361,42 @@ class Api {
                         TryId{c.params[0], c.params[1], c.params[2], *n});
   }
 
+  // Why the task instance is not running (Airflow's task instance dependencies). dagd maps no
+  // tasks: only map_index -1 exists, any other is a task instance that is not found.
+  Response GetDependencies(const Call& c) {
+    if (auto refused = Unsupported(c, {"map_index"})) return *refused;
+    Errors errors;
+    const int map_index = c.query.Int("map_index", -1, std::numeric_limits<int>::min(), errors);
+    if (!errors.empty()) return errors.ToResponse();
+    return Dependencies(c, map_index);
+  }
+
+  Response GetDependenciesByMapIndex(const Call& c) {
+    if (auto refused = Unsupported(c, {})) return *refused;
+    auto v = ParseInt(c.params[3]);
+    if (!v || *v > std::numeric_limits<int>::max() || *v < std::numeric_limits<int>::min()) {
+      Errors errors;
+      errors.Add("int_parsing", {"path", "map_index"},
+                 "Input should be a valid integer, unable to parse string as an integer",
+                 c.params[3]);
+      return errors.ToResponse();
+    }
+    return Dependencies(c, static_cast<int>(*v));
+  }
+
+  Response Dependencies(const Call& c, int map_index) {
+    if (map_index != -1) {
+      return Detail(404, "The Task Instance with dag_id: `" + c.params[0] + "`, run_id: `" +
+                             c.params[1] + "`, task_id: `" + c.params[2] + "` and map_index: `" +
+                             std::to_string(map_index) + "` was not found");
+    }
+    auto deps = service_.ExplainTaskInstance(c.params[0], c.params[1], c.params[2]);
+    if (!deps.ok()) return ErrorResponse(deps.status());
+    Json out = Json::array();
+    for (const auto& d : *deps) out.push_back({{"name", d.name}, {"reason", d.reason}});
+    return JsonResponse(200, {{"dependencies", std::move(out)}});
+  }
+
   Response Events(const Call& c) {
     if (auto refused = Unsupported(c, {"dag_id", "dag_run_id", "task_id", "since", "until"})) {
       return *refused;
@@ -530,6 +566,16 @@ const std::vector<Route>& Routes() {
       {{"eventLogs", "{}"}, "GET", &Api::GetEventLog, kViewer, "read the audit log"},
       {{"dags", "{}"}, "PUT", &Api::UploadDag, Role::kAdmin, "upload DAGs", "put_dag"},
       {{"dags", "{}"}, "DELETE", &Api::DeleteDag, Role::kAdmin, "delete DAGs", "delete_dag"},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "dependencies"},
+       "GET",
+       &Api::GetDependencies,
+       kViewer,
+       "read task instances"},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "{}", "dependencies"},
+       "GET",
+       &Api::GetDependenciesByMapIndex,
+       kViewer,
+       "read task instances"},
   };
   return kRoutes;
 }
@@ -552,7 +598,8 @@ std::string PatternText(std::string_view prefix, const Route& route) {
       {"tasks", "{task_id}"},
       {"tries", "{try_number}"},
       {"logs", "{try_number}"},
-      {"dagVersions", "{version_number}"}};
+      {"dagVersions", "{version_number}"},
+      {"{}", "{map_index}"}};  // .../taskInstances/{task_id}/{map_index}/...
   std::string out(prefix);
   for (size_t i = 0; i < route.pattern.size(); ++i) {
     if (i > 0) out += '/';

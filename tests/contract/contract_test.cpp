@@ -233,6 +233,15 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ex.Send("GET", retry_ti + "/tries/2", 200);
   ex.Send("GET", retry_ti + "/tries/9", 404);
   ex.Send("GET", retry_ti + "/tries/x", 422);
+  // Why a task is not running: a finished task says its state is not runnable.
+  const Json deps = ex.Send("GET", run + "/taskInstances/a/dependencies", 200);
+  EXPECT_EQ(deps["dependencies"][0]["name"], "Task Instance State") << deps;
+  ex.Send("GET", run + "/taskInstances/a/dependencies?map_index=-1", 200);
+  ex.Send("GET", run + "/taskInstances/a/-1/dependencies", 200);
+  ex.Send("GET", run + "/taskInstances/a/2/dependencies", 404);
+  ex.Send("GET", run + "/taskInstances/zz/dependencies", 404);
+  ex.Send("GET", run + "/taskInstances/a/x/dependencies", 422);
+  ex.Send("GET", run + "/taskInstances/a/dependencies?map_index=x", 422);
   ex.Send("GET", run + "/taskInstances/a/logs/1", 200);
   ex.SendDagdOnly("GET", run + "/taskInstances/a/logs/1", 200, {{"Accept", "text/plain"}});
   ex.Send("GET", run + "/taskInstances/a/logs/1", 200, "", {{"Accept", "application/x-ndjson"}});
@@ -300,7 +309,7 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   const std::map<std::string, std::string> path_values = {
       {"{dag_id}", "example_chain"}, {"{dag_run_id}", "contract_1"}, {"{task_id}", "a"},
       {"{try_number}", "1"},         {"{task_try_number}", "1"},     {"{version_number}", "1"},
-      {"{event_log_id}", "1"}};
+      {"{event_log_id}", "1"},       {"{map_index}", "-1"}};
   // Not checked by their handlers: version and health take anything.
   const std::set<std::string> unchecked = {"/api/v2/version", "/api/v2/monitor/health"};
   for (const auto& [templ, item] : served["paths"].items()) {

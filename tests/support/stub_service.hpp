@@ -91,6 +91,11 @@ class StubService : public scheduler::Service {
   StatusOr<scheduler::AuditEntry> GetAudit(int64_t) override {
     return Status::NotFound("no such event log");
   }
+  StatusOr<std::vector<scheduler::Dependency>> ExplainTaskInstance(const std::string&,
+                                                                   const std::string&,
+                                                                   const std::string&) override {
+    return Status::NotFound("no such task instance");
+  }
 };
 
 }  // namespace dagd::testing

@@ -1,6 +1,7 @@
 // Router: every endpoint's status and shape, driven through a FakeService (no I/O).
 #include "dagd/api/router.hpp"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -177,6 +178,12 @@ class FakeService : public dagd::testing::StubService {
     }
     return ti;
   }
+  StatusOr<std::vector<scheduler::Dependency>> ExplainTaskInstance(
+      const std::string& dag_id, const std::string& run_id, const std::string& task_id) override {
+    auto found = GetTaskInstance(dag_id, run_id, task_id);
+    if (!found.ok()) return found.status();
+    return dependencies;
+  }
   StatusOr<std::vector<TaskTry>> ListTries(const std::string& dag_id, const std::string& run_id,
                                            const std::string& task_id) override {
     auto found = GetTaskInstance(dag_id, run_id, task_id);
@@ -254,6 +261,9 @@ class FakeService : public dagd::testing::StubService {
   scheduler::TaskInstanceQuery last_ti_query;
   scheduler::Page last_page;
   scheduler::TriggerRequest last_trigger;
+  std::vector<scheduler::Dependency> dependencies = {
+      {"Trigger Rule", "Task's trigger rule 'all_success' requires all upstream tasks to succeed"},
+      {"Dag Not Paused", "Task's DAG 'etl' is paused."}};
 };
 
 // The whole body a client receives: `body`, then every chunk of `stream`.
@@ -617,6 +627,39 @@ TEST_F(RouterTest, TriesListEveryTryAndOneTryByNumber) {
   EXPECT_EQ(Body(one)["state"], "failed");
   EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/tries/9").status, 404);
   EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/tries/x").status, 422);
+}
+
+TEST_F(RouterTest, DependenciesListEveryReasonForAViewer) {
+  const std::map<std::string, std::string> viewer = {{"authorization", "Bearer viewer-token"}};
+  Response r = Call("GET", kRun + "/taskInstances/extract/dependencies", "", viewer);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r), nlohmann::json::parse(R"({"dependencies": [
+      {"name": "Trigger Rule",
+       "reason": "Task's trigger rule 'all_success' requires all upstream tasks to succeed"},
+      {"name": "Dag Not Paused", "reason": "Task's DAG 'etl' is paused."}]})"));
+  EXPECT_EQ(Body(Call("GET", kRun + "/taskInstances/extract/-1/dependencies")), Body(r));
+  EXPECT_EQ(Body(Call("GET", kRun + "/taskInstances/extract/dependencies?map_index=-1")), Body(r));
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/dependencies", "",
+                 {{"authorization", "Bearer nobody-token"}})
+                .status,
+            401);
+}
+
+TEST_F(RouterTest, DependenciesOfAnUnknownTaskOrMapIndexAre404) {
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/nope/dependencies").status, 404);
+  Response mapped = Call("GET", kRun + "/taskInstances/extract/0/dependencies");
+  EXPECT_EQ(mapped.status, 404);
+  EXPECT_THAT(Body(mapped)["detail"].get<std::string>(),
+              ::testing::HasSubstr("task_id: `extract` and map_index: `0` was not found"));
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/dependencies?map_index=3").status, 404);
+}
+
+TEST_F(RouterTest, DependenciesWithABadMapIndexOrAnUnknownParameterAre422) {
+  Response path = Call("GET", kRun + "/taskInstances/extract/x/dependencies");
+  ASSERT_EQ(path.status, 422);
+  EXPECT_EQ(Body(path)["detail"][0]["loc"], nlohmann::json::parse(R"(["path", "map_index"])"));
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/dependencies?map_index=x").status, 422);
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/dependencies?verbose=1").status, 422);
 }
 
 TEST_F(RouterTest, LogIsPlainTextWhenAskedFor) {

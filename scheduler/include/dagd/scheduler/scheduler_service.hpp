@@ -66,6 +66,9 @@ class SchedulerService final : public Service {
   StatusOr<int64_t> RecordAudit(const AuditEntry& entry) override;
   StatusOr<Listing<AuditEntry>> ListAudit(const AuditQuery& query) override;
   StatusOr<AuditEntry> GetAudit(int64_t id) override;
+  StatusOr<std::vector<Dependency>> ExplainTaskInstance(const std::string& dag_id,
+                                                        const std::string& run_id,
+                                                        const std::string& task_id) override;
 
   size_t WatcherCount() const { return hub_.WatcherCount(); }
 

@@ -21,6 +21,7 @@
 #include "dagd/scheduler/ports.hpp"
 #include "dagd/scheduler/records.hpp"
 #include "dagd/scheduler/status.hpp"
+#include "dagd/scheduler/why_not_running.hpp"
 
 namespace dagd::scheduler {
 
@@ -206,6 +207,14 @@ class Service {
   // invalid_argument for an unknown order_by field; not_found for an unknown id.
   virtual StatusOr<Listing<AuditEntry>> ListAudit(const AuditQuery& query) = 0;
   virtual StatusOr<AuditEntry> GetAudit(int64_t id) = 0;
+
+  // --- Why is my task not running (why_not_running.hpp) ---
+  // Every reason the task instance is not running now, from the store's state and the DAG
+  // version its run is pinned to; empty when it is queued or running or nothing blocks it.
+  // not_found for unknown ids.
+  virtual StatusOr<std::vector<Dependency>> ExplainTaskInstance(const std::string& dag_id,
+                                                                const std::string& run_id,
+                                                                const std::string& task_id) = 0;
 };
 
 }  // namespace dagd::scheduler

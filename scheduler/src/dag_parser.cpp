@@ -68,7 +68,9 @@ const std::set<std::string, std::less<>> kTopLevelFields = {"dag_id",
                                                             "is_paused_upon_creation",
                                                             "default_args",
                                                             "doc_md",
-                                                            "tasks"};
+                                                            "tasks",
+                                                            "end_date",
+                                                            "timetable"};
 
 // Task fields every operator accepts.
 const std::set<std::string, std::less<>> kCommonTaskFields = {"task_id",
@@ -137,6 +139,19 @@ std::string ShowJson(const Json& value) {
 }
 
 std::string Quoted(std::string_view text) { return "'" + Shown(text) + "'"; }
+
+// start_date / end_date: RFC 3339 with an offset is an instant; a date or a date and time without
+// one is a wall-clock time in the DAG's zone (as Airflow reads naive dates in the DAG's timezone).
+std::optional<TimePoint> ParseDagDate(std::string_view text, const TimeZone* zone) {
+  size_t time_at = text.find_first_of("Tt ");
+  bool has_offset = time_at != std::string_view::npos &&
+                    text.find_first_of("Zz+-", time_at) != std::string_view::npos;
+  if (has_offset) return ParseRfc3339(text);
+  auto wall =
+      ParseRfc3339(time_at == std::string_view::npos ? std::string(text) : std::string(text) + "Z");
+  if (!wall || zone == nullptr) return wall;
+  return zone->FromLocal(wall->time_since_epoch());
+}
 
 std::string JoinedTriggerRules() {
   std::string out;
@@ -590,13 +605,39 @@ ParseResult Validate(const Json& doc, const ParseOptions& options) {
     if (auto v = top.String("schedule", true)) dag->schedule = *v;
   }
   if (auto v = top.String("timezone", true)) dag->timezone = *v;
-  if (!top.IsNull("start_date")) {
-    if (auto text = top.String("start_date")) {
-      dag->start_date = ParseRfc3339(*text);
-      if (!dag->start_date) {
-        top.FieldError("start_date", "invalid timestamp " + Quoted(*text) +
-                                         " (use RFC 3339, e.g. 2026-01-01T00:00:00Z)");
+  std::optional<TimeZone> zone;
+  if (auto found = TimeZone::Find(dag->timezone); found.ok()) {
+    zone = *found;
+  } else {
+    top.FieldError("timezone", found.status().message());
+  }
+  for (auto [field, target] :
+       {std::pair{"start_date", &dag->start_date}, std::pair{"end_date", &dag->end_date}}) {
+    if (top.IsNull(field)) continue;
+    if (auto text = top.String(field)) {
+      *target = ParseDagDate(*text, zone ? &*zone : nullptr);
+      if (!*target) {
+        top.FieldError(field, "invalid timestamp " + Quoted(*text) +
+                                  " (use RFC 3339, e.g. 2026-01-01T00:00:00Z)");
       }
+    }
+  }
+  if (dag->start_date && dag->end_date && *dag->end_date < *dag->start_date) {
+    top.FieldError("end_date", "is before start_date");
+  }
+  if (auto v = top.String("timetable", true)) {
+    if (auto mode = ParseTimetableMode(*v)) {
+      dag->timetable_mode = *mode;
+    } else {
+      top.FieldError("timetable", "expected 'trigger' or 'data_interval', got " + Quoted(*v));
+    }
+  }
+  if (zone) {
+    auto timetable = Timetable::Make(dag->schedule, *zone, dag->timetable_mode);
+    if (timetable.ok()) {
+      dag->timetable = *timetable;
+    } else {
+      top.FieldError("schedule", timetable.status().message());
     }
   }
   if (auto v = top.Bool("catchup")) dag->catchup = *v;

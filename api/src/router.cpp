@@ -306,6 +306,14 @@ class Api {
     return JsonResponse(200, DagRunToJson(*run));
   }
 
+  Response PatchRun(const Call& c) { return marks::PatchRun(service_, options_, c); }
+  Response PatchTaskInstance(const Call& c) {
+    return marks::PatchTaskInstance(service_, options_, c);
+  }
+  Response PatchTaskInstanceDryRun(const Call& c) {
+    return marks::PatchTaskInstanceDryRun(service_, options_, c);
+  }
+
   Response ListTaskInstances(const Call& c) {
     return contract::ListTaskInstances(service_, options_, c);
   }
@@ -576,6 +584,20 @@ const std::vector<Route>& Routes() {
        &Api::GetDependenciesByMapIndex,
        kViewer,
        "read task instances"},
+      {{"dags", "{}", "dagRuns", "{}"}, "PATCH", &Api::PatchRun, kUser, "mark DAG runs",
+       "patch_dag_run"},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}"},
+       "PATCH",
+       &Api::PatchTaskInstance,
+       kUser,
+       "mark task instances",
+       "patch_task_instance"},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "dry_run"},
+       "PATCH",
+       &Api::PatchTaskInstanceDryRun,
+       kUser,
+       "mark task instances",
+       kReadOnly},
   };
   return kRoutes;
 }

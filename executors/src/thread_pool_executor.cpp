@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>  // sigabbrev_np
@@ -227,6 +228,27 @@ void ThreadPoolExecutor::CancelRunning() {
   for (auto& [key, control] : running_) control->Stop(StopReason::kInterrupt);
 }
 
+bool ThreadPoolExecutor::CancelTry(const std::string& ti_id, int try_number) {
+  std::optional<Pending> dropped;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [key, control] : running_) {
+      if (control->ti_id == ti_id && control->try_number == try_number) {
+        control->Stop(StopReason::kInterrupt);
+        return true;
+      }
+    }
+    auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Pending& p) {
+      return p.assignment.ti_id == ti_id && p.assignment.try_number == try_number;
+    });
+    if (it == queue_.end()) return false;
+    dropped = std::move(*it);
+    queue_.erase(it);
+  }
+  idle_cv_.notify_all();
+  return false;
+}  // `dropped` (and the sink it holds) is destroyed outside the lock
+
 bool ThreadPoolExecutor::WaitIdle(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::unique_lock lock(mu_);
@@ -268,6 +290,8 @@ void ThreadPoolExecutor::WorkerLoop() {
         control->timeout = *a.task().execution_timeout;
         control->deadline = std::chrono::steady_clock::now() + control->timeout;
       }
+      control->ti_id = a.ti_id;
+      control->try_number = a.try_number;
       key = next_try_key_++;
       running_.emplace(key, control);
     }

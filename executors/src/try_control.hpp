@@ -20,6 +20,8 @@ struct TryControl {
   // Set before the try is published to the watchdog, then never changed.
   std::optional<std::chrono::steady_clock::time_point> deadline;
   scheduler::Duration timeout{0};
+  std::string ti_id;  // the try's task instance and number, for CancelTry
+  int try_number = 0;
 
   void Stop(StopReason r) {
     int expected = static_cast<int>(StopReason::kNone);

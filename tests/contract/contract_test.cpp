@@ -219,6 +219,21 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ex.Send("GET", run, 200);
   ex.Send("GET", "/api/v2/dags/example_chain/dagRuns/nope", 404);
 
+  // Marking and notes; contract_1 keeps its states (notes, a dry run, refusals).
+  ex.Send("PATCH", run, 200, R"({"note": "checked"})");
+  ex.Send("PATCH", run + "?update_mask=note", 200, R"({"state": "failed", "note": null})");
+  ex.Send("PATCH", run, 422, R"({"state": "running"})");
+  ex.Send("PATCH", run, 422, R"({"conf": {}})");
+  ex.Send("PATCH", run + "?update_mask=conf", 400, R"({"note": "x"})");
+  ex.Send("PATCH", "/api/v2/dags/example_chain/dagRuns/nope", 404, R"({"state": "failed"})");
+  ex.Send("PATCH", run + "/taskInstances/a/dry_run", 200,
+          R"({"new_state": "failed", "include_downstream": true})");
+  ex.Send("PATCH", run + "/taskInstances/a", 200, R"({"note": "fine"})");
+  ex.Send("PATCH", run + "/taskInstances/a", 409, R"({"new_state": "success"})");
+  ex.Send("PATCH", run + "/taskInstances/a", 422,
+          R"({"new_state": "failed", "include_past": true})");
+  ex.Send("PATCH", run + "/taskInstances/zz", 404, R"({"new_state": "failed"})");
+
   ex.Send("GET", run + "/taskInstances", 200);
   ex.Send("GET", "/api/v2/dags/~/dagRuns/~/taskInstances?state=success&limit=3", 200);
   ex.Send("GET", "/api/v2/dags/~/dagRuns/~/taskInstances?executor=x", 422);

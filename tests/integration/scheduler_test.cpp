@@ -81,6 +81,9 @@ class RecordingExecutor final : public TaskExecutor {
   }
   void StopAccepting() override { inner_.StopAccepting(); }
   void CancelRunning() override { inner_.CancelRunning(); }
+  bool CancelTry(const std::string& ti_id, int try_number) override {
+    return inner_.CancelTry(ti_id, try_number);
+  }
   bool WaitIdle(std::chrono::milliseconds timeout) override { return inner_.WaitIdle(timeout); }
   size_t RunningCount() const override { return inner_.RunningCount(); }
   Status StopOrphanedProcess(const TryProcess& process) override {

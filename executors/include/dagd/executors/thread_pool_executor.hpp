@@ -98,6 +98,7 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   void StopAccepting() override;
   // Sets every running try's token, TERM→KILL to their process groups; they end kInterrupted.
   void CancelRunning() override;
+  bool CancelTry(const std::string& ti_id, int try_number) override;
   // True once nothing runs and nothing is queued; false when `timeout` passes first.
   bool WaitIdle(std::chrono::milliseconds timeout) override;
   size_t RunningCount() const override;

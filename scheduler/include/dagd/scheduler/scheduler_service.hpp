@@ -56,6 +56,12 @@ class SchedulerService final : public Service {
   StatusOr<LogReader> OpenLog(const std::string& dag_id, const std::string& run_id,
                               const std::string& task_id, int try_number,
                               const LogRange& range) override;
+  StatusOr<DagRun> PatchRun(const std::string& dag_id, const std::string& run_id,
+                            const RunPatch& patch) override;
+  StatusOr<std::vector<TaskInstance>> PatchTaskInstance(const std::string& dag_id,
+                                                        const std::string& run_id,
+                                                        const std::string& task_id,
+                                                        const TaskInstanceMark& mark) override;
   StatusOr<DagUpload> UploadDag(const std::string& dag_id, std::string_view document) override;
   Status DeleteDag(const std::string& dag_id) override;
   StatusOr<EventBounds> EventLogBounds() override;

@@ -35,6 +35,16 @@ struct TriggerRequest {
   std::optional<std::string> note;
 };
 
+// PATCH .../taskInstances/{task_id}: a new state for the task instance (and, when asked, for its
+// upstream and downstream tasks' instances in the same run) and/or its note.
+struct TaskInstanceMark {
+  std::optional<TaskState> new_state;  // success, failed or skipped
+  std::optional<std::optional<std::string>> note;
+  bool include_upstream = false;    // every task upstream of it, transitively
+  bool include_downstream = false;  // every task downstream of it, transitively
+  bool dry_run = false;             // TaskInstancePatch::dry_run
+};
+
 struct DagDetails {
   DagRecord record;
   DagPtr dag;  // the latest version's document, parsed
@@ -172,6 +182,19 @@ class Service {
   virtual StatusOr<LogReader> OpenLog(const std::string& dag_id, const std::string& run_id,
                                       const std::string& task_id, int try_number,
                                       const LogRange& range) = 0;
+
+  // --- Marking and notes (StateStore::PatchRun, PatchTaskInstances) ---
+  // The run as stored afterwards. A try the scheduler runs whose task instance was marked
+  // finished is stopped. not_found for an unknown run.
+  virtual StatusOr<DagRun> PatchRun(const std::string& dag_id, const std::string& run_id,
+                                    const RunPatch& patch) = 0;
+  // The task instances whose state changed, or the named one when only its note was set.
+  // not_found for an unknown run or task instance; already_exists ("Task id x is already in
+  // success state") when a new state changed nothing, as Airflow answers 409.
+  virtual StatusOr<std::vector<TaskInstance>> PatchTaskInstance(const std::string& dag_id,
+                                                                const std::string& run_id,
+                                                                const std::string& task_id,
+                                                                const TaskInstanceMark& mark) = 0;
 
   // --- DAG upload (dagd's extension) ---
   // Validates `document` exactly as a file of the DAGs folder is validated (ParseDag with the

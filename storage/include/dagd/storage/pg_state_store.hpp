@@ -121,6 +121,12 @@ class PgStateStore final : public scheduler::StateStore {
                                                       const std::string& run_id,
                                                       const std::string& task_id) override;
   StatusOr<std::vector<scheduler::XcomEntry>> ListXcom(const std::string& ti_id) override;
+  StatusOr<scheduler::DagRun> PatchRun(const std::string& dag_id, const std::string& run_id,
+                                       const scheduler::RunPatch& patch,
+                                       scheduler::TimePoint now) override;
+  StatusOr<std::vector<scheduler::TaskInstance>> PatchTaskInstances(
+      const std::string& dag_id, const std::string& run_id,
+      const scheduler::TaskInstancePatch& patch, scheduler::TimePoint now) override;
 
   StatusOr<scheduler::ApplyResult> Apply(const scheduler::Transition& t) override;
 

@@ -86,6 +86,9 @@ TEST(Mark, ARunMarkedFailedStopsItsTriesAndSkipsWhatHasNotRun) {
   d.Start();
   Trigger(d, "markrun", "m1");
   ASSERT_TRUE(WaitUntil([&] { return ProcessRunning("sleep 42.731"); })) << d.process->Log();
+  // The process starts a little before its try's `running` commits (start_grace); a task still
+  // queued in the database would be skipped by the mark, not failed.
+  ASSERT_TRUE(WaitUntil([&] { return TaskState(d, "markrun", "m1", "a") == "running"; }));
   HttpResponse r =
       HttpPatchJson(d.Url("/api/v2/dags/markrun/dagRuns/m1"), R"({"state": "failed"})");
   ASSERT_EQ(r.status, 200) << r.body;

@@ -11,11 +11,12 @@
 //
 // Authentication (scheduler/auth.hpp): `POST /auth/token` takes {"username", "password"} as JSON
 // or form-encoded and answers 201 {"access_token": "<JWT>"}, or 401 "Invalid username or
-// password"; an address with too many failed logins gets 429 (RouterOptions). Every route but version and health needs `Authorization: Bearer <JWT or API
-// token>`, checked by RouterOptions::authenticator: 401 "Not authenticated" without one, 401
-// "Invalid or expired token" for a bad one (both with `WWW-Authenticate: Bearer`), 403 "<role>
-// role cannot <action>; it needs <role>" when the caller's role is below the route's (router.cpp
-// holds the one table of routes and their roles). Handlers see the caller in Request::principal.
+// password"; an address with too many failed logins gets 429 (RouterOptions). Every route but
+// version and health needs `Authorization: Bearer <JWT or API token>`, checked by
+// RouterOptions::authenticator: 401 "Not authenticated" without one, 401 "Invalid or expired
+// token" for a bad one (both with `WWW-Authenticate: Bearer`), 403 "<role> role cannot <action>;
+// it needs <role>" when the caller's role is below the route's (router.cpp holds the one table of
+// routes and their roles). Handlers see the caller in Request::principal.
 //
 // Hostile requests, checked before anything else:
 // - 403 when the Host header, or an Origin header, names a host that is not the daemon's own:

@@ -19,6 +19,7 @@
 
 #include "group_commit.hpp"
 #include "migrations.hpp"
+#include "not_found.hpp"
 #include "pg.hpp"
 
 namespace dagd::storage {
@@ -472,21 +473,6 @@ bool LooksLikeUuid(std::string_view s) {
     }
   }
   return true;
-}
-
-Status DagNotFound(const std::string& dag_id) {
-  return Status::NotFound("DAG with dag_id: '" + dag_id + "' not found");
-}
-
-Status RunNotFound(const std::string& dag_id, const std::string& run_id) {
-  return Status::NotFound("The DagRun with dag_id: '" + dag_id + "' and run_id: '" + run_id +
-                          "' was not found");
-}
-
-Status TaskInstanceNotFound(const std::string& dag_id, const std::string& run_id,
-                            const std::string& task_id) {
-  return Status::NotFound("The Task Instance with dag_id: '" + dag_id + "', dag_run_id: '" +
-                          run_id + "', task_id: '" + task_id + "' was not found");
 }
 
 // Names of the prepared statements.

@@ -31,13 +31,8 @@ constexpr size_t kMaxPathBytes = 2048;
 constexpr size_t kMaxAnswerBytes = 1 << 20;  // answers larger than this are not read for a run id
 constexpr std::string_view kRedacted = "***";
 
-// `text` cut to at most `max` bytes at a character boundary (it is valid UTF-8).
-std::string Cut(std::string_view text, size_t max) {
-  if (text.size() <= max) return std::string(text);
-  size_t cut = max;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-  return std::string(text.substr(0, cut));
-}
+// `text` (valid UTF-8) cut to at most `max` bytes at a character boundary.
+std::string Cut(std::string_view text, size_t max) { return std::string(Utf8Prefix(text, max)); }
 
 // Names that may hold a secret: their values are never stored, whatever their type.
 bool LooksSecret(std::string_view key) {

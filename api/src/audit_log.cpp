@@ -144,6 +144,23 @@ void TakeRunFromAnswer(AuditEntry& e, const Response& answer) {
   }
 }
 
+// The summary of `body` the header describes; `parsed` is `body` parsed.
+Json SummarizeBody(std::string_view body, const ParsedJson& parsed) {
+  if (body.empty()) return Json::object();
+  if (!parsed.value || !parsed.value->is_object()) return {{"_bytes", body.size()}};
+  Json out = Json::object();
+  Json keys = Json::array();
+  for (const auto& [key, value] : parsed.value->items()) {
+    if (keys.size() == kMaxKeys) break;
+    if (!IsCleanText(key)) continue;
+    const std::string name = Cut(key, kMaxKeyBytes);
+    keys.push_back(name);
+    out[name] = StoredValue(key, value);
+  }
+  if (Dump(out).size() > kMaxSummaryBytes) return {{"_keys", std::move(keys)}};
+  return out;
+}
+
 }  // namespace
 
 AuditEntry ForWrite(std::string_view event, const std::vector<std::string_view>& pattern,
@@ -168,8 +185,8 @@ AuditEntry ForWrite(std::string_view event, const std::vector<std::string_view>&
         e.try_number = static_cast<int>(*n);
     }
   }
-  e.body = SummarizeBody(req.body);
   const ParsedJson parsed = ParseUntrustedJson(req.body);
+  e.body = SummarizeBody(req.body, parsed);
   if (parsed.value && parsed.value->is_object()) {
     if (!e.dag_id) e.dag_id = BodyString(*parsed.value, "dag_id");
     if (!e.run_id) e.run_id = BodyString(*parsed.value, "dag_run_id");
@@ -211,23 +228,6 @@ void SetCaller(AuditEntry& entry, const std::optional<scheduler::Principal>& cal
   if (!caller) return;
   entry.owner = caller->name;
   entry.via = caller->via;
-}
-
-Json SummarizeBody(std::string_view body) {
-  if (body.empty()) return Json::object();
-  const ParsedJson parsed = ParseUntrustedJson(body);
-  if (!parsed.value || !parsed.value->is_object()) return {{"_bytes", body.size()}};
-  Json out = Json::object();
-  Json keys = Json::array();
-  for (const auto& [key, value] : parsed.value->items()) {
-    if (keys.size() == kMaxKeys) break;
-    if (!IsCleanText(key)) continue;
-    const std::string name = Cut(key, kMaxKeyBytes);
-    keys.push_back(name);
-    out[name] = StoredValue(key, value);
-  }
-  if (Dump(out).size() > kMaxSummaryBytes) return {{"_keys", std::move(keys)}};
-  return out;
 }
 
 void Record(scheduler::Service& service, AuditEntry entry, const Response& answer) {

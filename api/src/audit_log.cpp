@@ -273,12 +273,7 @@ Response ListEventLogs(scheduler::Service& service, const RouterOptions& options
   q.owner_pattern = c.query.First("owner_pattern").value_or("");
   q.event_pattern = c.query.First("event_pattern").value_or("");
   if (!errors.empty()) return errors.ToResponse();
-  auto listing = service.ListAudit(q);
-  if (!listing.ok()) return ErrorResponse(listing.status());
-  Json out = Json::array();
-  for (const AuditEntry& e : listing->items) out.push_back(EntryToJson(e));
-  return JsonResponse(200,
-                      {{"event_logs", std::move(out)}, {"total_entries", listing->total_entries}});
+  return ListingResponse(service.ListAudit(q), "event_logs", EntryToJson);
 }
 
 Response GetEventLog(scheduler::Service& service, const RouterOptions&, const Call& c) {

@@ -243,4 +243,13 @@ std::optional<Json> ParseBodyObject(const Request& req, Response& error) {
   return std::move(body);
 }
 
+void ForbidExtraFields(const Json& body, const std::set<std::string, std::less<>>& fields,
+                       Errors& errors) {
+  for (const auto& [key, value] : body.items()) {
+    if (!fields.contains(key)) {
+      errors.Add("extra_forbidden", {"body", key}, "Extra inputs are not permitted", value);
+    }
+  }
+}
+
 }  // namespace dagd::api

@@ -123,12 +123,7 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ASSERT_EQ(WaitForRun(d, "example_chain", "contract_1")["state"], "success");
   ASSERT_EQ(WaitForRun(d, "example_retry", "contract_retry")["state"], "success");
 
-  {
-    std::vector<std::string> add = d.process->args();
-    for (const char* arg : {"users", "add", "contract", "--role", "viewer"}) add.push_back(arg);
-    CliResult added = RunDagd(add, "pw-contract\n");
-    ASSERT_EQ(added.exit_code, 0) << added.err;
-  }
+  ASSERT_NO_FATAL_FAILURE(AddUser(d, "contract", "viewer"));
   Exchanges ex(d);
   ex.Send("POST", "/auth/token", 201, R"({"username": "contract", "password": "pw-contract"})");
   ex.Send("POST", "/auth/token", 201, "username=contract&password=pw-contract&grant_type=password",
@@ -137,13 +132,7 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ex.Send("POST", "/auth/token", 422, R"({"username": "contract"})");
   ex.Send("POST", "/auth/token", 415, "username=contract", {{"Content-Type", "text/plain"}});
   // The wrong password above was the first failure from this address; nine more, then 429.
-  for (int i = 0; i < 9; ++i) {
-    ASSERT_EQ(HttpRequest("POST", d.Url("/auth/token"),
-                          R"({"username": "contract", "password": "wrong"})",
-                          {{"Content-Type", "application/json"}})
-                  .status,
-              401);
-  }
+  for (int i = 0; i < 9; ++i) ASSERT_EQ(PostToken(d, "contract", "wrong").status, 401);
   ex.Send("POST", "/auth/token", 429, R"({"username": "contract", "password": "pw-contract"})");
   const std::string run = "/api/v2/dags/example_chain/dagRuns/contract_1";
   const std::string retry_ti =

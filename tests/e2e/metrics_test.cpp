@@ -100,12 +100,8 @@ TEST(Metrics, PrometheusNeedsAViewerToken) {
   d.Start();
   HttpResponse anonymous = HttpGet(d.Url("/metrics"), {{"Authorization", ""}});
   EXPECT_EQ(anonymous.status, 401) << anonymous.body;
-  std::vector<std::string> create = d.process->args();
-  for (const char* arg :
-       {"tokens", "create", "--role", "viewer", "--expires", "1d", "--name", "prometheus"}) {
-    create.push_back(arg);
-  }
-  CliResult made = RunDagd(create);
+  CliResult made =
+      Cli(d, {"tokens", "create", "--role", "viewer", "--expires", "1d", "--name", "prometheus"});
   ASSERT_EQ(made.exit_code, 0) << made.err;
   const std::string token = made.out.substr(0, made.out.find('\n'));
   PromText text = Scrape(d, {{"Authorization", "Bearer " + token}});

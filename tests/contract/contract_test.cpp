@@ -12,7 +12,6 @@
 #include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "../e2e/e2e_support.hpp"
@@ -253,15 +252,12 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ex.Send("GET", run + "/taskInstances/a/logs/1?map_index=3", 404);
   ex.Send("GET", run + "/taskInstances/a/logs/1?full_content=true", 200);
   ex.SendDagdOnly("GET", run + "/taskInstances/a/logs/1?follow=true", 200);
-  using namespace std::chrono_literals;
   const std::string slow_log =
       "/api/v2/dags/contract_slow/dagRuns/contract_s/taskInstances/s/logs/1";
-  for (auto deadline = std::chrono::steady_clock::now() + 20s;
-       std::chrono::steady_clock::now() < deadline;) {
+  WaitUntil([&] {
     HttpResponse r = HttpGet(d.Url(slow_log));
-    if (r.status == 200 && r.body.find("started") != std::string::npos) break;
-    std::this_thread::sleep_for(50ms);
-  }
+    return r.status == 200 && r.body.find("started") != std::string::npos;
+  });
   const Json tokenized = ex.Send("GET", slow_log, 200);
   ASSERT_TRUE(tokenized["continuation_token"].is_string()) << tokenized;
   const std::string token = tokenized["continuation_token"].get<std::string>();

@@ -1,5 +1,5 @@
 // Shared helpers of the end-to-end tests: a dagd started on the test PostgreSQL, its CLI and
-// logins, and polling for run states over HTTP.
+// logins, and polling over HTTP for run states or any other condition.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -104,6 +105,17 @@ inline std::map<std::string, std::string> Bearer(const std::string& token) {
   return {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}};
 }
 
+// Polls `done` every 20 ms until it holds (true) or `timeout` passes (false).
+inline bool WaitUntil(const std::function<bool()>& done,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
 inline Json GetJson(const std::string& url) {
   HttpResponse r = HttpGet(url);
   EXPECT_EQ(r.status, 200) << url << ": " << r.body;
@@ -147,6 +159,12 @@ inline std::map<std::string, Json> TaskInstancesById(const Daemon& d, const std:
   std::map<std::string, Json> by_id;
   for (const auto& ti : list["task_instances"]) by_id[ti["task_id"]] = ti;
   return by_id;
+}
+
+// The state of one task instance of a run; "none" while it has none.
+inline std::string TaskState(const Daemon& d, const std::string& dag_id, const std::string& run_id,
+                             const std::string& task_id) {
+  return TaskInstancesById(d, dag_id, run_id)[task_id].value("state", "none");
 }
 
 }  // namespace dagd::testing

@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "dagd/scheduler/log_paths.hpp"
+#include "dagd/scheduler/new_run.hpp"
 #include "logger.hpp"
 
 namespace dagd::scheduler {
@@ -135,28 +136,11 @@ StatusOr<DagRun> SchedulerService::Trigger(const std::string& dag_id,
         "(letters, digits and _ . ~ : + -)");
   }
 
-  std::vector<TaskInstance> tis;
-  tis.reserve(dag.tasks.size());
-  for (const TaskSpec& task : dag.tasks) {
-    TaskInstance ti;
-    ti.dag_id = dag_id;
-    ti.run_id = run.run_id;
-    ti.task_id = task.task_id;
-    ti.version_number = run.version_number;
-    ti.max_tries = task.retries;
-    ti.operator_name = task.operator_name;
-    ti.pool = task.pool;
-    ti.pool_slots = task.pool_slots;
-    ti.priority_weight = task.priority_weight;
-    tis.push_back(std::move(ti));
-  }
+  std::vector<TaskInstance> tis = NewTaskInstances(dag, run);
   auto created = ForClient(store_.CreateRun(run, tis), "run");
   if (!created.ok() && created.status().code() == StatusCode::kAlreadyExists) {
-    // A concurrent trigger of the same id surfaces as PostgreSQL's unique violation.
-    Log()->info("run id taken dag={} run={} error=\"{}\"", dag_id, run.run_id,
+    Log()->info("run not created dag={} run={} error=\"{}\"", dag_id, run.run_id,
                 created.status().message());
-    return Status::AlreadyExists("DAG run '" + run.run_id + "' already exists for DAG '" + dag_id +
-                                 "'");
   }
   if (!created.ok()) return created.status();
   created->version_created_at = details->record.latest_version_created_at;

@@ -95,6 +95,9 @@ class PgStateStore final : public scheduler::StateStore {
       const scheduler::DagQuery& query) override;
   StatusOr<scheduler::DagRecord> GetDag(const std::string& dag_id) override;
   Status SetPaused(const std::string& dag_id, bool paused) override;
+  StatusOr<std::vector<scheduler::ScheduledDag>> ListScheduledDags() override;
+  Status SetNextDagRun(const std::string& dag_id,
+                       const std::optional<scheduler::RunSlot>& next) override;
   StatusOr<scheduler::DagVersionRecord> GetDagVersion(const std::string& dag_id,
                                                       int version_number) override;
   StatusOr<scheduler::Listing<scheduler::DagVersionRecord>> ListDagVersions(

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "request_text.hpp"
+
 namespace dagd::api {
 
 namespace {
@@ -63,31 +65,6 @@ std::string StableUuid(std::string_view name) {
   return buf;
 }
 
-std::string Base64Url(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
-  }
-  if (i + 1 == in.size()) {
-    uint32_t v = uint8_t(in[i]) << 16;
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-  } else if (i + 2 == in.size()) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-  }
-  return out;
-}
-
 std::string RelativeFileloc(const std::string& fileloc) {
   return std::filesystem::path(fileloc).filename().string();
 }
@@ -103,11 +80,6 @@ Json ParamsToJson(const Json& params) {
                 {"schema", Json::object()}};
   }
   return out;
-}
-
-Json TimetableDescription(const std::optional<std::string>& schedule) {
-  if (!schedule) return "Never, external triggers only";
-  return *schedule;
 }
 
 // Which fields of an operator are templated (Airflow's template_fields).
@@ -207,6 +179,7 @@ Json DagToJson(const DagRecord& r) {
   }
   const std::string relative = RelativeFileloc(r.fileloc);
   const Json file_token_payload = {{"bundle_name", kBundleName}, {"relative_fileloc", relative}};
+  const std::optional<scheduler::RunSlot>& next = r.next_dagrun;
   return {
       {"dag_id", r.dag_id},
       {"dag_display_name", r.dag_id},
@@ -220,7 +193,7 @@ Json DagToJson(const DagRecord& r) {
       {"fileloc", r.fileloc},
       {"description", StringOrNull(r.description)},
       {"timetable_summary", OptionalStringOrNull(r.schedule)},
-      {"timetable_description", TimetableDescription(r.schedule)},
+      {"timetable_description", OptionalStringOrNull(r.timetable_description)},
       // Partitioned timetables (Airflow 3.2) do not exist in dagd.
       {"timetable_partitioned", false},
       {"tags", std::move(tags)},
@@ -229,10 +202,11 @@ Json DagToJson(const DagRecord& r) {
       {"max_consecutive_failed_dag_runs", 0},
       {"has_task_concurrency_limits", false},
       {"has_import_errors", r.has_import_errors},
-      {"next_dagrun_logical_date", nullptr},
-      {"next_dagrun_data_interval_start", nullptr},
-      {"next_dagrun_data_interval_end", nullptr},
-      {"next_dagrun_run_after", nullptr},
+      {"next_dagrun_logical_date", next ? TimeOrNull(next->logical_date) : Json(nullptr)},
+      {"next_dagrun_data_interval_start",
+       next ? TimeOrNull(next->data_interval_start) : Json(nullptr)},
+      {"next_dagrun_data_interval_end", next ? TimeOrNull(next->data_interval_end) : Json(nullptr)},
+      {"next_dagrun_run_after", next ? TimeOrNull(next->run_after) : Json(nullptr)},
       {"owners", r.owners},
       {"file_token", Base64Url(file_token_payload.dump())},
   };
@@ -248,7 +222,7 @@ Json DagDetailsToJson(const scheduler::DagDetails& details) {
   out["asset_expression"] = nullptr;
   out["doc_md"] = nullptr;
   out["start_date"] = dag ? TimeOrNull(dag->start_date) : Json(nullptr);
-  out["end_date"] = nullptr;
+  out["end_date"] = dag ? TimeOrNull(dag->end_date) : Json(nullptr);
   out["is_paused_upon_creation"] = dag ? Json(dag->is_paused_upon_creation) : Json(nullptr);
   out["params"] = dag ? ParamsToJson(dag->params) : Json::object();
   out["render_template_as_native_obj"] = false;
@@ -273,7 +247,7 @@ Json TaskToJson(const Dag& dag, const TaskSpec& task) {
       {"task_display_name", task.task_id},
       {"owner", dag.owners.empty() ? std::string("airflow") : dag.owners.front()},
       {"start_date", TimeOrNull(dag.start_date)},
-      {"end_date", nullptr},
+      {"end_date", TimeOrNull(dag.end_date)},
       {"trigger_rule", std::string(scheduler::ToString(task.trigger_rule))},
       {"depends_on_past", false},
       {"wait_for_downstream", false},

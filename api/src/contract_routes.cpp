@@ -161,25 +161,16 @@ std::vector<T> BodyEnums(Body& body, std::string_view name, Parse parse, std::st
 }
 
 Response RunListing(Service& service, const scheduler::RunQuery& q) {
-  auto listing = service.ListRuns(q);
-  if (!listing.ok()) return ErrorResponse(listing.status());
-  Json runs = Json::array();
-  for (const auto& r : listing->items) runs.push_back(DagRunToJson(r));
-  return JsonResponse(200,
-                      {{"dag_runs", std::move(runs)}, {"total_entries", listing->total_entries}});
+  return ListingResponse(service.ListRuns(q), "dag_runs", DagRunToJson);
 }
 
 Response TaskInstanceListing(Service& service, const scheduler::TaskInstanceQuery& q,
                              RunCache& runs) {
   auto listing = service.ListTaskInstances(q);
-  if (!listing.ok()) return ErrorResponse(listing.status());
-  runs.Prefetch(listing->items);
-  Json tis = Json::array();
-  for (const auto& ti : listing->items) {
-    tis.push_back(TaskInstanceToJson(ti, runs.Get(ti.dag_id, ti.run_id)));
-  }
-  return JsonResponse(
-      200, {{"task_instances", std::move(tis)}, {"total_entries", listing->total_entries}});
+  if (listing.ok()) runs.Prefetch(listing->items);
+  return ListingResponse(listing, "task_instances", [&](const scheduler::TaskInstance& ti) {
+    return TaskInstanceToJson(ti, runs.Get(ti.dag_id, ti.run_id));
+  });
 }
 
 // The batch endpoints exist only across DAGs (Airflow's path parameter is the constant "~").
@@ -342,24 +333,15 @@ Response ListDagVersions(Service& service, const RouterOptions& options, const C
   if (bundle && *bundle != kBundleName) {
     return JsonResponse(200, {{"dag_versions", Json::array()}, {"total_entries", 0}});
   }
-  Json versions = Json::array();
-  for (const auto& v : listing->items) {
-    versions.push_back(DagVersionToJson(v.dag_id, v.version_number, v.created_at));
-  }
-  return JsonResponse(
-      200, {{"dag_versions", std::move(versions)}, {"total_entries", listing->total_entries}});
+  return ListingResponse(listing, "dag_versions", [](const scheduler::DagVersionRecord& v) {
+    return DagVersionToJson(v.dag_id, v.version_number, v.created_at);
+  });
 }
 
 Response GetDagVersion(Service& service, const RouterOptions&, const Call& c) {
   Errors errors;
   c.query.CheckSupported({}, errors);
-  auto number = ParseInt(c.params[1]);
-  if (!number || *number > std::numeric_limits<int>::max() ||
-      *number < std::numeric_limits<int>::min()) {
-    errors.Add("int_parsing", {"path", "version_number"},
-               "Input should be a valid integer, unable to parse string as an integer",
-               c.params[1]);
-  }
+  auto number = PathInt(c.params[1], "version_number", errors);
   if (!errors.empty()) return errors.ToResponse();
   auto version = service.GetDagVersion(c.params[0], static_cast<int>(*number));
   if (!version.ok()) return ErrorResponse(version.status());

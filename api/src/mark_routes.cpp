@@ -1,6 +1,8 @@
 // PATCH .../dagRuns/{dag_run_id} and PATCH .../taskInstances/{task_id}[/dry_run]: marking runs
 // and task instances, and their notes, with Airflow's bodies (DAGRunPatchBody,
 // PatchTaskInstanceBody: unknown fields are extra_forbidden) and update_mask.
+#include <functional>
+#include <limits>
 #include <set>
 #include <string_view>
 
@@ -21,9 +23,10 @@ constexpr size_t kMaxNote = 1000;  // Airflow's maxLength of a note
 
 // The body fields to apply: those the body sets, narrowed to update_mask when one is given. A
 // mask entry naming no field of the body's schema is refused (400), never ignored.
+using Schema = std::set<std::string, std::less<>>;
+
 std::optional<std::set<std::string>> FieldsToUpdate(const Call& c, const Json& body,
-                                                    const std::set<std::string>& schema,
-                                                    Response& error) {
+                                                    const Schema& schema, Response& error) {
   std::set<std::string> fields;
   for (const auto& [key, value] : body.items()) fields.insert(key);
   const std::vector<std::string> masks = c.query.All("update_mask");
@@ -31,7 +34,7 @@ std::optional<std::set<std::string>> FieldsToUpdate(const Call& c, const Json& b
   std::set<std::string> mask;
   for (const std::string& entry : masks) {
     for (std::string_view f : Split(entry, ',')) {
-      if (schema.count(std::string(f)) == 0) {
+      if (!schema.contains(f)) {
         error = Detail(
             400, "update_mask names '" + std::string(f) + "', which is not a field of this body");
         return std::nullopt;
@@ -51,14 +54,6 @@ size_t Utf8Length(const std::string& text) {
   size_t n = 0;
   for (unsigned char ch : text) n += (ch & 0xC0) != 0x80 ? 1 : 0;
   return n;
-}
-
-void CheckExtra(const Json& body, const std::set<std::string>& schema, Errors& errors) {
-  for (const auto& [key, value] : body.items()) {
-    if (schema.count(key) == 0) {
-      errors.Add("extra_forbidden", {"body", key}, "Extra inputs are not permitted", value);
-    }
-  }
 }
 
 // The note field: a string of at most 1000 characters or null.
@@ -98,8 +93,8 @@ Response PatchRun(Service& service, const RouterOptions&, const Call& c) {
   Response error;
   auto body = ParseBodyObject(c.req, error);
   if (!body) return error;
-  static const std::set<std::string> kSchema = {"state", "note"};
-  CheckExtra(*body, kSchema, errors);
+  static const Schema kSchema = {"state", "note"};
+  ForbidExtraFields(*body, kSchema, errors);
   scheduler::RunPatch patch;
   if (auto it = body->find("state"); it != body->end() && !it->is_null()) {
     const std::optional<RunState> state =
@@ -127,28 +122,20 @@ namespace {
 Response PatchTaskInstances(Service& service, const Call& c, bool dry_run) {
   Errors errors;
   c.query.CheckSupported({"update_mask", "map_index"}, errors);
-  const std::optional<std::string> map_index = c.query.First("map_index");
-  if (map_index) {
-    const auto value = ParseInt(*map_index);
-    if (!value) {
-      errors.Add("int_parsing", {"query", "map_index"},
-                 "Input should be a valid integer, unable to parse string as an integer",
-                 *map_index);
-    } else if (*value != -1) {
-      // dagd has no mapped tasks: every task instance's map_index is -1.
-      return Detail(404, "The Task Instance with dag_id: '" + c.params[0] + "', dag_run_id: '" +
-                             c.params[1] + "', task_id: '" + c.params[2] + "' and map_index: '" +
-                             *map_index + "' was not found");
-    }
-  }
+  const int map_index = c.query.Int("map_index", -1, std::numeric_limits<int>::min(), errors);
   if (!errors.empty()) return errors.ToResponse();
+  if (map_index != -1) {
+    // dagd has no mapped tasks: every task instance's map_index is -1.
+    return Detail(404, "The Task Instance with dag_id: '" + c.params[0] + "', dag_run_id: '" +
+                           c.params[1] + "', task_id: '" + c.params[2] + "' and map_index: '" +
+                           std::to_string(map_index) + "' was not found");
+  }
   Response error;
   auto body = ParseBodyObject(c.req, error);
   if (!body) return error;
-  static const std::set<std::string> kSchema = {"new_state",        "note",
-                                                "include_upstream", "include_downstream",
-                                                "include_future",   "include_past"};
-  CheckExtra(*body, kSchema, errors);
+  static const Schema kSchema = {"new_state",          "note",           "include_upstream",
+                                 "include_downstream", "include_future", "include_past"};
+  ForbidExtraFields(*body, kSchema, errors);
   scheduler::TaskInstanceMark mark;
   if (auto it = body->find("new_state"); it != body->end() && !it->is_null()) {
     const std::optional<TaskState> state =

@@ -55,9 +55,8 @@ void CheckNul(const Json& value, Json& loc, Errors& errors) {
 
 std::string Shorten(const std::string& text) {
   if (text.size() <= kMaxEchoBytes) return text;
-  size_t cut = kMaxEchoBytes;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-  return text.substr(0, cut) + "... (" + std::to_string(text.size()) + " bytes)";
+  return std::string(Utf8Prefix(text, kMaxEchoBytes)) + "... (" + std::to_string(text.size()) +
+         " bytes)";
 }
 
 void Errors::Add(std::string type, Json loc, std::string msg, const Json& input, Json ctx) {
@@ -80,6 +79,25 @@ std::optional<int64_t> ParseInt(std::string_view s) {
   int64_t v = 0;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc() || ptr != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::optional<int64_t> PathInt(const std::string& text, const char* name, Errors& errors,
+                               int64_t minimum, bool wide) {
+  const std::optional<int64_t> v = ParseInt(text);
+  const bool in_type = v && (wide || (*v >= std::numeric_limits<int>::min() &&
+                                      *v <= std::numeric_limits<int>::max()));
+  if (!in_type) {
+    errors.Add("int_parsing", {"path", name},
+               "Input should be a valid integer, unable to parse string as an integer", text);
+    return std::nullopt;
+  }
+  if (*v < minimum) {
+    errors.Add("greater_than", {"path", name},
+               "Input should be greater than " + std::to_string(minimum - 1), text,
+               {{"gt", minimum - 1}});
+    return std::nullopt;
+  }
   return v;
 }
 
@@ -242,6 +260,15 @@ std::optional<Json> ParseBodyObject(const Request& req, Response& error) {
     return std::nullopt;
   }
   return std::move(body);
+}
+
+void ForbidExtraFields(const Json& body, const std::set<std::string, std::less<>>& fields,
+                       Errors& errors) {
+  for (const auto& [key, value] : body.items()) {
+    if (!fields.contains(key)) {
+      errors.Add("extra_forbidden", {"body", key}, "Extra inputs are not permitted", value);
+    }
+  }
 }
 
 }  // namespace dagd::api

@@ -1,13 +1,16 @@
 // Validation of query strings and JSON bodies, answered in Pydantic's 422 shape (router.hpp):
 // Errors collects at most 20 entries, each echoing the client's input bounded in size; Query is
 // the decoded query string, whose typed getters add an error and return a fallback on bad input;
-// ParseBodyObject accepts only a JSON object free of NUL characters. Pure: safe from any thread,
-// one Errors per request.
+// ParseBodyObject accepts only a JSON object free of NUL characters, ForbidExtraFields refuses
+// its unknown fields. Pure: safe from any thread, one Errors per request.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
+#include <limits>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -37,6 +40,12 @@ class Errors {
 
 // A decimal integer with an optional sign; nullopt unless the whole of `s` is one.
 std::optional<int64_t> ParseInt(std::string_view s);
+
+// An integer path parameter `name` (an int, or any int64 when `wide`) of at least `minimum`;
+// nullopt with Pydantic's int_parsing or greater_than error added to `errors` otherwise.
+std::optional<int64_t> PathInt(const std::string& text, const char* name, Errors& errors,
+                               int64_t minimum = std::numeric_limits<int>::min(),
+                               bool wide = false);
 
 // The query string, decoded; names may repeat.
 class Query {
@@ -88,5 +97,9 @@ class Query {
 // Parses a JSON request body that must be an object, with no NUL character in any key or string
 // (which PostgreSQL would cut or refuse). On failure `error` holds the 422.
 std::optional<Json> ParseBodyObject(const Request& req, Response& error);
+
+// Pydantic's extra="forbid": an extra_forbidden error for each key of `body` not in `fields`.
+void ForbidExtraFields(const Json& body, const std::set<std::string, std::less<>>& fields,
+                       Errors& errors);
 
 }  // namespace dagd::api

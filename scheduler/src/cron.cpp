@@ -11,10 +11,6 @@ namespace dagd::scheduler {
 
 namespace {
 
-// Matches more than 9 years apart cannot happen for a valid expression: the rarest one, 29 Feb on
-// a restricted weekday, recurs within 8 years (2096 → 2104 skips 2100).
-constexpr LocalMinutes kSearchHorizon = std::chrono::hours(24 * 366 * 9);
-
 constexpr std::array<std::string_view, 12> kMonthNames = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN",
                                                           "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"};
 constexpr std::array<std::string_view, 7> kWeekdayNames = {"SUN", "MON", "TUE", "WED",
@@ -58,20 +54,33 @@ std::string Upper(std::string_view text) {
   return out;
 }
 
+bool IsDigits(std::string_view text) {
+  return !text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+// Digits as a number; nullopt for anything else, and for more than 4 digits (out of every
+// field's range, and they could overflow an int).
+std::optional<int> SmallNumber(std::string_view text) {
+  if (!IsDigits(text) || text.size() > 4) return std::nullopt;
+  int value = 0;
+  for (char c : text) value = value * 10 + (c - '0');
+  return value;
+}
+
 // One value of a field: a number within range or (months, weekdays) a name.
 StatusOr<int> ParseValue(const FieldSpec& field, std::string_view token) {
   auto error = [&](std::string sentence) {
     return Status::InvalidArgument(std::string(field.name) + " field: " + sentence);
   };
   if (token.empty()) return error("a value is missing");
-  if (token.find_first_not_of("0123456789") == std::string_view::npos) {
-    if (token.size() > 4) return error(std::string(token) + " is out of range");
-    int value = std::stoi(std::string(token));
-    if (value < field.min || value > field.max) {
+  if (IsDigits(token)) {
+    const std::optional<int> value = SmallNumber(token);
+    if (!value) return error(std::string(token) + " is out of range");
+    if (*value < field.min || *value > field.max) {
       return error(std::string(token) + " is out of range " + std::to_string(field.min) + "-" +
                    std::to_string(field.max));
     }
-    return value;
+    return *value;
   }
   if (field.names != nullptr) {
     std::string upper = Upper(token);
@@ -101,11 +110,11 @@ StatusOr<std::uint64_t> ParseField(const FieldSpec& field, std::string_view text
     if (size_t slash = item.find('/'); slash != std::string_view::npos) {
       std::string_view step_text = item.substr(slash + 1);
       range = item.substr(0, slash);
-      if (step_text.empty() || step_text.size() > 4 ||
-          step_text.find_first_not_of("0123456789") != std::string_view::npos) {
+      const std::optional<int> parsed = SmallNumber(step_text);
+      if (!parsed) {
         return error("step '" + std::string(step_text.substr(0, 20)) + "' is not a number");
       }
-      step = std::stoi(std::string(step_text));
+      step = *parsed;
       if (step < 1 || step > field.max) {
         return error("step " + std::string(step_text) + " is out of range 1-" +
                      std::to_string(field.max));
@@ -147,10 +156,6 @@ int DaysInMonth(int month) {
 }
 
 std::string TwoDigits(int v) { return (v < 10 ? "0" : "") + std::to_string(v); }
-
-bool IsNumber(std::string_view text) {
-  return !text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos;
-}
 
 }  // namespace
 
@@ -268,14 +273,14 @@ std::optional<LocalMinutes> CronExpression::NextMatch(LocalMinutes from) const {
 std::string CronExpression::Describe() const {
   const auto& [minute, hour, dom, month, dow] = fields_;
   std::string out;
-  bool single_minute = IsNumber(minute);
-  bool single_hour = IsNumber(hour);
+  const std::optional<int> single_minute = SmallNumber(minute);
+  const std::optional<int> single_hour = SmallNumber(hour);
   if (minute == "*" && hour == "*") {
     out = "Every minute";
   } else if (minute.rfind("*/", 0) == 0 && hour == "*") {
     out = "Every " + minute.substr(2) + " minutes";
   } else if (single_minute && single_hour) {
-    out = "At " + TwoDigits(std::stoi(hour)) + ":" + TwoDigits(std::stoi(minute));
+    out = "At " + TwoDigits(*single_hour) + ":" + TwoDigits(*single_minute);
   } else if (single_minute && hour == "*") {
     out = "At " + minute + " minutes past the hour";
   } else if (single_minute && hour.rfind("*/", 0) == 0) {

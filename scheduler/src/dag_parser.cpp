@@ -187,11 +187,6 @@ bool DeeperThan(const Json& root, size_t limit) {
   return false;
 }
 
-// Where a value sits in the document, for messages: "description", "tasks[2].env.HOME".
-std::string ChildPlace(const std::string& parent, std::string_view key) {
-  return parent.empty() ? std::string(key) : parent + "." + std::string(key);
-}
-
 bool HasNul(std::string_view text) { return text.find('\0') != std::string_view::npos; }
 
 // The errors of one document, each with the path of the value it is about (ParseResult).
@@ -214,6 +209,19 @@ Json Child(Json path, Json key) {
   return path;
 }
 
+// Where the value at `path` sits, for messages: "description", "tasks[2].env.HOME".
+std::string PlaceOf(const Json& path) {
+  std::string place;
+  for (const Json& key : path) {
+    if (key.is_string()) {
+      place += (place.empty() ? "" : ".") + Shown(key.get_ref<const std::string&>());
+    } else {
+      place += "[" + std::to_string(key.get<size_t>()) + "]";
+    }
+  }
+  return place;
+}
+
 // A key or string with a NUL character: PostgreSQL stores neither text nor jsonb with one, and a
 // NUL would cut the value short wherever it reaches C strings (an environment, a command line).
 // Iterative, like DeeperThan; call it only on documents that passed DeeperThan (the places stay
@@ -225,23 +233,19 @@ void FindNulCharacters(const Json& root, ErrorList& errors) {
     return Shown(out);
   };
   size_t found = 0;
-  struct Item {
-    const Json* node;
-    std::string place;
-    Json path;
-  };
-  std::vector<Item> stack{{&root, std::string(), Json::array()}};
+  std::vector<std::pair<const Json*, Json>> stack{{&root, Json::array()}};
   while (!stack.empty() && found < kMaxNulReported) {
-    auto [node, place, path] = std::move(stack.back());
+    auto [node, path] = std::move(stack.back());
     stack.pop_back();
     if (node->is_string()) {
       if (HasNul(node->get_ref<const std::string&>())) {
-        errors.Add("field '" + place + "' contains a NUL character (\\u0000)", path);
+        errors.Add("field '" + PlaceOf(path) + "' contains a NUL character (\\u0000)", path);
         ++found;
       }
     } else if (node->is_object()) {
       for (auto it = node->begin(); it != node->end(); ++it) {
         if (HasNul(it.key())) {
+          const std::string place = PlaceOf(path);
           errors.Add("key '" + escaped(it.key()) + "'" +
                          (place.empty() ? std::string() : " in '" + place + "'") +
                          " contains a NUL character (\\u0000)",
@@ -249,12 +253,11 @@ void FindNulCharacters(const Json& root, ErrorList& errors) {
           ++found;
           continue;
         }
-        stack.push_back({&*it, ChildPlace(place, Shown(it.key())), Child(path, it.key())});
+        stack.emplace_back(&*it, Child(path, it.key()));
       }
     } else if (node->is_array()) {
       for (size_t i = node->size(); i > 0; --i) {
-        stack.push_back(
-            {&(*node)[i - 1], place + "[" + std::to_string(i - 1) + "]", Child(path, i - 1)});
+        stack.emplace_back(&(*node)[i - 1], Child(path, i - 1));
       }
     }
   }

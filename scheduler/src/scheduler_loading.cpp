@@ -211,6 +211,7 @@ void Scheduler::Loop::Remove(int64_t key) {
   if (it == runs_.end()) return;
   Account(it->second, -1);
   dirty_dags_.insert(it->second.run().dag_id);  // a queued run may take its place
+  if (on_run_ended_) on_run_ended_();           // so may a scheduled run not yet created
   for (const TaskInstance& ti : it->second.tis()) ti_index_.erase(ti.id);
   runs_.erase(it);
   stale_.erase(key);

@@ -9,6 +9,7 @@
 #include "dagd/scheduler/decisions.hpp"
 #include "dagd/scheduler/log_paths.hpp"
 #include "logger.hpp"
+#include "scheduled_runs.hpp"
 
 namespace dagd::scheduler {
 namespace {
@@ -37,21 +38,44 @@ bool Retryable(const Status& s) {
 // --- Scheduler: the public face -------------------------------------------------------------------
 
 Scheduler::Scheduler(SchedulerOptions options, StateStore& store, TaskExecutor& executor,
-                     const Clock& clock)
-    : loop_(std::make_unique<Loop>(std::move(options), store, executor, clock)) {}
-Scheduler::~Scheduler() = default;
-Status Scheduler::Start() { return loop_->Start(); }
+                     const Clock& clock) {
+  const auto heartbeat = options.heartbeat;
+  loop_ = std::make_unique<Loop>(std::move(options), store, executor, clock);
+  Loop* loop = loop_.get();
+  scheduled_ = std::make_unique<ScheduledRuns>(
+      store, clock,
+      [loop](const std::string& dag_id, int version) { return loop->GetDag(dag_id, version); },
+      [loop] { loop->Wake(); }, heartbeat);
+  ScheduledRuns* scheduled = scheduled_.get();
+  loop_->OnRunEnded([scheduled] { scheduled->RunEnded(); });
+}
+Scheduler::~Scheduler() = default;  // scheduled_ stops first: it calls into loop_
+Status Scheduler::Start() {
+  Status started = loop_->Start();
+  if (started.ok()) scheduled_->Start();
+  return started;
+}
 void Scheduler::Wake() { loop_->Wake(); }
-void Scheduler::DagChanged(const std::string& dag_id) { loop_->DagChanged(dag_id); }
-void Scheduler::Shutdown(std::chrono::milliseconds grace) { loop_->Shutdown(grace); }
+void Scheduler::DagChanged(const std::string& dag_id) {
+  loop_->DagChanged(dag_id);
+  scheduled_->Poke();
+}
+void Scheduler::Shutdown(std::chrono::milliseconds grace) {
+  scheduled_->Stop();
+  loop_->Shutdown(grace);
+}
 StatusOr<DagPtr> Scheduler::GetDag(const std::string& dag_id, int version_number) {
   return loop_->GetDag(dag_id, version_number);
 }
 
 void Scheduler::RememberDag(int version_number, DagPtr dag) {
   loop_->RememberDag(version_number, std::move(dag));
+  scheduled_->Poke();
 }
-void Scheduler::ForgetDag(const std::string& dag_id) { loop_->ForgetDag(dag_id); }
+void Scheduler::ForgetDag(const std::string& dag_id) {
+  loop_->ForgetDag(dag_id);
+  scheduled_->Poke();
+}
 std::optional<TimePoint> Scheduler::LastHeartbeat() const { return loop_->LastHeartbeat(); }
 bool Scheduler::Fenced() const { return loop_->Fenced(); }
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -35,6 +36,9 @@ class Scheduler::Loop {
   void ForgetDag(const std::string& dag_id);
   std::optional<TimePoint> LastHeartbeat() const;
   bool Fenced() const { return fenced_; }
+  // Called from the loop thread whenever an active run leaves the cache (it ended, or another
+  // writer ended it). Set before Start.
+  void OnRunEnded(std::function<void()> fn) { on_run_ended_ = std::move(fn); }
 
  private:
   // What other threads hand to the loop. Shared with the executor's sinks and the store's
@@ -162,6 +166,7 @@ class Scheduler::Loop {
   bool initialized_ = false;                   // Initialize succeeded
   // The store subscription; kept when a later step of Initialize fails and it is retried.
   std::optional<StateStore::SubscriptionId> subscription_;
+  std::function<void()> on_run_ended_;
 
   std::thread thread_;
 };

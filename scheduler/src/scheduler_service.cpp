@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "dagd/scheduler/log_paths.hpp"
+#include "dagd/scheduler/new_run.hpp"
 #include "logger.hpp"
 
 namespace dagd::scheduler {
@@ -135,28 +136,11 @@ StatusOr<DagRun> SchedulerService::Trigger(const std::string& dag_id,
         "(letters, digits and _ . ~ : + -)");
   }
 
-  std::vector<TaskInstance> tis;
-  tis.reserve(dag.tasks.size());
-  for (const TaskSpec& task : dag.tasks) {
-    TaskInstance ti;
-    ti.dag_id = dag_id;
-    ti.run_id = run.run_id;
-    ti.task_id = task.task_id;
-    ti.version_number = run.version_number;
-    ti.max_tries = task.retries;
-    ti.operator_name = task.operator_name;
-    ti.pool = task.pool;
-    ti.pool_slots = task.pool_slots;
-    ti.priority_weight = task.priority_weight;
-    tis.push_back(std::move(ti));
-  }
+  std::vector<TaskInstance> tis = NewTaskInstances(dag, run);
   auto created = ForClient(store_.CreateRun(run, tis), "run");
   if (!created.ok() && created.status().code() == StatusCode::kAlreadyExists) {
-    // A concurrent trigger of the same id surfaces as PostgreSQL's unique violation.
-    Log()->info("run id taken dag={} run={} error=\"{}\"", dag_id, run.run_id,
+    Log()->info("run not created dag={} run={} error=\"{}\"", dag_id, run.run_id,
                 created.status().message());
-    return Status::AlreadyExists("DAG run '" + run.run_id + "' already exists for DAG '" + dag_id +
-                                 "'");
   }
   if (!created.ok()) return created.status();
   created->version_created_at = details->record.latest_version_created_at;
@@ -427,21 +411,20 @@ StatusOr<std::vector<Dependency>> SchedulerService::ExplainTaskInstance(
   input.tis[*index] = std::move(ti).value();
 
   if (run->state == RunState::kQueued) {
-    AdmissionInput& admission = input.admission;
-    admission.paused = record->is_paused;
-    RunQuery running;
-    running.dag_id = dag_id;
-    running.states = {RunState::kRunning};
-    running.page.limit = 1;
-    auto counted = ForClient(store_.ListRuns(running), "run listing");
+    AdmissionInput& admission = input.admission;  // paused: input.paused says it
+    // The first `limit` of the DAG's runs in `state` by `order_by`, and how many there are.
+    auto list_runs = [&](RunState state, int limit, std::string order_by) {
+      RunQuery runs;
+      runs.dag_id = dag_id;
+      runs.states = {state};
+      runs.page.limit = limit;
+      runs.page.order_by = {std::move(order_by)};
+      return ForClient(store_.ListRuns(runs), "run listing");
+    };
+    auto counted = list_runs(RunState::kRunning, 1, "id");
     if (!counted.ok()) return counted.status();
     admission.running = static_cast<int>(counted->total_entries);
-    RunQuery newest;
-    newest.dag_id = dag_id;
-    newest.states = {RunState::kQueued};
-    newest.page.limit = 1;
-    newest.page.order_by = {"-id"};
-    auto last = ForClient(store_.ListRuns(newest), "run listing");
+    auto last = list_runs(RunState::kQueued, 1, "-id");
     if (!last.ok()) return last.status();
     admission.max_active_runs = (*dag)->max_active_runs;
     if (!last->items.empty() && last->items[0].version_number != run->version_number) {
@@ -451,12 +434,7 @@ StatusOr<std::vector<Dependency>> SchedulerService::ExplainTaskInstance(
     }
     // The queue ahead of this run, read up to a bound: what lies beyond is counted, not read.
     constexpr int kQueueRead = 1000;
-    RunQuery queued;
-    queued.dag_id = dag_id;
-    queued.states = {RunState::kQueued};
-    queued.page.limit = kQueueRead;
-    queued.page.order_by = {"id"};
-    auto queue = ForClient(store_.ListRuns(queued), "run listing");
+    auto queue = list_runs(RunState::kQueued, kQueueRead, "id");
     if (!queue.ok()) return queue.status();
     bool found = false;
     for (const DagRun& q : queue->items) {

@@ -14,9 +14,6 @@ using std::chrono::floor;
 using std::chrono::minutes;
 using std::chrono::seconds;
 
-// Fire times further away than this are "never" (CronExpression::NextMatch's horizon).
-constexpr auto kHorizon = std::chrono::hours(24 * 366 * 9);
-
 }  // namespace
 
 StatusOr<TimeZone> TimeZone::Find(std::string_view name) {
@@ -36,7 +33,7 @@ std::string TimeZone::name() const { return std::string(zone_->name()); }
 
 std::optional<TimePoint> TimeZone::NextFire(const CronExpression& cron, TimePoint after) const {
   const date::sys_seconds after_s = floor<seconds>(after);
-  const date::sys_seconds limit = after_s + floor<seconds>(kHorizon);
+  const date::sys_seconds limit = after_s + CronExpression::kSearchHorizon;
   // A fire time lies in one of the zone's offset intervals; walk them from the one holding
   // `after`. Within an interval wall-clock time and real time move together.
   std::optional<TimePoint> gap_candidate;  // a skipped wall time mapped past a spring-forward
@@ -83,7 +80,8 @@ std::optional<TimePoint> TimeZone::PrevFire(const CronExpression& cron, TimePoin
   // Search forward from ever earlier starts: cheaper than a backward cron search, and it shares
   // the DST rules of NextFire exactly.
   using std::chrono::hours;
-  for (auto span : {hours(1), hours(24), hours(24 * 32), hours(24 * 367), hours(24 * 366 * 9)}) {
+  for (auto span :
+       {hours(1), hours(24), hours(24 * 32), hours(24 * 367), CronExpression::kSearchHorizon}) {
     std::optional<TimePoint> last;
     for (auto fire = NextFire(cron, at - span - Duration(1)); fire && *fire <= at;
          fire = NextFire(cron, *fire)) {

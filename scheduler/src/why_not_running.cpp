@@ -71,9 +71,9 @@ Dependency TriggerRuleDependency(const WhyInput& in, RuleVerdict verdict) {
               (pending.size() == 1 ? " is" : " are") + " not done: " + TaskList(in, pending) + ".";
     return {"Trigger Rule", reason};
   }
-  std::vector<size_t> all(upstream.begin(), upstream.end());
-  reason += ", which can no longer be met (upstream: " + TaskList(in, all) + "); the scheduler " +
-            "marks the task " + (verdict == RuleVerdict::kSkip ? "skipped" : "upstream_failed") +
+  reason += ", which can no longer be met (upstream: " + TaskList(in, upstream) +
+            "); the scheduler marks the task " +
+            (verdict == RuleVerdict::kSkip ? "skipped" : "upstream_failed") +
             " at its next decision.";
   return {"Trigger Rule", reason};
 }
@@ -85,11 +85,12 @@ void ExplainQueuedRun(const WhyInput& in, TimePoint now, std::vector<Dependency>
                  "not started yet."});
   const AdmissionInput& admission = in.admission;
   const DagRun& run = *in.run;
-  if (run.run_after && *run.run_after > now) {
+  const bool not_due = run.run_after && *run.run_after > now;
+  if (not_due) {
     out.push_back({"Run After", "The run is not due before its run_after time, " +
                                     FormatRfc3339(*run.run_after) + "."});
   }
-  if (admission.paused) return;  // "Dag Not Paused" says it
+  if (in.paused) return;  // "Dag Not Paused" says it
   if (admission.running >= admission.max_active_runs) {
     out.push_back({"Max Active Runs", "The DAG has reached its max_active_runs (" +
                                           std::to_string(admission.max_active_runs) +
@@ -97,7 +98,7 @@ void ExplainQueuedRun(const WhyInput& in, TimePoint now, std::vector<Dependency>
                                           " running."});
     return;
   }
-  if (run.run_after && *run.run_after > now) return;  // "Run After" says it
+  if (not_due) return;  // "Run After" says it
   const Admission admitted = AdmitRuns(admission, now);
   if (in.queued_ahead_unread == 0 &&
       std::find(admitted.start.begin(), admitted.start.end(), run.id) != admitted.start.end()) {
@@ -121,22 +122,14 @@ void ExplainQueuedRun(const WhyInput& in, TimePoint now, std::vector<Dependency>
 std::vector<Dependency> ExplainWhyNotRunning(const WhyInput& in, TimePoint now) {
   std::vector<Dependency> out;
   const TaskInstance& ti = in.tis[in.task];
-  switch (ti.state) {
-    case TaskState::kQueued:
-    case TaskState::kRunning:
-    case TaskState::kRestarting:
-    case TaskState::kDeferred:
-      return out;  // running, or handed to a worker
-    case TaskState::kNone:
-    case TaskState::kScheduled:
-    case TaskState::kUpForRetry:
-      break;
-    default:
-      out.push_back({"Task Instance State",
-                     "Task is in the " + Quoted(ToString(ti.state)) +
-                         " state, which is not a runnable state; clear the task instance to run "
-                         "it again."});
-      return out;
+  if (IsTryInProgress(ti.state)) return out;
+  if (ti.state != TaskState::kNone && ti.state != TaskState::kScheduled &&
+      ti.state != TaskState::kUpForRetry) {
+    out.push_back({"Task Instance State",
+                   "Task is in the " + Quoted(ToString(ti.state)) +
+                       " state, which is not a runnable state; clear the task instance to run "
+                       "it again."});
+    return out;
   }
   if (in.paused) {
     out.push_back({"Dag Not Paused", "Task's DAG " + Quoted(in.dag->dag_id) + " is paused."});

@@ -8,6 +8,7 @@
 
 #include "dagd/scheduler/states.hpp"
 #include "dagd/storage/pg_state_store.hpp"
+#include "not_found.hpp"
 #include "pg.hpp"
 
 namespace dagd::storage {
@@ -19,13 +20,10 @@ using scheduler::RunState;
 using scheduler::TaskInstance;
 using scheduler::TaskState;
 
-int64_t Us(scheduler::TimePoint t) { return static_cast<int64_t>(t.time_since_epoch().count()); }
-
 // The states Airflow counts as finished (State.finished) and as running for set_dag_run_state_to_
 // failed (running, deferred, up_for_reschedule).
 constexpr std::string_view kFinished =
-    "('success', 'failed', 'skipped', 'upstream_failed', "
-    "'removed')";
+    "('success', 'failed', 'skipped', 'upstream_failed', 'removed')";
 constexpr std::string_view kRunningStates = "('running', 'deferred', 'up_for_reschedule')";
 
 // Sets the run's task instances that match `where` (SQL over task_instance's columns) to
@@ -35,32 +33,31 @@ constexpr std::string_view kRunningStates = "('running', 'deferred', 'up_for_res
 std::vector<std::string> MarkTaskInstances(pqxx::work& tx, int64_t run_key, std::string_view where,
                                            std::string_view state, int64_t now_us,
                                            bool dry_run = false) {
-  const pqxx::result r =
-      dry_run
-          ? tx.exec_params("SELECT task_id FROM task_instance WHERE dag_run_id = $1 AND (" +
-                               std::string(where) + ") ORDER BY task_id",
-                           run_key)
-          : tx.exec_params(
-                "WITH tu AS ("
-                "  UPDATE task_instance SET state = $2,"
-                "      start_date = coalesce(start_date, dagd_ts($3)),"
-                "      end_date = coalesce(end_date, dagd_ts($3)),"
-                "      duration = extract(epoch FROM coalesce(end_date, dagd_ts($3)) -"
-                "                                    coalesce(start_date, dagd_ts($3))),"
-                "      next_retry_at = NULL"
-                "    WHERE dag_run_id = $1 AND (" +
-                    std::string(where) +
-                    ")"
-                    "    RETURNING id, task_id, try_number, state, start_date, end_date, duration),"
-                    " tries AS ("
-                    "  UPDATE task_instance_try y SET state = tu.state,"
-                    "      start_date = coalesce(y.start_date, tu.start_date), end_date = "
-                    "tu.end_date,"
-                    "      duration = tu.duration"
-                    "    FROM tu WHERE y.ti_id = tu.id AND y.try_number = tu.try_number RETURNING "
-                    "y.ti_id)"
-                    " SELECT task_id FROM tu ORDER BY task_id",
-                run_key, std::string(state), now_us);
+  const std::string matching = "dag_run_id = $1 AND (" + std::string(where) + ")";
+  pqxx::result r;
+  if (dry_run) {
+    r = tx.exec_params("SELECT task_id FROM task_instance WHERE " + matching + " ORDER BY task_id",
+                       run_key);
+  } else {
+    r = tx.exec_params(
+        "WITH tu AS ("
+        "  UPDATE task_instance SET state = $2,"
+        "      start_date = coalesce(start_date, dagd_ts($3)),"
+        "      end_date = coalesce(end_date, dagd_ts($3)),"
+        "      duration = extract(epoch FROM coalesce(end_date, dagd_ts($3)) -"
+        "                                    coalesce(start_date, dagd_ts($3))),"
+        "      next_retry_at = NULL"
+        "    WHERE " +
+            matching +
+            " RETURNING id, task_id, try_number, state, start_date, end_date, duration),"
+            " tries AS ("
+            "  UPDATE task_instance_try y SET state = tu.state,"
+            "      start_date = coalesce(y.start_date, tu.start_date),"
+            "      end_date = tu.end_date, duration = tu.duration"
+            "    FROM tu WHERE y.ti_id = tu.id AND y.try_number = tu.try_number)"
+            " SELECT task_id FROM tu ORDER BY task_id",
+        run_key, std::string(state), now_us);
+  }
   std::vector<std::string> changed;
   for (const auto& row : r) changed.push_back(row[0].as<std::string>());
   return changed;
@@ -73,11 +70,6 @@ std::optional<int64_t> LockRun(pqxx::work& tx, const std::string& dag_id,
       "SELECT id FROM dag_run WHERE dag_id = $1 AND run_id = $2 FOR UPDATE", dag_id, run_id);
   if (r.empty()) return std::nullopt;
   return r[0][0].as<int64_t>();
-}
-
-Status RunNotFound(const std::string& dag_id, const std::string& run_id) {
-  return Status::NotFound("The DagRun with dag_id: '" + dag_id + "' and run_id: '" + run_id +
-                          "' was not found");
 }
 
 std::string TextArray(pqxx::work& tx, const std::vector<std::string>& values) {
@@ -94,7 +86,7 @@ std::string TextArray(pqxx::work& tx, const std::vector<std::string>& values) {
 StatusOr<DagRun> PgStateStore::PatchRun(const std::string& dag_id, const std::string& run_id,
                                         const scheduler::RunPatch& patch,
                                         scheduler::TimePoint now) {
-  const int64_t now_us = Us(now);
+  const int64_t now_us = now.time_since_epoch().count();
   Status written = pool_->Run([&](pqxx::work& tx) -> Status {
     const std::optional<int64_t> key = LockRun(tx, dag_id, run_id);
     if (!key) return RunNotFound(dag_id, run_id);
@@ -130,16 +122,13 @@ StatusOr<DagRun> PgStateStore::PatchRun(const std::string& dag_id, const std::st
 StatusOr<std::vector<TaskInstance>> PgStateStore::PatchTaskInstances(
     const std::string& dag_id, const std::string& run_id, const scheduler::TaskInstancePatch& patch,
     scheduler::TimePoint now) {
-  const int64_t now_us = Us(now);
+  const int64_t now_us = now.time_since_epoch().count();
   auto changed = pool_->Run([&](pqxx::work& tx) -> StatusOr<std::vector<std::string>> {
     const std::optional<int64_t> key = LockRun(tx, dag_id, run_id);
     if (!key) return RunNotFound(dag_id, run_id);
     const pqxx::result ti = tx.exec_params(
         "SELECT 1 FROM task_instance WHERE dag_run_id = $1 AND task_id = $2", *key, patch.task_id);
-    if (ti.empty()) {
-      return Status::NotFound("The Task Instance with dag_id: '" + dag_id + "', dag_run_id: '" +
-                              run_id + "', task_id: '" + patch.task_id + "' was not found");
-    }
+    if (ti.empty()) return TaskInstanceNotFound(dag_id, run_id, patch.task_id);
     std::vector<std::string> ids;
     if (patch.new_state) {
       const std::string state(scheduler::ToString(*patch.new_state));
@@ -153,23 +142,27 @@ StatusOr<std::vector<TaskInstance>> PgStateStore::PatchTaskInstances(
                                      " state");
       }
     }
-    if (patch.note && patch.dry_run) {
-      if (!patch.new_state) ids.push_back(patch.task_id);
-    } else if (patch.note) {
-      tx.exec_params("UPDATE task_instance SET note = $3 WHERE dag_run_id = $1 AND task_id = $2",
-                     *key, patch.task_id, *patch.note);
+    if (patch.note) {
+      if (!patch.dry_run) {
+        tx.exec_params("UPDATE task_instance SET note = $3 WHERE dag_run_id = $1 AND task_id = $2",
+                       *key, patch.task_id, *patch.note);
+      }
       if (!patch.new_state) ids.push_back(patch.task_id);
     }
     return ids;
   });
   if (!changed.ok()) return changed.status();
-  std::vector<TaskInstance> out;
-  for (const std::string& task_id : *changed) {
-    auto ti = GetTaskInstance(dag_id, run_id, task_id);
-    if (!ti.ok()) return ti.status();
-    out.push_back(std::move(*ti));
-  }
-  return out;
+  if (changed->empty()) return std::vector<TaskInstance>();
+  // One read of them all, in the order of `changed` (by task id).
+  scheduler::TaskInstanceQuery query;
+  query.dag_id = dag_id;
+  query.run_id = run_id;
+  query.task_ids = std::move(*changed);
+  query.page.limit = static_cast<int>(query.task_ids.size());
+  query.page.order_by = {"task_id"};
+  auto listed = ListTaskInstances(query);
+  if (!listed.ok()) return listed.status();
+  return std::move(listed->items);
 }
 
 }  // namespace dagd::storage

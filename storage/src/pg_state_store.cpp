@@ -19,6 +19,7 @@
 
 #include "group_commit.hpp"
 #include "migrations.hpp"
+#include "not_found.hpp"
 #include "pg.hpp"
 
 namespace dagd::storage {
@@ -117,13 +118,29 @@ TaskState TaskStateOf(const pqxx::field& f) {
 // --- Rows ----------------------------------------------------------------------------------------
 // Column lists are unqualified so they serve SELECT ... FROM <table> and INSERT ... RETURNING.
 
+// The dag row's next scheduled run (DagRecord::next_dagrun).
+std::optional<scheduler::RunSlot> NextDagRunOf(const pqxx::row& r) {
+  const std::optional<TimePoint> logical = OptTimeOf(r["next_dagrun"]);
+  if (!logical) return std::nullopt;
+  scheduler::RunSlot slot;
+  slot.logical_date = *logical;
+  slot.data_interval_start = OptTimeOf(r["next_dagrun_data_interval_start"]).value_or(*logical);
+  slot.data_interval_end = OptTimeOf(r["next_dagrun_data_interval_end"]).value_or(*logical);
+  slot.run_after = OptTimeOf(r["next_dagrun_create_after"]).value_or(*logical);
+  return slot;
+}
+
 constexpr std::string_view kDagColumns =
     "dag_id, is_paused, is_stale, fileloc, source, dagd_us(last_parsed_time) AS last_parsed_time, "
     "description, to_json(tags)::text AS tags, to_json(owners)::text AS owners, schedule, "
     "max_active_runs, max_active_tasks, latest_version, "
     "(SELECT dagd_us(v.created_at) FROM dag_version v WHERE v.dag_id = dag.dag_id "
     "  AND v.version_number = dag.latest_version) AS latest_version_created_at, "
-    "EXISTS (SELECT 1 FROM import_error e WHERE e.filename = dag.fileloc) AS has_import_errors";
+    "EXISTS (SELECT 1 FROM import_error e WHERE e.filename = dag.fileloc) AS has_import_errors, "
+    "timetable_description, dagd_us(next_dagrun) AS next_dagrun, "
+    "dagd_us(next_dagrun_data_interval_start) AS next_dagrun_data_interval_start, "
+    "dagd_us(next_dagrun_data_interval_end) AS next_dagrun_data_interval_end, "
+    "dagd_us(next_dagrun_create_after) AS next_dagrun_create_after";
 
 DagRecord DagOf(const pqxx::row& r) {
   DagRecord d;
@@ -143,6 +160,8 @@ DagRecord DagOf(const pqxx::row& r) {
   d.latest_version = r["latest_version"].as<int>();
   d.latest_version_created_at = OptTimeOf(r["latest_version_created_at"]);
   d.has_import_errors = r["has_import_errors"].as<bool>();
+  d.timetable_description = OptTextOf(r["timetable_description"]);
+  d.next_dagrun = NextDagRunOf(r);
   return d;
 }
 
@@ -365,6 +384,11 @@ std::string LimitOffset(const Page& page, Params& params) {
          params.Add(std::to_string(std::max(page.offset, 0)));
 }
 
+// A time parameter, as the timestamptz it stands for.
+std::string TimeParam(TimePoint t, Params& params) {
+  return "dagd_ts(" + params.Add(std::to_string(t.time_since_epoch().count())) + "::bigint)";
+}
+
 // What a Bound's field is in SQL: an expression, and whether it is a time (else a number).
 struct BoundColumn {
   std::string_view sql;
@@ -396,22 +420,34 @@ Status AddBounds(const std::vector<scheduler::Bound>& bounds, const BoundFields&
         break;
     }
     const std::string value =
-        b.time ? "dagd_ts(" + params.Add(std::to_string(b.time->time_since_epoch().count())) +
-                     "::bigint)"
+        b.time ? TimeParam(*b.time, params)
                : params.Add(Json(b.number.value_or(0)).dump()) + "::double precision";
     where.push_back(std::string(it->second.sql) + " " + std::string(op) + " " + value);
   }
   return Status::Ok();
 }
 
-// `column = ANY(values)` for a non-empty list of texts or integers.
+// `column = value` when there is a value: a text or an integer.
+template <typename T>
+void AddEquals(std::string_view column, const std::optional<T>& value, Params& params,
+               std::vector<std::string>& where) {
+  if (!value) return;
+  if constexpr (std::is_same_v<T, std::string>) {
+    where.push_back(std::string(column) + " = " + params.Add(*value));
+  } else {
+    where.push_back(std::string(column) + " = " + params.Add(std::to_string(*value)) + "::integer");
+  }
+}
+
+// `column IN (values)` (`NOT IN` with `none_of`) for a non-empty list of texts or integers.
 template <typename T>
 void AddAnyOf(std::string_view column, const std::vector<T>& values, Params& params,
-              std::vector<std::string>& where) {
+              std::vector<std::string>& where, bool none_of = false) {
   if (values.empty()) return;
   constexpr bool kText = std::is_same_v<T, std::string>;
-  where.push_back(std::string(column) + " IN (SELECT json_array_elements_text(" +
-                  params.AddJsonArray(Json(values)) + "::json)" + (kText ? "" : "::integer") + ")");
+  where.push_back(std::string(column) + (none_of ? " NOT IN" : " IN") +
+                  " (SELECT json_array_elements_text(" + params.AddJsonArray(Json(values)) +
+                  "::json)" + (kText ? "" : "::integer") + ")");
 }
 
 void AddPattern(std::string_view column, const std::string& pattern, Params& params,
@@ -455,21 +491,6 @@ bool LooksLikeUuid(std::string_view s) {
     }
   }
   return true;
-}
-
-Status DagNotFound(const std::string& dag_id) {
-  return Status::NotFound("DAG with dag_id: '" + dag_id + "' not found");
-}
-
-Status RunNotFound(const std::string& dag_id, const std::string& run_id) {
-  return Status::NotFound("The DagRun with dag_id: '" + dag_id + "' and run_id: '" + run_id +
-                          "' was not found");
-}
-
-Status TaskInstanceNotFound(const std::string& dag_id, const std::string& run_id,
-                            const std::string& task_id) {
-  return Status::NotFound("The Task Instance with dag_id: '" + dag_id + "', dag_run_id: '" +
-                          run_id + "', task_id: '" + task_id + "' was not found");
 }
 
 // Names of the prepared statements.
@@ -782,7 +803,9 @@ StatusOr<int> PgStateStore::SyncDag(const scheduler::Dag& dag, const std::string
                          {"owners", dag.owners},
                          {"schedule", OptText(dag.schedule)},
                          {"max_active_runs", dag.max_active_runs},
-                         {"max_active_tasks", dag.max_active_tasks}};
+                         {"max_active_tasks", dag.max_active_tasks},
+                         {"timetable_description",
+                          dag.timetable ? Json(dag.timetable->Description()) : Json(nullptr)}};
     tx.exec_params(
         "UPDATE dag SET fileloc = x.fileloc, source = x.source, "
         "  last_parsed_time = dagd_ts(x.last_parsed_time), "
@@ -790,10 +813,19 @@ StatusOr<int> PgStateStore::SyncDag(const scheduler::Dag& dag, const std::string
         "  tags = ARRAY(SELECT jsonb_array_elements_text(x.tags)), "
         "  owners = ARRAY(SELECT jsonb_array_elements_text(x.owners)), "
         "  schedule = x.schedule, max_active_runs = x.max_active_runs, "
-        "  max_active_tasks = x.max_active_tasks, latest_version = $2, is_stale = false "
+        "  max_active_tasks = x.max_active_tasks, latest_version = $2, is_stale = false, "
+        "  timetable_description = x.timetable_description, "
+        // A DAG that lost its schedule has no next run; otherwise the scheduler replans.
+        "  next_dagrun = CASE WHEN x.schedule IS NULL THEN NULL ELSE next_dagrun END, "
+        "  next_dagrun_data_interval_start = CASE WHEN x.schedule IS NULL THEN NULL "
+        "    ELSE next_dagrun_data_interval_start END, "
+        "  next_dagrun_data_interval_end = CASE WHEN x.schedule IS NULL THEN NULL "
+        "    ELSE next_dagrun_data_interval_end END, "
+        "  next_dagrun_create_after = CASE WHEN x.schedule IS NULL THEN NULL "
+        "    ELSE next_dagrun_create_after END "
         "FROM jsonb_to_record($1::jsonb) AS x(fileloc text, source text, last_parsed_time bigint, "
         "  description text, tags jsonb, owners jsonb, schedule text, max_active_runs integer, "
-        "  max_active_tasks integer) "
+        "  max_active_tasks integer, timetable_description text) "
         "WHERE dag.dag_id = $3",
         Dump(fields), version, dag.dag_id);
     return version;
@@ -926,6 +958,54 @@ Status PgStateStore::SetPaused(const std::string& dag_id, bool paused) {
   });
 }
 
+StatusOr<std::vector<scheduler::ScheduledDag>> PgStateStore::ListScheduledDags() {
+  return pool_->RunAutocommit(
+      [&](pqxx::nontransaction& tx) -> StatusOr<std::vector<scheduler::ScheduledDag>> {
+        // Active runs are counted in one pass over the state index, not once per DAG.
+        const pqxx::result rows = tx.exec(
+            "SELECT " + std::string(kDagColumns) +
+            ", coalesce(a.active, 0) AS active_runs, "
+            "(SELECT dagd_us(max(r.logical_date)) FROM dag_run r WHERE r.dag_id = dag.dag_id "
+            "  AND r.run_type = 'scheduled') AS last_scheduled "
+            "FROM dag LEFT JOIN (SELECT dag_id AS active_dag, count(*) AS active FROM dag_run "
+            "  WHERE state IN ('queued', 'running') AND run_type <> 'backfill' GROUP BY dag_id) a"
+            "  ON a.active_dag = dag.dag_id "
+            "WHERE schedule IS NOT NULL AND NOT is_stale AND latest_version > 0 ORDER BY dag_id");
+        std::vector<scheduler::ScheduledDag> out;
+        out.reserve(rows.size());
+        for (const auto& row : rows) {
+          scheduler::ScheduledDag d;
+          d.record = DagOf(row);
+          d.active_runs = row["active_runs"].as<int>();
+          d.last_scheduled_logical_date = OptTimeOf(row["last_scheduled"]);
+          out.push_back(std::move(d));
+        }
+        return out;
+      });
+}
+
+Status PgStateStore::SetNextDagRun(const std::string& dag_id,
+                                   const std::optional<scheduler::RunSlot>& next) {
+  return pool_->RunAutocommit([&](pqxx::nontransaction& tx) -> Status {
+    auto at = [&](TimePoint scheduler::RunSlot::*field) {
+      return next ? Us(*next.*field) : Json(nullptr);
+    };
+    const pqxx::result r = tx.exec_params(
+        "UPDATE dag SET next_dagrun = dagd_ts(x.l), next_dagrun_data_interval_start = "
+        "  dagd_ts(x.s), next_dagrun_data_interval_end = dagd_ts(x.e), "
+        "  next_dagrun_create_after = dagd_ts(x.a) "
+        "FROM jsonb_to_record($2::jsonb) AS x(l bigint, s bigint, e bigint, a bigint) "
+        "WHERE dag_id = $1 RETURNING 1",
+        dag_id,
+        Dump(Json{{"l", at(&scheduler::RunSlot::logical_date)},
+                  {"s", at(&scheduler::RunSlot::data_interval_start)},
+                  {"e", at(&scheduler::RunSlot::data_interval_end)},
+                  {"a", at(&scheduler::RunSlot::run_after)}}));
+    if (r.empty()) return DagNotFound(dag_id);
+    return Status::Ok();
+  });
+}
+
 StatusOr<DagVersionRecord> PgStateStore::GetDagVersion(const std::string& dag_id,
                                                        int version_number) {
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<DagVersionRecord> {
@@ -961,10 +1041,7 @@ StatusOr<Listing<DagVersionRecord>> PgStateStore::ListDagVersions(
   Params params;
   std::vector<std::string> where;
   if (!IsAll(query.dag_id)) where.push_back("dag_id = " + params.Add(query.dag_id));
-  if (query.version_number) {
-    where.push_back("version_number = " + params.Add(std::to_string(*query.version_number)) +
-                    "::integer");
-  }
+  AddEquals("version_number", query.version_number, params, where);
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<Listing<DagVersionRecord>> {
     if (!IsAll(query.dag_id) &&
         tx.exec_params("SELECT 1 FROM dag WHERE dag_id = $1", query.dag_id).empty()) {
@@ -1052,11 +1129,19 @@ Status RunExists(const DagRun& run) {
                                run.dag_id + "'");
 }
 
+// The run's logical date is taken by another run of its DAG (dag_run_dag_id_logical_date_key).
+Status LogicalDateTaken(const DagRun& run) {
+  return Status::AlreadyExists("DAG '" + run.dag_id + "' already has a run with logical date " +
+                               scheduler::FormatRfc3339(*run.logical_date) +
+                               " (a DAG has one run per logical date)");
+}
+
 // One statement for a group of new runs ($1: their rows, each with its index `ord` in the
 // group; $2: all their task instances, each with its run's ord and its own). ON CONFLICT turns a
-// taken run id into "no row" instead of an error, so that the others go on; the final SELECT
-// yields one row per request, in ord order: the stored run (id NULL when none was inserted),
-// its task instances' [id, task_id] pairs, and whether its DAG exists. The triggers number the
+// taken run id or logical date into "no row" instead of an error, so that the others go on; the
+// final SELECT yields one row per request, in ord order: the stored run (id NULL when none was
+// inserted), its task instances' [id, task_id] pairs, whether its DAG exists, and whether a
+// committed run already has its run id (when not, its logical date was taken). The triggers number the
 // events of all the runs, then of all the task instances.
 const std::string& CreateRunsSql() {
   static const std::string kSql =
@@ -1077,7 +1162,7 @@ const std::string& CreateRunsSql() {
       "    x.triggered_by"
       "  FROM x WHERE EXISTS (SELECT 1 FROM dag WHERE dag.dag_id = x.dag_id)"
       "  ORDER BY x.ord"
-      "  ON CONFLICT (dag_id, run_id) DO NOTHING"
+      "  ON CONFLICT DO NOTHING"
       "  RETURNING *),"
       " t AS ("
       "  INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, version_number, state,"
@@ -1100,7 +1185,9 @@ const std::string& CreateRunsSql() {
       "  SELECT dag_run_id, json_agg(json_build_array(id, task_id)) AS tis FROM t"
       "  GROUP BY dag_run_id) "
       "SELECT x.ord AS ord, rr.*, ta.tis::text AS tis,"
-      "  EXISTS (SELECT 1 FROM dag WHERE dag.dag_id = x.dag_id) AS dag_exists "
+      "  EXISTS (SELECT 1 FROM dag WHERE dag.dag_id = x.dag_id) AS dag_exists,"
+      "  EXISTS (SELECT 1 FROM dag_run d WHERE d.dag_id = x.dag_id AND d.run_id = x.run_id)"
+      "    AS run_id_taken "
       "FROM x LEFT JOIN (SELECT " +
       std::string(kRunColumns) +
       " FROM r) AS rr ON rr.dag_id = x.dag_id AND rr.run_id = x.run_id"
@@ -1173,8 +1260,14 @@ std::vector<StatusOr<DagRun>> PgStateStore::WriteRuns(const std::vector<NewRun*>
       const size_t index = sent.at(row["ord"].as<size_t>());
       const NewRun& request = *group[index];
       if (row["id"].is_null()) {
-        results[index] = row["dag_exists"].as<bool>() ? RunExists(*request.run)
-                                                      : DagNotFound(request.run->dag_id);
+        const DagRun& run = *request.run;
+        if (!row["dag_exists"].as<bool>()) {
+          results[index] = DagNotFound(run.dag_id);
+        } else if (row["run_id_taken"].as<bool>() || !run.logical_date) {
+          results[index] = RunExists(run);
+        } else {
+          results[index] = LogicalDateTaken(run);
+        }
         continue;
       }
       std::unordered_map<std::string, std::string> id_of;
@@ -1395,10 +1488,7 @@ StatusOr<Listing<TaskInstance>> PgStateStore::ListTaskInstances(
     if (none) cond += " OR task_instance.state IS NULL";
     where.push_back(cond);
   }
-  if (!query.task_ids.empty()) {
-    where.push_back("task_instance.task_id IN (SELECT json_array_elements_text(" +
-                    params.AddJsonArray(query.task_ids) + "::json))");
-  }
+  AddAnyOf("task_instance.task_id", query.task_ids, params, where);
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<Listing<TaskInstance>> {
     return ListPage<TaskInstance>(tx, WithVersionCreatedAt(kTaskInstanceColumns, "task_instance"),
                                   " FROM task_instance" + Where(where), *order, query.page, params,
@@ -1679,7 +1769,7 @@ StatusOr<int64_t> PgStateStore::PruneEvents(TimePoint before, int64_t max_events
         "  LEFT JOIN event e ON e.seq >= lo.seq AND e.seq < lo.seq + $2 AND e.at >= dagd_ts($1) "
         "  GROUP BY lo.seq) "
         "DELETE FROM event WHERE seq >= (SELECT seq FROM lo) AND seq < (SELECT seq FROM stop)",
-        Us(before).get<int64_t>(), max_events);
+        before.time_since_epoch().count(), max_events);
     return static_cast<int64_t>(r.affected_rows());
   });
 }
@@ -1739,17 +1829,6 @@ scheduler::AuditEntry AuditOf(const pqxx::row& r) {
   e.remote_address = r["remote_address"].as<std::string>();
   e.body = Json::parse(r["body"].c_str());
   return e;
-}
-
-void AddEquals(std::string_view column, const std::optional<std::string>& value, Params& params,
-               std::vector<std::string>& where) {
-  if (value) where.push_back(std::string(column) + " = " + params.Add(*value));
-}
-
-void AddEquals(std::string_view column, const std::optional<int> value, Params& params,
-               std::vector<std::string>& where) {
-  if (value) where.push_back(std::string(column) + " = " + params.Add(std::to_string(*value)) +
-                             "::integer");
 }
 
 }  // namespace
@@ -1817,20 +1896,9 @@ StatusOr<Listing<scheduler::AuditEntry>> PgStateStore::ListAudit(
   AddEquals("owner", query.owner, params, where);
   AddEquals("event", query.event, params, where);
   AddAnyOf("event", query.included_events, params, where);
-  if (!query.excluded_events.empty()) {
-    where.push_back("event NOT IN (SELECT json_array_elements_text(" +
-                    params.AddJsonArray(Json(query.excluded_events)) + "::json))");
-  }
-  if (query.before) {
-    where.push_back("dttm < dagd_ts(" +
-                    params.Add(std::to_string(query.before->time_since_epoch().count())) +
-                    "::bigint)");
-  }
-  if (query.after) {
-    where.push_back("dttm > dagd_ts(" +
-                    params.Add(std::to_string(query.after->time_since_epoch().count())) +
-                    "::bigint)");
-  }
+  AddAnyOf("event", query.excluded_events, params, where, /*none_of=*/true);
+  if (query.before) where.push_back("dttm < " + TimeParam(*query.before, params));
+  if (query.after) where.push_back("dttm > " + TimeParam(*query.after, params));
   AddPattern("dag_id", query.dag_id_pattern, params, where);
   AddPattern("task_id", query.task_id_pattern, params, where);
   AddPattern("run_id", query.run_id_pattern, params, where);

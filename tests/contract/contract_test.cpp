@@ -12,7 +12,6 @@
 #include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "../e2e/e2e_support.hpp"
@@ -123,12 +122,7 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ASSERT_EQ(WaitForRun(d, "example_chain", "contract_1")["state"], "success");
   ASSERT_EQ(WaitForRun(d, "example_retry", "contract_retry")["state"], "success");
 
-  {
-    std::vector<std::string> add = d.process->args();
-    for (const char* arg : {"users", "add", "contract", "--role", "viewer"}) add.push_back(arg);
-    CliResult added = RunDagd(add, "pw-contract\n");
-    ASSERT_EQ(added.exit_code, 0) << added.err;
-  }
+  ASSERT_NO_FATAL_FAILURE(AddUser(d, "contract", "viewer"));
   Exchanges ex(d);
   ex.Send("POST", "/auth/token", 201, R"({"username": "contract", "password": "pw-contract"})");
   ex.Send("POST", "/auth/token", 201, "username=contract&password=pw-contract&grant_type=password",
@@ -137,13 +131,7 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ex.Send("POST", "/auth/token", 422, R"({"username": "contract"})");
   ex.Send("POST", "/auth/token", 415, "username=contract", {{"Content-Type", "text/plain"}});
   // The wrong password above was the first failure from this address; nine more, then 429.
-  for (int i = 0; i < 9; ++i) {
-    ASSERT_EQ(HttpRequest("POST", d.Url("/auth/token"),
-                          R"({"username": "contract", "password": "wrong"})",
-                          {{"Content-Type", "application/json"}})
-                  .status,
-              401);
-  }
+  for (int i = 0; i < 9; ++i) ASSERT_EQ(PostToken(d, "contract", "wrong").status, 401);
   ex.Send("POST", "/auth/token", 429, R"({"username": "contract", "password": "pw-contract"})");
   const std::string run = "/api/v2/dags/example_chain/dagRuns/contract_1";
   const std::string retry_ti =
@@ -264,15 +252,12 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ex.Send("GET", run + "/taskInstances/a/logs/1?map_index=3", 404);
   ex.Send("GET", run + "/taskInstances/a/logs/1?full_content=true", 200);
   ex.SendDagdOnly("GET", run + "/taskInstances/a/logs/1?follow=true", 200);
-  using namespace std::chrono_literals;
   const std::string slow_log =
       "/api/v2/dags/contract_slow/dagRuns/contract_s/taskInstances/s/logs/1";
-  for (auto deadline = std::chrono::steady_clock::now() + 20s;
-       std::chrono::steady_clock::now() < deadline;) {
+  WaitUntil([&] {
     HttpResponse r = HttpGet(d.Url(slow_log));
-    if (r.status == 200 && r.body.find("started") != std::string::npos) break;
-    std::this_thread::sleep_for(50ms);
-  }
+    return r.status == 200 && r.body.find("started") != std::string::npos;
+  });
   const Json tokenized = ex.Send("GET", slow_log, 200);
   ASSERT_TRUE(tokenized["continuation_token"].is_string()) << tokenized;
   const std::string token = tokenized["continuation_token"].get<std::string>();

@@ -25,26 +25,12 @@ bool ProcessRunning(const std::string& needle) {
   return false;
 }
 
-bool WaitUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
-
 // a sleeps (a unique duration, to find its process), b follows it.
 std::string Document(const std::string& dag_id, const std::string& sleep) {
   return R"({"dag_id": ")" + dag_id + R"(", "tasks": [
     {"task_id": "a", "operator": "bash", "bash_command": "sleep )" +
          sleep + R"("},
     {"task_id": "b", "operator": "bash", "bash_command": "true", "upstream": ["a"]}]})";
-}
-
-std::string TaskState(const Daemon& d, const std::string& dag_id, const std::string& run_id,
-                      const std::string& task_id) {
-  return TaskInstancesById(d, dag_id, run_id)[task_id].value("state", "none");
 }
 
 TEST(Mark, ARunningTaskMarkedFailedIsStoppedAndItsRunFails) {

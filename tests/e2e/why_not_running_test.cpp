@@ -34,11 +34,9 @@ TEST(WhyNotRunning, ASecondRunWaitsForMaxActiveRunsAndADownstreamTaskForItsUpstr
   WaitForRun(d, "one_at_a_time", "first", {"running"});
 
   // The first run's slow task runs: nothing blocks it.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (TaskInstancesById(d, "one_at_a_time", "first")["slow"]["state"] != "running" &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  ASSERT_TRUE(WaitUntil([&] { return TaskState(d, "one_at_a_time", "first", "slow") == "running"; },
+                        std::chrono::seconds(30)))
+      << d.process->Log();
   EXPECT_EQ(Dependencies(d, "first", "slow"), Json::parse(R"({"dependencies": []})"));
 
   // Its downstream task names the running upstream and the rule it waits on.

@@ -18,33 +18,33 @@ using test::TaskInstance;
 using test::TaskState;
 using RunKind = scheduler::RunTransition::Kind;
 
+// Every test starts with etl/r1 running: extract succeeded, transform running (try 1), load not
+// started.
 class PgMarksFixture : public test::PgStoreTest {
  protected:
-  // etl/r1 running: extract succeeded, transform running (try 1), load not started.
-  DagRun Running(std::vector<TaskInstance>& tis) {
+  void SetUp() override {
+    PgStoreTest::SetUp();
+    if (HasFatalFailure()) return;
     const int64_t epoch = Epoch();
-    dag_ = MakeDag("etl");
-    DagRun run = CreateRunOf(*dag_, "r1", &tis);
+    DagRun run = CreateRunOf(*MakeDag("etl"), "r1", &tis_);
     scheduler::Transition start;
     start.runs.push_back(test::RunChange(RunKind::kStart, run, RunState::kRunning, kT0));
-    start.task_instances.push_back(test::Queue(tis[0], epoch));
-    start.task_instances.push_back(test::Queue(tis[1], epoch));
+    start.task_instances.push_back(test::Queue(tis_[0], epoch));
+    start.task_instances.push_back(test::Queue(tis_[1], epoch));
     ApplyOk(start);
     scheduler::Transition progress;
-    progress.task_instances.push_back(test::Start(tis[0], kT0));
-    progress.task_instances.push_back(test::Start(tis[1], kT0));
+    progress.task_instances.push_back(test::Start(tis_[0], kT0));
+    progress.task_instances.push_back(test::Start(tis_[1], kT0));
     ApplyOk(progress);
     scheduler::Transition done;
-    done.task_instances.push_back(test::Finish(tis[0], TaskState::kSuccess, kT0));
+    done.task_instances.push_back(test::Finish(tis_[0], TaskState::kSuccess, kT0));
     ApplyOk(done);
-    return run;
   }
-  scheduler::DagPtr dag_;
+
+  std::vector<TaskInstance> tis_;  // extract, transform, load as last written
 };
 
 TEST_F(PgMarksFixture, MarkingARunFailedFailsRunningTasksAndSkipsTheUnstartedOnes) {
-  std::vector<TaskInstance> tis;
-  Running(tis);
   scheduler::RunPatch patch;
   patch.state = RunState::kFailed;
   auto run = store_->PatchRun("etl", "r1", patch, kT0 + std::chrono::seconds(5));
@@ -60,8 +60,6 @@ TEST_F(PgMarksFixture, MarkingARunFailedFailsRunningTasksAndSkipsTheUnstartedOne
 }
 
 TEST_F(PgMarksFixture, MarkingARunSuccessMarksEveryTaskInstanceSuccess) {
-  std::vector<TaskInstance> tis;
-  Running(tis);
   scheduler::RunPatch patch;
   patch.state = RunState::kSuccess;
   auto run = store_->PatchRun("etl", "r1", patch, kT0);
@@ -73,8 +71,6 @@ TEST_F(PgMarksFixture, MarkingARunSuccessMarksEveryTaskInstanceSuccess) {
 }
 
 TEST_F(PgMarksFixture, MarkingARunQueuedLeavesItsTaskInstancesAndClearsItsDates) {
-  std::vector<TaskInstance> tis;
-  Running(tis);
   scheduler::RunPatch fail;
   fail.state = RunState::kFailed;
   ASSERT_TRUE(store_->PatchRun("etl", "r1", fail, kT0).ok());
@@ -90,8 +86,6 @@ TEST_F(PgMarksFixture, MarkingARunQueuedLeavesItsTaskInstancesAndClearsItsDates)
 }
 
 TEST_F(PgMarksFixture, ANoteIsStoredAndRemovedWithoutTouchingTheState) {
-  std::vector<TaskInstance> tis;
-  Running(tis);
   scheduler::RunPatch patch;
   patch.note = std::optional<std::string>("looked at it");
   auto run = store_->PatchRun("etl", "r1", patch, kT0);
@@ -112,8 +106,6 @@ TEST_F(PgMarksFixture, ANoteIsStoredAndRemovedWithoutTouchingTheState) {
 }
 
 TEST_F(PgMarksFixture, MarkingATaskInstanceChangesOnlyTheNamedTasksNotAlreadyInThatState) {
-  std::vector<TaskInstance> tis;
-  Running(tis);
   scheduler::TaskInstancePatch patch;
   patch.task_id = "transform";
   patch.state_tasks = {"transform", "extract"};
@@ -136,8 +128,6 @@ TEST_F(PgMarksFixture, MarkingATaskInstanceChangesOnlyTheNamedTasksNotAlreadyInT
 }
 
 TEST_F(PgMarksFixture, ADryRunListsWhatWouldChangeAndWritesNothing) {
-  std::vector<TaskInstance> tis;
-  Running(tis);
   const int64_t events = Count("SELECT count(*) FROM event");
   scheduler::TaskInstancePatch patch;
   patch.task_id = "transform";
@@ -154,8 +144,6 @@ TEST_F(PgMarksFixture, ADryRunListsWhatWouldChangeAndWritesNothing) {
 }
 
 TEST_F(PgMarksFixture, TheSchedulersLaterCommitOfAMarkedTryConflictsInsteadOfOverwriting) {
-  std::vector<TaskInstance> tis;
-  Running(tis);
   scheduler::TaskInstancePatch patch;
   patch.task_id = "transform";
   patch.state_tasks = {"transform"};
@@ -163,7 +151,7 @@ TEST_F(PgMarksFixture, TheSchedulersLaterCommitOfAMarkedTryConflictsInsteadOfOve
   ASSERT_TRUE(store_->PatchTaskInstances("etl", "r1", patch, kT0).ok());
   // The try ends and the scheduler, which had not seen the mark, commits its success.
   scheduler::Transition late;
-  late.task_instances.push_back(test::Finish(tis[1], TaskState::kSuccess, kT0));
+  late.task_instances.push_back(test::Finish(tis_[1], TaskState::kSuccess, kT0));
   auto applied = store_->Apply(late);
   ASSERT_TRUE(applied.ok()) << applied.status().ToString();
   EXPECT_EQ(applied->conflicts.size(), 1u);
@@ -171,8 +159,6 @@ TEST_F(PgMarksFixture, TheSchedulersLaterCommitOfAMarkedTryConflictsInsteadOfOve
 }
 
 TEST_F(PgMarksFixture, UnknownRunsAndTaskInstancesAreNotFound) {
-  std::vector<TaskInstance> tis;
-  Running(tis);
   scheduler::RunPatch patch;
   patch.state = RunState::kFailed;
   EXPECT_EQ(store_->PatchRun("etl", "nope", patch, kT0).status().code(), StatusCode::kNotFound);

@@ -45,6 +45,13 @@ class ForwardingStateStore : public scheduler::StateStore {
   Status SetPaused(const std::string& id, bool paused) override {
     return inner_.SetPaused(id, paused);
   }
+  StatusOr<std::vector<scheduler::ScheduledDag>> ListScheduledDags() override {
+    return inner_.ListScheduledDags();
+  }
+  Status SetNextDagRun(const std::string& id,
+                       const std::optional<scheduler::RunSlot>& next) override {
+    return inner_.SetNextDagRun(id, next);
+  }
   StatusOr<scheduler::DagVersionRecord> GetDagVersion(const std::string& id, int n) override {
     return inner_.GetDagVersion(id, n);
   }

@@ -1498,12 +1498,6 @@ TEST_F(RouterTest, TheTokenEndpointRefusesBadCredentialsAndBadBodies) {
             415);
 }
 
-}  // namespace
-}  // namespace dagd::api
-
-namespace dagd::api {
-namespace {
-
 // --- DAG upload and deletion ---------------------------------------------------------------------
 
 constexpr const char* kDocument = R"({"dag_id": "fresh", "tasks": [

@@ -8,8 +8,6 @@
 namespace dagd::scheduler {
 namespace {
 
-using namespace std::chrono_literals;
-
 TimePoint At(std::string_view text) {
   auto t = ParseRfc3339(text);
   EXPECT_TRUE(t.has_value()) << text;
@@ -39,10 +37,13 @@ std::string Show(const std::optional<RunSlot>& slot) {
          ")";
 }
 
-std::string Point(std::string_view t) {  // a trigger slot: everything at t
-  return std::string(t) + " " + std::string(t) + " [" + std::string(t) + ", " + std::string(t) +
-         ")";
+// A data interval slot: logical date `start`, run after `end`, for [start, end).
+std::string Interval(std::string_view start, std::string_view end) {
+  const std::string s(start), e(end);
+  return s + " " + e + " [" + s + ", " + e + ")";
 }
+
+std::string Point(std::string_view t) { return Interval(t, t); }  // a trigger slot: all at t
 
 const std::optional<TimePoint> kNone;
 
@@ -157,18 +158,14 @@ TEST(DataIntervalTimetable, RunForAnIntervalFiresAtItsEnd) {
   TimePoint now = At("2026-01-03T12:00:00Z");
   auto start = At("2026-01-01T00:00:00Z");
   EXPECT_EQ(Show(tt->NextAfter(kNone, now, true, start, kNone)),
-            "2026-01-01T00:00:00Z 2026-01-02T00:00:00Z [2026-01-01T00:00:00Z, "
-            "2026-01-02T00:00:00Z)");
+            Interval("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"));
   EXPECT_EQ(Show(tt->NextAfter(At("2026-01-01T00:00:00Z"), now, true, start, kNone)),
-            "2026-01-02T00:00:00Z 2026-01-03T00:00:00Z [2026-01-02T00:00:00Z, "
-            "2026-01-03T00:00:00Z)");
+            Interval("2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"));
   // Without catchup: the latest complete interval.
   EXPECT_EQ(Show(tt->NextAfter(kNone, now, false, start, kNone)),
-            "2026-01-02T00:00:00Z 2026-01-03T00:00:00Z [2026-01-02T00:00:00Z, "
-            "2026-01-03T00:00:00Z)");
+            Interval("2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"));
   EXPECT_EQ(Show(tt->NextAfter(kNone, now, false, kNone, kNone)),
-            "2026-01-02T00:00:00Z 2026-01-03T00:00:00Z [2026-01-02T00:00:00Z, "
-            "2026-01-03T00:00:00Z)");
+            Interval("2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"));
   // With catchup and no start_date there is nothing to catch up from (as Airflow).
   EXPECT_EQ(Show(tt->NextAfter(kNone, now, true, kNone, kNone)), "none");
   // end_date bounds the interval's start.
@@ -181,12 +178,9 @@ TEST(DataIntervalTimetable, IntervalsFollowLocalMidnightAcrossDst) {
   auto tt = Make("@daily", "America/New_York", TimetableMode::kDataInterval);
   auto slots = tt->Upcoming(At("2026-03-07T12:00:00Z"), 2, kNone, kNone);
   ASSERT_EQ(slots.size(), 2u);
-  EXPECT_EQ(Show(slots[0]),
-            "2026-03-07T05:00:00Z 2026-03-08T05:00:00Z [2026-03-07T05:00:00Z, "
-            "2026-03-08T05:00:00Z)");
+  EXPECT_EQ(Show(slots[0]), Interval("2026-03-07T05:00:00Z", "2026-03-08T05:00:00Z"));
   EXPECT_EQ(Show(slots[1]),  // a 23-hour day
-            "2026-03-08T05:00:00Z 2026-03-09T04:00:00Z [2026-03-08T05:00:00Z, "
-            "2026-03-09T04:00:00Z)");
+            Interval("2026-03-08T05:00:00Z", "2026-03-09T04:00:00Z"));
 }
 
 TEST(DeltaTimetable, TriggerRunsFromStartDateEveryDelta) {
@@ -205,11 +199,9 @@ TEST(DeltaTimetable, DataIntervalCoversTheDeltaBeforeItsRun) {
   TimePoint now = At("2026-01-03T12:00:00Z");
   auto start = At("2026-01-01T00:00:00Z");
   EXPECT_EQ(Show(tt->NextAfter(kNone, now, true, start, kNone)),
-            "2026-01-01T00:00:00Z 2026-01-02T00:00:00Z [2026-01-01T00:00:00Z, "
-            "2026-01-02T00:00:00Z)");
+            Interval("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"));
   EXPECT_EQ(Show(tt->NextAfter(kNone, now, false, start, kNone)),
-            "2026-01-02T12:00:00Z 2026-01-03T12:00:00Z [2026-01-02T12:00:00Z, "
-            "2026-01-03T12:00:00Z)");
+            Interval("2026-01-02T12:00:00Z", "2026-01-03T12:00:00Z"));
 }
 
 TEST(TimetableUpcoming, ListsFutureRunsWithinStartAndEnd) {

@@ -25,13 +25,18 @@ class CronExpression {
  public:
   // Longer text is refused before it is looked at.
   static constexpr size_t kMaxLength = 256;
+  // How far NextMatch looks. Matches more than 9 years apart cannot happen for a valid
+  // expression: the rarest one, 29 Feb on a restricted weekday, recurs within 8 years (2096 →
+  // 2104 skips 2100).
+  static constexpr std::chrono::hours kSearchHorizon{24 * 366 * 9};
 
   // Errors are sentences naming the field and the token: "minute field: 61 is out of range 0-59".
   static StatusOr<CronExpression> Parse(std::string_view text);
 
   const std::string& text() const { return text_; }
   bool Matches(LocalMinutes local) const;
-  // The first matching wall-clock minute at or after `from`, or nullopt when none in 9 years.
+  // The first matching wall-clock minute at or after `from`, or nullopt when none within
+  // kSearchHorizon.
   std::optional<LocalMinutes> NextMatch(LocalMinutes from) const;
   // A single minute and a single hour: the expression fires at one time of day ("30 2 * * *").
   bool FixedTimeOfDay() const { return minutes_.count() == 1 && hours_.count() == 1; }

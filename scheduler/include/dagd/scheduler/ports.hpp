@@ -194,6 +194,12 @@ class StateStore {
   virtual Status SetPaused(const std::string& dag_id, bool paused) = 0;  // not_found
   virtual StatusOr<DagVersionRecord> GetDagVersion(const std::string& dag_id,
                                                    int version_number) = 0;  // not_found
+  // The DAGs with a schedule that are not stale and have a version, with what planning their
+  // scheduled runs needs (one query).
+  virtual StatusOr<std::vector<ScheduledDag>> ListScheduledDags() = 0;
+  // Records the next scheduled run of the DAG (none: no run is left to create), as DagRecord's
+  // next_dagrun shows it. not_found.
+  virtual Status SetNextDagRun(const std::string& dag_id, const std::optional<RunSlot>& next) = 0;
   // A page of DAG versions (documents left out). not_found when the DAG named is unknown.
   virtual StatusOr<Listing<DagVersionRecord>> ListDagVersions(const DagVersionQuery& query) = 0;
   // Run counts by state of the DAGs named (every DAG that is not stale when none is named),

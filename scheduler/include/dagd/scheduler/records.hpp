@@ -11,6 +11,7 @@
 #include "dagd/scheduler/dag.hpp"
 #include "dagd/scheduler/states.hpp"
 #include "dagd/scheduler/time.hpp"
+#include "dagd/scheduler/timetable.hpp"
 
 namespace dagd::scheduler {
 
@@ -35,6 +36,18 @@ struct DagRecord {
   int latest_version = 0;
   std::optional<TimePoint> latest_version_created_at;  // none while it has no version
   bool has_import_errors = false;
+  std::optional<std::string> timetable_description;  // Airflow's, from the latest version
+  // The next scheduled run as the scheduler last planned it (StateStore::SetNextDagRun); none
+  // when no run is left to create or the scheduler has not planned this DAG yet.
+  std::optional<RunSlot> next_dagrun;
+};
+
+// What the scheduler reads to plan a DAG's scheduled runs (StateStore::ListScheduledDags).
+struct ScheduledDag {
+  DagRecord record;
+  // The logical date of its latest scheduled run; none before the first.
+  std::optional<TimePoint> last_scheduled_logical_date;
+  int active_runs = 0;  // queued and running runs other than backfills
 };
 
 struct DagVersionRecord {

@@ -58,7 +58,8 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // Starts the loop thread, whose first step subscribes to the store's change notifications and
-  // loads the active runs (retried while the database is unreachable). The caller must hold the
+  // loads the active runs (retried while the database is unreachable), and the thread that
+  // creates the DAGs' scheduled runs (scheduled_runs.hpp). The caller must hold the
   // scheduler lock (StateStore::AcquireSchedulerLock); failed_precondition otherwise.
   // Tries that no live try of this process owns (queued or running under an older epoch) are
   // recovered when their run is loaded: up_for_retry without using a retry, once what is left
@@ -68,7 +69,7 @@ class Scheduler {
 
   // Something changed in the store: catch up with the event log now.
   void Wake();
-  // A DAG's row changed (paused, unpaused): re-read it.
+  // A DAG's row changed (paused, unpaused): re-read it, and plan its scheduled runs again.
   void DagChanged(const std::string& dag_id);
 
   // Stops gracefully: no new tries start; running tries get `grace` to finish, then are
@@ -91,6 +92,7 @@ class Scheduler {
  private:
   class Loop;  // scheduler_loop.hpp: everything the loop thread owns
   std::unique_ptr<Loop> loop_;
+  std::unique_ptr<class ScheduledRuns> scheduled_;  // scheduled_runs.hpp: the timetables' runs
 };
 
 }  // namespace dagd::scheduler

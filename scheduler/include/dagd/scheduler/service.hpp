@@ -125,16 +125,7 @@ class LogReader {
 // Whether try `try_number` (at most ti.try_number) of `ti` is over, so that its log is complete:
 // an earlier try, or the current one once it is neither queued nor running.
 inline bool TryHasEnded(const TaskInstance& ti, int try_number) {
-  if (try_number < ti.try_number) return true;
-  switch (ti.state) {
-    case TaskState::kQueued:
-    case TaskState::kRunning:
-    case TaskState::kDeferred:
-    case TaskState::kRestarting:
-      return false;
-    default:
-      return true;
-  }
+  return try_number < ti.try_number || !IsTryInProgress(ti.state);
 }
 
 // A registration for change notifications (Service::WatchChanges); destroying it unregisters.

@@ -34,7 +34,8 @@ struct WhyInput {
   bool paused = false;
   // For a queued run only: the DAG's admission as the loop builds it (running count, the
   // max_active_runs of its newest queued run's version, the queued runs oldest first up to and
-  // including this one). run->id is this run's key in `queued`.
+  // including this one). run->id is this run's key in `queued`. Its `paused` is not read:
+  // `paused` above says it.
   AdmissionInput admission;
   // Queued runs older than this one that are not in admission.queued (beyond what was read).
   int64_t queued_ahead_unread = 0;

@@ -28,6 +28,15 @@ std::string TextArray(pqxx::work& tx, const std::vector<std::string>& values) {
   return out + "]::text[]";
 }
 
+std::string UuidArray(pqxx::work& tx, const std::vector<std::string>& ids) {
+  std::string out = "ARRAY[";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += tx.quote(ids[i]);
+  }
+  return out + "]::uuid[]";
+}
+
 std::string Micros(const std::optional<scheduler::TimePoint>& t) {
   return std::to_string(t->time_since_epoch().count());
 }
@@ -102,11 +111,7 @@ StatusOr<std::vector<TaskInstance>> PgStateStore::ClearTaskInstances(
       return Status::FailedPrecondition(
           "Cannot clear task instances while they are running: prevent_running_task is set");
     }
-    const std::string ids = "ARRAY[" + [&] {
-      std::string list;
-      for (size_t i = 0; i < out.ids.size(); ++i) list += (i > 0 ? ", " : "") + tx.quote(out.ids[i]);
-      return list;
-    }() + "]::uuid[]";
+    const std::string ids = UuidArray(tx, out.ids);
     // A running try is stopped by the scheduler, which then runs the task again (restarting);
     // every other selected task instance waits to be scheduled anew, with its full retries.
     tx.exec("UPDATE task_instance SET state = 'restarting' WHERE id = ANY(" + ids +

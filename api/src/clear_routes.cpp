@@ -79,15 +79,6 @@ std::optional<std::vector<std::string>> TaskIds(const Json& body, Errors& errors
   return ids;
 }
 
-void RefuseLatestVersion(const Json& body, Errors& errors) {
-  if (Flag(body, "run_on_latest_version", false, errors)) {
-    errors.Add("value_error", {"body", "run_on_latest_version"},
-               "Value error, run_on_latest_version (moving a run to the DAG's latest version) is "
-               "not supported by dagd yet",
-               true, {{"error", Json::object()}});
-  }
-}
-
 Response Collection(Service& service, const std::vector<scheduler::TaskInstance>& tis) {
   RunCache runs(service);
   runs.Prefetch(tis);
@@ -128,7 +119,7 @@ Response ClearTaskInstances(Service& service, const RouterOptions&, const Call& 
   request.include_future = Flag(*body, "include_future", false, errors);
   request.include_past = Flag(*body, "include_past", false, errors);
   request.prevent_running_task = Flag(*body, "prevent_running_task", false, errors);
-  RefuseLatestVersion(*body, errors);
+  request.run_on_latest_version = Flag(*body, "run_on_latest_version", false, errors);
   request.start_date = Time(*body, "start_date", errors);
   request.end_date = Time(*body, "end_date", errors);
   if (auto it = body->find("dag_run_id"); it != body->end() && !it->is_null()) {
@@ -184,7 +175,7 @@ Response ClearRun(Service& service, const RouterOptions&, const Call& c) {
   scheduler::ClearRequest request;
   request.dry_run = Flag(*body, "dry_run", true, errors);
   request.only_failed = Flag(*body, "only_failed", false, errors);
-  RefuseLatestVersion(*body, errors);
+  request.run_on_latest_version = Flag(*body, "run_on_latest_version", false, errors);
   if (!errors.empty()) return errors.ToResponse();
   auto run = service.GetRun(c.params[0], c.params[1]);
   if (!run.ok()) return ErrorResponse(run.status());

@@ -185,7 +185,20 @@ void Scheduler::Loop::Account(const ActiveRun& active, int delta) {
 
 void Scheduler::Loop::Insert(ActiveRun active, TimePoint now, Batch& batch) {
   const int64_t key = active.run().id;
-  if (auto old = runs_.find(key); old != runs_.end()) Account(old->second, -1);
+  if (auto old = runs_.find(key); old != runs_.end()) {
+    Account(old->second, -1);
+    if (old->second.run().version_number != active.run().version_number) {
+      // Moved to another DAG version (a clear with run_on_latest_version): the task instances
+      // of tasks it no longer has are out of the cache; what they still run is stopped.
+      std::set<std::string> kept;
+      for (const TaskInstance& ti : active.tis()) kept.insert(ti.id);
+      for (const TaskInstance& ti : old->second.tis()) {
+        if (kept.count(ti.id) != 0) continue;
+        StopTry(ti, "its task is not in the run's new DAG version");
+        ti_index_.erase(ti.id);
+      }
+    }
+  }
   Account(active, +1);
   for (size_t i = 0; i < active.size(); ++i) ti_index_[active.ti(i).id] = {key, i};
   if (active.run().state == RunState::kQueued) {

@@ -80,10 +80,21 @@ StatusOr<std::vector<TaskInstance>> SchedulerService::ClearTaskInstances(
   clear.dry_run = true;
   auto selected = store_.ClearTaskInstances(clear, clock_.Now());
   if (!selected.ok() || request.dry_run || selected->empty()) return selected;
+  if (request.run_on_latest_version && record->latest_version > 0) {
+    auto latest = scheduler_.GetDag(dag_id, record->latest_version);
+    if (!latest.ok()) return latest.status();
+    clear.latest_version = record->latest_version;
+    clear.latest_tasks = (*latest)->tasks;
+    for (const TaskSpec& task : (*latest)->tasks) {
+      clear.retries[{record->latest_version, task.task_id}] = task.retries;
+    }
+  }
   // The retries of each version the selected task instances belong to: clearing gives a task
   // its full retries again (max_tries = try_number + retries), as Airflow's clear does.
   std::set<int> versions;
-  for (const TaskInstance& ti : *selected) versions.insert(ti.version_number);
+  if (!clear.latest_version) {
+    for (const TaskInstance& ti : *selected) versions.insert(ti.version_number);
+  }
   for (int v : versions) {
     auto dag = scheduler_.GetDag(dag_id, v);
     if (!dag.ok()) return dag.status();

@@ -83,6 +83,62 @@ pqxx::result SelectTaskInstances(pqxx::work& tx, const TaskInstanceClear& clear,
   return tx.exec(sql);
 }
 
+// run_on_latest_version: moves the runs of the cleared task instances `ids` to the latest
+// version, as TaskInstanceClear::latest_version says.
+void MoveToLatestVersion(pqxx::work& tx, const TaskInstanceClear& clear, const std::string& ids,
+                         int64_t now_us) {
+  Json tasks = Json::array();
+  std::vector<std::string> task_ids;
+  for (const scheduler::TaskSpec& t : clear.latest_tasks) {
+    tasks.push_back({{"task_id", t.task_id},
+                     {"operator", t.operator_name},
+                     {"pool", t.pool},
+                     {"pool_slots", t.pool_slots},
+                     {"priority_weight", t.priority_weight},
+                     {"retries", t.retries}});
+    task_ids.push_back(t.task_id);
+  }
+  const std::string version = std::to_string(*clear.latest_version);
+  const pqxx::result moved = tx.exec(
+      "UPDATE dag_run SET version_number = " + version +
+      " WHERE id IN (SELECT dag_run_id FROM task_instance WHERE id = ANY(" + ids +
+      ")) AND version_number <> " + version + " RETURNING id");
+  if (moved.empty()) return;
+  std::string runs = "ARRAY[";
+  for (size_t i = 0; i < moved.size(); ++i) {
+    runs += (i > 0 ? ", " : "") + std::to_string(moved[i][0].as<int64_t>());
+  }
+  runs += "]::bigint[]";
+  const std::string recordset =
+      "json_to_recordset($1::json) AS x(task_id text, operator text, pool text, "
+      "pool_slots integer, priority_weight integer, retries integer)";
+  tx.exec_params(
+      "INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, version_number,"
+      "    max_tries, operator, pool, pool_slots, priority_weight)"
+      "  SELECT r.id, r.dag_id, r.run_id, x.task_id, " +
+          version +
+          ", x.retries, x.operator, x.pool, x.pool_slots, x.priority_weight"
+          "  FROM dag_run r, " +
+          recordset + " WHERE r.id = ANY(" + runs +
+          ")"
+          "    AND NOT EXISTS (SELECT 1 FROM task_instance t"
+          "                    WHERE t.dag_run_id = r.id AND t.task_id = x.task_id)",
+      tasks.dump());
+  // Airflow's verify_integrity: a task the version no longer has is `removed` in the run.
+  tx.exec_params("UPDATE task_instance SET state = 'removed',"
+                 "    end_date = coalesce(end_date, dagd_ts($1)), next_retry_at = NULL"
+                 "  WHERE dag_run_id = ANY(" +
+                     runs + ") AND NOT (task_id = ANY(" + TextArray(tx, task_ids) +
+                     ")) AND state IS DISTINCT FROM 'removed'",
+                 now_us);
+  tx.exec_params("UPDATE task_instance t SET version_number = " + version +
+                     ", operator = x.operator, pool = x.pool, pool_slots = x.pool_slots,"
+                     "    priority_weight = x.priority_weight"
+                     "  FROM " +
+                     recordset + " WHERE t.id = ANY(" + ids + ") AND t.task_id = x.task_id",
+                 tasks.dump());
+}
+
 }  // namespace
 
 StatusOr<std::vector<TaskInstance>> PgStateStore::ClearTaskInstances(
@@ -125,10 +181,14 @@ StatusOr<std::vector<TaskInstance>> PgStateStore::ClearTaskInstances(
         "    max_tries = coalesce(t.try_number + r.retries, greatest(t.max_tries, t.try_number))"
         "  FROM task_instance s LEFT JOIN json_to_recordset($1::json)"
         "      AS r(version_number integer, task_id text, retries integer)"
-        "    ON r.version_number = s.version_number AND r.task_id = s.task_id"
+        "    ON r.version_number = " +
+            (clear.latest_version ? std::to_string(*clear.latest_version)
+                                  : std::string("s.version_number")) +
+            " AND r.task_id = s.task_id"
         "  WHERE t.id = s.id AND s.id = ANY(" +
             ids + ") AND s.state IS DISTINCT FROM 'restarting'",
         retries.dump());
+    if (clear.latest_version) MoveToLatestVersion(tx, clear, ids, now_us);
     if (clear.reset_dag_runs) {
       // Back to the scheduler, which admits and runs it again (Airflow: finished runs only).
       tx.exec_params(

@@ -245,6 +245,44 @@ TEST_F(PgClearFixture, TaskInstancesOfAVersionWithoutRetriesKeepTheirMaxTriesAtL
       << "max(max_tries, try_number)";
 }
 
+TEST_F(PgClearFixture, RunOnLatestVersionMovesTheRunAndItsTaskInstancesToThatVersion) {
+  // The latest version drops load, adds report, and gives transform retries and a pool.
+  auto latest = test::ParseOrThrow(R"({"dag_id": "etl", "tasks": [
+      {"task_id": "extract", "operator": "empty"},
+      {"task_id": "transform", "operator": "empty", "upstream": ["extract"], "retries": 4,
+       "pool_slots": 2},
+      {"task_id": "report", "operator": "empty", "upstream": ["transform"]}]})");
+  auto version = store_->SyncDag(*latest, "/dags/etl.json", kT0, scheduler::DagSource::kFile);
+  ASSERT_TRUE(version.ok()) << version.status().ToString();
+  ASSERT_GT(*version, version_);
+  auto clear = Clear();
+  clear.only_failed = true;
+  clear.run_id = "r1";
+  clear.latest_version = *version;
+  clear.latest_tasks = latest->tasks;
+  clear.retries = {{{*version, "extract"}, 0}, {{*version, "transform"}, 4},
+                   {{*version, "report"}, 0}};
+  auto cleared = store_->ClearTaskInstances(clear, kT0 + seconds(9));
+  ASSERT_TRUE(cleared.ok()) << cleared.status().ToString();
+
+  EXPECT_EQ(store_->GetRun("etl", "r1")->version_number, *version);
+  EXPECT_EQ(store_->GetRun("etl", "r1")->state, RunState::kQueued);
+  auto transform = store_->GetTaskInstance("etl", "r1", "transform");
+  EXPECT_EQ(transform->version_number, *version);
+  EXPECT_EQ(transform->state, TaskState::kNone);
+  EXPECT_EQ(transform->max_tries, 1 + 4) << "the latest version's retries";
+  EXPECT_EQ(transform->pool_slots, 2);
+  EXPECT_EQ(State("r1", "load"), TaskState::kRemoved) << "its task is not in the version";
+  auto report = store_->GetTaskInstance("etl", "r1", "report");
+  ASSERT_TRUE(report.ok()) << "the version's new task gets its task instance";
+  EXPECT_EQ(report->state, TaskState::kNone);
+  EXPECT_EQ(report->version_number, *version);
+  EXPECT_EQ(report->try_number, 0);
+  EXPECT_EQ(store_->GetTaskInstance("etl", "r1", "extract")->version_number, version_)
+      << "a task instance not cleared keeps the version it ran with";
+  EXPECT_EQ(store_->GetRun("etl", "r2")->version_number, version_) << "r2 was not cleared";
+}
+
 TEST_F(PgClearFixture, PreventRunningTaskRefusesAndWritesNothing) {
   const int64_t events = Count("SELECT count(*) FROM event");
   auto clear = Clear();

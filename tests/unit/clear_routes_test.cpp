@@ -176,11 +176,15 @@ TEST_F(ClearRoutesTest, TheModelChecksAreAirflows) {
   EXPECT_EQ(service_.clear_calls, 0);
 }
 
-TEST_F(ClearRoutesTest, RunOnLatestVersionIsRefusedNotIgnored) {
-  EXPECT_EQ(RefusedAt(kClear, R"({"run_on_latest_version": true})"),
+TEST_F(ClearRoutesTest, RunOnLatestVersionReachesTheService) {
+  EXPECT_EQ(RefusedAt(kClearRun, R"({"run_on_latest_version": "yes"})"),
             Json({"body", "run_on_latest_version"}));
-  EXPECT_EQ(RefusedAt(kClearRun, R"({"run_on_latest_version": true})"),
-            Json({"body", "run_on_latest_version"}));
+  ASSERT_EQ(Call(kClear, R"({"run_on_latest_version": true})").status, 200);
+  EXPECT_TRUE(service_.last.run_on_latest_version);
+  ASSERT_EQ(Call(kClearRun, R"({"run_on_latest_version": true, "dry_run": false})").status, 200);
+  EXPECT_TRUE(service_.last.run_on_latest_version);
+  ASSERT_EQ(Call(kClearRun, R"({})").status, 200);
+  EXPECT_FALSE(service_.last.run_on_latest_version);
 }
 
 TEST_F(ClearRoutesTest, ARunningTaskWithPreventRunningTaskIs409) {

@@ -165,6 +165,12 @@ struct TaskInstanceClear {
   // (version_number, task_id) → the task's retries in that version: a cleared task instance
   // gets max_tries = try_number + retries; one not listed keeps max(max_tries, try_number).
   std::map<std::pair<int, std::string>, int> retries;
+  // run_on_latest_version: the runs of the cleared task instances move to this version of the
+  // DAG, whose tasks are `latest_tasks`: instances of the tasks it adds are created (no state),
+  // those of the tasks it lacks are removed, and the cleared ones take their task's settings
+  // (and retries) from it.
+  std::optional<int> latest_version;
+  std::vector<TaskSpec> latest_tasks;
 };
 
 // The single source of truth. Every method is one transaction; implementations are thread-safe.

@@ -60,6 +60,7 @@ struct ClearRequest {
   bool include_downstream = false;  // and downstream ones
   bool include_past = false;        // with dag_run_id: the runs of earlier logical dates too
   bool include_future = false;      // and of later ones
+  bool run_on_latest_version = false;  // TaskInstanceClear::latest_version
   bool dry_run = true;
 };
 

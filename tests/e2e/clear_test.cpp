@@ -157,5 +157,37 @@ TEST(Clear, AClearedSuccessfulRunIsQueuedAndRunsAgain) {
   EXPECT_EQ(TaskInstancesById(d, "clearok", "c1")["a"]["try_number"], 2);
 }
 
+TEST(Clear, RunOnLatestVersionRunsTheClearedRunWithTheDagsLatestVersion) {
+  TempDir dags;
+  Daemon d(dags.path().string());
+  d.Start();
+  auto upload = [&](const std::string& document) {
+    return HttpRequest("PUT", d.Url("/api/v2/dags/clearlatest"), document,
+                       {{"Content-Type", "application/json"}});
+  };
+  ASSERT_EQ(upload(Document("clearlatest", "false")).status, 201);
+  Trigger(d, "clearlatest", "c1");
+  ASSERT_EQ(WaitForRun(d, "clearlatest", "c1")["state"], "failed");
+  // Version 2: a succeeds, and c replaces b.
+  const Json v2 = {{"dag_id", "clearlatest"},
+                   {"tasks",
+                    {{{"task_id", "a"}, {"operator", "bash"}, {"bash_command", "true"}},
+                     {{"task_id", "c"},
+                      {"operator", "bash"},
+                      {"bash_command", "true"},
+                      {"upstream", {"a"}}}}}};
+  ASSERT_EQ(upload(v2.dump()).status, 200);
+  HttpResponse r = HttpPostJson(d.Url("/api/v2/dags/clearlatest/dagRuns/c1/clear"),
+                                R"({"dry_run": false, "run_on_latest_version": true})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json run = WaitForRun(d, "clearlatest", "c1", {"success"}, 30s);
+  EXPECT_EQ(run["state"], "success");
+  auto tis = TaskInstancesById(d, "clearlatest", "c1");
+  EXPECT_EQ(tis["a"]["state"], "success");
+  EXPECT_EQ(tis["a"]["try_number"], 2);
+  EXPECT_EQ(tis["c"]["state"], "success");
+  EXPECT_EQ(tis["b"]["state"], "removed");
+}
+
 }  // namespace
 }  // namespace dagd::testing

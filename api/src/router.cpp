@@ -314,6 +314,11 @@ class Api {
     return marks::PatchTaskInstanceDryRun(service_, options_, c);
   }
 
+  Response ClearTaskInstances(const Call& c) {
+    return clears::ClearTaskInstances(service_, options_, c);
+  }
+  Response ClearRun(const Call& c) { return clears::ClearRun(service_, options_, c); }
+
   Response ListTaskInstances(const Call& c) {
     return contract::ListTaskInstances(service_, options_, c);
   }
@@ -575,6 +580,18 @@ const std::vector<Route>& Routes() {
        kUser,
        "mark task instances",
        kReadOnly},
+      {{"dags", "{}", "clearTaskInstances"},
+       "POST",
+       &Api::ClearTaskInstances,
+       kUser,
+       "clear task instances",
+       "post_clear_task_instances"},
+      {{"dags", "{}", "dagRuns", "{}", "clear"},
+       "POST",
+       &Api::ClearRun,
+       kUser,
+       "clear DAG runs",
+       "clear_dag_run"},
   };
   return kRoutes;
 }

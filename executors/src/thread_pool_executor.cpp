@@ -89,6 +89,8 @@ std::optional<TaskOutcome> StopOutcome(const TryControl& control) {
       return Failed(TimeoutMessage(control.timeout));
     case StopReason::kInterrupt:
       return Interrupted();
+    case StopReason::kRunOver:
+      return Failed(control.stop_message);
     case StopReason::kNone:
       break;
   }
@@ -227,6 +229,29 @@ void ThreadPoolExecutor::CancelRunning() {
   for (auto& [key, control] : running_) control->Stop(StopReason::kInterrupt);
 }
 
+void ThreadPoolExecutor::StopTry(const std::string& ti_id, int try_number, std::string reason) {
+  std::deque<Pending> dropped;  // destroyed outside the lock
+  {
+    std::lock_guard lock(mu_);
+    // O(parallelism + queue): both are bounded, and a run ends this way rarely.
+    for (auto& [key, control] : running_) {
+      if (control->ti_id != ti_id || control->try_number != try_number) continue;
+      if (control->stop_reason() != StopReason::kNone) continue;
+      control->stop_message = reason;
+      control->Stop(StopReason::kRunOver);
+    }
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (it->assignment.ti_id == ti_id && it->assignment.try_number == try_number) {
+        dropped.push_back(std::move(*it));
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (!dropped.empty()) idle_cv_.notify_all();
+}
+
 bool ThreadPoolExecutor::WaitIdle(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::unique_lock lock(mu_);
@@ -268,6 +293,8 @@ void ThreadPoolExecutor::WorkerLoop() {
         control->timeout = *a.task().execution_timeout;
         control->deadline = std::chrono::steady_clock::now() + control->timeout;
       }
+      control->ti_id = a.ti_id;
+      control->try_number = a.try_number;
       key = next_try_key_++;
       running_.emplace(key, control);
     }

@@ -12,7 +12,8 @@
 
 namespace dagd::executors {
 
-enum class StopReason : int { kNone = 0, kTimeout = 1, kInterrupt = 2 };
+// kRunOver: the try's run ended without it (dagrun_timeout); stop_message says why.
+enum class StopReason : int { kNone = 0, kTimeout = 1, kInterrupt = 2, kRunOver = 3 };
 
 struct TryControl {
   std::atomic<bool> cancel{false};  // the token jobs and the bash wait loop watch
@@ -20,6 +21,10 @@ struct TryControl {
   // Set before the try is published to the watchdog, then never changed.
   std::optional<std::chrono::steady_clock::time_point> deadline;
   scheduler::Duration timeout{0};
+  std::string ti_id;    // the try, set before it is published
+  int try_number = 0;
+  // Written once, before Stop(kRunOver) publishes the reason; read after the reason is seen.
+  std::string stop_message;
 
   void Stop(StopReason r) {
     int expected = static_cast<int>(StopReason::kNone);

@@ -183,6 +183,7 @@ void Scheduler::Loop::Insert(ActiveRun active, TimePoint now, Batch& batch) {
     dirty_.insert(key);
   }
   ActiveRun& cached = runs_.insert_or_assign(key, std::move(active)).first->second;
+  ArmRunTimeout(cached);  // from the stored start_date: a restart does not extend it
   std::vector<TaskEvent> held;
   if (auto it = held_.find(key); it != held_.end()) {
     held = std::move(it->second);

@@ -28,7 +28,8 @@
 // execution_timeout: at the deadline the try's cancellation token is set and bash process groups
 // get SIGTERM, then SIGKILL after kill_grace; the try is kFailed "execution_timeout of Ns
 // exceeded" (for a transform job, once the job returns: cancellation is cooperative).
-// CancelRunning does the same for every running try, which then report kInterrupted.
+// CancelRunning does the same for every running try, which then report kInterrupted; StopTry
+// for one try, which reports kFailed with the reason given (its run timed out).
 // StopOrphanedProcess stops a group a previous daemon process left behind (process_group.hpp).
 //
 // Thread-safety: every method may be called from any thread. The sink is called from a worker
@@ -98,6 +99,9 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   void StopAccepting() override;
   // Sets every running try's token, TERM→KILL to their process groups; they end kInterrupted.
   void CancelRunning() override;
+  // Sets that try's token (TERM→KILL to its group); it ends kFailed with `reason`. A queued,
+  // not-started one is dropped without events.
+  void StopTry(const std::string& ti_id, int try_number, std::string reason) override;
   // True once nothing runs and nothing is queued; false when `timeout` passes first.
   bool WaitIdle(std::chrono::milliseconds timeout) override;
   size_t RunningCount() const override;

@@ -304,6 +304,10 @@ class TaskExecutor {
   // Asks every running try to stop (cancellation token; TERM then KILL to process groups). They
   // finish with kInterrupted.
   virtual void CancelRunning() = 0;
+  // Asks one try to stop because its run is over (dagrun_timeout): a running try's token is
+  // set and its process group gets TERM then KILL; it finishes kFailed with `reason`. A try
+  // still waiting for a worker is dropped without events. Any other try is ignored.
+  virtual void StopTry(const std::string& ti_id, int try_number, std::string reason) = 0;
   // Blocks until no try is running or `timeout` passed; true when idle.
   virtual bool WaitIdle(std::chrono::milliseconds timeout) = 0;
   virtual size_t RunningCount() const = 0;

@@ -138,8 +138,8 @@ void Emit(const scheduler::TaskEventSink& sink, TaskEvent event) {
 
 }  // namespace
 
-std::string TimeoutMessage(scheduler::Duration timeout) {
-  const auto us = timeout.count();
+std::string SecondsText(scheduler::Duration d) {
+  const auto us = d.count();
   std::string seconds;
   if (us % 1'000'000 == 0) {
     seconds = std::to_string(us / 1'000'000);
@@ -147,7 +147,11 @@ std::string TimeoutMessage(scheduler::Duration timeout) {
     seconds = fmt::format("{:.6f}", static_cast<double>(us) / 1e6);
     while (seconds.back() == '0') seconds.pop_back();
   }
-  return "execution_timeout of " + seconds + "s exceeded";
+  return seconds + "s";
+}
+
+std::string TimeoutMessage(scheduler::Duration timeout) {
+  return "execution_timeout of " + SecondsText(timeout) + " exceeded";
 }
 
 ThreadPoolExecutor::ThreadPoolExecutor(ExecutorOptions options, const JobRegistry& registry,
@@ -156,6 +160,7 @@ ThreadPoolExecutor::ThreadPoolExecutor(ExecutorOptions options, const JobRegistr
         if (options.parallelism < 1) options.parallelism = 1;
         if (options.hostname.empty()) options.hostname = DefaultHostname();
         if (options.kill_grace.count() < 0) options.kill_grace = std::chrono::milliseconds(0);
+        if (options.cancel_grace.count() < 0) options.cancel_grace = std::chrono::milliseconds(0);
         return std::move(options);
       }()),
       registry_(registry),
@@ -179,6 +184,14 @@ void ThreadPoolExecutor::RegisterMetrics(scheduler::MetricsRegistry& registry) {
   metric_callbacks_.push_back(registry.AddCallback(
       "dagd_executor_workers_busy", "Worker threads running a try now.", MetricType::kGauge,
       [this, one] { return one(RunningCount()); }));
+  metric_callbacks_.push_back(registry.AddCallback(
+      "dagd_executor_abandoned_threads",
+      "Worker threads still running a transform job that ignored its cancellation for longer "
+      "than the cancel grace; its try was reported failed and the thread holds its slot.",
+      MetricType::kGauge, [this, one] {
+        std::lock_guard lock(mu_);
+        return one(abandoned_);
+      }));
   metric_callbacks_.push_back(registry.AddCallback(
       "dagd_executor_queued_tries", "Tries submitted to the executor and waiting for a worker.",
       MetricType::kGauge, [this, one] {
@@ -224,9 +237,15 @@ void ThreadPoolExecutor::StopAccepting() {
   }
 }  // `dropped` (and the sinks it holds) is destroyed outside the lock
 
+void ThreadPoolExecutor::StopLocked(TryControl& control, StopReason reason) {
+  control.Stop(reason);
+  if (!control.stopped_at) control.stopped_at = std::chrono::steady_clock::now();
+  if (control.cooperative) watchdog_cv_.notify_all();  // its grace starts now
+}
+
 void ThreadPoolExecutor::CancelRunning() {
   std::lock_guard lock(mu_);
-  for (auto& [key, control] : running_) control->Stop(StopReason::kInterrupt);
+  for (auto& [key, control] : running_) StopLocked(*control, StopReason::kInterrupt);
 }
 
 void ThreadPoolExecutor::StopTry(const std::string& ti_id, int try_number, std::string reason) {
@@ -238,7 +257,7 @@ void ThreadPoolExecutor::StopTry(const std::string& ti_id, int try_number, std::
       if (control->ti_id != ti_id || control->try_number != try_number) continue;
       if (control->stop_reason() != StopReason::kNone) continue;
       control->stop_message = reason;
-      control->Stop(StopReason::kRunOver);
+      StopLocked(*control, StopReason::kRunOver);
     }
     for (auto it = queue_.begin(); it != queue_.end();) {
       if (it->assignment.ti_id == ti_id && it->assignment.try_number == try_number) {
@@ -295,6 +314,9 @@ void ThreadPoolExecutor::WorkerLoop() {
       }
       control->ti_id = a.ti_id;
       control->try_number = a.try_number;
+      control->cooperative = a.dag && a.task_index < a.dag->tasks.size() &&
+                             a.task().operator_name == scheduler::kOperatorTransform;
+      control->sink = pending.sink;
       key = next_try_key_++;
       running_.emplace(key, control);
     }
@@ -303,6 +325,12 @@ void ThreadPoolExecutor::WorkerLoop() {
     pending = Pending{};  // release the sink and the DAG before reporting idle
     {
       std::lock_guard lock(mu_);
+      if (control->abandoned) {
+        --abandoned_;
+        Logger()->warn("an abandoned try's job returned at last ti={} try={}", control->ti_id,
+                       control->try_number);
+      }
+      control->sink = nullptr;
       running_.erase(key);
     }
     idle_cv_.notify_all();
@@ -314,13 +342,33 @@ void ThreadPoolExecutor::WatchdogLoop() {
   while (!shutdown_) {
     const auto now = std::chrono::steady_clock::now();
     std::optional<std::chrono::steady_clock::time_point> next;
+    auto wake_at = [&](std::chrono::steady_clock::time_point t) {
+      if (!next || t < *next) next = t;
+    };
+    std::vector<std::shared_ptr<TryControl>> given_up;
     for (auto& [key, control] : running_) {
-      if (!control->deadline || control->stop_reason() != StopReason::kNone) continue;
-      if (*control->deadline <= now) {
-        control->Stop(StopReason::kTimeout);
-      } else if (!next || *control->deadline < *next) {
-        next = control->deadline;
+      if (control->deadline && control->stop_reason() == StopReason::kNone) {
+        if (*control->deadline <= now) {
+          StopLocked(*control, StopReason::kTimeout);
+        } else {
+          wake_at(*control->deadline);
+        }
       }
+      if (!control->cooperative || !control->stopped_at || control->abandoned) continue;
+      const auto give_up_at = *control->stopped_at + options_.cancel_grace;
+      if (give_up_at <= now) {
+        control->abandoned = true;
+        ++abandoned_;
+        given_up.push_back(control);
+      } else {
+        wake_at(give_up_at);
+      }
+    }
+    if (!given_up.empty()) {
+      lock.unlock();  // the sink is never called with a lock held
+      for (const auto& control : given_up) ReportAbandoned(*control);
+      lock.lock();
+      continue;
     }
     if (next) {
       watchdog_cv_.wait_until(lock, *next);
@@ -328,6 +376,25 @@ void ThreadPoolExecutor::WatchdogLoop() {
       watchdog_cv_.wait(lock);
     }
   }
+}
+
+void ThreadPoolExecutor::ReportAbandoned(TryControl& control) {
+  if (control.reported.exchange(true)) return;  // the job returned just now
+  TaskOutcome outcome = StopOutcome(control).value_or(Failed("stopped"));
+  const std::string message =
+      fmt::format("the job did not stop within {} of its cancellation; its thread is still "
+                  "running and is counted in dagd_executor_abandoned_threads",
+                  SecondsText(options_.cancel_grace));
+  outcome.error = outcome.error.empty() ? message : outcome.error + "; " + message;
+  Logger()->error("try abandoned ti={} try={} error=\"{}\"", control.ti_id, control.try_number,
+                  outcome.error);
+  TaskEvent finished;
+  finished.kind = TaskEvent::Kind::kFinished;
+  finished.ti_id = control.ti_id;
+  finished.try_number = control.try_number;
+  finished.at = clock_.Now();
+  finished.outcome = std::move(outcome);
+  Emit(control.sink, std::move(finished));
 }
 
 void ThreadPoolExecutor::RunOne(Pending& pending, const std::shared_ptr<TryControl>& control) {
@@ -401,7 +468,8 @@ void ThreadPoolExecutor::RunOne(Pending& pending, const std::shared_ptr<TryContr
   finished.try_number = a.try_number;
   finished.at = clock_.Now();
   finished.outcome = std::move(outcome);
-  Emit(pending.sink, std::move(finished));
+  // A try given up on was reported by the watchdog already.
+  if (!control->reported.exchange(true)) Emit(pending.sink, std::move(finished));
 }
 
 scheduler::TaskOutcome ThreadPoolExecutor::RunOperator(const TaskAssignment& a, TryLog& log,

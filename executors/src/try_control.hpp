@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "dagd/scheduler/ports.hpp"
 #include "dagd/scheduler/time.hpp"
 
 namespace dagd::executors {
@@ -25,6 +26,14 @@ struct TryControl {
   int try_number = 0;
   // Written once, before Stop(kRunOver) publishes the reason; read after the reason is seen.
   std::string stop_message;
+  // A transform job: cancellation is cooperative, so the executor's cancel_grace applies.
+  bool cooperative = false;
+  // Guarded by the executor's mutex: when the token was set, and whether the try was given up
+  // on (reported failed while its thread still runs the job).
+  std::optional<std::chrono::steady_clock::time_point> stopped_at;
+  bool abandoned = false;
+  scheduler::TaskEventSink sink;   // set before publish: the watchdog reports an abandoned try
+  std::atomic<bool> reported{false};  // kFinished was sent (by the worker or the watchdog)
 
   void Stop(StopReason r) {
     int expected = static_cast<int>(StopReason::kNone);
@@ -34,6 +43,8 @@ struct TryControl {
   StopReason stop_reason() const { return static_cast<StopReason>(reason.load()); }
 };
 
+// "30s", "0.25s".
+std::string SecondsText(scheduler::Duration d);
 // "execution_timeout of 30s exceeded", "execution_timeout of 0.25s exceeded".
 std::string TimeoutMessage(scheduler::Duration timeout);
 

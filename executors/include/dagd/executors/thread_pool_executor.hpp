@@ -28,6 +28,14 @@
 // execution_timeout: at the deadline the try's cancellation token is set and bash process groups
 // get SIGTERM, then SIGKILL after kill_grace; the try is kFailed "execution_timeout of Ns
 // exceeded" (for a transform job, once the job returns: cancellation is cooperative).
+// A transform job that has not returned cancel_grace after its token was set is given up on:
+// its try is reported kFailed (kInterrupted after CancelRunning) with the reason plus "the job
+// did not stop within 10s of its cancellation; its thread is still running and is counted in
+// dagd_executor_abandoned_threads", and its late return reports nothing. Its thread keeps its
+// worker slot (busy, not replaced): a thread cannot be killed, and replacing it would let jobs
+// that never return multiply threads without bound; dagd_executor_workers_busy and
+// dagd_executor_abandoned_threads show the lost capacity, and WaitIdle and the destructor still
+// wait for the job to return.
 // CancelRunning does the same for every running try, which then report kInterrupted; StopTry
 // for one try, which reports kFailed with the reason given (its run timed out).
 // StopOrphanedProcess stops a group a previous daemon process left behind (process_group.hpp).
@@ -63,6 +71,9 @@ struct ExecutorOptions {
   int parallelism = 8;                         // worker threads; values below 1 mean 1
   std::string hostname;                        // reported in kStarted; empty = gethostname()
   std::chrono::milliseconds kill_grace{5000};  // SIGTERM → SIGKILL for bash process groups
+  // How long a transform job may run on after its token is set (execution_timeout, StopTry,
+  // CancelRunning) before its try is reported failed and its thread counted as abandoned.
+  std::chrono::milliseconds cancel_grace{10000};
   // The account bash tries run as when their task names none. Only root can switch: when the
   // executor is not root, tries run as its own account and this must be empty or name it. Empty
   // as root: bash tries fail (tasks never run as root).
@@ -81,6 +92,7 @@ struct ExecutorOptions {
 };
 
 class TryLog;       // the per-try log file (private)
+enum class StopReason : int;  // why a try was asked to stop (private)
 struct TryControl;  // per running try: cancellation token, deadline, stop reason (private)
 
 class ThreadPoolExecutor final : public scheduler::TaskExecutor {
@@ -119,6 +131,10 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   void WorkerLoop();
   void WatchdogLoop();
   void RunOne(Pending& pending, const std::shared_ptr<TryControl>& control);
+  // Sets a running try's token and notes when (mu_ held).
+  void StopLocked(TryControl& control, StopReason reason);
+  // Reports a try whose job ignored its token past cancel_grace (no lock held).
+  void ReportAbandoned(TryControl& control);
   // `started` sends kStarted (once) with the pid, account and process group of the try.
   using StartedFn = std::function<void(int pid, const std::string& unixname,
                                        const std::optional<scheduler::TryProcess>& process)>;
@@ -135,7 +151,7 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   const std::string unixname_;  // the daemon's account: transform and empty tries run as it
   const std::vector<std::string> inherited_env_;  // LANG and TZ of the daemon, when set
 
-  mutable std::mutex mu_;                // guards queue_, accepting_, shutdown_, running_
+  mutable std::mutex mu_;  // guards queue_, accepting_, shutdown_, running_, abandoned_
   std::condition_variable work_cv_;      // queue_ gained an item, or shutdown_
   std::condition_variable idle_cv_;      // a try ended (running_ shrank) or the queue was dropped
   std::condition_variable watchdog_cv_;  // a try with a deadline started, or shutdown_
@@ -144,6 +160,7 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   bool shutdown_ = false;
   uint64_t next_try_key_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<TryControl>> running_;
+  size_t abandoned_ = 0;  // tries of running_ given up on (TryControl::abandoned)
   std::vector<scheduler::MetricsRegistry::Registration> metric_callbacks_;  // read mu_'s fields
 
   // Declared last: started after every member above exists, joined in the destructor.

@@ -31,13 +31,8 @@ constexpr size_t kMaxPathBytes = 2048;
 constexpr size_t kMaxAnswerBytes = 1 << 20;  // answers larger than this are not read for a run id
 constexpr std::string_view kRedacted = "***";
 
-// `text` cut to at most `max` bytes at a character boundary (it is valid UTF-8).
-std::string Cut(std::string_view text, size_t max) {
-  if (text.size() <= max) return std::string(text);
-  size_t cut = max;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-  return std::string(text.substr(0, cut));
-}
+// `text` (valid UTF-8) cut to at most `max` bytes at a character boundary.
+std::string Cut(std::string_view text, size_t max) { return std::string(Utf8Prefix(text, max)); }
 
 // Names that may hold a secret: their values are never stored, whatever their type.
 bool LooksSecret(std::string_view key) {
@@ -149,6 +144,23 @@ void TakeRunFromAnswer(AuditEntry& e, const Response& answer) {
   }
 }
 
+// The summary of `body` the header describes; `parsed` is `body` parsed.
+Json SummarizeBody(std::string_view body, const ParsedJson& parsed) {
+  if (body.empty()) return Json::object();
+  if (!parsed.value || !parsed.value->is_object()) return {{"_bytes", body.size()}};
+  Json out = Json::object();
+  Json keys = Json::array();
+  for (const auto& [key, value] : parsed.value->items()) {
+    if (keys.size() == kMaxKeys) break;
+    if (!IsCleanText(key)) continue;
+    const std::string name = Cut(key, kMaxKeyBytes);
+    keys.push_back(name);
+    out[name] = StoredValue(key, value);
+  }
+  if (Dump(out).size() > kMaxSummaryBytes) return {{"_keys", std::move(keys)}};
+  return out;
+}
+
 }  // namespace
 
 AuditEntry ForWrite(std::string_view event, const std::vector<std::string_view>& pattern,
@@ -173,8 +185,8 @@ AuditEntry ForWrite(std::string_view event, const std::vector<std::string_view>&
         e.try_number = static_cast<int>(*n);
     }
   }
-  e.body = SummarizeBody(req.body);
   const ParsedJson parsed = ParseUntrustedJson(req.body);
+  e.body = SummarizeBody(req.body, parsed);
   if (parsed.value && parsed.value->is_object()) {
     if (!e.dag_id) e.dag_id = BodyString(*parsed.value, "dag_id");
     if (!e.run_id) e.run_id = BodyString(*parsed.value, "dag_run_id");
@@ -216,23 +228,6 @@ void SetCaller(AuditEntry& entry, const std::optional<scheduler::Principal>& cal
   if (!caller) return;
   entry.owner = caller->name;
   entry.via = caller->via;
-}
-
-Json SummarizeBody(std::string_view body) {
-  if (body.empty()) return Json::object();
-  const ParsedJson parsed = ParseUntrustedJson(body);
-  if (!parsed.value || !parsed.value->is_object()) return {{"_bytes", body.size()}};
-  Json out = Json::object();
-  Json keys = Json::array();
-  for (const auto& [key, value] : parsed.value->items()) {
-    if (keys.size() == kMaxKeys) break;
-    if (!IsCleanText(key)) continue;
-    const std::string name = Cut(key, kMaxKeyBytes);
-    keys.push_back(name);
-    out[name] = StoredValue(key, value);
-  }
-  if (Dump(out).size() > kMaxSummaryBytes) return {{"_keys", std::move(keys)}};
-  return out;
 }
 
 void Record(scheduler::Service& service, AuditEntry entry, const Response& answer) {
@@ -278,12 +273,7 @@ Response ListEventLogs(scheduler::Service& service, const RouterOptions& options
   q.owner_pattern = c.query.First("owner_pattern").value_or("");
   q.event_pattern = c.query.First("event_pattern").value_or("");
   if (!errors.empty()) return errors.ToResponse();
-  auto listing = service.ListAudit(q);
-  if (!listing.ok()) return ErrorResponse(listing.status());
-  Json out = Json::array();
-  for (const AuditEntry& e : listing->items) out.push_back(EntryToJson(e));
-  return JsonResponse(200,
-                      {{"event_logs", std::move(out)}, {"total_entries", listing->total_entries}});
+  return ListingResponse(service.ListAudit(q), "event_logs", EntryToJson);
 }
 
 Response GetEventLog(scheduler::Service& service, const RouterOptions&, const Call& c) {

@@ -39,9 +39,6 @@ scheduler::AuditEntry ForLogin(const Request& req, std::string_view path);
 // Sets owner and via from the caller, once authentication ran (a 403's caller included).
 void SetCaller(scheduler::AuditEntry& entry, const std::optional<scheduler::Principal>& caller);
 
-// The bounded, redacted summary of a request body described above.
-scheduler::Json SummarizeBody(std::string_view body);
-
 // Stores `entry` with the answer's status (and, for a 2xx JSON answer describing a run, its
 // run id and logical date when the request did not name them): one Service call. A failure is
 // logged with the entry's content and changes nothing else. Never throws.

@@ -161,25 +161,16 @@ std::vector<T> BodyEnums(Body& body, std::string_view name, Parse parse, std::st
 }
 
 Response RunListing(Service& service, const scheduler::RunQuery& q) {
-  auto listing = service.ListRuns(q);
-  if (!listing.ok()) return ErrorResponse(listing.status());
-  Json runs = Json::array();
-  for (const auto& r : listing->items) runs.push_back(DagRunToJson(r));
-  return JsonResponse(200,
-                      {{"dag_runs", std::move(runs)}, {"total_entries", listing->total_entries}});
+  return ListingResponse(service.ListRuns(q), "dag_runs", DagRunToJson);
 }
 
 Response TaskInstanceListing(Service& service, const scheduler::TaskInstanceQuery& q,
                              RunCache& runs) {
   auto listing = service.ListTaskInstances(q);
-  if (!listing.ok()) return ErrorResponse(listing.status());
-  runs.Prefetch(listing->items);
-  Json tis = Json::array();
-  for (const auto& ti : listing->items) {
-    tis.push_back(TaskInstanceToJson(ti, runs.Get(ti.dag_id, ti.run_id)));
-  }
-  return JsonResponse(
-      200, {{"task_instances", std::move(tis)}, {"total_entries", listing->total_entries}});
+  if (listing.ok()) runs.Prefetch(listing->items);
+  return ListingResponse(listing, "task_instances", [&](const scheduler::TaskInstance& ti) {
+    return TaskInstanceToJson(ti, runs.Get(ti.dag_id, ti.run_id));
+  });
 }
 
 // The batch endpoints exist only across DAGs (Airflow's path parameter is the constant "~").
@@ -342,12 +333,9 @@ Response ListDagVersions(Service& service, const RouterOptions& options, const C
   if (bundle && *bundle != kBundleName) {
     return JsonResponse(200, {{"dag_versions", Json::array()}, {"total_entries", 0}});
   }
-  Json versions = Json::array();
-  for (const auto& v : listing->items) {
-    versions.push_back(DagVersionToJson(v.dag_id, v.version_number, v.created_at));
-  }
-  return JsonResponse(
-      200, {{"dag_versions", std::move(versions)}, {"total_entries", listing->total_entries}});
+  return ListingResponse(listing, "dag_versions", [](const scheduler::DagVersionRecord& v) {
+    return DagVersionToJson(v.dag_id, v.version_number, v.created_at);
+  });
 }
 
 Response GetDagVersion(Service& service, const RouterOptions&, const Call& c) {

@@ -3,14 +3,13 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <memory>
 #include <optional>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "dagd/api/event_cursor.hpp"
 #include "dagd/scheduler/states.hpp"
+#include "live_body.hpp"
 #include "request_text.hpp"
 #include "responses.hpp"
 
@@ -19,45 +18,6 @@ namespace dagd::api {
 namespace {
 
 using namespace std::chrono_literals;
-
-// A body's source, its change watch and the server's wake. The watch is declared after the
-// source it wakes: it goes first, and its destruction waits for a wake in progress.
-template <typename Source>
-struct LiveState {
-  template <typename... Args>
-  explicit LiveState(Args&&... args) : source(std::forward<Args>(args)...) {}
-  Source source;
-  std::function<void()> wake;  // the server's; set by arm before the first poll
-  std::unique_ptr<scheduler::ChangeWatch> watch;
-};
-
-// A LiveBody whose source is a Source made of `args`.
-template <typename Source, typename... Args>
-std::shared_ptr<LiveBody> MakeLiveBody(scheduler::Service& service,
-                                       std::chrono::milliseconds idle_poll, Args&&... args) {
-  auto state = std::make_shared<LiveState<Source>>(std::forward<Args>(args)...);
-  auto body = std::make_shared<LiveBody>();
-  body->idle_poll = idle_poll;
-  // The closures hold the state: it lives as long as the LiveBody the server holds.
-  body->arm = [state, &service](std::function<void()> wake) {
-    state->wake = wake;
-    Source* source = &state->source;
-    state->watch = service.WatchChanges([source, wake = std::move(wake)] {
-      source->Wake();
-      wake();
-    });
-  };
-  body->poll = [state]() -> std::optional<std::string> {
-    auto piece = state->source.Poll(std::chrono::steady_clock::now());
-    if constexpr (std::is_same_v<Source, EventCursor>) {
-      // Events left unread (a long backlog, a filter that matched nothing in this poll's
-      // reads): come back soon rather than at the next notification.
-      if (piece && state->source.Behind() && state->wake) state->wake();
-    }
-    return piece;
-  };
-  return body;
-}
 
 // A filter value: absent, or a non-empty string.
 std::string FilterValue(const Query& query, std::string_view name, Errors& errors) {
@@ -96,8 +56,8 @@ std::optional<double> ParseNumber(const std::string& text) {
 
 }  // namespace
 
-Response StreamEvents(scheduler::Service& service, const StreamOptions& options,
-                      const Request& req, const Query& query) {
+Response StreamEvents(scheduler::Service& service, const StreamOptions& options, const Request& req,
+                      const Query& query) {
   Errors errors;
   scheduler::EventFilter filter;
   filter.dag_id = FilterValue(query, "dag_id", errors);
@@ -217,8 +177,8 @@ Response WaitForRun(scheduler::Service& service, const StreamOptions& options,
   start.interval = std::max(std::chrono::milliseconds(1),
                             std::chrono::milliseconds(std::llround(interval * 1000)));
   start.result_task_ids = std::move(results);
-  const auto idle = std::clamp(start.interval, std::chrono::milliseconds(10),
-                               std::chrono::milliseconds(1000));
+  const auto idle =
+      std::clamp(start.interval, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
   const scheduler::EventFilter filter{dag_id, run_id, ""};
   ReadEventPage read = [&service, filter](int64_t after_seq, int limit) {
     return service.ReadEvents(after_seq, limit, filter);

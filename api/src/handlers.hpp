@@ -94,4 +94,18 @@ Response Providers(Service& service, const RouterOptions& options, const Call& c
 Response OpenApi(Service& service, const RouterOptions& options, const Call& c);
 
 }  // namespace contract
+
+// Marking and notes (mark_routes.cpp).
+namespace marks {
+
+using scheduler::Service;
+
+// PATCH /dags/{dag_id}/dagRuns/{dag_run_id}: DAGRunPatchBody → DAGRunResponse.
+Response PatchRun(Service& service, const RouterOptions& options, const Call& c);
+// PATCH .../taskInstances/{task_id} and .../{task_id}/dry_run: PatchTaskInstanceBody →
+// TaskInstanceCollectionResponse (the task instances changed, or that would be).
+Response PatchTaskInstance(Service& service, const RouterOptions& options, const Call& c);
+Response PatchTaskInstanceDryRun(Service& service, const RouterOptions& options, const Call& c);
+
+}  // namespace marks
 }  // namespace dagd::api

@@ -1,55 +1,14 @@
 #include "dagd/api/log_token.hpp"
 
-#include <array>
 #include <charconv>
+
+#include "request_text.hpp"
 
 namespace dagd::api {
 
 namespace {
 
-constexpr std::string_view kAlphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 constexpr std::string_view kMagic = "dagd-log-1";
-
-std::string Base64Url(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() * 4 + 2) / 3);
-  uint32_t bits = 0;
-  int count = 0;
-  for (unsigned char c : bytes) {
-    bits = (bits << 8) | c;
-    count += 8;
-    while (count >= 6) {
-      count -= 6;
-      out += kAlphabet[(bits >> count) & 63];
-    }
-  }
-  if (count > 0) out += kAlphabet[(bits << (6 - count)) & 63];
-  return out;
-}
-
-std::optional<std::string> FromBase64Url(std::string_view text) {
-  static const std::array<int, 256> kValue = [] {
-    std::array<int, 256> v{};
-    v.fill(-1);
-    for (size_t i = 0; i < kAlphabet.size(); ++i) v[static_cast<unsigned char>(kAlphabet[i])] = i;
-    return v;
-  }();
-  std::string out;
-  uint32_t bits = 0;
-  int count = 0;
-  for (unsigned char c : text) {
-    const int value = kValue[c];
-    if (value < 0) return std::nullopt;
-    bits = ((bits << 6) | static_cast<uint32_t>(value)) & 0xffffff;
-    count += 6;
-    if (count >= 8) {
-      count -= 8;
-      out += static_cast<char>((bits >> count) & 0xff);
-    }
-  }
-  return out;
-}
 
 }  // namespace
 

@@ -1,10 +1,15 @@
 #include "request_text.hpp"
 
+#include <array>
 #include <cctype>
+#include <cstdint>
 
 namespace dagd::api {
 
 namespace {
+
+constexpr std::string_view kBase64UrlAlphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -89,6 +94,55 @@ bool IsCleanText(std::string_view s) {
     i += length;
   }
   return true;
+}
+
+std::string_view Utf8Prefix(std::string_view text, size_t max) {
+  if (text.size() <= max) return text;
+  size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut);
+}
+
+std::string Base64Url(std::string_view bytes) {
+  std::string out;
+  out.reserve((bytes.size() * 4 + 2) / 3);
+  uint32_t bits = 0;
+  int count = 0;
+  for (unsigned char c : bytes) {
+    bits = (bits << 8) | c;
+    count += 8;
+    while (count >= 6) {
+      count -= 6;
+      out += kBase64UrlAlphabet[(bits >> count) & 63];
+    }
+  }
+  if (count > 0) out += kBase64UrlAlphabet[(bits << (6 - count)) & 63];
+  return out;
+}
+
+std::optional<std::string> FromBase64Url(std::string_view text) {
+  static const std::array<int, 256> kValue = [] {
+    std::array<int, 256> v{};
+    v.fill(-1);
+    for (size_t i = 0; i < kBase64UrlAlphabet.size(); ++i) {
+      v[static_cast<unsigned char>(kBase64UrlAlphabet[i])] = static_cast<int>(i);
+    }
+    return v;
+  }();
+  std::string out;
+  uint32_t bits = 0;
+  int count = 0;
+  for (unsigned char c : text) {
+    const int value = kValue[c];
+    if (value < 0) return std::nullopt;
+    bits = ((bits << 6) | static_cast<uint32_t>(value)) & 0xffffff;
+    count += 6;
+    if (count >= 8) {
+      count -= 8;
+      out += static_cast<char>((bits >> count) & 0xff);
+    }
+  }
+  return out;
 }
 
 }  // namespace dagd::api

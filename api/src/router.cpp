@@ -15,6 +15,7 @@
 
 #include "audit_log.hpp"
 #include "dagd/api/codecs.hpp"
+#include "dagd/api/login_throttle.hpp"
 #include "dagd/scheduler/states.hpp"
 #include "dagd/scheduler/time.hpp"
 #include "event_stream.hpp"
@@ -305,6 +306,14 @@ class Api {
     return JsonResponse(200, DagRunToJson(*run));
   }
 
+  Response PatchRun(const Call& c) { return marks::PatchRun(service_, options_, c); }
+  Response PatchTaskInstance(const Call& c) {
+    return marks::PatchTaskInstance(service_, options_, c);
+  }
+  Response PatchTaskInstanceDryRun(const Call& c) {
+    return marks::PatchTaskInstanceDryRun(service_, options_, c);
+  }
+
   Response ListTaskInstances(const Call& c) {
     return contract::ListTaskInstances(service_, options_, c);
   }
@@ -358,6 +367,42 @@ class Api {
     if (!n) return error;
     return ServeTaskLog(service_, options_.streams, c.req, c.query,
                         TryId{c.params[0], c.params[1], c.params[2], *n});
+  }
+
+  // Why the task instance is not running (Airflow's task instance dependencies). dagd maps no
+  // tasks: only map_index -1 exists, any other is a task instance that is not found.
+  Response GetDependencies(const Call& c) {
+    if (auto refused = Unsupported(c, {"map_index"})) return *refused;
+    Errors errors;
+    const int map_index = c.query.Int("map_index", -1, std::numeric_limits<int>::min(), errors);
+    if (!errors.empty()) return errors.ToResponse();
+    return Dependencies(c, map_index);
+  }
+
+  Response GetDependenciesByMapIndex(const Call& c) {
+    if (auto refused = Unsupported(c, {})) return *refused;
+    auto v = ParseInt(c.params[3]);
+    if (!v || *v > std::numeric_limits<int>::max() || *v < std::numeric_limits<int>::min()) {
+      Errors errors;
+      errors.Add("int_parsing", {"path", "map_index"},
+                 "Input should be a valid integer, unable to parse string as an integer",
+                 c.params[3]);
+      return errors.ToResponse();
+    }
+    return Dependencies(c, static_cast<int>(*v));
+  }
+
+  Response Dependencies(const Call& c, int map_index) {
+    if (map_index != -1) {
+      return Detail(404, "The Task Instance with dag_id: `" + c.params[0] + "`, run_id: `" +
+                             c.params[1] + "`, task_id: `" + c.params[2] + "` and map_index: `" +
+                             std::to_string(map_index) + "` was not found");
+    }
+    auto deps = service_.ExplainTaskInstance(c.params[0], c.params[1], c.params[2]);
+    if (!deps.ok()) return ErrorResponse(deps.status());
+    Json out = Json::array();
+    for (const auto& d : *deps) out.push_back({{"name", d.name}, {"reason", d.reason}});
+    return JsonResponse(200, {{"dependencies", std::move(out)}});
   }
 
   Response Events(const Call& c) {
@@ -529,6 +574,30 @@ const std::vector<Route>& Routes() {
       {{"eventLogs", "{}"}, "GET", &Api::GetEventLog, kViewer, "read the audit log"},
       {{"dags", "{}"}, "PUT", &Api::UploadDag, Role::kAdmin, "upload DAGs", "put_dag"},
       {{"dags", "{}"}, "DELETE", &Api::DeleteDag, Role::kAdmin, "delete DAGs", "delete_dag"},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "dependencies"},
+       "GET",
+       &Api::GetDependencies,
+       kViewer,
+       "read task instances"},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "{}", "dependencies"},
+       "GET",
+       &Api::GetDependenciesByMapIndex,
+       kViewer,
+       "read task instances"},
+      {{"dags", "{}", "dagRuns", "{}"}, "PATCH", &Api::PatchRun, kUser, "mark DAG runs",
+       "patch_dag_run"},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}"},
+       "PATCH",
+       &Api::PatchTaskInstance,
+       kUser,
+       "mark task instances",
+       "patch_task_instance"},
+      {{"dags", "{}", "dagRuns", "{}", "taskInstances", "{}", "dry_run"},
+       "PATCH",
+       &Api::PatchTaskInstanceDryRun,
+       kUser,
+       "mark task instances",
+       kReadOnly},
   };
   return kRoutes;
 }
@@ -551,7 +620,8 @@ std::string PatternText(std::string_view prefix, const Route& route) {
       {"tasks", "{task_id}"},
       {"tries", "{try_number}"},
       {"logs", "{try_number}"},
-      {"dagVersions", "{version_number}"}};
+      {"dagVersions", "{version_number}"},
+      {"{}", "{map_index}"}};  // .../taskInstances/{task_id}/{map_index}/...
   std::string out(prefix);
   for (size_t i = 0; i < route.pattern.size(); ++i) {
     if (i > 0) out += '/';
@@ -606,6 +676,11 @@ Response Unauthorized(const std::string& detail) {
 // An Authenticator error: bad credentials are 401 with its sentence, the rest as Service errors.
 Response AuthError(const Status& status) {
   if (status.code() == StatusCode::kInvalidArgument) return Unauthorized(status.message());
+  if (status.code() == StatusCode::kDeadlineExceeded) {  // too many password checks at once
+    Response busy = Detail(503, status.message());
+    busy.headers.emplace_back("Retry-After", "1");
+    return busy;
+  }
   return ErrorResponse(status);
 }
 
@@ -649,7 +724,7 @@ bool IsOAuthFormField(std::string_view name) {
 }
 
 // POST /auth/token: {"username", "password"} as JSON or as a form → 201 {"access_token"}.
-Response IssueToken(const RouterOptions& options, const Request& req) {
+Response IssueToken(const RouterOptions& options, LoginThrottle& throttle, const Request& req) {
   if (req.method != "POST") return Detail(405, "Method Not Allowed");
   if (auto refusal = RefuseNonJsonBody(req, /*allow_form=*/true)) return *refusal;
   Json fields = Json::object();
@@ -694,9 +769,25 @@ Response IssueToken(const RouterOptions& options, const Request& req) {
   if (options.authenticator == nullptr) {
     return Detail(503, "Authentication is not configured on this daemon");
   }
+  const auto now = LoginThrottle::Clock::now();
+  if (auto wait = throttle.RetryAfter(req.remote_address, now)) {
+    Response refusal = Detail(
+        429, fmt::format("Too many failed logins from this address ({} within {} s); try again "
+                         "in {} s",
+                         options.max_failed_logins, options.failed_login_window.count(),
+                         wait->count()));
+    refusal.headers.emplace_back("Retry-After", std::to_string(wait->count()));
+    return refusal;
+  }
   auto token = options.authenticator->IssueToken(fields["username"].get<std::string>(),
                                                  fields["password"].get<std::string>());
-  if (!token.ok()) return AuthError(token.status());
+  if (!token.ok()) {
+    if (token.status().code() == StatusCode::kInvalidArgument) {
+      throttle.Failed(req.remote_address, now);
+    }
+    return AuthError(token.status());
+  }
+  throttle.Succeeded(req.remote_address);
   return JsonResponse(201, {{"access_token", *token}});
 }
 
@@ -707,8 +798,8 @@ struct Outcome {
   std::string_view route_label = RouteLabel(nullptr);  // the route the path matched
 };
 
-Response Dispatch(Service& service, const RouterOptions& options, const Request& req,
-                  Outcome& outcome) {
+Response Dispatch(Service& service, const RouterOptions& options, LoginThrottle& throttle,
+                  const Request& req, Outcome& outcome) {
   if (auto refusal = RefuseForeignOrigin(req, options)) return *refusal;
 
   std::string_view target = req.target;
@@ -719,7 +810,7 @@ Response Dispatch(Service& service, const RouterOptions& options, const Request&
   if (path == "/auth/token" || path == "/auth/token/") {
     if (req.method == "POST") outcome.audit = audit::ForLogin(req, path);
     outcome.route_label = kTokenRoute;
-    return IssueToken(options, req);
+    return IssueToken(options, throttle, req);
   }
 
   constexpr std::string_view kPrefix = "/api/v2/";
@@ -778,8 +869,9 @@ Response Dispatch(Service& service, const RouterOptions& options, const Request&
 Router::Router(scheduler::Service& service, RouterOptions options)
     : service_(service),
       options_(std::move(options)),
-      http_metrics_(options_.metrics ? std::make_unique<HttpMetrics>(*options_.metrics) : nullptr) {
-}
+      http_metrics_(options_.metrics ? std::make_unique<HttpMetrics>(*options_.metrics) : nullptr),
+      login_throttle_(std::make_unique<LoginThrottle>(std::max(1, options_.max_failed_logins),
+                                                      options_.failed_login_window)) {}
 
 Router::~Router() = default;
 
@@ -788,7 +880,7 @@ Response Router::Handle(const Request& req) const {
   Outcome outcome;
   std::optional<Response> response;
   try {
-    response = Dispatch(service_, options_, req, outcome);
+    response = Dispatch(service_, options_, *login_throttle_, req, outcome);
   } catch (const std::exception& e) {
     Log()->error("request failed method={} error=\"{}\"", req.method, e.what());
   } catch (...) {

@@ -9,6 +9,7 @@
 
 #include "dagd/api/codecs.hpp"
 #include "dagd/api/log_token.hpp"
+#include "live_body.hpp"
 #include "request_text.hpp"
 #include "responses.hpp"
 
@@ -108,7 +109,7 @@ class LogFollower {
     // held all of its log.
     const bool ended = ended_;
     Chunk chunk = ReadChunk(reader_, encoder_ ? &*encoder_ : nullptr, true);
-    more_ = !chunk.idle;
+    behind_ = !chunk.idle;
     if (chunk.idle && ended) {
       finished_ = true;
       if (encoder_) chunk.text += encoder_->Finish(nullptr);
@@ -117,8 +118,8 @@ class LogFollower {
     return std::move(chunk.text);
   }
 
-  // Whether the last poll stopped with bytes left to read (the server should poll again soon).
-  bool more() const { return more_; }
+  // The last poll stopped with bytes left to read: poll again soon.
+  bool Behind() const { return behind_; }
 
  private:
   void CheckState(Clock::time_point now) {
@@ -146,42 +147,10 @@ class LogFollower {
   std::optional<LogEncoder> encoder_;
   bool ended_ = false;
   bool finished_ = false;
-  bool more_ = false;
+  bool behind_ = false;
   Clock::time_point last_check_{};  // the first poll checks: the try may have ended meanwhile
   std::atomic<bool> state_changed_{false};
 };
-
-// The follower, its change watch and the server's wake. The watch is declared after the
-// follower it wakes: it goes first, and its destruction waits for a wake in progress.
-struct FollowState {
-  template <typename... Args>
-  explicit FollowState(Args&&... args) : follower(std::forward<Args>(args)...) {}
-  LogFollower follower;
-  std::function<void()> wake;  // the server's; set by arm before the first poll
-  std::unique_ptr<scheduler::ChangeWatch> watch;
-};
-
-std::shared_ptr<LiveBody> Follow(scheduler::Service& service, const StreamOptions& options,
-                                 const TryId& id, scheduler::LogReader reader,
-                                 std::optional<LogFormat> format) {
-  auto state = std::make_shared<FollowState>(service, id, std::move(reader), format);
-  auto body = std::make_shared<LiveBody>();
-  body->idle_poll = options.log_poll;
-  body->arm = [state, &service](std::function<void()> wake) {
-    state->wake = wake;
-    LogFollower* follower = &state->follower;
-    state->watch = service.WatchChanges([follower, wake = std::move(wake)] {
-      follower->Wake();
-      wake();
-    });
-  };
-  body->poll = [state]() -> std::optional<std::string> {
-    auto piece = state->follower.Poll(Clock::now());
-    if (piece && state->follower.more() && state->wake) state->wake();
-    return piece;
-  };
-  return body;
-}
 
 }  // namespace
 
@@ -232,7 +201,8 @@ Response ServeTaskLog(scheduler::Service& service, const StreamOptions& options,
 
   Response response(200, content_type, "");
   if (follow) {
-    response.live = Follow(service, options, id, std::move(*log), format);
+    response.live =
+        MakeLiveBody<LogFollower>(service, options.log_poll, service, id, std::move(*log), format);
     return response;
   }
   if (format != LogFormat::kJson && !log->try_ended()) {

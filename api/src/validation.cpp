@@ -55,9 +55,8 @@ void CheckNul(const Json& value, Json& loc, Errors& errors) {
 
 std::string Shorten(const std::string& text) {
   if (text.size() <= kMaxEchoBytes) return text;
-  size_t cut = kMaxEchoBytes;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-  return text.substr(0, cut) + "... (" + std::to_string(text.size()) + " bytes)";
+  return std::string(Utf8Prefix(text, kMaxEchoBytes)) + "... (" + std::to_string(text.size()) +
+         " bytes)";
 }
 
 void Errors::Add(std::string type, Json loc, std::string msg, const Json& input, Json ctx) {
@@ -242,6 +241,15 @@ std::optional<Json> ParseBodyObject(const Request& req, Response& error) {
     return std::nullopt;
   }
   return std::move(body);
+}
+
+void ForbidExtraFields(const Json& body, const std::set<std::string, std::less<>>& fields,
+                       Errors& errors) {
+  for (const auto& [key, value] : body.items()) {
+    if (!fields.contains(key)) {
+      errors.Add("extra_forbidden", {"body", key}, "Extra inputs are not permitted", value);
+    }
+  }
 }
 
 }  // namespace dagd::api

@@ -1,13 +1,15 @@
 // Validation of query strings and JSON bodies, answered in Pydantic's 422 shape (router.hpp):
 // Errors collects at most 20 entries, each echoing the client's input bounded in size; Query is
 // the decoded query string, whose typed getters add an error and return a fallback on bad input;
-// ParseBodyObject accepts only a JSON object free of NUL characters. Pure: safe from any thread,
-// one Errors per request.
+// ParseBodyObject accepts only a JSON object free of NUL characters, ForbidExtraFields refuses
+// its unknown fields. Pure: safe from any thread, one Errors per request.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -88,5 +90,9 @@ class Query {
 // Parses a JSON request body that must be an object, with no NUL character in any key or string
 // (which PostgreSQL would cut or refuse). On failure `error` holds the 422.
 std::optional<Json> ParseBodyObject(const Request& req, Response& error);
+
+// Pydantic's extra="forbid": an extra_forbidden error for each key of `body` not in `fields`.
+void ForbidExtraFields(const Json& body, const std::set<std::string, std::less<>>& fields,
+                       Errors& errors);
 
 }  // namespace dagd::api

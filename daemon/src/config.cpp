@@ -305,6 +305,13 @@ Invocation ParseCommandLine(int argc, char** argv) {
   auto* validate =
       dags->add_subcommand("validate", "Check DAG files offline; non-zero exit on errors");
   validate->add_option("files", inv.validate_files, "DAG files")->required();
+  auto* next_runs = dags->add_subcommand(
+      "next-runs", "Print a DAG's next scheduled runs offline (UTC and the DAG's time zone)");
+  next_runs->add_option("dag", inv.next_runs_target, "A DAG file, or a dag_id in --dags-folder")
+      ->required();
+  next_runs->add_option("-n", inv.next_runs_count, "How many runs")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   dags->require_subcommand(1);
 
   try {
@@ -358,6 +365,7 @@ Invocation ParseCommandLine(int argc, char** argv) {
     ::unsetenv("DAGD_JWT_SECRET");
   }
   inv.command = validate->parsed() ? Command::kValidate : Command::kServe;
+  if (next_runs->parsed()) inv.command = Command::kNextRuns;
   for (auto [sub, verb] : {std::pair{user_add, "add"},
                            {user_list, "list"},
                            {user_delete, "delete"},

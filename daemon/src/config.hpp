@@ -50,7 +50,7 @@ struct Config {
   std::string tls_key_file;
 };
 
-enum class Command { kServe, kValidate, kUsers, kTokens, kExit };
+enum class Command { kServe, kValidate, kUsers, kTokens, kNextRuns, kExit };
 
 // `dagd users add|list|delete|set-role|set-password` and `dagd tokens create|list|revoke`
 // (accounts.hpp).
@@ -67,6 +67,8 @@ struct Invocation {
   Config config;
   std::vector<std::string> validate_files;  // `dagd dags validate FILE...`
   AccountCommand account;                   // kUsers, kTokens
+  std::string next_runs_target;             // `dagd dags next-runs DAG_FILE_OR_ID`
+  int next_runs_count = 10;                 // its -n
   int exit_code = 0;                        // kExit: --help, --version or a usage error
 };
 

@@ -3,6 +3,7 @@
 
 #include "accounts.hpp"
 #include "config.hpp"
+#include "next_runs.hpp"
 #include "serve.hpp"
 #include "validate.hpp"
 
@@ -14,6 +15,10 @@ int main(int argc, char** argv) {
       return inv.exit_code;
     case Command::kValidate:
       return dagd::daemon::ValidateFiles(inv.validate_files, std::cout, std::cerr);
+    case Command::kNextRuns:
+      return dagd::daemon::PrintNextRuns(
+          inv.next_runs_target, inv.next_runs_count, inv.config.dags_folder,
+          dagd::scheduler::SystemClock().Now(), std::cout, std::cerr);
     case Command::kUsers:
     case Command::kTokens:
       return dagd::daemon::RunAccountCommand(inv.command, inv.config, inv.account, std::cin,

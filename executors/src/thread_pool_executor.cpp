@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>  // sigabbrev_np
@@ -89,7 +90,7 @@ std::optional<TaskOutcome> StopOutcome(const TryControl& control) {
       return Failed(TimeoutMessage(control.timeout));
     case StopReason::kInterrupt:
       return Interrupted();
-    case StopReason::kRunOver:
+    case StopReason::kStopped:
       return Failed(control.stop_message);
     case StopReason::kNone:
       break;
@@ -243,33 +244,41 @@ void ThreadPoolExecutor::StopLocked(TryControl& control, StopReason reason) {
   if (control.cooperative) watchdog_cv_.notify_all();  // its grace starts now
 }
 
+void ThreadPoolExecutor::MarkCooperative(TryControl& control) {
+  std::lock_guard lock(mu_);
+  control.cooperative = true;
+  if (control.stopped_at) watchdog_cv_.notify_all();  // asked to stop before the job began
+}
+
 void ThreadPoolExecutor::CancelRunning() {
   std::lock_guard lock(mu_);
   for (auto& [key, control] : running_) StopLocked(*control, StopReason::kInterrupt);
 }
 
-void ThreadPoolExecutor::StopTry(const std::string& ti_id, int try_number, std::string reason) {
-  std::deque<Pending> dropped;  // destroyed outside the lock
+bool ThreadPoolExecutor::StopTry(const std::string& ti_id, int try_number, std::string reason) {
+  std::optional<Pending> dropped;
   {
     std::lock_guard lock(mu_);
-    // O(parallelism + queue): both are bounded, and a run ends this way rarely.
+    // O(parallelism + queue): both are bounded, and a try is stopped this way rarely.
     for (auto& [key, control] : running_) {
       if (control->ti_id != ti_id || control->try_number != try_number) continue;
-      if (control->stop_reason() != StopReason::kNone) continue;
-      control->stop_message = reason;
-      StopLocked(*control, StopReason::kRunOver);
-    }
-    for (auto it = queue_.begin(); it != queue_.end();) {
-      if (it->assignment.ti_id == ti_id && it->assignment.try_number == try_number) {
-        dropped.push_back(std::move(*it));
-        it = queue_.erase(it);
-      } else {
-        ++it;
+      // A try already asked to stop keeps its first reason (and its message is being read).
+      if (control->stop_reason() == StopReason::kNone) {
+        control->stop_message = std::move(reason);
+        StopLocked(*control, StopReason::kStopped);
       }
+      return true;
     }
+    auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Pending& p) {
+      return p.assignment.ti_id == ti_id && p.assignment.try_number == try_number;
+    });
+    if (it == queue_.end()) return false;
+    dropped = std::move(*it);
+    queue_.erase(it);
   }
-  if (!dropped.empty()) idle_cv_.notify_all();
-}
+  idle_cv_.notify_all();
+  return false;
+}  // `dropped` (and the sink it holds) is destroyed outside the lock
 
 bool ThreadPoolExecutor::WaitIdle(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -314,8 +323,6 @@ void ThreadPoolExecutor::WorkerLoop() {
       }
       control->ti_id = a.ti_id;
       control->try_number = a.try_number;
-      control->cooperative = a.dag && a.task_index < a.dag->tasks.size() &&
-                             a.task().operator_name == scheduler::kOperatorTransform;
       control->sink = pending.sink;
       key = next_try_key_++;
       running_.emplace(key, control);
@@ -324,7 +331,10 @@ void ThreadPoolExecutor::WorkerLoop() {
     RunOne(pending, control);
     pending = Pending{};  // release the sink and the DAG before reporting idle
     {
-      std::lock_guard lock(mu_);
+      std::unique_lock lock(mu_);
+      // The watchdog may still be reporting this try: its sink call ends before the try leaves
+      // the executor (WaitIdle's callers may destroy what the sink reaches).
+      while (control->reporting) idle_cv_.wait(lock);
       if (control->abandoned) {
         --abandoned_;
         Logger()->warn("an abandoned try's job returned at last ti={} try={}", control->ti_id,
@@ -345,7 +355,9 @@ void ThreadPoolExecutor::WatchdogLoop() {
     auto wake_at = [&](std::chrono::steady_clock::time_point t) {
       if (!next || t < *next) next = t;
     };
-    std::vector<std::shared_ptr<TryControl>> given_up;
+    // Tries given up on, with their sinks copied while the lock is held (the worker clears
+    // its own copy when the job returns).
+    std::vector<std::pair<std::shared_ptr<TryControl>, scheduler::TaskEventSink>> given_up;
     for (auto& [key, control] : running_) {
       if (control->deadline && control->stop_reason() == StopReason::kNone) {
         if (*control->deadline <= now) {
@@ -356,18 +368,21 @@ void ThreadPoolExecutor::WatchdogLoop() {
       }
       if (!control->cooperative || !control->stopped_at || control->abandoned) continue;
       const auto give_up_at = *control->stopped_at + options_.cancel_grace;
-      if (give_up_at <= now) {
-        control->abandoned = true;
-        ++abandoned_;
-        given_up.push_back(control);
-      } else {
+      if (give_up_at > now) {
         wake_at(give_up_at);
+      } else if (!control->reported.exchange(true)) {  // else the job returned just now
+        control->abandoned = true;
+        control->reporting = true;
+        ++abandoned_;
+        given_up.emplace_back(control, control->sink);
       }
     }
     if (!given_up.empty()) {
       lock.unlock();  // the sink is never called with a lock held
-      for (const auto& control : given_up) ReportAbandoned(*control);
+      for (const auto& [control, sink] : given_up) ReportAbandoned(*control, sink);
       lock.lock();
+      for (const auto& [control, sink] : given_up) control->reporting = false;
+      idle_cv_.notify_all();  // a worker whose job returned meanwhile waits for that
       continue;
     }
     if (next) {
@@ -378,8 +393,8 @@ void ThreadPoolExecutor::WatchdogLoop() {
   }
 }
 
-void ThreadPoolExecutor::ReportAbandoned(TryControl& control) {
-  if (control.reported.exchange(true)) return;  // the job returned just now
+void ThreadPoolExecutor::ReportAbandoned(const TryControl& control,
+                                         const scheduler::TaskEventSink& sink) {
   TaskOutcome outcome = StopOutcome(control).value_or(Failed("stopped"));
   const std::string message =
       fmt::format("the job did not stop within {} of its cancellation; its thread is still "
@@ -394,7 +409,7 @@ void ThreadPoolExecutor::ReportAbandoned(TryControl& control) {
   finished.try_number = control.try_number;
   finished.at = clock_.Now();
   finished.outcome = std::move(outcome);
-  Emit(control.sink, std::move(finished));
+  Emit(sink, std::move(finished));
 }
 
 void ThreadPoolExecutor::RunOne(Pending& pending, const std::shared_ptr<TryControl>& control) {
@@ -501,6 +516,7 @@ scheduler::TaskOutcome ThreadPoolExecutor::RunOperator(const TaskAssignment& a, 
         std::move(info), [&log](std::string_view line) { log.Line(line); },
         std::shared_ptr<const std::atomic<bool>>(control, &control->cancel));
     std::optional<std::string> error;
+    MarkCooperative(*control);
     try {
       (*job)(ctx);
     } catch (const std::exception& e) {

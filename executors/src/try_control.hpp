@@ -1,6 +1,7 @@
 // What the executor and a running try share: the cancellation token, the deadline and why the
 // try was asked to stop. The first reason wins (a try that timed out and is then cancelled by
-// shutdown still reports the timeout).
+// shutdown still reports the timeout). Stop is called only with the executor's mutex held, so a
+// reason is published once, after its stop_message.
 #pragma once
 
 #include <atomic>
@@ -13,8 +14,8 @@
 
 namespace dagd::executors {
 
-// kRunOver: the try's run ended without it (dagrun_timeout); stop_message says why.
-enum class StopReason : int { kNone = 0, kTimeout = 1, kInterrupt = 2, kRunOver = 3 };
+// kStopped: StopTry (a mark, the run's end or its dagrun_timeout); stop_message says why.
+enum class StopReason : int { kNone = 0, kTimeout = 1, kInterrupt = 2, kStopped = 3 };
 
 struct TryControl {
   std::atomic<bool> cancel{false};  // the token jobs and the bash wait loop watch
@@ -22,17 +23,21 @@ struct TryControl {
   // Set before the try is published to the watchdog, then never changed.
   std::optional<std::chrono::steady_clock::time_point> deadline;
   scheduler::Duration timeout{0};
-  std::string ti_id;    // the try, set before it is published
+  std::string ti_id;  // the try's task instance and number, for StopTry and reports
   int try_number = 0;
-  // Written once, before Stop(kRunOver) publishes the reason; read after the reason is seen.
+  scheduler::TaskEventSink sink;  // the watchdog copies it to report an abandoned try
+  // Written once, before Stop(kStopped) publishes the reason; read after the reason is seen.
   std::string stop_message;
-  // A transform job: cancellation is cooperative, so the executor's cancel_grace applies.
+  // Guarded by the executor's mutex:
+  // a transform job runs now (kStarted was sent): cancellation is cooperative, so the
+  // executor's cancel_grace applies;
   bool cooperative = false;
-  // Guarded by the executor's mutex: when the token was set, and whether the try was given up
-  // on (reported failed while its thread still runs the job).
+  // when the token was set;
   std::optional<std::chrono::steady_clock::time_point> stopped_at;
+  // the try was given up on (reported while its thread still runs the job), and the watchdog is
+  // calling the sink now (the worker waits for that before the try leaves the executor).
   bool abandoned = false;
-  scheduler::TaskEventSink sink;   // set before publish: the watchdog reports an abandoned try
+  bool reporting = false;
   std::atomic<bool> reported{false};  // kFinished was sent (by the worker or the watchdog)
 
   void Stop(StopReason r) {

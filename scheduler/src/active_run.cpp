@@ -1,11 +1,8 @@
 #include "dagd/scheduler/active_run.hpp"
 
 namespace dagd::scheduler {
-namespace {
 
 bool HoldsSlot(TaskState s) { return s == TaskState::kQueued || s == TaskState::kRunning; }
-
-}  // namespace
 
 ActiveRun::ActiveRun(DagRun run, DagPtr dag, std::vector<TaskInstance> tis)
     : run_(std::move(run)),

@@ -68,7 +68,9 @@ const std::set<std::string, std::less<>> kTopLevelFields = {"dag_id",
                                                             "is_paused_upon_creation",
                                                             "default_args",
                                                             "doc_md",
-                                                            "tasks"};
+                                                            "tasks",
+                                                            "end_date",
+                                                            "timetable"};
 
 // Task fields every operator accepts.
 const std::set<std::string, std::less<>> kCommonTaskFields = {"task_id",
@@ -138,6 +140,19 @@ std::string ShowJson(const Json& value) {
 
 std::string Quoted(std::string_view text) { return "'" + Shown(text) + "'"; }
 
+// start_date / end_date: RFC 3339 with an offset is an instant; a date or a date and time without
+// one is a wall-clock time in the DAG's zone (as Airflow reads naive dates in the DAG's timezone).
+std::optional<TimePoint> ParseDagDate(std::string_view text, const TimeZone* zone) {
+  size_t time_at = text.find_first_of("Tt ");
+  bool has_offset = time_at != std::string_view::npos &&
+                    text.find_first_of("Zz+-", time_at) != std::string_view::npos;
+  if (has_offset) return ParseRfc3339(text);
+  auto wall =
+      ParseRfc3339(time_at == std::string_view::npos ? std::string(text) : std::string(text) + "Z");
+  if (!wall || zone == nullptr) return wall;
+  return zone->FromLocal(wall->time_since_epoch());
+}
+
 std::string JoinedTriggerRules() {
   std::string out;
   for (int i = 0; i <= static_cast<int>(TriggerRule::kAlways); ++i) {
@@ -172,11 +187,6 @@ bool DeeperThan(const Json& root, size_t limit) {
   return false;
 }
 
-// Where a value sits in the document, for messages: "description", "tasks[2].env.HOME".
-std::string ChildPlace(const std::string& parent, std::string_view key) {
-  return parent.empty() ? std::string(key) : parent + "." + std::string(key);
-}
-
 bool HasNul(std::string_view text) { return text.find('\0') != std::string_view::npos; }
 
 // The errors of one document, each with the path of the value it is about (ParseResult).
@@ -199,6 +209,19 @@ Json Child(Json path, Json key) {
   return path;
 }
 
+// Where the value at `path` sits, for messages: "description", "tasks[2].env.HOME".
+std::string PlaceOf(const Json& path) {
+  std::string place;
+  for (const Json& key : path) {
+    if (key.is_string()) {
+      place += (place.empty() ? "" : ".") + Shown(key.get_ref<const std::string&>());
+    } else {
+      place += "[" + std::to_string(key.get<size_t>()) + "]";
+    }
+  }
+  return place;
+}
+
 // A key or string with a NUL character: PostgreSQL stores neither text nor jsonb with one, and a
 // NUL would cut the value short wherever it reaches C strings (an environment, a command line).
 // Iterative, like DeeperThan; call it only on documents that passed DeeperThan (the places stay
@@ -210,23 +233,19 @@ void FindNulCharacters(const Json& root, ErrorList& errors) {
     return Shown(out);
   };
   size_t found = 0;
-  struct Item {
-    const Json* node;
-    std::string place;
-    Json path;
-  };
-  std::vector<Item> stack{{&root, std::string(), Json::array()}};
+  std::vector<std::pair<const Json*, Json>> stack{{&root, Json::array()}};
   while (!stack.empty() && found < kMaxNulReported) {
-    auto [node, place, path] = std::move(stack.back());
+    auto [node, path] = std::move(stack.back());
     stack.pop_back();
     if (node->is_string()) {
       if (HasNul(node->get_ref<const std::string&>())) {
-        errors.Add("field '" + place + "' contains a NUL character (\\u0000)", path);
+        errors.Add("field '" + PlaceOf(path) + "' contains a NUL character (\\u0000)", path);
         ++found;
       }
     } else if (node->is_object()) {
       for (auto it = node->begin(); it != node->end(); ++it) {
         if (HasNul(it.key())) {
+          const std::string place = PlaceOf(path);
           errors.Add("key '" + escaped(it.key()) + "'" +
                          (place.empty() ? std::string() : " in '" + place + "'") +
                          " contains a NUL character (\\u0000)",
@@ -234,12 +253,11 @@ void FindNulCharacters(const Json& root, ErrorList& errors) {
           ++found;
           continue;
         }
-        stack.push_back({&*it, ChildPlace(place, Shown(it.key())), Child(path, it.key())});
+        stack.emplace_back(&*it, Child(path, it.key()));
       }
     } else if (node->is_array()) {
       for (size_t i = node->size(); i > 0; --i) {
-        stack.push_back(
-            {&(*node)[i - 1], place + "[" + std::to_string(i - 1) + "]", Child(path, i - 1)});
+        stack.emplace_back(&(*node)[i - 1], Child(path, i - 1));
       }
     }
   }
@@ -604,13 +622,39 @@ ParseResult Validate(const Json& doc, const ParseOptions& options) {
     if (auto v = top.String("schedule", true)) dag->schedule = *v;
   }
   if (auto v = top.String("timezone", true)) dag->timezone = *v;
-  if (!top.IsNull("start_date")) {
-    if (auto text = top.String("start_date")) {
-      dag->start_date = ParseRfc3339(*text);
-      if (!dag->start_date) {
-        top.FieldError("start_date", "invalid timestamp " + Quoted(*text) +
-                                         " (use RFC 3339, e.g. 2026-01-01T00:00:00Z)");
+  std::optional<TimeZone> zone;
+  if (auto found = TimeZone::Find(dag->timezone); found.ok()) {
+    zone = *found;
+  } else {
+    top.FieldError("timezone", found.status().message());
+  }
+  for (auto [field, target] :
+       {std::pair{"start_date", &dag->start_date}, std::pair{"end_date", &dag->end_date}}) {
+    if (top.IsNull(field)) continue;
+    if (auto text = top.String(field)) {
+      *target = ParseDagDate(*text, zone ? &*zone : nullptr);
+      if (!*target) {
+        top.FieldError(field, "invalid timestamp " + Quoted(*text) +
+                                  " (use RFC 3339, e.g. 2026-01-01T00:00:00Z)");
       }
+    }
+  }
+  if (dag->start_date && dag->end_date && *dag->end_date < *dag->start_date) {
+    top.FieldError("end_date", "is before start_date");
+  }
+  if (auto v = top.String("timetable", true)) {
+    if (auto mode = ParseTimetableMode(*v)) {
+      dag->timetable_mode = *mode;
+    } else {
+      top.FieldError("timetable", "expected 'trigger' or 'data_interval', got " + Quoted(*v));
+    }
+  }
+  if (zone) {
+    auto timetable = Timetable::Make(dag->schedule, *zone, dag->timetable_mode);
+    if (timetable.ok()) {
+      dag->timetable = *timetable;
+    } else {
+      top.FieldError("schedule", timetable.status().message());
     }
   }
   if (auto v = top.Bool("catchup")) dag->catchup = *v;

@@ -20,7 +20,7 @@ bool IsMetricName(const std::string& name) {
 
 // Label names may not hold ':' and `__` is reserved; `le` belongs to histograms.
 bool IsLabelName(const std::string& name) {
-  return !name.empty() && name[0] != ':' && IsNameStart(name[0]) &&
+  return !name.empty() && IsNameStart(name[0]) &&
          std::all_of(name.begin(), name.end(), [](char c) { return IsNameChar(c) && c != ':'; }) &&
          !name.starts_with("__") && name != "le";
 }
@@ -37,14 +37,17 @@ const char* TypeName(MetricType type) {
   return "untyped";
 }
 
-std::string EscapeHelp(const std::string& help) {
+// The text format's escaping: backslash and newline, and in a label value the double quote.
+std::string Escape(const std::string& text, bool quote) {
   std::string out;
-  out.reserve(help.size());
-  for (char c : help) {
+  out.reserve(text.size());
+  for (char c : text) {
     if (c == '\\') {
       out += "\\\\";
     } else if (c == '\n') {
       out += "\\n";
+    } else if (c == '"' && quote) {
+      out += "\\\"";
     } else {
       out += c;
     }
@@ -68,7 +71,7 @@ std::string FormatLabels(const Labels& labels, const std::string* le = nullptr) 
     first = false;
     out += name;
     out += "=\"";
-    out += EscapeLabelValue(value);
+    out += Escape(value, true);
     out += '"';
   }
   if (le != nullptr) {
@@ -93,23 +96,6 @@ void CheckLabels(const Labels& labels) {
 }
 
 }  // namespace
-
-std::string EscapeLabelValue(const std::string& value) {
-  std::string out;
-  out.reserve(value.size());
-  for (char c : value) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 // --- Histogram ----------------------------------------------------------------------------------
 
@@ -282,7 +268,7 @@ std::string MetricsRegistry::Render() const {
   // Each family's text, by name, so that callbacks and series come out in one order.
   std::map<std::string, std::string> text;
   auto header = [](const std::string& name, const std::string& help, MetricType type) {
-    return fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, EscapeHelp(help), name,
+    return fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, Escape(help, false), name,
                        TypeName(type));
   };
   {

@@ -154,7 +154,11 @@ Status Scheduler::Loop::LoadStaleRuns(TimePoint now, Batch& batch) {
     Insert(std::move(**active), now, batch);
   }
   for (int64_t key : gone) {
-    if (runs_.count(key) != 0) Remove(key);
+    if (auto it = runs_.find(key); it != runs_.end()) {
+      // Ended by another writer (a user marked it): what it still runs is stopped.
+      for (const TaskInstance& ti : it->second.tis()) StopTry(ti, "its run ended");
+      Remove(key);
+    }
     stale_.erase(key);
     held_.erase(key);
   }
@@ -191,6 +195,10 @@ void Scheduler::Loop::Insert(ActiveRun active, TimePoint now, Batch& batch) {
   }
   for (size_t i = 0; i < cached.size(); ++i) {
     const TaskInstance& ti = cached.ti(i);
+    // A try whose task instance another writer finished (a user marked it) is stopped.
+    if (IsFinished(ti.state)) {
+      StopTry(ti, "its task instance was marked " + std::string(ToString(ti.state)));
+    }
     if (!IsOrphan(ti, held)) continue;
     Log()->warn("task recovered: no live try owns it dag={} run={} task={} try={} state={}",
                 ti.dag_id, ti.run_id, ti.task_id, ti.try_number, ToString(ti.state));
@@ -209,6 +217,14 @@ void Scheduler::Loop::Remove(int64_t key) {
   stale_.erase(key);
   held_.erase(key);
   dirty_.erase(key);
+}
+
+void Scheduler::Loop::StopTry(const TaskInstance& ti, const std::string& why) {
+  if (in_flight_.count(ti.id) == 0) return;
+  Log()->info("stopping a try: {} dag={} run={} task={} try={}", why, ti.dag_id, ti.run_id,
+              ti.task_id, ti.try_number);
+  // A try that had not started is dropped without events: nothing will report it.
+  if (!executor_.StopTry(ti.id, ti.try_number, why)) in_flight_.erase(ti.id);
 }
 
 void Scheduler::Loop::MarkStale(int64_t key, std::vector<TaskEvent> events) {

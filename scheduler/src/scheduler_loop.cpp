@@ -496,12 +496,12 @@ void Scheduler::Loop::TimeOutRun(ActiveRun& active, TimePoint now, Batch& batch)
   const std::string reason =
       fmt::format("the run timed out: dagrun_timeout of {:g}s exceeded", seconds);
   Log()->info("run timed out dag={} run={} dagrun_timeout={:g}s", run.dag_id, run.run_id, seconds);
-  // As Airflow: every unfinished task instance is skipped, except that a try that is running
-  // here is stopped and recorded as failed (its end is a failure, not a skip).
+  // As Airflow, every unfinished task instance is skipped, except that a running try is stopped
+  // and recorded as failed (Airflow skips it too; its end is a failure, not a skip).
   for (size_t i = 0; i < active.size(); ++i) {
     const TaskInstance& ti = active.ti(i);
     if (IsFinished(ti.state)) continue;
-    if (in_flight_.erase(ti.id) != 0) executor_.StopTry(ti.id, ti.try_number, reason);
+    StopTry(ti, reason);
     TaskInstance after = ti;
     if (ti.state == TaskState::kRunning) {
       after.state = TaskState::kFailed;

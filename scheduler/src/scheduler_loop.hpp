@@ -94,6 +94,9 @@ class Scheduler::Loop {
   void Remove(int64_t key);
   void Account(const ActiveRun& active, int delta);  // DagState bookkeeping
   void MarkStale(int64_t key, std::vector<TaskEvent> events);
+  // Asks the executor to stop the try of `ti` this process runs, if any; `why` is logged and
+  // becomes the try's error (a mark, the run's end or its dagrun_timeout).
+  void StopTry(const TaskInstance& ti, const std::string& why);
 
   // --- Deciding, in place; every change goes into the batch (scheduler_loop.cpp) ---
   // Applies one executor event; one that must wait for the next step goes to deferred_.

@@ -389,4 +389,83 @@ StatusOr<AuditEntry> SchedulerService::GetAudit(int64_t id) {
   return ForClient(std::move(entry), "audit log entry");
 }
 
+// The state the scheduling loop decides from, read from the store: the task instances of the
+// run and, for a queued run, the DAG's admission (its queued runs oldest first, as the loop
+// keeps them, and the max_active_runs of the newest one's version).
+StatusOr<std::vector<Dependency>> SchedulerService::ExplainTaskInstance(
+    const std::string& dag_id, const std::string& run_id, const std::string& task_id) {
+  auto ti = GetTaskInstance(dag_id, run_id, task_id);
+  if (!ti.ok()) return ti.status();
+  auto record = ForClient(store_.GetDag(dag_id), "DAG lookup");
+  if (!record.ok()) return record.status();
+  auto run = GetRun(dag_id, run_id);
+  if (!run.ok()) return run.status();
+  auto dag = scheduler_.GetDag(dag_id, run->version_number);
+  if (!dag.ok()) return dag.status();
+  const std::optional<size_t> index = (*dag)->IndexOf(task_id);
+  if (!index) {
+    return Status::Internal("task " + task_id + " is not in version " +
+                            std::to_string(run->version_number) + " of dag " + dag_id);
+  }
+  TaskInstanceQuery query;
+  query.dag_id = dag_id;
+  query.run_id = run_id;
+  query.page.limit = static_cast<int>((*dag)->tasks.size()) + 1;
+  auto rows = ForClient(store_.ListTaskInstances(query), "task instance listing");
+  if (!rows.ok()) return rows.status();
+
+  WhyInput input;
+  input.dag = dag->get();
+  input.run = &*run;
+  input.task = *index;
+  input.paused = record->is_paused;
+  input.tis.resize((*dag)->tasks.size());
+  for (size_t i = 0; i < input.tis.size(); ++i) input.tis[i].task_id = (*dag)->tasks[i].task_id;
+  for (TaskInstance& row : rows->items) {
+    if (auto i = (*dag)->IndexOf(row.task_id)) input.tis[*i] = std::move(row);
+  }
+  input.tis[*index] = std::move(ti).value();
+
+  if (run->state == RunState::kQueued) {
+    AdmissionInput& admission = input.admission;  // paused: input.paused says it
+    // The first `limit` of the DAG's runs in `state` by `order_by`, and how many there are.
+    auto list_runs = [&](RunState state, int limit, std::string order_by) {
+      RunQuery runs;
+      runs.dag_id = dag_id;
+      runs.states = {state};
+      runs.page.limit = limit;
+      runs.page.order_by = {std::move(order_by)};
+      return ForClient(store_.ListRuns(runs), "run listing");
+    };
+    auto counted = list_runs(RunState::kRunning, 1, "id");
+    if (!counted.ok()) return counted.status();
+    admission.running = static_cast<int>(counted->total_entries);
+    auto last = list_runs(RunState::kQueued, 1, "-id");
+    if (!last.ok()) return last.status();
+    admission.max_active_runs = (*dag)->max_active_runs;
+    if (!last->items.empty() && last->items[0].version_number != run->version_number) {
+      auto newest_dag = scheduler_.GetDag(dag_id, last->items[0].version_number);
+      if (!newest_dag.ok()) return newest_dag.status();
+      admission.max_active_runs = (*newest_dag)->max_active_runs;
+    }
+    // The queue ahead of this run, read up to a bound: what lies beyond is counted, not read.
+    constexpr int kQueueRead = 1000;
+    auto queue = list_runs(RunState::kQueued, kQueueRead, "id");
+    if (!queue.ok()) return queue.status();
+    bool found = false;
+    for (const DagRun& q : queue->items) {
+      admission.queued.push_back({q.id, q.run_after});
+      if (q.id == run->id) {
+        found = true;
+        break;
+      }
+    }
+    if (!found) {
+      input.queued_ahead_unread = queue->total_entries - static_cast<int64_t>(queue->items.size());
+      admission.queued.push_back({run->id, run->run_after});
+    }
+  }
+  return ExplainWhyNotRunning(input, clock_.Now());
+}
+
 }  // namespace dagd::scheduler

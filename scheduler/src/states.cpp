@@ -100,4 +100,16 @@ bool IsFinished(TaskState s) {
   }
 }
 
+bool IsTryInProgress(TaskState s) {
+  switch (s) {
+    case TaskState::kQueued:
+    case TaskState::kRunning:
+    case TaskState::kDeferred:
+    case TaskState::kRestarting:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace dagd::scheduler

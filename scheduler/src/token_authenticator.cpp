@@ -43,12 +43,15 @@ StatusOr<std::string> TokenAuthenticator::IssueToken(const std::string& username
     return BadPassword();
   }
   auto user = users_.GetUser(username);
-  if (!user.ok()) {
-    if (user.status().code() != StatusCode::kNotFound) return user.status();
-    (void)VerifyPassword(dummy_hash_, password);  // the same cost as a wrong password
-    return BadPassword();
+  if (!user.ok() && user.status().code() != StatusCode::kNotFound) return user.status();
+  if (!password_checks_.try_acquire_for(kPasswordCheckWait)) {
+    return Status::DeadlineExceeded("Too many logins are being checked at once; try again in a "
+                                    "moment");
   }
-  if (!VerifyPassword(user->password_hash, password)) return BadPassword();
+  // An unknown user is checked against the dummy hash: the same cost as a wrong password.
+  const bool matches = VerifyPassword(user.ok() ? user->password_hash : dummy_hash_, password);
+  password_checks_.release();
+  if (!user.ok() || !matches) return BadPassword();
   return IssueJwt(options_, user->name, user->role, clock_.Now());
 }
 

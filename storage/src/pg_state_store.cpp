@@ -19,6 +19,7 @@
 
 #include "group_commit.hpp"
 #include "migrations.hpp"
+#include "not_found.hpp"
 #include "pg.hpp"
 
 namespace dagd::storage {
@@ -365,6 +366,11 @@ std::string LimitOffset(const Page& page, Params& params) {
          params.Add(std::to_string(std::max(page.offset, 0)));
 }
 
+// A time parameter, as the timestamptz it stands for.
+std::string TimeParam(TimePoint t, Params& params) {
+  return "dagd_ts(" + params.Add(std::to_string(t.time_since_epoch().count())) + "::bigint)";
+}
+
 // What a Bound's field is in SQL: an expression, and whether it is a time (else a number).
 struct BoundColumn {
   std::string_view sql;
@@ -396,22 +402,34 @@ Status AddBounds(const std::vector<scheduler::Bound>& bounds, const BoundFields&
         break;
     }
     const std::string value =
-        b.time ? "dagd_ts(" + params.Add(std::to_string(b.time->time_since_epoch().count())) +
-                     "::bigint)"
+        b.time ? TimeParam(*b.time, params)
                : params.Add(Json(b.number.value_or(0)).dump()) + "::double precision";
     where.push_back(std::string(it->second.sql) + " " + std::string(op) + " " + value);
   }
   return Status::Ok();
 }
 
-// `column = ANY(values)` for a non-empty list of texts or integers.
+// `column = value` when there is a value: a text or an integer.
+template <typename T>
+void AddEquals(std::string_view column, const std::optional<T>& value, Params& params,
+               std::vector<std::string>& where) {
+  if (!value) return;
+  if constexpr (std::is_same_v<T, std::string>) {
+    where.push_back(std::string(column) + " = " + params.Add(*value));
+  } else {
+    where.push_back(std::string(column) + " = " + params.Add(std::to_string(*value)) + "::integer");
+  }
+}
+
+// `column IN (values)` (`NOT IN` with `none_of`) for a non-empty list of texts or integers.
 template <typename T>
 void AddAnyOf(std::string_view column, const std::vector<T>& values, Params& params,
-              std::vector<std::string>& where) {
+              std::vector<std::string>& where, bool none_of = false) {
   if (values.empty()) return;
   constexpr bool kText = std::is_same_v<T, std::string>;
-  where.push_back(std::string(column) + " IN (SELECT json_array_elements_text(" +
-                  params.AddJsonArray(Json(values)) + "::json)" + (kText ? "" : "::integer") + ")");
+  where.push_back(std::string(column) + (none_of ? " NOT IN" : " IN") +
+                  " (SELECT json_array_elements_text(" + params.AddJsonArray(Json(values)) +
+                  "::json)" + (kText ? "" : "::integer") + ")");
 }
 
 void AddPattern(std::string_view column, const std::string& pattern, Params& params,
@@ -455,21 +473,6 @@ bool LooksLikeUuid(std::string_view s) {
     }
   }
   return true;
-}
-
-Status DagNotFound(const std::string& dag_id) {
-  return Status::NotFound("DAG with dag_id: '" + dag_id + "' not found");
-}
-
-Status RunNotFound(const std::string& dag_id, const std::string& run_id) {
-  return Status::NotFound("The DagRun with dag_id: '" + dag_id + "' and run_id: '" + run_id +
-                          "' was not found");
-}
-
-Status TaskInstanceNotFound(const std::string& dag_id, const std::string& run_id,
-                            const std::string& task_id) {
-  return Status::NotFound("The Task Instance with dag_id: '" + dag_id + "', dag_run_id: '" +
-                          run_id + "', task_id: '" + task_id + "' was not found");
 }
 
 // Names of the prepared statements.
@@ -961,10 +964,7 @@ StatusOr<Listing<DagVersionRecord>> PgStateStore::ListDagVersions(
   Params params;
   std::vector<std::string> where;
   if (!IsAll(query.dag_id)) where.push_back("dag_id = " + params.Add(query.dag_id));
-  if (query.version_number) {
-    where.push_back("version_number = " + params.Add(std::to_string(*query.version_number)) +
-                    "::integer");
-  }
+  AddEquals("version_number", query.version_number, params, where);
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<Listing<DagVersionRecord>> {
     if (!IsAll(query.dag_id) &&
         tx.exec_params("SELECT 1 FROM dag WHERE dag_id = $1", query.dag_id).empty()) {
@@ -1395,10 +1395,7 @@ StatusOr<Listing<TaskInstance>> PgStateStore::ListTaskInstances(
     if (none) cond += " OR task_instance.state IS NULL";
     where.push_back(cond);
   }
-  if (!query.task_ids.empty()) {
-    where.push_back("task_instance.task_id IN (SELECT json_array_elements_text(" +
-                    params.AddJsonArray(query.task_ids) + "::json))");
-  }
+  AddAnyOf("task_instance.task_id", query.task_ids, params, where);
   return pool_->Run([&](pqxx::work& tx) -> StatusOr<Listing<TaskInstance>> {
     return ListPage<TaskInstance>(tx, WithVersionCreatedAt(kTaskInstanceColumns, "task_instance"),
                                   " FROM task_instance" + Where(where), *order, query.page, params,
@@ -1679,7 +1676,7 @@ StatusOr<int64_t> PgStateStore::PruneEvents(TimePoint before, int64_t max_events
         "  LEFT JOIN event e ON e.seq >= lo.seq AND e.seq < lo.seq + $2 AND e.at >= dagd_ts($1) "
         "  GROUP BY lo.seq) "
         "DELETE FROM event WHERE seq >= (SELECT seq FROM lo) AND seq < (SELECT seq FROM stop)",
-        Us(before).get<int64_t>(), max_events);
+        before.time_since_epoch().count(), max_events);
     return static_cast<int64_t>(r.affected_rows());
   });
 }
@@ -1739,17 +1736,6 @@ scheduler::AuditEntry AuditOf(const pqxx::row& r) {
   e.remote_address = r["remote_address"].as<std::string>();
   e.body = Json::parse(r["body"].c_str());
   return e;
-}
-
-void AddEquals(std::string_view column, const std::optional<std::string>& value, Params& params,
-               std::vector<std::string>& where) {
-  if (value) where.push_back(std::string(column) + " = " + params.Add(*value));
-}
-
-void AddEquals(std::string_view column, const std::optional<int> value, Params& params,
-               std::vector<std::string>& where) {
-  if (value) where.push_back(std::string(column) + " = " + params.Add(std::to_string(*value)) +
-                             "::integer");
 }
 
 }  // namespace
@@ -1817,20 +1803,9 @@ StatusOr<Listing<scheduler::AuditEntry>> PgStateStore::ListAudit(
   AddEquals("owner", query.owner, params, where);
   AddEquals("event", query.event, params, where);
   AddAnyOf("event", query.included_events, params, where);
-  if (!query.excluded_events.empty()) {
-    where.push_back("event NOT IN (SELECT json_array_elements_text(" +
-                    params.AddJsonArray(Json(query.excluded_events)) + "::json))");
-  }
-  if (query.before) {
-    where.push_back("dttm < dagd_ts(" +
-                    params.Add(std::to_string(query.before->time_since_epoch().count())) +
-                    "::bigint)");
-  }
-  if (query.after) {
-    where.push_back("dttm > dagd_ts(" +
-                    params.Add(std::to_string(query.after->time_since_epoch().count())) +
-                    "::bigint)");
-  }
+  AddAnyOf("event", query.excluded_events, params, where, /*none_of=*/true);
+  if (query.before) where.push_back("dttm < " + TimeParam(*query.before, params));
+  if (query.after) where.push_back("dttm > " + TimeParam(*query.after, params));
   AddPattern("dag_id", query.dag_id_pattern, params, where);
   AddPattern("task_id", query.task_id_pattern, params, where);
   AddPattern("run_id", query.run_id_pattern, params, where);

@@ -14,16 +14,6 @@
 namespace dagd::testing {
 namespace {
 
-CliResult Cli(const Daemon& d, std::vector<std::string> command, const std::string& input = "") {
-  std::vector<std::string> args = d.process->args();
-  args.insert(args.end(), command.begin(), command.end());
-  return RunDagd(args, input);
-}
-
-std::map<std::string, std::string> Bearer(const std::string& token) {
-  return {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}};
-}
-
 TEST(AuditLog, WritesAndLoginsAreListedWithWhoWhatWhenAndAddress) {
   Daemon d;
   d.Start();
@@ -39,16 +29,11 @@ TEST(AuditLog, WritesAndLoginsAreListedWithWhoWhatWhenAndAddress) {
   HttpResponse pause = HttpPatchJson(d.Url("/api/v2/dags/example_chain"), R"({"is_paused": true})");
   ASSERT_EQ(pause.status, 200) << pause.body;
   ASSERT_EQ(HttpGet(d.Url("/api/v2/dags")).status, 200);
-  HttpResponse login =
-      HttpRequest("POST", d.Url("/auth/token"), R"({"username": "mallory", "password": "hunter2"})",
-                  {{"Content-Type", "application/json"}, {"Authorization", ""}});
-  ASSERT_EQ(login.status, 401);
+  ASSERT_EQ(PostToken(d, "mallory", "hunter2").status, 401);
 
   // A viewer reads the log.
-  ASSERT_EQ(Cli(d, {"users", "add", "vera", "--role", "viewer"}, "pw-vera\n").exit_code, 0);
-  HttpResponse token =
-      HttpRequest("POST", d.Url("/auth/token"), R"({"username": "vera", "password": "pw-vera"})",
-                  {{"Content-Type", "application/json"}, {"Authorization", ""}});
+  ASSERT_NO_FATAL_FAILURE(AddUser(d, "vera", "viewer"));
+  HttpResponse token = PostToken(d, "vera", "pw-vera");
   ASSERT_EQ(token.status, 201) << token.body;
   const std::string jwt = Json::parse(token.body)["access_token"];
   HttpResponse listed = HttpGet(d.Url("/api/v2/eventLogs?order_by=id"), Bearer(jwt));

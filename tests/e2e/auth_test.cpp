@@ -18,34 +18,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// The daemon's own flags (database, state directory) followed by `command`.
-CliResult Cli(const Daemon& d, std::vector<std::string> command, const std::string& input = "") {
-  std::vector<std::string> args = d.process->args();
-  args.insert(args.end(), command.begin(), command.end());
-  return RunDagd(args, input);
-}
-
-void AddUser(const Daemon& d, const std::string& name, const std::string& role) {
-  CliResult r = Cli(d, {"users", "add", name, "--role", role}, "pw-" + name + "\n");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-}
-
-HttpResponse PostToken(const Daemon& d, const std::string& user, const std::string& password) {
-  return HttpRequest("POST", d.Url("/auth/token"),
-                     Json{{"username", user}, {"password", password}}.dump(),
-                     {{"Content-Type", "application/json"}, {"Authorization", ""}});
-}
-
-std::string Jwt(const Daemon& d, const std::string& user) {
-  HttpResponse r = PostToken(d, user, "pw-" + user);
-  EXPECT_EQ(r.status, 201) << r.body;
-  return Json::parse(r.body, nullptr, false).value("access_token", "");
-}
-
-std::map<std::string, std::string> Bearer(const std::string& token) {
-  return {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}};
-}
-
 const std::string kTrigger = R"({"logical_date": null})";
 
 TEST(Auth, TheTokenEndpointAnswers201ForAPasswordAnd401OtherwiseTheSameWay) {

@@ -5,8 +5,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include <fstream>
-
 #include "e2e_support.hpp"
 
 namespace dagd::testing {
@@ -24,18 +22,6 @@ HttpResponse Delete(const Daemon& d, const std::string& dag_id) {
 const char* kUploaded = R"({"dag_id": "uploaded", "tags": ["api"], "tasks": [
   {"task_id": "hello", "operator": "bash", "bash_command": "echo uploaded"},
   {"task_id": "done", "operator": "empty", "upstream": ["hello"]}]})";
-
-// Polls `path` until its JSON satisfies `done`; returns the last body seen.
-template <typename Done>
-Json PollJson(const Daemon& d, const std::string& path, Done done) {
-  Json body;
-  for (int i = 0; i < 400; ++i) {
-    body = GetJson(d.Url(path));
-    if (done(body)) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return body;
-}
 
 TEST(DagUpload, AnUploadedDagRunsSurvivesARestartYieldsToAFileAndIsDeleted) {
   TempDir dags;
@@ -86,11 +72,14 @@ TEST(DagUpload, AnUploadedDagRunsSurvivesARestartYieldsToAFileAndIsDeleted) {
   EXPECT_EQ(TaskInstancesById(d, "uploaded", "second-version").count("only"), 1u);
 
   // A file defining the same id wins at the next scan, and says so in an import error.
-  std::ofstream(dags.path() / "uploaded.json") << R"({"dag_id": "uploaded", "tasks": [
-    {"task_id": "from_file", "operator": "empty"}]})";
+  dags.Write("uploaded.json", R"({"dag_id": "uploaded", "tasks": [
+    {"task_id": "from_file", "operator": "empty"}]})");
   ASSERT_EQ(::kill(d.process->pid(), SIGHUP), 0);
-  Json errors = PollJson(d, "/api/v2/importErrors",
-                         [](const Json& j) { return j.value("total_entries", 0) == 1; });
+  Json errors;
+  WaitUntil([&] {
+    errors = GetJson(d.Url("/api/v2/importErrors"));
+    return errors.value("total_entries", 0) == 1;
+  });
   ASSERT_EQ(errors["total_entries"], 1) << errors.dump();
   const std::string error = errors["import_errors"][0]["stack_trace"];
   EXPECT_NE(error.find("was uploaded through the API and is also defined by this file"),
@@ -113,7 +102,7 @@ TEST(DagUpload, AnUploadedDagRunsSurvivesARestartYieldsToAFileAndIsDeleted) {
   // Once the file is gone (and the folder rescanned), the DAG can be deleted with its runs.
   std::filesystem::remove(dags.path() / "uploaded.json");
   ASSERT_EQ(::kill(d.process->pid(), SIGHUP), 0);
-  PollJson(d, "/api/v2/dags/uploaded", [](const Json& j) { return j.value("is_stale", false); });
+  WaitUntil([&] { return GetJson(d.Url("/api/v2/dags/uploaded")).value("is_stale", false); });
   const int64_t events_before = std::stoll(d.db.Query("SELECT count(*) FROM event")[0]);
   HttpResponse deleted = Delete(d, "uploaded");
   ASSERT_EQ(deleted.status, 200) << deleted.body;

@@ -1,5 +1,5 @@
-// Shared helpers of the end-to-end tests: a temporary directory, a dagd started on the test
-// PostgreSQL, and polling for run states over HTTP.
+// Shared helpers of the end-to-end tests: a dagd started on the test PostgreSQL, its CLI and
+// logins, and polling over HTTP for run states or any other condition.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -69,6 +71,51 @@ struct Daemon {
   std::string Url(const std::string& path) const { return process->base_url() + path; }
 };
 
+// The daemon's own flags (database, state directory) followed by `command`, run as the CLI.
+inline CliResult Cli(const Daemon& d, std::vector<std::string> command,
+                     const std::string& input = "") {
+  std::vector<std::string> args = d.process->args();
+  args.insert(args.end(), command.begin(), command.end());
+  return RunDagd(args, input);
+}
+
+// Adds the user `name` with `role` and the password "pw-<name>".
+inline void AddUser(const Daemon& d, const std::string& name, const std::string& role) {
+  CliResult r = Cli(d, {"users", "add", name, "--role", role}, "pw-" + name + "\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+}
+
+// POST /auth/token with a JSON body, without the default bearer.
+inline HttpResponse PostToken(const Daemon& d, const std::string& user,
+                              const std::string& password) {
+  return HttpRequest("POST", d.Url("/auth/token"),
+                     Json{{"username", user}, {"password", password}}.dump(),
+                     {{"Content-Type", "application/json"}, {"Authorization", ""}});
+}
+
+// A JWT of a user added by AddUser.
+inline std::string Jwt(const Daemon& d, const std::string& user) {
+  HttpResponse r = PostToken(d, user, "pw-" + user);
+  EXPECT_EQ(r.status, 201) << r.body;
+  return Json::parse(r.body, nullptr, false).value("access_token", "");
+}
+
+// Headers of a JSON request with `token` instead of the default bearer.
+inline std::map<std::string, std::string> Bearer(const std::string& token) {
+  return {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}};
+}
+
+// Polls `done` every 20 ms until it holds (true) or `timeout` passes (false).
+inline bool WaitUntil(const std::function<bool()>& done,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
 inline Json GetJson(const std::string& url) {
   HttpResponse r = HttpGet(url);
   EXPECT_EQ(r.status, 200) << url << ": " << r.body;
@@ -112,6 +159,12 @@ inline std::map<std::string, Json> TaskInstancesById(const Daemon& d, const std:
   std::map<std::string, Json> by_id;
   for (const auto& ti : list["task_instances"]) by_id[ti["task_id"]] = ti;
   return by_id;
+}
+
+// The state of one task instance of a run; "none" while it has none.
+inline std::string TaskState(const Daemon& d, const std::string& dag_id, const std::string& run_id,
+                             const std::string& task_id) {
+  return TaskInstancesById(d, dag_id, run_id)[task_id].value("state", "none");
 }
 
 }  // namespace dagd::testing

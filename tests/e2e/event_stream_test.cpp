@@ -142,12 +142,13 @@ TEST(EventStream, EventsOlderThanTheRetentionAreRemovedAndAResumeBeforeThemIsTol
   ASSERT_TRUE(done.WaitEnd(30s)) << done.body();
   // The run's events are pruned by the daemon itself once they are 2 s old (passes every 1 s).
   HttpResponse gone;
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  do {
-    std::this_thread::sleep_for(200ms);
-    // Ends at once while the events are there (the run is over); 410 once they are not.
-    gone = HttpGet(d.Url("/api/v2/events?since=0&dag_id=slow&dag_run_id=old&until=terminal"));
-  } while (gone.status != 410 && std::chrono::steady_clock::now() < deadline);
+  WaitUntil(
+      [&] {
+        // Ends at once while the events are there (the run is over); 410 once they are not.
+        gone = HttpGet(d.Url("/api/v2/events?since=0&dag_id=slow&dag_run_id=old&until=terminal"));
+        return gone.status == 410;
+      },
+      20s);
   ASSERT_EQ(gone.status, 410) << gone.body << d.process->Log();
   const Json body = Json::parse(gone.body);
   const int64_t oldest = body["oldest_available"].get<int64_t>();
@@ -176,11 +177,10 @@ TEST(EventStream, LiveStreamsBeyondTheCapAreAnswered503) {
   first.Disconnect();
   // The slot is given back when the first client leaves.
   long status = 0;
-  for (int i = 0; i < 50 && status != 200; ++i) {
-    HttpStream again(d.Url("/api/v2/events"));
-    status = again.WaitStatus(5s);
-    if (status != 200) std::this_thread::sleep_for(100ms);
-  }
+  WaitUntil([&] {
+    status = HttpStream(d.Url("/api/v2/events")).WaitStatus(5s);
+    return status == 200;
+  });
   EXPECT_EQ(status, 200);
 }
 

@@ -26,13 +26,10 @@ const std::string kTi = "/api/v2/dags/talk/dagRuns/r/taskInstances/t";
 
 // Waits until the try of `talk/r/t` is queued or later, so that its log can be asked for.
 void WaitForFirstTry(Daemon& d) {
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (std::chrono::steady_clock::now() < deadline) {
+  ASSERT_TRUE(WaitUntil([&] {
     HttpResponse r = HttpGet(d.Url(kTi));
-    if (r.status == 200 && Json::parse(r.body)["try_number"].get<int>() >= 1) return;
-    std::this_thread::sleep_for(20ms);
-  }
-  FAIL() << "the try was not queued";
+    return r.status == 200 && Json::parse(r.body)["try_number"].get<int>() >= 1;
+  })) << "the try was not queued";
 }
 
 std::string TiState(Daemon& d) { return GetJson(d.Url(kTi))["state"].get<std::string>(); }
@@ -75,13 +72,7 @@ TEST(LogFollow, AFollowedLogReceivesEveryLineInOrderAndEndsWithTheTry) {
   HttpStream json(d.Url(kTi + "/logs/1?follow=true"));
   ASSERT_EQ(text.WaitStatus(10s), 200) << text.error();
   // Lines arrive while the task runs, not all at its end.
-  std::vector<std::string> early;
-  for (auto deadline = std::chrono::steady_clock::now() + 10s;
-       early.empty() && std::chrono::steady_clock::now() < deadline;) {
-    early = PrintedLines(text.body());
-    std::this_thread::sleep_for(20ms);
-  }
-  EXPECT_FALSE(early.empty());
+  EXPECT_TRUE(WaitUntil([&] { return !PrintedLines(text.body()).empty(); }, 10s));
   EXPECT_EQ(TiState(d), "running") << "the log should be live before the try ends";
 
   ASSERT_TRUE(text.WaitEnd(30s)) << "the followed body did not end with the try: " << text.body();

@@ -76,11 +76,11 @@ TEST(Metrics, ActiveRunsAndTheirTaskInstancesAreGaugedFromTheDatabase) {
 
   // Another writer (psql) ends one: the scheduler reads it from the event log and counts it.
   d.db.Query("UPDATE dag_run SET state = 'failed' WHERE run_id = 'held_2'");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (Scrape(d).Value("dagd_dag_run_transitions_total", {{"state", "failed"}}) != 1 &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  WaitUntil(
+      [&] {
+        return Scrape(d).Value("dagd_dag_run_transitions_total", {{"state", "failed"}}) == 1;
+      },
+      std::chrono::seconds(10));
   text = Scrape(d);
   EXPECT_EQ(ValueOr(text, "dagd_dag_run_transitions_total", {{"state", "failed"}}), 1);
   EXPECT_EQ(ValueOr(text, "dagd_dag_runs", {{"state", "queued"}}), 1);
@@ -100,12 +100,8 @@ TEST(Metrics, PrometheusNeedsAViewerToken) {
   d.Start();
   HttpResponse anonymous = HttpGet(d.Url("/metrics"), {{"Authorization", ""}});
   EXPECT_EQ(anonymous.status, 401) << anonymous.body;
-  std::vector<std::string> create = d.process->args();
-  for (const char* arg :
-       {"tokens", "create", "--role", "viewer", "--expires", "1d", "--name", "prometheus"}) {
-    create.push_back(arg);
-  }
-  CliResult made = RunDagd(create);
+  CliResult made =
+      Cli(d, {"tokens", "create", "--role", "viewer", "--expires", "1d", "--name", "prometheus"});
   ASSERT_EQ(made.exit_code, 0) << made.err;
   const std::string token = made.out.substr(0, made.out.find('\n'));
   PromText text = Scrape(d, {{"Authorization", "Bearer " + token}});

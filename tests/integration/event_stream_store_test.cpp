@@ -128,16 +128,6 @@ TEST_F(EventStreamStoreTest, BoundsNameTheOldestKeptAndTheNewestEvent) {
   EXPECT_EQ(bounds->latest, 7);
 }
 
-// A fixed clock for the retention's cutoff.
-class FixedClock final : public scheduler::Clock {
- public:
-  explicit FixedClock(scheduler::TimePoint now) : now_(now) {}
-  scheduler::TimePoint Now() const override { return now_; }
-
- private:
-  scheduler::TimePoint now_;
-};
-
 TEST_F(EventStreamStoreTest, PruningRemovesOnlyTheOldestContiguousEventsRecordedBeforeTheCutoff) {
   WriteHistory();  // seqs 1..7
   SqlSession sql(db_.url());
@@ -169,8 +159,7 @@ TEST_F(EventStreamStoreTest, PruningRemovesOnlyTheOldestContiguousEventsRecorded
 TEST_F(EventStreamStoreTest, ARetentionPassRemovesEveryOldEventInBatches) {
   WriteHistory();
   SqlSession(db_.url()).Exec("UPDATE event SET at = now() - interval '2 days' WHERE seq <= 5");
-  FixedClock clock(std::chrono::time_point_cast<std::chrono::microseconds>(
-      std::chrono::system_clock::now()));
+  scheduler::SystemClock clock;
   scheduler::RetentionOptions options;
   options.keep = std::chrono::hours(24);
   options.batch = 2;  // three statements: 2 + 2 + 1

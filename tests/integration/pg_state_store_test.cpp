@@ -15,6 +15,7 @@
 namespace dagd::storage {
 namespace {
 
+using scheduler::DagSource;
 using test::At;
 using test::DagRun;
 using test::kT0;
@@ -36,21 +37,17 @@ using PgStateStoreTest = test::PgStoreTest;
 TEST_F(PgStateStoreTest, PingSucceedsOnAnOpenStore) { EXPECT_TRUE(store_->Ping().ok()); }
 
 TEST_F(PgStateStoreTest, SyncDagKeepsTheVersionForTheSameDocumentAndAddsOneWhenItChanges) {
-  auto v1 =
-      store_->SyncDag(*MakeDag("etl", "one"), "/dags/etl.json", kT0, scheduler::DagSource::kFile);
+  auto v1 = store_->SyncDag(*MakeDag("etl", "one"), "/dags/etl.json", kT0, DagSource::kFile);
   ASSERT_TRUE(v1.ok()) << v1.status().ToString();
   EXPECT_EQ(*v1, 1);
-  auto again =
-      store_->SyncDag(*MakeDag("etl", "one"), "/dags/etl.json", kT0, scheduler::DagSource::kFile);
+  auto again = store_->SyncDag(*MakeDag("etl", "one"), "/dags/etl.json", kT0, DagSource::kFile);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(*again, 1);
-  auto v2 =
-      store_->SyncDag(*MakeDag("etl", "two"), "/dags/etl.json", kT0, scheduler::DagSource::kFile);
+  auto v2 = store_->SyncDag(*MakeDag("etl", "two"), "/dags/etl.json", kT0, DagSource::kFile);
   ASSERT_TRUE(v2.ok());
   EXPECT_EQ(*v2, 2);
   // Changing back is a change too: versions are a history, not a set of documents.
-  auto v3 =
-      store_->SyncDag(*MakeDag("etl", "one"), "/dags/etl.json", kT0, scheduler::DagSource::kFile);
+  auto v3 = store_->SyncDag(*MakeDag("etl", "one"), "/dags/etl.json", kT0, DagSource::kFile);
   ASSERT_TRUE(v3.ok());
   EXPECT_EQ(*v3, 3);
   EXPECT_EQ(Count("SELECT count(*) FROM dag_version WHERE dag_id = 'etl'"), 3);
@@ -72,8 +69,7 @@ TEST_F(PgStateStoreTest, SyncDagKeepsTheVersionForTheSameDocumentAndAddsOneWhenI
 }
 
 TEST_F(PgStateStoreTest, SyncDagStoresTheDenormalisedFieldsOfTheLatestVersion) {
-  ASSERT_TRUE(
-      store_->SyncDag(*MakeDag("etl"), "/dags/etl.json", kT0, scheduler::DagSource::kFile).ok());
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("etl"), "/dags/etl.json", kT0, DagSource::kFile).ok());
   auto dag = store_->GetDag("etl");
   ASSERT_TRUE(dag.ok()) << dag.status().ToString();
   EXPECT_EQ(dag->dag_id, "etl");
@@ -91,14 +87,11 @@ TEST_F(PgStateStoreTest, SyncDagStoresTheDenormalisedFieldsOfTheLatestVersion) {
 
 TEST_F(PgStateStoreTest, SyncDagPausesANewDagWhenAskedAndNeverOverridesALaterUnpause) {
   ASSERT_TRUE(
-      store_->SyncDag(*MakeDag("p", "d", true), "/dags/p.json", kT0, scheduler::DagSource::kFile)
-          .ok());
+      store_->SyncDag(*MakeDag("p", "d", true), "/dags/p.json", kT0, DagSource::kFile).ok());
   EXPECT_TRUE(store_->GetDag("p")->is_paused);
   ASSERT_TRUE(store_->SetPaused("p", false).ok());
-  ASSERT_TRUE(store_
-                  ->SyncDag(*MakeDag("p", "changed", true), "/dags/p.json", kT0,
-                            scheduler::DagSource::kFile)
-                  .ok());
+  ASSERT_TRUE(
+      store_->SyncDag(*MakeDag("p", "changed", true), "/dags/p.json", kT0, DagSource::kFile).ok());
   EXPECT_FALSE(store_->GetDag("p")->is_paused);
   Status missing = store_->SetPaused("nope", true);
   EXPECT_EQ(missing.code(), StatusCode::kNotFound);
@@ -111,7 +104,7 @@ TEST_F(PgStateStoreTest, ConcurrentSyncsOfOneDagCreateOneVersion) {
   std::atomic<int> failures{0};
   for (int i = 0; i < 6; ++i) {
     threads.emplace_back([&] {
-      auto v = store_->SyncDag(*dag, "/dags/race.json", kT0, scheduler::DagSource::kFile);
+      auto v = store_->SyncDag(*dag, "/dags/race.json", kT0, DagSource::kFile);
       if (!v.ok() || *v != 1) ++failures;
     });
   }
@@ -123,8 +116,7 @@ TEST_F(PgStateStoreTest, ConcurrentSyncsOfOneDagCreateOneVersion) {
 TEST_F(PgStateStoreTest, MarkStaleExceptHidesMissingDagsUntilTheyAreSyncedAgain) {
   for (const char* id : {"a", "b", "c"}) {
     ASSERT_TRUE(
-        store_->SyncDag(*MakeDag(id), std::string("/dags/") + id, kT0, scheduler::DagSource::kFile)
-            .ok());
+        store_->SyncDag(*MakeDag(id), std::string("/dags/") + id, kT0, DagSource::kFile).ok());
   }
   ASSERT_TRUE(store_->MarkStaleExcept({"a", "c"}).ok());
   EXPECT_TRUE(store_->GetDag("b")->is_stale);
@@ -137,13 +129,12 @@ TEST_F(PgStateStoreTest, MarkStaleExceptHidesMissingDagsUntilTheyAreSyncedAgain)
   q.include_stale = true;
   EXPECT_EQ(store_->ListDags(q)->total_entries, 3);
 
-  ASSERT_TRUE(store_->SyncDag(*MakeDag("b"), "/dags/b", kT0, scheduler::DagSource::kFile).ok());
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("b"), "/dags/b", kT0, DagSource::kFile).ok());
   EXPECT_FALSE(store_->GetDag("b")->is_stale);
 }
 
 TEST_F(PgStateStoreTest, ImportErrorsAreReplacedListedAndFlagTheirDag) {
-  ASSERT_TRUE(
-      store_->SyncDag(*MakeDag("etl"), "/dags/etl.json", kT0, scheduler::DagSource::kFile).ok());
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("etl"), "/dags/etl.json", kT0, DagSource::kFile).ok());
   Status first = store_->ReplaceImportErrors({{0, "/dags/old.json", "stale", kT0}});
   ASSERT_TRUE(first.ok()) << first.ToString();
   Status second =
@@ -166,7 +157,7 @@ TEST_F(PgStateStoreTest, ImportErrorsAreReplacedListedAndFlagTheirDag) {
 
 TEST_F(PgStateStoreTest, ListDagsFiltersByPatternTagsAndPausedWithPaging) {
   for (const char* id : {"sales_daily", "sales_hourly", "users", "Sales_weekly"}) {
-    ASSERT_TRUE(store_->SyncDag(*MakeDag(id), "/dags/x", kT0, scheduler::DagSource::kFile).ok());
+    ASSERT_TRUE(store_->SyncDag(*MakeDag(id), "/dags/x", kT0, DagSource::kFile).ok());
   }
   ASSERT_TRUE(store_->SetPaused("users", true).ok());
 
@@ -224,7 +215,7 @@ TEST_F(PgStateStoreTest, GetDagOfAnUnknownIdIsNotFoundInAirflowsWords) {
 
 TEST_F(PgStateStoreTest, CreateRunStoresTheRunAndItsTaskInstancesWithIdsAndEvents) {
   auto dag = MakeDag("etl");
-  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0, scheduler::DagSource::kFile).ok());
+  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0, DagSource::kFile).ok());
   auto tis = MakeTis(*dag);
   auto run = store_->CreateRun(MakeRun("etl", "manual__1"), tis);
   ASSERT_TRUE(run.ok()) << run.status().ToString();
@@ -277,7 +268,7 @@ TEST_F(PgStateStoreTest, CreateRunForAnUnknownDagIsNotFound) {
 
 TEST_F(PgStateStoreTest, TimesRoundTripToTheMicrosecond) {
   auto dag = MakeDag("etl");
-  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0, scheduler::DagSource::kFile).ok());
+  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0, DagSource::kFile).ok());
   DagRun run = MakeRun("etl", "times");
   run.logical_date = At(1767323045123457);
   run.start_date = At(1);                // just after the epoch
@@ -353,10 +344,8 @@ TEST_F(PgStateStoreTest, LoadRunsReturnsTheKnownRunsWithTheirTaskInstancesInTheG
 
 TEST_F(PgStateStoreTest, ListRunsFiltersPagesAndOrders) {
   auto dag = MakeDag("etl");
-  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0, scheduler::DagSource::kFile).ok());
-  ASSERT_TRUE(
-      store_->SyncDag(*MakeDag("other"), "/dags/other.json", kT0, scheduler::DagSource::kFile)
-          .ok());
+  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0, DagSource::kFile).ok());
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("other"), "/dags/other.json", kT0, DagSource::kFile).ok());
   for (int i = 0; i < 5; ++i) {
     DagRun run = MakeRun("etl", "run_" + std::to_string(i));
     run.logical_date = kT0 + std::chrono::hours(i);
@@ -439,7 +428,7 @@ TEST_F(PgStateStoreTest, ListRunsFiltersPagesAndOrders) {
 
 TEST_F(PgStateStoreTest, LoadActiveRunsReturnsQueuedAndRunningOldestQueuedFirst) {
   auto dag = MakeDag("etl");
-  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0, scheduler::DagSource::kFile).ok());
+  ASSERT_TRUE(store_->SyncDag(*dag, "/dags/etl.json", kT0, DagSource::kFile).ok());
   const std::vector<std::pair<std::string, RunState>> runs = {
       {"late", RunState::kQueued}, {"early", RunState::kRunning}, {"done", RunState::kSuccess}};
   for (size_t i = 0; i < runs.size(); ++i) {
@@ -842,11 +831,9 @@ TEST_F(PgStateStoreTest, RunsAndTaskInstancesReadByTheApiCarryTheirVersionsCreat
 
 TEST_F(PgStateStoreTest, DagVersionsAreListedWithoutDocuments) {
   ASSERT_TRUE(
-      store_->SyncDag(*MakeDag("etl", "one"), "/dags/etl.json", kT0, scheduler::DagSource::kFile)
-          .ok());
+      store_->SyncDag(*MakeDag("etl", "one"), "/dags/etl.json", kT0, DagSource::kFile).ok());
   ASSERT_TRUE(
-      store_->SyncDag(*MakeDag("etl", "two"), "/dags/etl.json", kT0, scheduler::DagSource::kFile)
-          .ok());
+      store_->SyncDag(*MakeDag("etl", "two"), "/dags/etl.json", kT0, DagSource::kFile).ok());
   scheduler::DagVersionQuery q;
   q.dag_id = "etl";
   auto all = store_->ListDagVersions(q);
@@ -870,9 +857,7 @@ TEST_F(PgStateStoreTest, RunsAreCountedByStateForTheDagsNamedOrEveryFreshDag) {
   auto dag = MakeDag("etl");
   CreateRunOf(*dag, "r1");
   CreateRunOf(*dag, "r2");
-  ASSERT_TRUE(
-      store_->SyncDag(*MakeDag("quiet"), "/dags/quiet.json", kT0, scheduler::DagSource::kFile)
-          .ok());
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("quiet"), "/dags/quiet.json", kT0, DagSource::kFile).ok());
   auto all = store_->CountRunsByState({});
   ASSERT_TRUE(all.ok()) << all.status().ToString();
   ASSERT_EQ(all->size(), 2u);
@@ -900,8 +885,7 @@ TEST_F(PgStateStoreTest, UnknownTaskInstancesAreNotFoundInAirflowsWords) {
 }
 
 TEST_F(PgStateStoreTest, ManyThreadsShareASmallPool) {
-  ASSERT_TRUE(
-      store_->SyncDag(*MakeDag("etl"), "/dags/etl.json", kT0, scheduler::DagSource::kFile).ok());
+  ASSERT_TRUE(store_->SyncDag(*MakeDag("etl"), "/dags/etl.json", kT0, DagSource::kFile).ok());
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < 12; ++i) {
@@ -923,7 +907,7 @@ TEST_F(PgStateStoreTest, ManyThreadsShareASmallPool) {
 
 TEST_F(PgStateStoreTest, CreateRunWithANulInItsConfIsInvalidArgumentAndWritesNothing) {
   auto dag = MakeDag("etl");
-  auto version = store_->SyncDag(*dag, "/dags/etl.json", kT0, scheduler::DagSource::kFile);
+  auto version = store_->SyncDag(*dag, "/dags/etl.json", kT0, DagSource::kFile);
   ASSERT_TRUE(version.ok()) << version.status().ToString();
   const int64_t events = Count("SELECT count(*) FROM event");
   DagRun run = MakeRun("etl", "r1", *version);

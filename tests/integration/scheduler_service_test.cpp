@@ -117,20 +117,19 @@ TEST_F(SchedulerServiceTest, RunIdsOutsideAirflowsPatternAreRefusedAndNothingIsC
   EXPECT_TRUE(service_->Trigger("logged", good).ok());
 }
 
+// Reads all of `reader` in pieces of `piece` bytes: its note, then its bytes.
+std::string ReadAll(LogReader& reader, size_t piece = 7) {
+  std::string text;
+  for (std::string read; !(read = reader.Read(piece)).empty();) text += read;
+  return text;
+}
+
 TEST_F(SchedulerServiceTest, ALogIsReadInPiecesFromTheFile) {
   RunToEnd("r1");
   auto reader = service_->OpenLog("logged", "r1", "a", 1, {});
   ASSERT_TRUE(reader.ok()) << reader.status().ToString();
-  std::string text;
-  for (std::string piece; !(piece = reader->Read(3)).empty();) text += piece;
+  const std::string text = ReadAll(*reader, 3);
   EXPECT_NE(text.find("hello"), std::string::npos) << text;
-}
-
-// Reads all of `reader`: its note, then its bytes.
-std::string ReadAll(LogReader& reader) {
-  std::string text;
-  for (std::string piece; !(piece = reader.Read(7)).empty();) text += piece;
-  return text;
 }
 
 TEST_F(SchedulerServiceTest, LogOffsetsCountFileBytesAlsoWhenTheHeadIsSkipped) {

@@ -82,9 +82,9 @@ class RecordingExecutor final : public TaskExecutor {
   }
   void StopAccepting() override { inner_.StopAccepting(); }
   void CancelRunning() override { inner_.CancelRunning(); }
-  void StopTry(const std::string& ti_id, int try_number, std::string reason) override {
+  bool StopTry(const std::string& ti_id, int try_number, std::string reason) override {
     Record("stop try " + std::to_string(try_number));
-    inner_.StopTry(ti_id, try_number, std::move(reason));
+    return inner_.StopTry(ti_id, try_number, std::move(reason));
   }
   bool WaitIdle(std::chrono::milliseconds timeout) override { return inner_.WaitIdle(timeout); }
   size_t RunningCount() const override { return inner_.RunningCount(); }

@@ -88,6 +88,16 @@ class ForwardingStateStore : public scheduler::StateStore {
   StatusOr<std::vector<scheduler::XcomEntry>> ListXcom(const std::string& ti_id) override {
     return inner_.ListXcom(ti_id);
   }
+  StatusOr<scheduler::DagRun> PatchRun(const std::string& d, const std::string& r,
+                                       const scheduler::RunPatch& patch,
+                                       scheduler::TimePoint now) override {
+    return inner_.PatchRun(d, r, patch, now);
+  }
+  StatusOr<std::vector<scheduler::TaskInstance>> PatchTaskInstances(
+      const std::string& d, const std::string& r, const scheduler::TaskInstancePatch& patch,
+      scheduler::TimePoint now) override {
+    return inner_.PatchTaskInstances(d, r, patch, now);
+  }
   StatusOr<scheduler::ApplyResult> Apply(const scheduler::Transition& t) override {
     return inner_.Apply(t);
   }

@@ -40,6 +40,16 @@ class StubService : public scheduler::Service {
       const std::vector<std::string>&) override {
     return std::vector<scheduler::DagRunStats>{};
   }
+  StatusOr<scheduler::DagRun> PatchRun(const std::string& dag_id, const std::string& run_id,
+                                       const scheduler::RunPatch&) override {
+    return Status::NotFound("The DagRun with dag_id: '" + dag_id + "' and run_id: '" + run_id +
+                            "' was not found");
+  }
+  StatusOr<std::vector<scheduler::TaskInstance>> PatchTaskInstance(
+      const std::string&, const std::string&, const std::string&,
+      const scheduler::TaskInstanceMark&) override {
+    return Status::NotFound("no such task instance");
+  }
   StatusOr<scheduler::DagUpload> UploadDag(const std::string& dag_id, std::string_view) override {
     return Status::FailedPrecondition("uploads of '" + dag_id + "' are not stubbed");
   }
@@ -90,6 +100,11 @@ class StubService : public scheduler::Service {
   }
   StatusOr<scheduler::AuditEntry> GetAudit(int64_t) override {
     return Status::NotFound("no such event log");
+  }
+  StatusOr<std::vector<scheduler::Dependency>> ExplainTaskInstance(const std::string&,
+                                                                   const std::string&,
+                                                                   const std::string&) override {
+    return Status::NotFound("no such task instance");
   }
 };
 

@@ -431,6 +431,67 @@ TEST(DagParser, ReportsBadStartDatesAndSchedules) {
                           "e.g. 2026-01-01T00:00:00Z)"));
 }
 
+// A minimal document with extra top-level fields (JSON text without braces).
+ParseResult ParseWith(std::string_view fields) {
+  return Parse(R"({"dag_id": "d", "tasks": [{"task_id": "a", "operator": "empty"}], )" +
+               std::string(fields) + "}");
+}
+
+TEST(DagParserSchedule, ReportsBadSchedulesNamingTheFieldAndToken) {
+  EXPECT_THAT(ParseWith(R"("schedule": "61 * * * *")").errors,
+              ElementsAre("DAG field 'schedule': minute field: 61 is out of range 0-59"));
+  EXPECT_THAT(ParseWith(R"("schedule": "0 0 * * MOON")").errors,
+              ElementsAre("DAG field 'schedule': day-of-week field: 'MOON' is not a number or a "
+                          "name"));
+  EXPECT_THAT(ParseWith(R"("schedule": "@fortnightly")").errors,
+              ElementsAre(HasSubstr("DAG field 'schedule': unknown preset '@fortnightly'")));
+  EXPECT_THAT(ParseWith(R"("schedule": "soon")").errors,
+              ElementsAre(HasSubstr("DAG field 'schedule': 'soon' is not a cron expression")));
+}
+
+TEST(DagParserSchedule, ReportsUnknownTimeZonesAndTimetables) {
+  EXPECT_THAT(ParseWith(R"("timezone": "Europe/Atlantis", "schedule": "@daily")").errors,
+              ElementsAre("DAG field 'timezone': unknown time zone 'Europe/Atlantis' (use an IANA "
+                          "name such as Europe/London or UTC)"));
+  EXPECT_THAT(ParseWith(R"("timetable": "interval")").errors,
+              ElementsAre("DAG field 'timetable': expected 'trigger' or 'data_interval', got "
+                          "'interval'"));
+  EXPECT_THAT(ParseWith(R"("start_date": "2026-02-01", "end_date": "2026-01-01")").errors,
+              ElementsAre("DAG field 'end_date': is before start_date"));
+  EXPECT_THAT(ParseWith(R"("end_date": "soon")").errors,
+              ElementsAre("DAG field 'end_date': invalid timestamp 'soon' (use RFC 3339, e.g. "
+                          "2026-01-01T00:00:00Z)"));
+}
+
+TEST(DagParserSchedule, BuildsTheTimetable) {
+  auto result = ParseWith(R"("schedule": "30 2 * * *", "timezone": "America/New_York",
+      "timetable": "data_interval", "catchup": true)");
+  ASSERT_THAT(result.errors, IsEmpty());
+  const Dag& dag = *result.dag;
+  ASSERT_NE(dag.timetable, nullptr);
+  EXPECT_EQ(dag.timetable->Summary(), "30 2 * * *");
+  EXPECT_EQ(dag.timetable->Description(), "At 02:30");
+  EXPECT_EQ(dag.timetable->mode(), TimetableMode::kDataInterval);
+  EXPECT_EQ(dag.timetable->zone().name(), "America/New_York");
+  auto manual = ParseWith(R"("schedule": null)");
+  ASSERT_THAT(manual.errors, IsEmpty());
+  EXPECT_FALSE(manual.dag->timetable->Periodic());
+  EXPECT_EQ(manual.dag->timetable_mode, TimetableMode::kTrigger);
+}
+
+TEST(DagParserSchedule, DatesWithoutAnOffsetAreWallTimesInTheDagZone) {
+  auto result = ParseWith(R"("timezone": "America/New_York", "start_date": "2026-01-01",
+      "end_date": "2026-07-01T08:30:00")");
+  ASSERT_THAT(result.errors, IsEmpty());
+  EXPECT_EQ(FormatRfc3339(*result.dag->start_date), "2026-01-01T05:00:00Z");
+  EXPECT_EQ(FormatRfc3339(*result.dag->end_date), "2026-07-01T12:30:00Z");
+  auto offset = ParseWith(R"("timezone": "America/New_York",
+      "start_date": "2026-01-01T00:00:00+01:00", "end_date": "2026-07-01T08:30:00Z")");
+  ASSERT_THAT(offset.errors, IsEmpty());
+  EXPECT_EQ(FormatRfc3339(*offset.dag->start_date), "2025-12-31T23:00:00Z");
+  EXPECT_EQ(FormatRfc3339(*offset.dag->end_date), "2026-07-01T08:30:00Z");
+}
+
 TEST(DagParser, ReportsMissingRequiredTopLevelFields) {
   EXPECT_THAT(Parse("{}").errors,
               ElementsAre("missing required field 'dag_id'", "missing required field 'tasks'"));

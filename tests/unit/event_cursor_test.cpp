@@ -53,7 +53,8 @@ class FakeLog {
       page.oldest = pruned_through + 1;
       page.last_seq = std::max(after, head());
       for (const EventRecord& e : events_) {
-        if (e.seq <= after || e.seq <= pruned_through || (!run_id.empty() && e.run_id != run_id)) continue;
+        if (e.seq <= std::max(after, pruned_through)) continue;
+        if (!run_id.empty() && e.run_id != run_id) continue;
         page.events.push_back(e);
         if (static_cast<int>(page.events.size()) == limit) {
           page.last_seq = e.seq;

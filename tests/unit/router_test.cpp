@@ -1,6 +1,7 @@
 // Router: every endpoint's status and shape, driven through a FakeService (no I/O).
 #include "dagd/api/router.hpp"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "dagd/api/log_token.hpp"
+#include "dagd/api/login_throttle.hpp"
 #include "dagd/scheduler/dag_parser.hpp"
 #include "dagd/scheduler/time.hpp"
 #include "fake_authenticator.hpp"
@@ -176,6 +178,12 @@ class FakeService : public dagd::testing::StubService {
     }
     return ti;
   }
+  StatusOr<std::vector<scheduler::Dependency>> ExplainTaskInstance(
+      const std::string& dag_id, const std::string& run_id, const std::string& task_id) override {
+    auto found = GetTaskInstance(dag_id, run_id, task_id);
+    if (!found.ok()) return found.status();
+    return dependencies;
+  }
   StatusOr<std::vector<TaskTry>> ListTries(const std::string& dag_id, const std::string& run_id,
                                            const std::string& task_id) override {
     auto found = GetTaskInstance(dag_id, run_id, task_id);
@@ -253,6 +261,9 @@ class FakeService : public dagd::testing::StubService {
   scheduler::TaskInstanceQuery last_ti_query;
   scheduler::Page last_page;
   scheduler::TriggerRequest last_trigger;
+  std::vector<scheduler::Dependency> dependencies = {
+      {"Trigger Rule", "Task's trigger rule 'all_success' requires all upstream tasks to succeed"},
+      {"Dag Not Paused", "Task's DAG 'etl' is paused."}};
 };
 
 // The whole body a client receives: `body`, then every chunk of `stream`.
@@ -616,6 +627,39 @@ TEST_F(RouterTest, TriesListEveryTryAndOneTryByNumber) {
   EXPECT_EQ(Body(one)["state"], "failed");
   EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/tries/9").status, 404);
   EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/tries/x").status, 422);
+}
+
+TEST_F(RouterTest, DependenciesListEveryReasonForAViewer) {
+  const std::map<std::string, std::string> viewer = {{"authorization", "Bearer viewer-token"}};
+  Response r = Call("GET", kRun + "/taskInstances/extract/dependencies", "", viewer);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r), nlohmann::json::parse(R"({"dependencies": [
+      {"name": "Trigger Rule",
+       "reason": "Task's trigger rule 'all_success' requires all upstream tasks to succeed"},
+      {"name": "Dag Not Paused", "reason": "Task's DAG 'etl' is paused."}]})"));
+  EXPECT_EQ(Body(Call("GET", kRun + "/taskInstances/extract/-1/dependencies")), Body(r));
+  EXPECT_EQ(Body(Call("GET", kRun + "/taskInstances/extract/dependencies?map_index=-1")), Body(r));
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/dependencies", "",
+                 {{"authorization", "Bearer nobody-token"}})
+                .status,
+            401);
+}
+
+TEST_F(RouterTest, DependenciesOfAnUnknownTaskOrMapIndexAre404) {
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/nope/dependencies").status, 404);
+  Response mapped = Call("GET", kRun + "/taskInstances/extract/0/dependencies");
+  EXPECT_EQ(mapped.status, 404);
+  EXPECT_THAT(Body(mapped)["detail"].get<std::string>(),
+              ::testing::HasSubstr("task_id: `extract` and map_index: `0` was not found"));
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/dependencies?map_index=3").status, 404);
+}
+
+TEST_F(RouterTest, DependenciesWithABadMapIndexOrAnUnknownParameterAre422) {
+  Response path = Call("GET", kRun + "/taskInstances/extract/x/dependencies");
+  ASSERT_EQ(path.status, 422);
+  EXPECT_EQ(Body(path)["detail"][0]["loc"], nlohmann::json::parse(R"(["path", "map_index"])"));
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/dependencies?map_index=x").status, 422);
+  EXPECT_EQ(Call("GET", kRun + "/taskInstances/extract/dependencies?verbose=1").status, 422);
 }
 
 TEST_F(RouterTest, LogIsPlainTextWhenAskedFor) {
@@ -1383,6 +1427,48 @@ TEST_F(RouterTest, TheTokenEndpointTakesJsonOrAFormAndAnswers201) {
   EXPECT_EQ(Body(r)["access_token"], "op-token");
 }
 
+TEST_F(RouterTest, AnAddressWithTooManyFailedLoginsGets429WhateverItSendsAndOthersDoNot) {
+  auto login = [&](const std::string& address, const std::string& password) {
+    Request req{"POST", "/auth/token", {{"content-type", "application/json"}},
+                R"({"username": "user", "password": ")" + password + R"("})"};
+    req.remote_address = address;
+    return router_.Handle(req);
+  };
+  // A success clears the count: 9 failures, a success, then 10 more are still answered 401.
+  for (int i = 0; i < 9; ++i) ASSERT_EQ(login("10.0.0.1", "wrong").status, 401);
+  ASSERT_EQ(login("10.0.0.1", "pw-user").status, 201);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(login("10.0.0.1", "wrong").status, 401) << i;
+  Response refused = login("10.0.0.1", "pw-user");  // the right password, but too late
+  ASSERT_EQ(refused.status, 429) << refused.body;
+  EXPECT_TRUE(Body(refused)["detail"].get<std::string>().starts_with(
+      "Too many failed logins from this address (10 within 60 s)"))
+      << refused.body;
+  ASSERT_EQ(refused.headers.size(), 1u);
+  EXPECT_EQ(refused.headers[0].first, "Retry-After");
+  const int wait = std::stoi(refused.headers[0].second);
+  EXPECT_GE(wait, 59);
+  EXPECT_LE(wait, 60);
+  // Another address is not held back.
+  EXPECT_EQ(login("10.0.0.2", "pw-user").status, 201);
+}
+
+TEST(LoginThrottle, AnAddressMayTryAgainOnceItsOldestFailureLeavesTheWindow) {
+  LoginThrottle throttle(3, std::chrono::seconds(60), 2);
+  const auto t0 = LoginThrottle::Clock::time_point{} + std::chrono::hours(1);
+  throttle.Failed("a", t0);
+  throttle.Failed("a", t0 + std::chrono::seconds(10));
+  throttle.Failed("a", t0 + std::chrono::seconds(20));
+  EXPECT_EQ(throttle.RetryAfter("a", t0 + std::chrono::seconds(30)), std::chrono::seconds(30));
+  EXPECT_EQ(throttle.RetryAfter("a", t0 + std::chrono::seconds(60)), std::nullopt);
+  // At most 2 addresses: a third makes the quietest one forgotten.
+  throttle.Failed("b", t0 + std::chrono::seconds(61));
+  throttle.Failed("c", t0 + std::chrono::seconds(62));
+  for (int i = 0; i < 3; ++i) throttle.Failed("c", t0 + std::chrono::seconds(63));
+  EXPECT_NE(throttle.RetryAfter("c", t0 + std::chrono::seconds(64)), std::nullopt);
+  throttle.Succeeded("c");
+  EXPECT_EQ(throttle.RetryAfter("c", t0 + std::chrono::seconds(64)), std::nullopt);
+}
+
 TEST_F(RouterTest, TheTokenEndpointRefusesBadCredentialsAndBadBodies) {
   auto post = [&](const std::string& type, const std::string& body) {
     return router_.Handle(Request{"POST", "/auth/token", {{"content-type", type}}, body});
@@ -1411,12 +1497,6 @@ TEST_F(RouterTest, TheTokenEndpointRefusesBadCredentialsAndBadBodies) {
                 .status,
             415);
 }
-
-}  // namespace
-}  // namespace dagd::api
-
-namespace dagd::api {
-namespace {
 
 // --- DAG upload and deletion ---------------------------------------------------------------------
 

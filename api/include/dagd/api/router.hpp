@@ -11,11 +11,12 @@
 //
 // Authentication (scheduler/auth.hpp): `POST /auth/token` takes {"username", "password"} as JSON
 // or form-encoded and answers 201 {"access_token": "<JWT>"}, or 401 "Invalid username or
-// password". Every route but version and health needs `Authorization: Bearer <JWT or API
-// token>`, checked by RouterOptions::authenticator: 401 "Not authenticated" without one, 401
-// "Invalid or expired token" for a bad one (both with `WWW-Authenticate: Bearer`), 403 "<role>
-// role cannot <action>; it needs <role>" when the caller's role is below the route's (router.cpp
-// holds the one table of routes and their roles). Handlers see the caller in Request::principal.
+// password"; an address with too many failed logins gets 429 (RouterOptions). Every route but
+// version and health needs `Authorization: Bearer <JWT or API token>`, checked by
+// RouterOptions::authenticator: 401 "Not authenticated" without one, 401 "Invalid or expired
+// token" for a bad one (both with `WWW-Authenticate: Bearer`), 403 "<role> role cannot <action>;
+// it needs <role>" when the caller's role is below the route's (router.cpp holds the one table of
+// routes and their roles). Handlers see the caller in Request::principal.
 //
 // Hostile requests, checked before anything else:
 // - 403 when the Host header, or an Origin header, names a host that is not the daemon's own:
@@ -156,6 +157,10 @@ struct RouterOptions {
   // Checks credentials; must outlive the Router. Without one, every protected route answers 401
   // and /auth/token 503: a Router never serves without authentication.
   scheduler::Authenticator* authenticator = nullptr;
+  // POST /auth/token: after this many failed logins from one address within the window, that
+  // address gets 429 with Retry-After (whatever it sends) until the oldest failure leaves it.
+  int max_failed_logins = 10;
+  std::chrono::seconds failed_login_window{60};
   // Served by GET /metrics (viewer), where the Router also records each request's latency by
   // route pattern, method and status (http_metrics.hpp). Must outlive the Router. None: GET
   // /metrics answers 503 and nothing is recorded.
@@ -163,6 +168,7 @@ struct RouterOptions {
 };
 
 class HttpMetrics;
+class LoginThrottle;
 
 class Router {
  public:
@@ -178,6 +184,7 @@ class Router {
   scheduler::Service& service_;
   RouterOptions options_;
   std::unique_ptr<HttpMetrics> http_metrics_;  // when options_.metrics is set
+  std::unique_ptr<LoginThrottle> login_throttle_;
 };
 
 }  // namespace dagd::api

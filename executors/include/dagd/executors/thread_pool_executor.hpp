@@ -29,19 +29,20 @@
 // get SIGTERM, then SIGKILL after kill_grace; the try is kFailed "execution_timeout of Ns
 // exceeded" (for a transform job, once the job returns: cancellation is cooperative).
 // A transform job that has not returned cancel_grace after its token was set is given up on:
-// its try is reported kFailed (kInterrupted after CancelRunning) with the reason plus "the job
-// did not stop within 10s of its cancellation; its thread is still running and is counted in
-// dagd_executor_abandoned_threads", and its late return reports nothing. Its thread keeps its
+// the watchdog thread reports its try kFailed (kInterrupted after CancelRunning) with the reason
+// plus "the job did not stop within 10s of its cancellation; its thread is still running and is
+// counted in dagd_executor_abandoned_threads", and its late return reports nothing. Its thread keeps its
 // worker slot (busy, not replaced): a thread cannot be killed, and replacing it would let jobs
 // that never return multiply threads without bound; dagd_executor_workers_busy and
 // dagd_executor_abandoned_threads show the lost capacity, and WaitIdle and the destructor still
 // wait for the job to return.
 // CancelRunning does the same for every running try, which then report kInterrupted; StopTry
-// for one try, which reports kFailed with the reason given (its run timed out).
+// for one try, which reports kFailed with the reason given (its task instance was marked, its
+// run ended or timed out).
 // StopOrphanedProcess stops a group a previous daemon process left behind (process_group.hpp).
 //
 // Thread-safety: every method may be called from any thread. The sink is called from a worker
-// thread, never with an executor lock held. The destructor stops accepting, cancels running tries
+// thread (from the watchdog thread for a try given up on), never with an executor lock held. The destructor stops accepting, cancels running tries
 // and joins every thread (so it blocks until running jobs return).
 #pragma once
 
@@ -111,9 +112,9 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   void StopAccepting() override;
   // Sets every running try's token, TERM→KILL to their process groups; they end kInterrupted.
   void CancelRunning() override;
-  // Sets that try's token (TERM→KILL to its group); it ends kFailed with `reason`. A queued,
-  // not-started one is dropped without events.
-  void StopTry(const std::string& ti_id, int try_number, std::string reason) override;
+  // Sets that try's token (TERM→KILL to its group); it ends kFailed with `reason`, true. A
+  // queued, not-started one is dropped without events, false.
+  bool StopTry(const std::string& ti_id, int try_number, std::string reason) override;
   // True once nothing runs and nothing is queued; false when `timeout` passes first.
   bool WaitIdle(std::chrono::milliseconds timeout) override;
   size_t RunningCount() const override;
@@ -134,7 +135,9 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   // Sets a running try's token and notes when (mu_ held).
   void StopLocked(TryControl& control, StopReason reason);
   // Reports a try whose job ignored its token past cancel_grace (no lock held).
-  void ReportAbandoned(TryControl& control);
+  void ReportAbandoned(const TryControl& control, const scheduler::TaskEventSink& sink);
+  // A transform job of this try is about to run: the cancel grace applies from now on.
+  void MarkCooperative(TryControl& control);
   // `started` sends kStarted (once) with the pid, account and process group of the try.
   using StartedFn = std::function<void(int pid, const std::string& unixname,
                                        const std::optional<scheduler::TryProcess>& process)>;

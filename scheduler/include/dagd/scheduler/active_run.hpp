@@ -16,6 +16,9 @@
 
 namespace dagd::scheduler {
 
+// Whether a task instance in state `s` takes one of its run's max_active_tasks slots.
+bool HoldsSlot(TaskState s);
+
 class ActiveRun {
  public:
   // tis[i] is the task instance of dag->tasks[i]. Every task starts as a candidate.

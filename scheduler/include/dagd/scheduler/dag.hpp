@@ -14,6 +14,7 @@
 
 #include "dagd/scheduler/states.hpp"
 #include "dagd/scheduler/time.hpp"
+#include "dagd/scheduler/timetable.hpp"
 
 namespace dagd::scheduler {
 
@@ -35,7 +36,7 @@ struct TaskSpec {
   // bash: the account the command runs as ("" = the daemon's task account). Accepted only when
   // the daemon's configuration allows that account (ParseOptions::allowed_run_as).
   std::string run_as_user;
-  std::vector<std::string> upstream;       // task ids, as written
+  std::vector<std::string> upstream;  // task ids, as written
   TriggerRule trigger_rule = TriggerRule::kAllSuccess;
   int retries = 0;
   Duration retry_delay = std::chrono::seconds(300);
@@ -55,10 +56,14 @@ struct Dag {
   std::vector<std::string> tags;
   std::vector<std::string> owners;
   Json params = Json::object();
-  std::optional<std::string> schedule;  // kept verbatim; timetables come later
-  std::string timezone = "UTC";
+  std::optional<std::string> schedule;  // as written; null = manual runs only
+  std::string timezone = "UTC";         // an IANA name, checked
+  // start_date / end_date written without an offset are wall-clock times in `timezone`.
   std::optional<TimePoint> start_date;
+  std::optional<TimePoint> end_date;  // no scheduled run with a later logical date
   bool catchup = false;
+  TimetableMode timetable_mode = TimetableMode::kTrigger;  // the field "timetable"
+  TimetablePtr timetable;  // from schedule, timezone and timetable_mode; always set by ParseDag
   bool is_paused_upon_creation = false;
   int max_active_runs = 16;
   int max_active_tasks = 16;

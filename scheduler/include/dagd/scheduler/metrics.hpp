@@ -139,7 +139,4 @@ class MetricsRegistry {
   std::set<std::string> callback_names_;
 };
 
-// The text format's escaping of a label value: backslash, double quote and newline.
-std::string EscapeLabelValue(const std::string& value);
-
 }  // namespace dagd::scheduler

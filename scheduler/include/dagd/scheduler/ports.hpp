@@ -128,6 +128,26 @@ struct RunRows {
   bool dag_paused = false;  // its DAG's is_paused, read with the run
 };
 
+// A change of a run by a user (PATCH .../dagRuns/{dag_run_id}, StateStore::PatchRun).
+struct RunPatch {
+  // success, failed or queued, as Airflow's set_dag_run_state_to_*: success marks every task
+  // instance success; failed marks the running ones failed and the unfinished others skipped;
+  // queued sends the run back to the scheduler, its task instances untouched.
+  std::optional<RunState> state;
+  std::optional<std::optional<std::string>> note;  // set: the new note (nullopt removes it)
+};
+
+// A change of task instances of one run by a user (PATCH .../taskInstances/{task_id}).
+struct TaskInstancePatch {
+  std::string task_id;                  // the one the request names: its note
+  std::vector<std::string> state_tasks;  // the tasks whose instances get new_state
+  std::optional<TaskState> new_state;    // success, failed or skipped
+  std::optional<std::optional<std::string>> note;
+  // Writes nothing: returns the task instances the patch would change (the named one for a
+  // note alone), never already_exists.
+  bool dry_run = false;
+};
+
 // The single source of truth. Every method is one transaction; implementations are thread-safe.
 // Errors: unavailable (database unreachable or busy: retry later), aborted (conflict: retry),
 // not_found / already_exists / invalid_argument as documented, internal otherwise.
@@ -204,6 +224,21 @@ class StateStore {
                                                    const std::string& run_id,
                                                    const std::string& task_id) = 0;
   virtual StatusOr<std::vector<XcomEntry>> ListXcom(const std::string& ti_id) = 0;
+
+  // --- Marking and notes: a user's writes (pg_marks.cpp) ---
+  // Each is one transaction that locks the run's row and changes only rows that are not yet in
+  // the state asked for (conditional: a scheduler commit that expected their old state is then
+  // rejected and reloads the run, instead of overwriting the user's change). Changed task
+  // instances' current try rows follow. not_found for an unknown run.
+  virtual StatusOr<DagRun> PatchRun(const std::string& dag_id, const std::string& run_id,
+                                    const RunPatch& patch, TimePoint now) = 0;
+  // Returns the task instances whose state changed, or the named one when only its note
+  // changed. not_found for an unknown run or task instance; already_exists ("Task id x is
+  // already in success state"), with nothing written, when a new state changes no row.
+  virtual StatusOr<std::vector<TaskInstance>> PatchTaskInstances(const std::string& dag_id,
+                                                                 const std::string& run_id,
+                                                                 const TaskInstancePatch& patch,
+                                                                 TimePoint now) = 0;
 
   // Writes `t` in one commit as this process's epoch (see ApplyResult for conflicts). At most
   // one transition per task instance and per run in a batch. failed_precondition when this
@@ -293,7 +328,8 @@ struct TaskEvent {
 using TaskEventSink = std::function<void(TaskEvent)>;
 
 // Runs tries on a bounded pool. Every method is thread-safe. For each submitted assignment that
-// starts, the sink receives exactly one kStarted then exactly one kFinished, from a worker thread.
+// starts, the sink receives exactly one kStarted then exactly one kFinished, from an executor
+// thread.
 class TaskExecutor {
  public:
   virtual ~TaskExecutor() = default;
@@ -304,10 +340,12 @@ class TaskExecutor {
   // Asks every running try to stop (cancellation token; TERM then KILL to process groups). They
   // finish with kInterrupted.
   virtual void CancelRunning() = 0;
-  // Asks one try to stop because its run is over (dagrun_timeout): a running try's token is
-  // set and its process group gets TERM then KILL; it finishes kFailed with `reason`. A try
-  // still waiting for a worker is dropped without events. Any other try is ignored.
-  virtual void StopTry(const std::string& ti_id, int try_number, std::string reason) = 0;
+  // Stops one try: a user marked its task instance or its run, or its run timed out. A running
+  // try is asked to stop as CancelRunning does and later reports kFinished, kFailed with
+  // `reason` as its error (unless it had already been asked to stop: the first reason wins);
+  // true. A try not started yet is dropped without events, false; false too when the executor
+  // does not hold it.
+  virtual bool StopTry(const std::string& ti_id, int try_number, std::string reason) = 0;
   // Blocks until no try is running or `timeout` passed; true when idle.
   virtual bool WaitIdle(std::chrono::milliseconds timeout) = 0;
   virtual size_t RunningCount() const = 0;

@@ -56,6 +56,12 @@ class SchedulerService final : public Service {
   StatusOr<LogReader> OpenLog(const std::string& dag_id, const std::string& run_id,
                               const std::string& task_id, int try_number,
                               const LogRange& range) override;
+  StatusOr<DagRun> PatchRun(const std::string& dag_id, const std::string& run_id,
+                            const RunPatch& patch) override;
+  StatusOr<std::vector<TaskInstance>> PatchTaskInstance(const std::string& dag_id,
+                                                        const std::string& run_id,
+                                                        const std::string& task_id,
+                                                        const TaskInstanceMark& mark) override;
   StatusOr<DagUpload> UploadDag(const std::string& dag_id, std::string_view document) override;
   Status DeleteDag(const std::string& dag_id) override;
   StatusOr<EventBounds> EventLogBounds() override;
@@ -66,6 +72,9 @@ class SchedulerService final : public Service {
   StatusOr<int64_t> RecordAudit(const AuditEntry& entry) override;
   StatusOr<Listing<AuditEntry>> ListAudit(const AuditQuery& query) override;
   StatusOr<AuditEntry> GetAudit(int64_t id) override;
+  StatusOr<std::vector<Dependency>> ExplainTaskInstance(const std::string& dag_id,
+                                                        const std::string& run_id,
+                                                        const std::string& task_id) override;
 
   size_t WatcherCount() const { return hub_.WatcherCount(); }
 

@@ -21,6 +21,7 @@
 #include "dagd/scheduler/ports.hpp"
 #include "dagd/scheduler/records.hpp"
 #include "dagd/scheduler/status.hpp"
+#include "dagd/scheduler/why_not_running.hpp"
 
 namespace dagd::scheduler {
 
@@ -32,6 +33,16 @@ struct TriggerRequest {
   std::optional<TimePoint> data_interval_end;
   Json conf = Json::object();
   std::optional<std::string> note;
+};
+
+// PATCH .../taskInstances/{task_id}: a new state for the task instance (and, when asked, for its
+// upstream and downstream tasks' instances in the same run) and/or its note.
+struct TaskInstanceMark {
+  std::optional<TaskState> new_state;  // success, failed or skipped
+  std::optional<std::optional<std::string>> note;
+  bool include_upstream = false;    // every task upstream of it, transitively
+  bool include_downstream = false;  // every task downstream of it, transitively
+  bool dry_run = false;             // TaskInstancePatch::dry_run
 };
 
 struct DagDetails {
@@ -114,16 +125,7 @@ class LogReader {
 // Whether try `try_number` (at most ti.try_number) of `ti` is over, so that its log is complete:
 // an earlier try, or the current one once it is neither queued nor running.
 inline bool TryHasEnded(const TaskInstance& ti, int try_number) {
-  if (try_number < ti.try_number) return true;
-  switch (ti.state) {
-    case TaskState::kQueued:
-    case TaskState::kRunning:
-    case TaskState::kDeferred:
-    case TaskState::kRestarting:
-      return false;
-    default:
-      return true;
-  }
+  return try_number < ti.try_number || !IsTryInProgress(ti.state);
 }
 
 // A registration for change notifications (Service::WatchChanges); destroying it unregisters.
@@ -172,6 +174,19 @@ class Service {
                                       const std::string& task_id, int try_number,
                                       const LogRange& range) = 0;
 
+  // --- Marking and notes (StateStore::PatchRun, PatchTaskInstances) ---
+  // The run as stored afterwards. A try the scheduler runs whose task instance was marked
+  // finished is stopped. not_found for an unknown run.
+  virtual StatusOr<DagRun> PatchRun(const std::string& dag_id, const std::string& run_id,
+                                    const RunPatch& patch) = 0;
+  // The task instances whose state changed, or the named one when only its note was set.
+  // not_found for an unknown run or task instance; already_exists ("Task id x is already in
+  // success state") when a new state changed nothing, as Airflow answers 409.
+  virtual StatusOr<std::vector<TaskInstance>> PatchTaskInstance(const std::string& dag_id,
+                                                                const std::string& run_id,
+                                                                const std::string& task_id,
+                                                                const TaskInstanceMark& mark) = 0;
+
   // --- DAG upload (dagd's extension) ---
   // Validates `document` exactly as a file of the DAGs folder is validated (ParseDag with the
   // daemon's options) and stores it as the DAG's new version (its latest one when identical):
@@ -206,6 +221,14 @@ class Service {
   // invalid_argument for an unknown order_by field; not_found for an unknown id.
   virtual StatusOr<Listing<AuditEntry>> ListAudit(const AuditQuery& query) = 0;
   virtual StatusOr<AuditEntry> GetAudit(int64_t id) = 0;
+
+  // --- Why is my task not running (why_not_running.hpp) ---
+  // Every reason the task instance is not running now, from the store's state and the DAG
+  // version its run is pinned to; empty when it is queued or running or nothing blocks it.
+  // not_found for unknown ids.
+  virtual StatusOr<std::vector<Dependency>> ExplainTaskInstance(const std::string& dag_id,
+                                                                const std::string& run_id,
+                                                                const std::string& task_id) = 0;
 };
 
 }  // namespace dagd::scheduler

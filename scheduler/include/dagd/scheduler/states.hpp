@@ -56,5 +56,7 @@ bool IsTerminal(RunState s);
 // success, failed, skipped, upstream_failed, removed: the task will not run again in this run
 // unless it is cleared.
 bool IsFinished(TaskState s);
+// queued, running, deferred, restarting: the current try is with a worker (or handed to one).
+bool IsTryInProgress(TaskState s);
 
 }  // namespace dagd::scheduler

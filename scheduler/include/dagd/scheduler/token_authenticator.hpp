@@ -5,10 +5,17 @@
 //
 // An unknown user costs the same password verification as a wrong password (against a dummy
 // hash made at construction), so the answer time does not tell which names exist.
+//
+// Each password check costs Argon2id's 19 MiB and tens of milliseconds of a core, so at most
+// kMaxPasswordChecks run at once; a login that cannot start one within kPasswordCheckWait fails
+// with deadline_exceeded ("too many logins at once"), so that a flood of logins can take neither
+// the daemon's memory nor every API thread.
 // Thread-safe; `users` and `clock` must outlive it.
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <semaphore>
 #include <string>
 #include <string_view>
 
@@ -27,6 +34,9 @@ class TokenAuthenticator final : public Authenticator {
                                    const std::string& password) override;
   StatusOr<Principal> Authenticate(std::string_view bearer) override;
 
+  static constexpr int kMaxPasswordChecks = 2;
+  static constexpr std::chrono::seconds kPasswordCheckWait{5};
+
  private:
   TokenAuthenticator(JwtOptions options, UserStore& users, const Clock& clock,
                      std::string dummy_hash);
@@ -35,6 +45,7 @@ class TokenAuthenticator final : public Authenticator {
   UserStore& users_;
   const Clock& clock_;
   const std::string dummy_hash_;
+  std::counting_semaphore<kMaxPasswordChecks> password_checks_{kMaxPasswordChecks};
 };
 
 }  // namespace dagd::scheduler

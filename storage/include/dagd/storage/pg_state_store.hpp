@@ -58,11 +58,10 @@ struct PgOptions {
   // The most CreateRun calls, and task instances, one shared commit writes (at least one call).
   int create_run_group_max_runs = 200;
   int create_run_group_max_task_instances = 20000;
-  // Where the store reports (see pg_state_store_metrics.cpp): active runs and their task
-  // instances by state (two grouped queries per scrape, over the active runs only: the
-  // dag_run state index, then each run's task instances by their unique index), the pool's
-  // connections in use, and the latency of CreateRun's group commits. Must outlive the store;
-  // none: nothing is reported.
+  // Where the store reports: active runs and their task instances by state (two grouped queries
+  // per scrape, over the active runs only), its pool's connections, and the latency of
+  // CreateRun's group commits (pg_state_store_metrics.cpp). Must outlive the store; none:
+  // nothing is reported.
   scheduler::MetricsRegistry* metrics = nullptr;
 };
 
@@ -121,6 +120,12 @@ class PgStateStore final : public scheduler::StateStore {
                                                       const std::string& run_id,
                                                       const std::string& task_id) override;
   StatusOr<std::vector<scheduler::XcomEntry>> ListXcom(const std::string& ti_id) override;
+  StatusOr<scheduler::DagRun> PatchRun(const std::string& dag_id, const std::string& run_id,
+                                       const scheduler::RunPatch& patch,
+                                       scheduler::TimePoint now) override;
+  StatusOr<std::vector<scheduler::TaskInstance>> PatchTaskInstances(
+      const std::string& dag_id, const std::string& run_id,
+      const scheduler::TaskInstancePatch& patch, scheduler::TimePoint now) override;
 
   StatusOr<scheduler::ApplyResult> Apply(const scheduler::Transition& t) override;
 

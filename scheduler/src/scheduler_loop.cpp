@@ -414,7 +414,8 @@ void Scheduler::Loop::ApplyTaskEvent(TaskEvent event, Batch& batch) {
     SetTi(active, index, MarkRunning(ti, event), TiTransition::Kind::kStart, batch);
   } else {
     if (ti.state != TaskState::kQueued && ti.state != TaskState::kRunning) return;
-    TaskInstance after = Finish(ti, active.dag().tasks[index], event.outcome, event.at);
+    TaskInstance after =
+        Finish(ti, active.dag().tasks[index], active.run().logical_date, event.outcome, event.at);
     if (after.state != TaskState::kSuccess) {
       Log()->info("task {} dag={} run={} task={} try={}/{} error=\"{}\"", ToString(after.state),
                   after.dag_id, after.run_id, after.task_id, after.try_number,

@@ -24,10 +24,10 @@ std::string PythonDatetimeText(const std::optional<TimePoint>& t) {
   const auto day = floor<days>(*t);
   const year_month_day ymd{day};
   const hh_mm_ss hms{*t - day};
-  std::string text = fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", static_cast<int>(ymd.year()),
-                                 static_cast<unsigned>(ymd.month()),
-                                 static_cast<unsigned>(ymd.day()), hms.hours().count(),
-                                 hms.minutes().count(), hms.seconds().count());
+  std::string text =
+      fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", static_cast<int>(ymd.year()),
+                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                  hms.hours().count(), hms.minutes().count(), hms.seconds().count());
   if (hms.subseconds().count() != 0) text += fmt::format(".{:06}", hms.subseconds().count());
   return text + "+00:00";
 }

@@ -38,5 +38,25 @@ TEST(Timeouts, ARunWithATwoSecondDagrunTimeoutEndsFailedWhileItsTaskSleeps) {
   EXPECT_NE(d.process->Log().find("run timed out dag=slow run=r1"), std::string::npos);
 }
 
+TEST(Timeouts, TheTaskCancelGraceFlagIsDescribedAndOutOfRangeValuesAreRefused) {
+  CliResult help = RunDagd({"--help"}, "", 10s);
+  EXPECT_EQ(help.exit_code, 0) << help.err;
+  EXPECT_NE(help.out.find("--task-cancel-grace"), std::string::npos) << help.out;
+  for (const std::string bad : {"-1", "86401", "soon"}) {
+    CliResult r = RunDagd({"--task-cancel-grace", bad}, "", 10s);
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_NE(r.err.find("--task-cancel-grace"), std::string::npos) << bad << ": " << r.err;
+  }
+}
+
+TEST(Timeouts, TheAbandonedThreadsGaugeIsServedAndZeroWhenJobsStop) {
+  Daemon d(ExampleDags(), {"--task-cancel-grace", "0"});
+  d.Start();
+  Trigger(d, "example_fanout", "f1");
+  EXPECT_EQ(WaitForRun(d, "example_fanout", "f1", {"success", "failed"}, 60s)["state"], "success");
+  const std::string metrics = HttpGet(d.Url("/metrics")).body;
+  EXPECT_NE(metrics.find("dagd_executor_abandoned_threads 0"), std::string::npos) << metrics;
+}
+
 }  // namespace
 }  // namespace dagd::testing

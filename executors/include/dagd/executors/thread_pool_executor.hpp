@@ -31,9 +31,9 @@
 // A transform job that has not returned cancel_grace after its token was set is given up on:
 // the watchdog thread reports its try kFailed (kInterrupted after CancelRunning) with the reason
 // plus "the job did not stop within 10s of its cancellation; its thread is still running and is
-// counted in dagd_executor_abandoned_threads", and its late return reports nothing. Its thread keeps its
-// worker slot (busy, not replaced): a thread cannot be killed, and replacing it would let jobs
-// that never return multiply threads without bound; dagd_executor_workers_busy and
+// counted in dagd_executor_abandoned_threads", and its late return reports nothing. Its thread
+// keeps its worker slot (busy, not replaced): a thread cannot be killed, and replacing it would
+// let jobs that never return multiply threads without bound; dagd_executor_workers_busy and
 // dagd_executor_abandoned_threads show the lost capacity, and WaitIdle and the destructor still
 // wait for the job to return.
 // CancelRunning does the same for every running try, which then report kInterrupted; StopTry
@@ -42,8 +42,9 @@
 // StopOrphanedProcess stops a group a previous daemon process left behind (process_group.hpp).
 //
 // Thread-safety: every method may be called from any thread. The sink is called from a worker
-// thread (from the watchdog thread for a try given up on), never with an executor lock held. The destructor stops accepting, cancels running tries
-// and joins every thread (so it blocks until running jobs return).
+// thread (from the watchdog thread for a try given up on, before the try leaves the executor),
+// never with an executor lock held. The destructor stops accepting, cancels running tries and
+// joins every thread (so it blocks until running jobs return).
 #pragma once
 
 #include <chrono>

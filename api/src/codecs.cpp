@@ -220,7 +220,7 @@ Json DagDetailsToJson(const scheduler::DagDetails& details) {
   out["dag_run_timeout"] =
       dag && dag->dagrun_timeout ? Iso8601Duration(*dag->dagrun_timeout) : Json(nullptr);
   out["asset_expression"] = nullptr;
-  out["doc_md"] = nullptr;
+  out["doc_md"] = dag && !dag->doc_md.empty() ? Json(dag->doc_md) : Json(nullptr);
   out["start_date"] = dag ? TimeOrNull(dag->start_date) : Json(nullptr);
   out["end_date"] = dag ? TimeOrNull(dag->end_date) : Json(nullptr);
   out["is_paused_upon_creation"] = dag ? Json(dag->is_paused_upon_creation) : Json(nullptr);

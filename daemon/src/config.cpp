@@ -136,6 +136,7 @@ Invocation ParseCommandLine(int argc, char** argv) {
 
   std::string state_dir, listen = "127.0.0.1:8080", pg_user, dags_folder = c.dags_folder;
   int grace = static_cast<int>(c.shutdown_grace.count());
+  int cancel_grace = static_cast<int>(c.task_cancel_grace.count());
   app.add_option("--dags-folder", dags_folder, "Folder of DAG documents (*.json)")
       ->envname("DAGD_DAGS_FOLDER")
       ->capture_default_str();
@@ -166,6 +167,13 @@ Invocation ParseCommandLine(int argc, char** argv) {
   app.add_option("--shutdown-grace", grace,
                  "Seconds running tasks get to finish on SIGTERM before they are stopped")
       ->envname("DAGD_SHUTDOWN_GRACE")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
+  app.add_option("--task-cancel-grace", cancel_grace,
+                 "Seconds a transform job may run on after its cancellation (execution_timeout, "
+                 "dagrun_timeout, shutdown) before its try is failed and its thread counted in "
+                 "dagd_executor_abandoned_threads")
+      ->envname("DAGD_TASK_CANCEL_GRACE")
       ->check(CLI::Range(0, 86400))
       ->capture_default_str();
   std::string run_as;
@@ -348,6 +356,7 @@ Invocation ParseCommandLine(int argc, char** argv) {
                     .lexically_normal();
   if (!pg_user.empty()) c.pg_user = pg_user;
   c.shutdown_grace = std::chrono::seconds(grace);
+  c.task_cancel_grace = std::chrono::seconds(cancel_grace);
   c.api_request_timeout = std::chrono::seconds(request_timeout);
   c.api_idle_timeout = std::chrono::seconds(idle_timeout);
   c.jwt_expiration = std::chrono::seconds(jwt_expiration);

@@ -21,6 +21,9 @@ struct Config {
   int parallelism = 8;
   int api_threads = 16;  // they mostly wait on PostgreSQL; concurrent triggers share commits
   std::chrono::seconds shutdown_grace{30};
+  // How long a transform job may run on after its cancellation before its try is failed and
+  // its thread counted as abandoned (ExecutorOptions::cancel_grace).
+  std::chrono::seconds task_cancel_grace{10};
   std::string log_level = "info";
   // The account bash tasks run as: as root --run-as (default "dagd"), checked to exist and to be
   // neither root nor the --pg-user account; otherwise the daemon's own account (no switch).

@@ -199,6 +199,7 @@ int Serve(const Config& config) {
   executor_options.allowed_run_as = {config.allow_run_as.begin(), config.allow_run_as.end()};
   executor_options.postgres_account = config.pg_user.value_or("");
   executor_options.max_log_bytes = config.max_log_bytes;
+  executor_options.cancel_grace = config.task_cancel_grace;
   executor_options.metrics = &metrics;
   executors::ThreadPoolExecutor executor(executor_options, jobs, clock);
 

@@ -90,6 +90,8 @@ std::optional<TaskOutcome> StopOutcome(const TryControl& control) {
       return Failed(TimeoutMessage(control.timeout));
     case StopReason::kInterrupt:
       return Interrupted();
+    case StopReason::kStopped:
+      return Failed(control.stop_message);
     case StopReason::kNone:
       break;
   }
@@ -137,8 +139,8 @@ void Emit(const scheduler::TaskEventSink& sink, TaskEvent event) {
 
 }  // namespace
 
-std::string TimeoutMessage(scheduler::Duration timeout) {
-  const auto us = timeout.count();
+std::string SecondsText(scheduler::Duration d) {
+  const auto us = d.count();
   std::string seconds;
   if (us % 1'000'000 == 0) {
     seconds = std::to_string(us / 1'000'000);
@@ -146,7 +148,11 @@ std::string TimeoutMessage(scheduler::Duration timeout) {
     seconds = fmt::format("{:.6f}", static_cast<double>(us) / 1e6);
     while (seconds.back() == '0') seconds.pop_back();
   }
-  return "execution_timeout of " + seconds + "s exceeded";
+  return seconds + "s";
+}
+
+std::string TimeoutMessage(scheduler::Duration timeout) {
+  return "execution_timeout of " + SecondsText(timeout) + " exceeded";
 }
 
 ThreadPoolExecutor::ThreadPoolExecutor(ExecutorOptions options, const JobRegistry& registry,
@@ -155,6 +161,7 @@ ThreadPoolExecutor::ThreadPoolExecutor(ExecutorOptions options, const JobRegistr
         if (options.parallelism < 1) options.parallelism = 1;
         if (options.hostname.empty()) options.hostname = DefaultHostname();
         if (options.kill_grace.count() < 0) options.kill_grace = std::chrono::milliseconds(0);
+        if (options.cancel_grace.count() < 0) options.cancel_grace = std::chrono::milliseconds(0);
         return std::move(options);
       }()),
       registry_(registry),
@@ -178,6 +185,14 @@ void ThreadPoolExecutor::RegisterMetrics(scheduler::MetricsRegistry& registry) {
   metric_callbacks_.push_back(registry.AddCallback(
       "dagd_executor_workers_busy", "Worker threads running a try now.", MetricType::kGauge,
       [this, one] { return one(RunningCount()); }));
+  metric_callbacks_.push_back(registry.AddCallback(
+      "dagd_executor_abandoned_threads",
+      "Worker threads still running a transform job that ignored its cancellation for longer "
+      "than the cancel grace; its try was reported failed and the thread holds its slot.",
+      MetricType::kGauge, [this, one] {
+        std::lock_guard lock(mu_);
+        return one(abandoned_);
+      }));
   metric_callbacks_.push_back(registry.AddCallback(
       "dagd_executor_queued_tries", "Tries submitted to the executor and waiting for a worker.",
       MetricType::kGauge, [this, one] {
@@ -223,20 +238,36 @@ void ThreadPoolExecutor::StopAccepting() {
   }
 }  // `dropped` (and the sinks it holds) is destroyed outside the lock
 
-void ThreadPoolExecutor::CancelRunning() {
-  std::lock_guard lock(mu_);
-  for (auto& [key, control] : running_) control->Stop(StopReason::kInterrupt);
+void ThreadPoolExecutor::StopLocked(TryControl& control, StopReason reason) {
+  control.Stop(reason);
+  if (!control.stopped_at) control.stopped_at = std::chrono::steady_clock::now();
+  if (control.cooperative) watchdog_cv_.notify_all();  // its grace starts now
 }
 
-bool ThreadPoolExecutor::CancelTry(const std::string& ti_id, int try_number) {
+void ThreadPoolExecutor::MarkCooperative(TryControl& control) {
+  std::lock_guard lock(mu_);
+  control.cooperative = true;
+  if (control.stopped_at) watchdog_cv_.notify_all();  // asked to stop before the job began
+}
+
+void ThreadPoolExecutor::CancelRunning() {
+  std::lock_guard lock(mu_);
+  for (auto& [key, control] : running_) StopLocked(*control, StopReason::kInterrupt);
+}
+
+bool ThreadPoolExecutor::StopTry(const std::string& ti_id, int try_number, std::string reason) {
   std::optional<Pending> dropped;
   {
     std::lock_guard lock(mu_);
+    // O(parallelism + queue): both are bounded, and a try is stopped this way rarely.
     for (auto& [key, control] : running_) {
-      if (control->ti_id == ti_id && control->try_number == try_number) {
-        control->Stop(StopReason::kInterrupt);
-        return true;
+      if (control->ti_id != ti_id || control->try_number != try_number) continue;
+      // A try already asked to stop keeps its first reason (and its message is being read).
+      if (control->stop_reason() == StopReason::kNone) {
+        control->stop_message = std::move(reason);
+        StopLocked(*control, StopReason::kStopped);
       }
+      return true;
     }
     auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Pending& p) {
       return p.assignment.ti_id == ti_id && p.assignment.try_number == try_number;
@@ -292,6 +323,7 @@ void ThreadPoolExecutor::WorkerLoop() {
       }
       control->ti_id = a.ti_id;
       control->try_number = a.try_number;
+      control->sink = pending.sink;
       key = next_try_key_++;
       running_.emplace(key, control);
     }
@@ -299,7 +331,16 @@ void ThreadPoolExecutor::WorkerLoop() {
     RunOne(pending, control);
     pending = Pending{};  // release the sink and the DAG before reporting idle
     {
-      std::lock_guard lock(mu_);
+      std::unique_lock lock(mu_);
+      // The watchdog may still be reporting this try: its sink call ends before the try leaves
+      // the executor (WaitIdle's callers may destroy what the sink reaches).
+      while (control->reporting) idle_cv_.wait(lock);
+      if (control->abandoned) {
+        --abandoned_;
+        Logger()->warn("an abandoned try's job returned at last ti={} try={}", control->ti_id,
+                       control->try_number);
+      }
+      control->sink = nullptr;
       running_.erase(key);
     }
     idle_cv_.notify_all();
@@ -311,13 +352,38 @@ void ThreadPoolExecutor::WatchdogLoop() {
   while (!shutdown_) {
     const auto now = std::chrono::steady_clock::now();
     std::optional<std::chrono::steady_clock::time_point> next;
+    auto wake_at = [&](std::chrono::steady_clock::time_point t) {
+      if (!next || t < *next) next = t;
+    };
+    // Tries given up on, with their sinks copied while the lock is held (the worker clears
+    // its own copy when the job returns).
+    std::vector<std::pair<std::shared_ptr<TryControl>, scheduler::TaskEventSink>> given_up;
     for (auto& [key, control] : running_) {
-      if (!control->deadline || control->stop_reason() != StopReason::kNone) continue;
-      if (*control->deadline <= now) {
-        control->Stop(StopReason::kTimeout);
-      } else if (!next || *control->deadline < *next) {
-        next = control->deadline;
+      if (control->deadline && control->stop_reason() == StopReason::kNone) {
+        if (*control->deadline <= now) {
+          StopLocked(*control, StopReason::kTimeout);
+        } else {
+          wake_at(*control->deadline);
+        }
       }
+      if (!control->cooperative || !control->stopped_at || control->abandoned) continue;
+      const auto give_up_at = *control->stopped_at + options_.cancel_grace;
+      if (give_up_at > now) {
+        wake_at(give_up_at);
+      } else if (!control->reported.exchange(true)) {  // else the job returned just now
+        control->abandoned = true;
+        control->reporting = true;
+        ++abandoned_;
+        given_up.emplace_back(control, control->sink);
+      }
+    }
+    if (!given_up.empty()) {
+      lock.unlock();  // the sink is never called with a lock held
+      for (const auto& [control, sink] : given_up) ReportAbandoned(*control, sink);
+      lock.lock();
+      for (const auto& [control, sink] : given_up) control->reporting = false;
+      idle_cv_.notify_all();  // a worker whose job returned meanwhile waits for that
+      continue;
     }
     if (next) {
       watchdog_cv_.wait_until(lock, *next);
@@ -325,6 +391,25 @@ void ThreadPoolExecutor::WatchdogLoop() {
       watchdog_cv_.wait(lock);
     }
   }
+}
+
+void ThreadPoolExecutor::ReportAbandoned(const TryControl& control,
+                                         const scheduler::TaskEventSink& sink) {
+  TaskOutcome outcome = StopOutcome(control).value_or(Failed("stopped"));
+  const std::string message =
+      fmt::format("the job did not stop within {} of its cancellation; its thread is still "
+                  "running and is counted in dagd_executor_abandoned_threads",
+                  SecondsText(options_.cancel_grace));
+  outcome.error = outcome.error.empty() ? message : outcome.error + "; " + message;
+  Logger()->error("try abandoned ti={} try={} error=\"{}\"", control.ti_id, control.try_number,
+                  outcome.error);
+  TaskEvent finished;
+  finished.kind = TaskEvent::Kind::kFinished;
+  finished.ti_id = control.ti_id;
+  finished.try_number = control.try_number;
+  finished.at = clock_.Now();
+  finished.outcome = std::move(outcome);
+  Emit(sink, std::move(finished));
 }
 
 void ThreadPoolExecutor::RunOne(Pending& pending, const std::shared_ptr<TryControl>& control) {
@@ -398,7 +483,8 @@ void ThreadPoolExecutor::RunOne(Pending& pending, const std::shared_ptr<TryContr
   finished.try_number = a.try_number;
   finished.at = clock_.Now();
   finished.outcome = std::move(outcome);
-  Emit(pending.sink, std::move(finished));
+  // A try given up on was reported by the watchdog already.
+  if (!control->reported.exchange(true)) Emit(pending.sink, std::move(finished));
 }
 
 scheduler::TaskOutcome ThreadPoolExecutor::RunOperator(const TaskAssignment& a, TryLog& log,
@@ -430,6 +516,7 @@ scheduler::TaskOutcome ThreadPoolExecutor::RunOperator(const TaskAssignment& a, 
         std::move(info), [&log](std::string_view line) { log.Line(line); },
         std::shared_ptr<const std::atomic<bool>>(control, &control->cancel));
     std::optional<std::string> error;
+    MarkCooperative(*control);
     try {
       (*job)(ctx);
     } catch (const std::exception& e) {

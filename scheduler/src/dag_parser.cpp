@@ -415,8 +415,22 @@ void ReadDefaultableFields(FieldReader& reader, TaskSpec& spec, std::string& own
   if (auto v = reader.DurationField("max_retry_delay", true)) spec.max_retry_delay = *v;
   if (auto v = reader.DurationField("execution_timeout", true)) spec.execution_timeout = *v;
   if (auto v = reader.Rule("trigger_rule")) spec.trigger_rule = *v;
-  if (auto v = reader.String("pool", true)) spec.pool = *v;
-  if (auto v = reader.Int("pool_slots", 1)) spec.pool_slots = *v;
+  // dagd has one pool of worker slots: a named pool or a task taking several slots would be
+  // accepted and not enforced.
+  if (auto v = reader.String("pool", true)) {
+    if (*v == "default_pool") {
+      spec.pool = *v;
+    } else {
+      reader.FieldError("pool", "pools are not supported yet; only \"default_pool\" is accepted");
+    }
+  }
+  if (auto v = reader.Int("pool_slots", 1)) {
+    if (*v == 1) {
+      spec.pool_slots = *v;
+    } else {
+      reader.FieldError("pool_slots", "pools are not supported yet; only 1 is accepted");
+    }
+  }
   if (auto v = reader.Int("priority_weight", std::nullopt)) spec.priority_weight = *v;
   if (auto v = reader.String("owner", true)) owner = *v;
 }
@@ -650,7 +664,9 @@ ParseResult Validate(const Json& doc, const ParseOptions& options) {
   if (auto v = top.DurationField("dagrun_timeout", true)) dag->dagrun_timeout = *v;
   if (auto v = top.StringArray("tags")) dag->tags = *v;
   if (auto v = top.Object("params")) dag->params = std::move(*v);
-  if (!top.IsNull("doc_md")) (void)top.String("doc_md");
+  if (!top.IsNull("doc_md")) {
+    if (auto v = top.String("doc_md")) dag->doc_md = *v;
+  }
 
   std::vector<std::string> owners;
   if (auto owner = top.String("owner", true)) AppendUnique(owners, *owner);

@@ -137,15 +137,6 @@ std::optional<RunState> RunOutcome(const Dag& dag, const std::vector<TaskInstanc
   return RunState::kSuccess;
 }
 
-TimePoint NextRetryAt(const TaskSpec& task, int try_number, TimePoint failed_at) {
-  Duration delay = task.retry_delay;
-  if (task.retry_exponential_backoff) {
-    for (int i = 1; i < try_number && delay < std::chrono::hours(24 * 365); ++i) delay *= 2;
-  }
-  if (task.max_retry_delay && delay > *task.max_retry_delay) delay = *task.max_retry_delay;
-  return failed_at + delay;
-}
-
 TaskInstance Queue(TaskInstance ti, TimePoint now) {
   ti.state = TaskState::kQueued;
   ti.try_number += 1;
@@ -171,7 +162,8 @@ TaskInstance MarkRunning(TaskInstance ti, const TaskEvent& started) {
   return ti;
 }
 
-TaskInstance Finish(TaskInstance ti, const TaskSpec& task, const TaskOutcome& outcome,
+TaskInstance Finish(TaskInstance ti, const TaskSpec& task,
+                    const std::optional<TimePoint>& logical_date, const TaskOutcome& outcome,
                     TimePoint at) {
   ti.end_date = at;
   if (!ti.start_date) ti.start_date = at;
@@ -183,7 +175,7 @@ TaskInstance Finish(TaskInstance ti, const TaskSpec& task, const TaskOutcome& ou
     case TaskOutcome::Kind::kFailed:
       if (ti.try_number <= ti.max_tries) {
         ti.state = TaskState::kUpForRetry;
-        ti.next_retry_at = NextRetryAt(task, ti.try_number, at);
+        ti.next_retry_at = NextRetryAt(task, ti, logical_date, at);
       } else {
         ti.state = TaskState::kFailed;
       }

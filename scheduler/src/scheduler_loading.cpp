@@ -207,6 +207,7 @@ void Scheduler::Loop::Insert(ActiveRun active, TimePoint now, Batch& batch) {
     dirty_.insert(key);
   }
   ActiveRun& cached = runs_.insert_or_assign(key, std::move(active)).first->second;
+  ArmRunTimeout(cached);  // from the stored start_date: a restart does not extend it
   std::vector<TaskEvent> held;
   if (auto it = held_.find(key); it != held_.end()) {
     held = std::move(it->second);
@@ -257,7 +258,7 @@ void Scheduler::Loop::StopTry(const TaskInstance& ti, const std::string& why) {
   Log()->info("stopping a try: {} dag={} run={} task={} try={}", why, ti.dag_id, ti.run_id,
               ti.task_id, try_number);
   // A try that had not started is dropped without events: nothing will report it.
-  if (!executor_.CancelTry(ti.id, try_number)) in_flight_.erase(ti.id);
+  if (!executor_.StopTry(ti.id, try_number, why)) in_flight_.erase(flying);
 }
 
 void Scheduler::Loop::MarkStale(int64_t key, std::vector<TaskEvent> events) {

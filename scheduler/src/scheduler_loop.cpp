@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <limits>
 
@@ -16,6 +18,8 @@ namespace {
 
 // A timer's task index that means "the run's DAG may admit a queued run now".
 constexpr size_t kAdmission = static_cast<size_t>(-1);
+// A timer's task index that means "the run's dagrun_timeout may have passed".
+constexpr size_t kRunTimeout = static_cast<size_t>(-2);
 
 int64_t Micros(TimePoint t) { return t.time_since_epoch().count(); }
 
@@ -332,6 +336,8 @@ bool Scheduler::Loop::Step(std::vector<TaskEvent> events, bool catch_up,
     if (it == runs_.end()) continue;
     if (index == kAdmission) {
       dirty_dags_.insert(it->second.run().dag_id);
+    } else if (index == kRunTimeout) {
+      if (stale_.count(key) == 0) TimeOutRun(it->second, now, batch);
     } else {
       it->second.candidates().insert(index);
       dirty_.insert(key);
@@ -397,6 +403,7 @@ void Scheduler::Loop::SetRun(ActiveRun& active, RunState state, TimePoint now, B
   run.last_scheduling_decision = now;
   if (state == RunState::kRunning) {
     run.start_date = now;
+    ArmRunTimeout(active);
   } else {
     run.end_date = now;
     if (!run.start_date) run.start_date = now;
@@ -441,7 +448,8 @@ void Scheduler::Loop::ApplyTaskEvent(TaskEvent event, Batch& batch) {
           TiTransition::Kind::kFinish, batch);
   } else {
     if (ti.state != TaskState::kQueued && ti.state != TaskState::kRunning) return;
-    TaskInstance after = Finish(ti, active.dag().tasks[index], event.outcome, event.at);
+    TaskInstance after =
+        Finish(ti, active.dag().tasks[index], active.run().logical_date, event.outcome, event.at);
     if (after.state != TaskState::kSuccess) {
       Log()->info("task {} dag={} run={} task={} try={}/{} error=\"{}\"", ToString(after.state),
                   after.dag_id, after.run_id, after.task_id, after.try_number,
@@ -500,6 +508,52 @@ void Scheduler::Loop::DecideRun(int64_t key, TimePoint now, Batch& batch) {
   for (const auto& [at, i] : decided.wakeups) timers_.emplace(at, std::make_pair(key, i));
   if (decided.more && !draining_) dirty_.insert(key);
   if (decided.finish) SetRun(active, *decided.finish, now, batch);
+}
+
+void Scheduler::Loop::ArmRunTimeout(const ActiveRun& active) {
+  const DagRun& run = active.run();
+  if (!active.dag().dagrun_timeout || run.state != RunState::kRunning || !run.start_date) return;
+  timers_.emplace(*run.start_date + *active.dag().dagrun_timeout,
+                  std::make_pair(run.id, kRunTimeout));
+}
+
+void Scheduler::Loop::TimeOutRun(ActiveRun& active, TimePoint now, Batch& batch) {
+  const DagRun& run = active.run();
+  const auto& timeout = active.dag().dagrun_timeout;
+  if (run.state != RunState::kRunning || !run.start_date || !timeout) return;
+  // A timer armed for an earlier start (the run was cleared and started again) is early.
+  if (now < *run.start_date + *timeout) return ArmRunTimeout(active);
+  if (batch.run_pos.count(run.id) != 0) {  // already changed in this batch: next step
+    timers_.emplace(now, std::make_pair(run.id, kRunTimeout));
+    return;
+  }
+  const double seconds = std::chrono::duration<double>(*timeout).count();
+  const std::string reason =
+      fmt::format("the run timed out: dagrun_timeout of {:g}s exceeded", seconds);
+  Log()->info("run timed out dag={} run={} dagrun_timeout={:g}s", run.dag_id, run.run_id, seconds);
+  // As Airflow, every unfinished task instance is skipped, except that a running try is stopped
+  // and recorded as failed (Airflow skips it too; its end is a failure, not a skip).
+  for (size_t i = 0; i < active.size(); ++i) {
+    const TaskInstance& ti = active.ti(i);
+    if (IsFinished(ti.state)) continue;
+    StopTry(ti, reason);
+    TaskInstance after = ti;
+    if (ti.state == TaskState::kRunning) {
+      after.state = TaskState::kFailed;
+      after.end_date = now;
+      if (!after.start_date) after.start_date = now;
+      after.duration = std::chrono::duration<double>(now - *after.start_date).count();
+      after.next_retry_at.reset();
+      Log()->info("task failed dag={} run={} task={} try={} error=\"{}\"", ti.dag_id, ti.run_id,
+                  ti.task_id, ti.try_number, reason);
+      SetTi(active, i, std::move(after), TiTransition::Kind::kFinish, batch);
+    } else {
+      SetTi(active, i, MarkUnrunnable(std::move(after), TaskState::kSkipped, now),
+            TiTransition::Kind::kSettle, batch);
+    }
+  }
+  active.candidates().clear();
+  SetRun(active, RunState::kFailed, now, batch);
 }
 
 // --- Committing -----------------------------------------------------------------------------------

@@ -98,7 +98,8 @@ class Scheduler::Loop {
   void Remove(int64_t key);
   void Account(const ActiveRun& active, int delta);  // DagState bookkeeping
   void MarkStale(int64_t key, std::vector<TaskEvent> events);
-  // Asks the executor to stop the try of `ti` this process runs, if any (`why` is logged).
+  // Asks the executor to stop the try of `ti` this process runs, if any; `why` is logged and
+  // becomes the try's error (a mark, the run's end or its dagrun_timeout).
   void StopTry(const TaskInstance& ti, const std::string& why);
 
   // --- Deciding, in place; every change goes into the batch (scheduler_loop.cpp) ---
@@ -110,6 +111,11 @@ class Scheduler::Loop {
              Batch& batch);
   // Records an in-place change of the cache as a conditional transition of the batch.
   void Record(const ActiveRun& active, const TaskChange& change, Batch& batch);
+  // Sets the timer of a running run's dagrun_timeout (from its start_date, as Airflow).
+  void ArmRunTimeout(const ActiveRun& active);
+  // The run's dagrun_timeout passed: its running tries are stopped and failed, its other
+  // unfinished task instances skipped (as Airflow), the run failed. O(tasks of the run), once.
+  void TimeOutRun(ActiveRun& active, TimePoint now, Batch& batch);
   // The run goes to `state`: running (kStart) or its outcome (kFinish).
   void SetRun(ActiveRun& active, RunState state, TimePoint now, Batch& batch);
   bool InBatch(const Batch& batch, const TaskInstance& ti) const {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <functional>
@@ -81,8 +82,9 @@ class RecordingExecutor final : public TaskExecutor {
   }
   void StopAccepting() override { inner_.StopAccepting(); }
   void CancelRunning() override { inner_.CancelRunning(); }
-  bool CancelTry(const std::string& ti_id, int try_number) override {
-    return inner_.CancelTry(ti_id, try_number);
+  bool StopTry(const std::string& ti_id, int try_number, std::string reason) override {
+    Record("stop try " + std::to_string(try_number));
+    return inner_.StopTry(ti_id, try_number, std::move(reason));
   }
   bool WaitIdle(std::chrono::milliseconds timeout) override { return inner_.WaitIdle(timeout); }
   size_t RunningCount() const override { return inner_.RunningCount(); }
@@ -523,6 +525,69 @@ TEST_F(SchedulerTest, ALogLargerThanTheLimitIsServedFromItsEndWithANote) {
   EXPECT_LT(tail->size(), 400u);
   EXPECT_NE(tail->find("showing the last 100"), std::string::npos) << *tail;
   EXPECT_NE(tail->find("THE END"), std::string::npos) << *tail;
+}
+
+const char* kSlowWithTimeout = R"({"dag_id": "slow", "dagrun_timeout": 1, "tasks": [
+  {"task_id": "a", "operator": "bash", "bash_command": "sleep 30"},
+  {"task_id": "b", "operator": "empty", "upstream": ["a"]},
+  {"task_id": "quick", "operator": "empty"}]})";
+
+TEST_F(SchedulerTest, ARunPastItsDagrunTimeoutFailsStopsItsRunningTryAndSkipsTheRest) {
+  AddDag(kSlowWithTimeout);
+  StartScheduler();
+  const auto began = std::chrono::steady_clock::now();
+  Trigger("slow", "r1");
+  const DagRun run = WaitForEnd("slow", "r1", 15s);
+  EXPECT_EQ(run.state, RunState::kFailed);
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 8s);  // not the 30 s of `sleep`
+  ASSERT_TRUE(run.start_date && run.end_date);
+  EXPECT_GE(*run.end_date - *run.start_date, 1s);
+  EXPECT_EQ(pg_->GetTaskInstance("slow", "r1", "a")->state, TaskState::kFailed);
+  EXPECT_EQ(pg_->GetTaskInstance("slow", "r1", "b")->state, TaskState::kSkipped);
+  EXPECT_EQ(pg_->GetTaskInstance("slow", "r1", "quick")->state, TaskState::kSuccess);
+  const auto calls = recording_->calls();
+  EXPECT_NE(std::find(calls.begin(), calls.end(), "stop try 1"), calls.end());
+  // The command is gone and its log says why it ended.
+  EXPECT_TRUE(executor_->WaitIdle(10s));
+  auto log = ReadLog(*service_, "slow", "r1", "a", 1);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_NE(log->find("the run timed out: dagrun_timeout of 1s exceeded"), std::string::npos)
+      << *log;
+}
+
+// The timeout counts from the stored start_date: a restart does not give a run more time.
+TEST_F(SchedulerTest, ADagrunTimeoutIsMeasuredFromTheStoredStartDateAfterARestart) {
+  AddDag(R"({"dag_id": "slow", "dagrun_timeout": "1h", "tasks": [
+    {"task_id": "a", "operator": "bash", "bash_command": "sleep 30"},
+    {"task_id": "b", "operator": "empty", "upstream": ["a"]}]})");
+  {
+    SchedulerOptions options;
+    options.logs_root = logs_;
+    Scheduler unused(options, *faulty_, *executor_, clock_);
+    SchedulerService service(ServiceOptions{}, *faulty_, unused, clock_);
+    TriggerRequest request;
+    request.dag_run_id = "started_long_ago";
+    ASSERT_TRUE(service.Trigger("slow", request).ok());
+  }
+  // What a daemon stopped two hours into the run leaves behind.
+  db_.Query(
+      "UPDATE dag_run SET state = 'running', start_date = now() - interval '2 hours' "
+      "WHERE run_id = 'started_long_ago' RETURNING run_id");
+  const auto began = std::chrono::steady_clock::now();
+  StartScheduler();
+  EXPECT_EQ(WaitForEnd("slow", "started_long_ago", 10s).state, RunState::kFailed);
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 5s);
+  EXPECT_EQ(pg_->GetTaskInstance("slow", "started_long_ago", "a")->state, TaskState::kSkipped);
+  EXPECT_EQ(pg_->GetTaskInstance("slow", "started_long_ago", "b")->state, TaskState::kSkipped);
+  EXPECT_EQ(recording_->calls(), std::vector<std::string>{});  // nothing was started
+}
+
+TEST_F(SchedulerTest, ARunWithinItsDagrunTimeoutIsNotCutShort) {
+  AddDag(R"({"dag_id": "roomy", "dagrun_timeout": "1h", "tasks": [
+    {"task_id": "a", "operator": "bash", "bash_command": "sleep 0.3"}]})");
+  StartScheduler();
+  Trigger("roomy", "r1");
+  EXPECT_EQ(WaitForEnd("roomy", "r1").state, RunState::kSuccess);
 }
 
 }  // namespace

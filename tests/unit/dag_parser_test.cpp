@@ -51,7 +51,7 @@ constexpr std::string_view kEtl = R"({
   "is_paused_upon_creation": true,
   "doc_md": "# ETL",
   "default_args": {"retries": 2, "retry_delay": "30s", "execution_timeout": "10m",
-                   "owner": "data", "pool": "etl"},
+                   "owner": "data", "pool": "default_pool"},
   "tasks": [
     {"task_id": "stage_songs", "operator": "transform", "job": "sparkify.stage_songs",
      "args": {"input": "{{ params.input }}/song_data"}},
@@ -59,7 +59,7 @@ constexpr std::string_view kEtl = R"({
      "upstream": ["stage_songs"], "retries": 5, "execution_timeout": null},
     {"task_id": "notify", "operator": "bash", "bash_command": "echo done",
      "env": {"TARGET": "x"}, "cwd": "/tmp", "upstream": ["songs"], "trigger_rule": "all_done",
-     "retry_delay": 1.5, "priority_weight": -3, "pool_slots": 2,
+     "retry_delay": 1.5, "priority_weight": -3, "pool_slots": 1,
      "retry_exponential_backoff": true, "max_retry_delay": "1h", "doc_md": "says done"},
     {"task_id": "end", "operator": "empty", "upstream": ["notify"]}
   ]
@@ -102,7 +102,7 @@ TEST(DagParser, ParsesAFullDocumentIntoTheModel) {
   EXPECT_EQ(notify->trigger_rule, TriggerRule::kAllDone);
   EXPECT_EQ(notify->retry_delay, Duration(1500ms));
   EXPECT_EQ(notify->priority_weight, -3);
-  EXPECT_EQ(notify->pool_slots, 2);
+  EXPECT_EQ(notify->pool_slots, 1);
   EXPECT_TRUE(notify->retry_exponential_backoff);
   EXPECT_EQ(notify->max_retry_delay, Duration(1h));
   EXPECT_EQ(notify->doc, "says done");
@@ -116,6 +116,26 @@ TEST(DagParser, ParsesAFullDocumentIntoTheModel) {
   EXPECT_THAT(dag.downstream[3], IsEmpty());
 }
 
+TEST(DagParser, KeepsTheDagDocumentation) {
+  auto result = Parse(kEtl);
+  ASSERT_NE(result.dag, nullptr);
+  EXPECT_EQ(result.dag->doc_md, "# ETL");
+}
+
+// dagd has no pools yet: a pool it would not enforce is refused, not ignored.
+TEST(DagParser, RefusesPoolsOtherThanTheDefaultAndMoreThanOnePoolSlot) {
+  auto result = Parse(R"({"dag_id": "pooled", "default_args": {"pool": "etl"}, "tasks": [
+    {"task_id": "a", "operator": "empty", "pool_slots": 2},
+    {"task_id": "b", "operator": "empty", "pool": "default_pool", "pool_slots": 1}]})");
+  EXPECT_EQ(result.dag, nullptr);
+  std::string all;
+  for (const auto& e : result.errors) all += e + "\n";
+  EXPECT_NE(all.find("field 'pool': pools are not supported yet"), std::string::npos) << all;
+  EXPECT_NE(all.find("task 'a' field 'pool_slots': pools are not supported yet"),
+            std::string::npos)
+      << all;
+}
+
 TEST(DagParser, DefaultArgsApplyToEveryTaskUnlessTheTaskSetsTheField) {
   auto result = Parse(kEtl);
   ASSERT_NE(result.dag, nullptr);
@@ -124,7 +144,7 @@ TEST(DagParser, DefaultArgsApplyToEveryTaskUnlessTheTaskSetsTheField) {
   EXPECT_EQ(stage.retries, 2);
   EXPECT_EQ(stage.retry_delay, Duration(30s));
   EXPECT_EQ(stage.execution_timeout, Duration(10min));
-  EXPECT_EQ(stage.pool, "etl");
+  EXPECT_EQ(stage.pool, "default_pool");
 
   const TaskSpec& songs = *dag.Find("songs");
   EXPECT_EQ(songs.retries, 5);                       // task wins

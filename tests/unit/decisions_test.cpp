@@ -229,12 +229,12 @@ TEST(Decisions, FailedTryGoesUpForRetryWhileTriesRemainThenFails) {
   TaskOutcome failed{TaskOutcome::Kind::kFailed, "boom", {}};
   ti = Queue(ti, kNow);
   EXPECT_EQ(ti.try_number, 1);
-  ti = Finish(ti, dag->tasks[0], failed, kNow);
+  ti = Finish(ti, dag->tasks[0], std::nullopt, failed, kNow);
   EXPECT_EQ(ti.state, TaskState::kUpForRetry);
   EXPECT_EQ(*ti.next_retry_at, kNow + 10s);
-  ti = Finish(Queue(ti, kNow), dag->tasks[0], failed, kNow);
+  ti = Finish(Queue(ti, kNow), dag->tasks[0], std::nullopt, failed, kNow);
   EXPECT_EQ(ti.state, TaskState::kUpForRetry);
-  ti = Finish(Queue(ti, kNow), dag->tasks[0], failed, kNow);
+  ti = Finish(Queue(ti, kNow), dag->tasks[0], std::nullopt, failed, kNow);
   EXPECT_EQ(ti.try_number, 3);
   EXPECT_EQ(ti.state, TaskState::kFailed);
 }
@@ -242,20 +242,86 @@ TEST(Decisions, FailedTryGoesUpForRetryWhileTriesRemainThenFails) {
 TEST(Decisions, InterruptedTryIsRetriedAtOnceWithoutUsingARetry) {
   DagPtr dag = MakeDag(R"([{"task_id": "a", "operator": "empty"}])");
   TaskInstance ti = Queue(Fresh(*dag)[0], kNow);
-  ti = Finish(ti, dag->tasks[0], TaskOutcome{TaskOutcome::Kind::kInterrupted, "stop", {}}, kNow);
+  ti = Finish(ti, dag->tasks[0], std::nullopt,
+             TaskOutcome{TaskOutcome::Kind::kInterrupted, "stop", {}}, kNow);
   EXPECT_EQ(ti.state, TaskState::kUpForRetry);
   EXPECT_EQ(ti.max_tries, 1);
   EXPECT_EQ(*ti.next_retry_at, kNow);
 }
 
-TEST(Decisions, ExponentialBackoffDoublesUpToTheCap) {
+// Expected delays are Airflow's next_retry_datetime for the same task instance, computed with
+// Python: between b and 2b - 1 seconds for b = retry_delay * 2^(try_number - 1).
+TaskInstance FailedTry(int try_number) {
+  TaskInstance ti;
+  ti.dag_id = "etl";
+  ti.task_id = "extract";
+  ti.try_number = try_number;
+  return ti;
+}
+
+TEST(Decisions, ARetryWithoutBackoffWaitsRetryDelayAndIgnoresMaxRetryDelay) {
+  TaskSpec task;
+  task.retry_delay = 10s;
+  task.max_retry_delay = 5s;
+  const TimePoint logical = kNow - 24h;
+  EXPECT_EQ(NextRetryAt(task, FailedTry(1), logical, kNow), kNow + 10s);
+  EXPECT_EQ(NextRetryAt(task, FailedTry(4), logical, kNow), kNow + 10s);
+}
+
+TEST(Decisions, ExponentialBackoffIsAirflowsDelayWithItsDeterministicJitter) {
+  TaskSpec task;
+  task.retry_delay = 10s;
+  task.retry_exponential_backoff = true;
+  const std::optional<TimePoint> logical = ParseRfc3339("2026-01-01T00:00:00+00:00");
+  ASSERT_TRUE(logical);
+  const std::vector<Duration> expected = {16s, 27s, 46s, 126s, 216s};
+  for (int n = 1; n <= 5; ++n) {
+    EXPECT_EQ(NextRetryAt(task, FailedTry(n), logical, kNow), kNow + expected[n - 1]) << n;
+  }
+  // The jitter hashes the logical date as Python prints it, microseconds included, or "None".
+  const std::optional<TimePoint> with_us = ParseRfc3339("2026-03-08T07:30:00.25+00:00");
+  ASSERT_TRUE(with_us);
+  EXPECT_EQ(NextRetryAt(task, FailedTry(3), with_us, kNow), kNow + 71s);
+  EXPECT_EQ(NextRetryAt(task, FailedTry(1), std::nullopt, kNow), kNow + 19s);
+  EXPECT_EQ(NextRetryAt(task, FailedTry(2), std::nullopt, kNow), kNow + 24s);
+}
+
+TEST(Decisions, ExponentialBackoffIsCappedByMaxRetryDelayAndByOneDay) {
   TaskSpec task;
   task.retry_delay = 10s;
   task.retry_exponential_backoff = true;
   task.max_retry_delay = 30s;
-  EXPECT_EQ(NextRetryAt(task, 1, kNow), kNow + 10s);
-  EXPECT_EQ(NextRetryAt(task, 2, kNow), kNow + 20s);
-  EXPECT_EQ(NextRetryAt(task, 3, kNow), kNow + 30s);
+  const std::optional<TimePoint> logical = ParseRfc3339("2026-01-01T00:00:00+00:00");
+  EXPECT_EQ(NextRetryAt(task, FailedTry(2), logical, kNow), kNow + 27s);
+  EXPECT_EQ(NextRetryAt(task, FailedTry(3), logical, kNow), kNow + 30s);
+  task.max_retry_delay.reset();
+  task.retry_delay = 1h;
+  EXPECT_EQ(NextRetryAt(task, FailedTry(5), logical, kNow), kNow + 78456s);
+  EXPECT_EQ(NextRetryAt(task, FailedTry(6), logical, kNow), kNow + 24h);
+  EXPECT_EQ(NextRetryAt(task, FailedTry(2000), logical, kNow), kNow + 24h);  // 2^1999 overflows
+}
+
+TEST(Decisions, ExponentialBackoffOfASubSecondOrZeroDelayWaitsWholeSeconds) {
+  TaskSpec task;
+  task.retry_delay = 250ms;
+  task.retry_exponential_backoff = true;
+  const std::optional<TimePoint> logical = ParseRfc3339("2026-01-01T00:00:00+00:00");
+  EXPECT_EQ(NextRetryAt(task, FailedTry(1), logical, kNow), kNow + 1s);
+  EXPECT_EQ(NextRetryAt(task, FailedTry(4), logical, kNow), kNow + 2s);
+  task.retry_delay = Duration(0);
+  EXPECT_EQ(NextRetryAt(task, FailedTry(3), logical, kNow), kNow + 1s);
+}
+
+TEST(Decisions, AFailedTryWaitsForItsBackoffBeforeItsRetry) {
+  DagPtr dag = MakeDag(R"([{"task_id": "a", "operator": "empty", "retries": 2,
+                            "retry_delay": "10s", "retry_exponential_backoff": true}])");
+  TaskInstance ti = Queue(Fresh(*dag)[0], kNow);
+  ti.dag_id = "etl";
+  ti.task_id = "extract";
+  const TaskOutcome failed{TaskOutcome::Kind::kFailed, "boom", {}};
+  ti = Finish(ti, dag->tasks[0], ParseRfc3339("2026-01-01T00:00:00+00:00"), failed, kNow);
+  EXPECT_EQ(ti.state, TaskState::kUpForRetry);
+  EXPECT_EQ(ti.next_retry_at, kNow + 16s);
 }
 
 TEST(Decisions, OrphanedRunningOrQueuedTryIsRetriedWithoutUsingARetry) {

@@ -28,6 +28,7 @@
 #include "dagd/executors/job_registry.hpp"
 #include "dagd/executors/thread_pool_executor.hpp"
 #include "dagd/scheduler/dag.hpp"
+#include "dagd/scheduler/metrics.hpp"
 #include "dagd/scheduler/ports.hpp"
 #include "dagd/scheduler/time.hpp"
 
@@ -793,6 +794,83 @@ TEST_F(ExecutorTest, TransformExecutionTimeoutSetsTheTokenAndFailsTheTry) {
   EXPECT_TRUE(saw_cancel);
   EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
   EXPECT_EQ(outcome.error, "execution_timeout of 0.2s exceeded");
+}
+
+TEST_F(ExecutorTest, AJobIgnoringItsTokenIsFailedAfterTheGraceAndItsThreadIsCounted) {
+  std::atomic<bool> release{false};
+  registry_.Register("test.deaf", [&release](JobContext&) {
+    while (!release) std::this_thread::sleep_for(5ms);  // never looks at its token
+  });
+  scheduler::MetricsRegistry metrics;
+  ExecutorOptions options = Options(1);
+  options.cancel_grace = 300ms;
+  options.metrics = &metrics;
+  auto executor = std::make_unique<ThreadPoolExecutor>(options, registry_, clock_);
+  TaskSpec t = Transform("deaf", "test.deaf");
+  t.execution_timeout = std::chrono::milliseconds(100);
+  const auto start = std::chrono::steady_clock::now();
+  executor->Submit(Assign(std::move(t)), recorder_.Sink());
+  for (int i = 0; i < 300 && recorder_.Of("deaf").size() < 2; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  const TaskOutcome outcome = recorder_.Outcome("deaf");
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(outcome.error,
+            "execution_timeout of 0.1s exceeded; the job did not stop within 0.3s of its "
+            "cancellation; its thread is still running and is counted in "
+            "dagd_executor_abandoned_threads");
+  // The thread still holds its worker slot, and the metric shows it.
+  EXPECT_EQ(executor->RunningCount(), 1u);
+  EXPECT_NE(metrics.Render().find("dagd_executor_abandoned_threads 1"), std::string::npos)
+      << metrics.Render();
+  release = true;
+  ASSERT_TRUE(executor->WaitIdle(5s));
+  EXPECT_NE(metrics.Render().find("dagd_executor_abandoned_threads 0"), std::string::npos);
+  EXPECT_EQ(recorder_.Of("deaf").size(), 2u);  // the late return reports nothing more
+}
+
+TEST_F(ExecutorTest, StopTryFailsThatRunningTryWithTheReasonAndDropsItIfQueued) {
+  auto executor = MakeExecutor(1, 1000ms);
+  executor->Submit(Assign(Bash("cmd", "sleep 30")), recorder_.Sink());
+  executor->Submit(Assign(Bash("waiting", "true")), recorder_.Sink());
+  for (int i = 0; i < 500 && recorder_.Of("cmd").empty(); ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(executor->StopTry("waiting", 1, "the run timed out"));  // dropped: no events
+  EXPECT_FALSE(executor->StopTry("cmd", 2, "not this try"));
+  EXPECT_TRUE(executor->StopTry("cmd", 1, "the run timed out"));
+  EXPECT_TRUE(executor->StopTry("cmd", 1, "its task instance was marked success"));
+  ASSERT_TRUE(executor->WaitIdle(5s));
+  const TaskOutcome outcome = recorder_.Outcome("cmd");
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(outcome.error, "the run timed out");  // the first reason stands
+  EXPECT_TRUE(recorder_.Of("waiting").empty());
+  EXPECT_FALSE(executor->StopTry("cmd", 1, "gone"));
+}
+
+TEST_F(ExecutorTest, StopTryOfAJobIgnoringItsTokenReportsTheReasonAfterTheGrace) {
+  std::atomic<bool> release{false};
+  registry_.Register("test.deaf", [&release](JobContext&) {
+    while (!release) std::this_thread::sleep_for(5ms);
+  });
+  ExecutorOptions options = Options(1);
+  options.cancel_grace = 200ms;
+  auto executor = std::make_unique<ThreadPoolExecutor>(options, registry_, clock_);
+  executor->Submit(Assign(Transform("deaf", "test.deaf")), recorder_.Sink());
+  for (int i = 0; i < 500 && recorder_.Of("deaf").empty(); ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(executor->StopTry("deaf", 1, "its task instance was marked success"));
+  for (int i = 0; i < 300 && recorder_.Of("deaf").size() < 2; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  const TaskOutcome outcome = recorder_.Outcome("deaf");
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(outcome.error,
+            "its task instance was marked success; the job did not stop within 0.2s of its "
+            "cancellation; its thread is still running and is counted in "
+            "dagd_executor_abandoned_threads");
+  EXPECT_FALSE(executor->WaitIdle(50ms));  // the thread still runs the job
+  release = true;
+  ASSERT_TRUE(executor->WaitIdle(5s));
+  EXPECT_EQ(recorder_.Of("deaf").size(), 2u);
 }
 
 TEST_F(ExecutorTest, JobFinishingBeforeItsTimeoutSucceeds) {

@@ -28,12 +28,23 @@
 // execution_timeout: at the deadline the try's cancellation token is set and bash process groups
 // get SIGTERM, then SIGKILL after kill_grace; the try is kFailed "execution_timeout of Ns
 // exceeded" (for a transform job, once the job returns: cancellation is cooperative).
-// CancelRunning does the same for every running try, which then report kInterrupted.
+// A transform job that has not returned cancel_grace after its token was set is given up on:
+// the watchdog thread reports its try kFailed (kInterrupted after CancelRunning) with the reason
+// plus "the job did not stop within 10s of its cancellation; its thread is still running and is
+// counted in dagd_executor_abandoned_threads", and its late return reports nothing. Its thread
+// keeps its worker slot (busy, not replaced): a thread cannot be killed, and replacing it would
+// let jobs that never return multiply threads without bound; dagd_executor_workers_busy and
+// dagd_executor_abandoned_threads show the lost capacity, and WaitIdle and the destructor still
+// wait for the job to return.
+// CancelRunning does the same for every running try, which then report kInterrupted; StopTry
+// for one try, which reports kFailed with the reason given (its task instance was marked, its
+// run ended or timed out).
 // StopOrphanedProcess stops a group a previous daemon process left behind (process_group.hpp).
 //
 // Thread-safety: every method may be called from any thread. The sink is called from a worker
-// thread, never with an executor lock held. The destructor stops accepting, cancels running tries
-// and joins every thread (so it blocks until running jobs return).
+// thread (from the watchdog thread for a try given up on, before the try leaves the executor),
+// never with an executor lock held. The destructor stops accepting, cancels running tries and
+// joins every thread (so it blocks until running jobs return).
 #pragma once
 
 #include <chrono>
@@ -62,6 +73,9 @@ struct ExecutorOptions {
   int parallelism = 8;                         // worker threads; values below 1 mean 1
   std::string hostname;                        // reported in kStarted; empty = gethostname()
   std::chrono::milliseconds kill_grace{5000};  // SIGTERM → SIGKILL for bash process groups
+  // How long a transform job may run on after its token is set (execution_timeout, StopTry,
+  // CancelRunning) before its try is reported failed and its thread counted as abandoned.
+  std::chrono::milliseconds cancel_grace{10000};
   // The account bash tries run as when their task names none. Only root can switch: when the
   // executor is not root, tries run as its own account and this must be empty or name it. Empty
   // as root: bash tries fail (tasks never run as root).
@@ -80,6 +94,7 @@ struct ExecutorOptions {
 };
 
 class TryLog;       // the per-try log file (private)
+enum class StopReason : int;  // why a try was asked to stop (private)
 struct TryControl;  // per running try: cancellation token, deadline, stop reason (private)
 
 class ThreadPoolExecutor final : public scheduler::TaskExecutor {
@@ -98,7 +113,9 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   void StopAccepting() override;
   // Sets every running try's token, TERM→KILL to their process groups; they end kInterrupted.
   void CancelRunning() override;
-  bool CancelTry(const std::string& ti_id, int try_number) override;
+  // Sets that try's token (TERM→KILL to its group); it ends kFailed with `reason`, true. A
+  // queued, not-started one is dropped without events, false.
+  bool StopTry(const std::string& ti_id, int try_number, std::string reason) override;
   // True once nothing runs and nothing is queued; false when `timeout` passes first.
   bool WaitIdle(std::chrono::milliseconds timeout) override;
   size_t RunningCount() const override;
@@ -116,6 +133,12 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   void WorkerLoop();
   void WatchdogLoop();
   void RunOne(Pending& pending, const std::shared_ptr<TryControl>& control);
+  // Sets a running try's token and notes when (mu_ held).
+  void StopLocked(TryControl& control, StopReason reason);
+  // Reports a try whose job ignored its token past cancel_grace (no lock held).
+  void ReportAbandoned(const TryControl& control, const scheduler::TaskEventSink& sink);
+  // A transform job of this try is about to run: the cancel grace applies from now on.
+  void MarkCooperative(TryControl& control);
   // `started` sends kStarted (once) with the pid, account and process group of the try.
   using StartedFn = std::function<void(int pid, const std::string& unixname,
                                        const std::optional<scheduler::TryProcess>& process)>;
@@ -132,7 +155,7 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   const std::string unixname_;  // the daemon's account: transform and empty tries run as it
   const std::vector<std::string> inherited_env_;  // LANG and TZ of the daemon, when set
 
-  mutable std::mutex mu_;                // guards queue_, accepting_, shutdown_, running_
+  mutable std::mutex mu_;  // guards queue_, accepting_, shutdown_, running_, abandoned_
   std::condition_variable work_cv_;      // queue_ gained an item, or shutdown_
   std::condition_variable idle_cv_;      // a try ended (running_ shrank) or the queue was dropped
   std::condition_variable watchdog_cv_;  // a try with a deadline started, or shutdown_
@@ -141,6 +164,7 @@ class ThreadPoolExecutor final : public scheduler::TaskExecutor {
   bool shutdown_ = false;
   uint64_t next_try_key_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<TryControl>> running_;
+  size_t abandoned_ = 0;  // tries of running_ given up on (TryControl::abandoned)
   std::vector<scheduler::MetricsRegistry::Registration> metric_callbacks_;  // read mu_'s fields
 
   // Declared last: started after every member above exists, joined in the destructor.

@@ -52,6 +52,7 @@ struct TaskSpec {
 struct Dag {
   std::string dag_id;
   std::string description;
+  std::string doc_md;  // optional DAG documentation, served in the DAG details
   std::vector<std::string> tags;
   std::vector<std::string> owners;
   Json params = Json::object();

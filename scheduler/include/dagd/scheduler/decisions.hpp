@@ -67,9 +67,14 @@ CandidateDecisions DecideCandidates(ActiveRun& run, TimePoint now, int64_t epoch
 // O(tasks): called once, when a run's count of unfinished tasks reaches zero.
 std::optional<RunState> RunOutcome(const Dag& dag, const std::vector<TaskInstance>& tis);
 
-// When a failed try may be retried: retry_delay, doubled per try with exponential backoff,
-// capped by max_retry_delay.
-TimePoint NextRetryAt(const TaskSpec& task, int try_number, TimePoint failed_at);
+// When the failed try `ti` (its try_number) may be retried, as Airflow's next_retry_datetime:
+// `failed_at` + retry_delay. With retry_exponential_backoff the delay is whole seconds: b =
+// max(1, ceil(retry_delay * 2^(try_number - 1))), plus a jitter of SHA-1("dag_id#task_id#
+// logical_date#try_number") mod b (logical_date as Python prints it, "2026-01-01 00:00:00+00:00",
+// "None" without one), so between b and 2b - 1, at most one day, then at most max_retry_delay.
+// max_retry_delay caps only backoff delays (Airflow ignores it otherwise). retry_backoff.cpp.
+TimePoint NextRetryAt(const TaskSpec& task, const TaskInstance& ti,
+                      const std::optional<TimePoint>& logical_date, TimePoint failed_at);
 
 // --- Task-instance transitions: each returns the new row -----------------------------------
 
@@ -79,7 +84,9 @@ TaskInstance Queue(TaskInstance ti, TimePoint now);
 TaskInstance MarkRunning(TaskInstance ti, const TaskEvent& started);
 // success; failed → up_for_retry while try_number <= max_tries, else failed; interrupted →
 // up_for_retry at once with max_tries + 1 (a try stopped by shutdown does not count).
-TaskInstance Finish(TaskInstance ti, const TaskSpec& task, const TaskOutcome& outcome,
+// `logical_date` is the run's (NextRetryAt).
+TaskInstance Finish(TaskInstance ti, const TaskSpec& task,
+                    const std::optional<TimePoint>& logical_date, const TaskOutcome& outcome,
                     TimePoint at);
 // skipped or upstream_failed, decided without a try.
 TaskInstance MarkUnrunnable(TaskInstance ti, TaskState state, TimePoint now);

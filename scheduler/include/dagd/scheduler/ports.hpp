@@ -368,7 +368,8 @@ struct TaskEvent {
 using TaskEventSink = std::function<void(TaskEvent)>;
 
 // Runs tries on a bounded pool. Every method is thread-safe. For each submitted assignment that
-// starts, the sink receives exactly one kStarted then exactly one kFinished, from a worker thread.
+// starts, the sink receives exactly one kStarted then exactly one kFinished, from an executor
+// thread.
 class TaskExecutor {
  public:
   virtual ~TaskExecutor() = default;
@@ -379,10 +380,12 @@ class TaskExecutor {
   // Asks every running try to stop (cancellation token; TERM then KILL to process groups). They
   // finish with kInterrupted.
   virtual void CancelRunning() = 0;
-  // Stops one try (a user marked its task instance): a running try is asked to stop as
-  // CancelRunning does and later reports kFinished (kInterrupted), true; a try not started yet
-  // is dropped without events, false; false too when the executor does not hold it.
-  virtual bool CancelTry(const std::string& ti_id, int try_number) = 0;
+  // Stops one try: a user marked its task instance or its run, or its run timed out. A running
+  // try is asked to stop as CancelRunning does and later reports kFinished, kFailed with
+  // `reason` as its error (unless it had already been asked to stop: the first reason wins);
+  // true. A try not started yet is dropped without events, false; false too when the executor
+  // does not hold it.
+  virtual bool StopTry(const std::string& ti_id, int try_number, std::string reason) = 0;
   // Blocks until no try is running or `timeout` passed; true when idle.
   virtual bool WaitIdle(std::chrono::milliseconds timeout) = 0;
   virtual size_t RunningCount() const = 0;

@@ -73,7 +73,10 @@ TEST(LogFollow, AFollowedLogReceivesEveryLineInOrderAndEndsWithTheTry) {
   ASSERT_EQ(text.WaitStatus(10s), 200) << text.error();
   // Lines arrive while the task runs, not all at its end.
   EXPECT_TRUE(WaitUntil([&] { return !PrintedLines(text.body()).empty(); }, 10s));
-  EXPECT_EQ(TiState(d), "running") << "the log should be live before the try ends";
+  // The try's start commits up to start_grace after its process starts, later under load.
+  const std::string live_state = TiState(d);
+  EXPECT_TRUE(live_state == "queued" || live_state == "running")
+      << "the log should be live before the try ends, the task is " << live_state;
 
   ASSERT_TRUE(text.WaitEnd(30s)) << "the followed body did not end with the try: " << text.body();
   ASSERT_TRUE(json.WaitEnd(10s)) << json.body();

@@ -32,7 +32,9 @@ TEST(Metrics, AScrapeAfterARunShowsItsStatesLagsRequestsAndTheProcess) {
   PromText text = Scrape(d);
   // The run and its three tasks, counted as the scheduler committed them.
   EXPECT_GE(ValueOr(text, "dagd_dag_run_transitions_total", {{"state", "success"}}), 1);
-  EXPECT_GE(ValueOr(text, "dagd_dag_run_transitions_total", {{"state", "queued"}}), 1);
+  // (Its creation is counted only when the loop was already up to read it from the event log:
+  // a run created before the loop's first load is loaded as it is.)
+  EXPECT_GE(ValueOr(text, "dagd_dag_run_transitions_total", {{"state", "running"}}), 1);
   EXPECT_GE(ValueOr(text, "dagd_task_instance_transitions_total", {{"state", "success"}}), 3);
   // Nothing is active any more.
   EXPECT_EQ(ValueOr(text, "dagd_dag_runs", {{"state", "queued"}}), 0);

@@ -57,6 +57,9 @@ class Scheduler::Loop {
     std::set<int64_t> queued;
     std::set<int64_t> running;
     bool paused = false;
+    // The gates of its backfills with active runs, read when a run of an unknown backfill is
+    // to be admitted and refreshed with the paused flag.
+    std::map<int64_t, BackfillGate> backfills;
   };
 
   // What one step changes, to be committed together.
@@ -105,6 +108,9 @@ class Scheduler::Loop {
   // Applies one executor event; one that must wait for the next step goes to deferred_.
   void ApplyTaskEvent(TaskEvent event, Batch& batch);
   void Admit(const std::string& dag_id, TimePoint now, Batch& batch);
+  // Reads the DAG's backfill gates (StateStore::ListBackfillGates); whether one that holds
+  // queued runs back opened up.
+  StatusOr<bool> LoadBackfillGates(const std::string& dag_id, DagState& state);
   void DecideRun(int64_t key, TimePoint now, Batch& batch);
   void SetTi(ActiveRun& active, size_t index, TaskInstance after, TiTransition::Kind kind,
              Batch& batch);
@@ -156,6 +162,8 @@ class Scheduler::Loop {
   std::unordered_map<std::string, std::pair<int64_t, size_t>> ti_index_;  // ti id → run, task
   std::unordered_map<std::string, DagState> dag_states_;                  // by dag_id
   std::set<int64_t> dirty_;            // runs to decide at the next step
+  // A backfill's run ended, or the heartbeat passed: complete the backfills whose runs all ended.
+  bool complete_backfills_ = false;
   std::set<std::string> dirty_dags_;   // DAGs whose queued runs may start
   std::set<int64_t> stale_;            // runs to (re)load before they are decided again
   std::map<int64_t, std::vector<TaskEvent>> held_;  // task events of stale runs, by run key

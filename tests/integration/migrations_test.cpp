@@ -25,7 +25,8 @@ TEST(PgStateStoreMigrations, OpenAppliesTheSchemaOnceAndRecordsIt) {
       db.Query("SELECT version || ':' || name FROM schema_migration ORDER BY version"),
       (std::vector<std::string>{"1:001_initial", "2:002_try_process", "3:003_event_log_and_fencing",
                                 "4:004_transition_events", "5:005_users_and_tokens",
-                                "6:006_audit_log", "7:007_dag_source", "8:008_scheduled_runs"}));
+                                "6:006_audit_log", "7:007_dag_source", "8:008_scheduled_runs",
+                                "9:009_backfill"}));
   for (const char* table : {"dag", "dag_version", "dag_run", "task_instance", "task_instance_try",
                             "xcom", "event", "import_error", "event_counter", "scheduler_epoch",
                             "scheduler_lease", "dagd_user", "api_token", "audit_log"}) {

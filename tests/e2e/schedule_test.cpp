@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dagd/scheduler/time.hpp"
 #include "e2e_support.hpp"
 
 namespace dagd::testing {
@@ -18,12 +19,17 @@ using namespace std::chrono_literals;
 
 // The DAG's scheduled runs, oldest first.
 Json ScheduledRuns(const Daemon& d) {
-  return GetJson(d.Url("/api/v2/dags/every2s/dagRuns?run_type=scheduled&order_by=logical_date"))
-      ["dag_runs"];
+  Json page =
+      GetJson(d.Url("/api/v2/dags/every2s/dagRuns?run_type=scheduled&order_by=logical_date"));
+  if (!page.contains("dag_runs")) {
+    ADD_FAILURE() << page.dump();
+    return Json::array();
+  }
+  return page["dag_runs"];
 }
 
 int64_t Seconds(const Json& time) {
-  auto t = scheduler::ParseRfc3339(time.get<std::string>());
+  auto t = dagd::scheduler::ParseRfc3339(time.get<std::string>());
   EXPECT_TRUE(t.has_value()) << time;
   return t ? std::chrono::duration_cast<std::chrono::seconds>(t->time_since_epoch()).count() : 0;
 }
@@ -40,12 +46,14 @@ TEST(Schedule, ATwoSecondScheduleRunsByItselfOncePerLogicalDateAndSkipsDowntime)
   for (size_t i = 0; i < runs.size(); ++i) {
     const Json& run = runs[i];
     const std::string logical = run["logical_date"].get<std::string>();
-    EXPECT_EQ(run["run_id"], "scheduled__" + logical.substr(0, logical.size() - 1) + "+00:00");
+    EXPECT_EQ(run["dag_run_id"], "scheduled__" + logical.substr(0, logical.size() - 1) + "+00:00");
     EXPECT_EQ(run["run_type"], "scheduled");
     EXPECT_EQ(run["triggered_by"], "timetable");
     EXPECT_EQ(run["data_interval_start"], run["logical_date"]);
     EXPECT_EQ(Seconds(run["logical_date"]) % 2, 0) << "anchored at start_date: " << logical;
-    if (i > 0) EXPECT_EQ(Seconds(run["logical_date"]) - Seconds(runs[i - 1]["logical_date"]), 2);
+    if (i > 0) {
+      EXPECT_EQ(Seconds(run["logical_date"]) - Seconds(runs[i - 1]["logical_date"]), 2);
+    }
   }
   Json dag = GetJson(d.Url("/api/v2/dags/every2s"));
   EXPECT_EQ(dag["timetable_summary"], "2s");

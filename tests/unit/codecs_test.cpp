@@ -267,6 +267,21 @@ TEST(Codecs, DagHasEveryAirflowField) {
   EXPECT_EQ(j["owners"], Json({"data"}));
 }
 
+TEST(Codecs, DagShowsItsNextRunAndTimetableDescription) {
+  scheduler::DagRecord r;
+  r.dag_id = "etl";
+  r.schedule = "@hourly";
+  r.timetable_description = "At 0 minutes past the hour";
+  r.next_dagrun = scheduler::RunSlot{At("2026-01-01T00:00:00Z"), At("2026-01-01T01:00:00Z"),
+                                     At("2026-01-01T00:00:00Z"), At("2026-01-01T01:00:00Z")};
+  Json j = DagToJson(r);
+  EXPECT_EQ(j["timetable_description"], "At 0 minutes past the hour");
+  EXPECT_EQ(j["next_dagrun_logical_date"], "2026-01-01T00:00:00Z");
+  EXPECT_EQ(j["next_dagrun_data_interval_start"], "2026-01-01T00:00:00Z");
+  EXPECT_EQ(j["next_dagrun_data_interval_end"], "2026-01-01T01:00:00Z");
+  EXPECT_EQ(j["next_dagrun_run_after"], "2026-01-01T01:00:00Z");
+}
+
 TEST(Codecs, DagDetailsWithoutAParsedVersionStillHaveEveryField) {
   scheduler::DagDetails d;
   d.record.dag_id = "etl";

@@ -53,8 +53,8 @@ std::optional<scheduler::BackfillRequest> ParseBody(const Call& c, Response& err
   auto body = ParseBodyObject(c.req, error);
   if (!body) return std::nullopt;
   static const std::set<std::string, std::less<>> kFields = {
-      "dag_id",          "from_date",          "to_date",        "run_backwards",
-      "dag_run_conf",    "reprocess_behavior", "max_active_runs", "run_on_latest_version"};
+      "dag_id",       "from_date",          "to_date",         "run_backwards",
+      "dag_run_conf", "reprocess_behavior", "max_active_runs", "run_on_latest_version"};
   ForbidExtraFields(*body, kFields, errors);
   scheduler::BackfillRequest request;
   auto required = [&](const char* name) -> const Json* {
@@ -104,13 +104,12 @@ std::optional<scheduler::BackfillRequest> ParseBody(const Call& c, Response& err
     if (it->is_object()) {
       request.dag_run_conf = *it;
     } else {
-      errors.Add("dict_type", {"body", "dag_run_conf"}, "Input should be a valid dictionary",
-                 *it);
+      errors.Add("dict_type", {"body", "dag_run_conf"}, "Input should be a valid dictionary", *it);
     }
   }
   if (auto it = body->find("reprocess_behavior"); it != body->end()) {
-    auto b = it->is_string() ? scheduler::ParseReprocessBehavior(it->get<std::string>())
-                             : std::nullopt;
+    auto b =
+        it->is_string() ? scheduler::ParseReprocessBehavior(it->get<std::string>()) : std::nullopt;
     if (b) {
       request.reprocess_behavior = *b;
     } else {
@@ -124,8 +123,7 @@ std::optional<scheduler::BackfillRequest> ParseBody(const Call& c, Response& err
         *it <= std::numeric_limits<int>::max()) {
       request.max_active_runs = it->get<int>();
     } else {
-      errors.Add("int_type", {"body", "max_active_runs"}, "Input should be a valid integer",
-                 *it);
+      errors.Add("int_type", {"body", "max_active_runs"}, "Input should be a valid integer", *it);
     }
   }
   if (!errors.empty()) {

@@ -42,8 +42,7 @@ std::string IsoFormat(TimePoint t) {
 
 }  // namespace
 
-StatusOr<NewBackfill> SchedulerService::PlanBackfill(const BackfillRequest& request,
-                                                     bool dry_run) {
+StatusOr<NewBackfill> SchedulerService::PlanBackfill(const BackfillRequest& request, bool dry_run) {
   auto details = GetDag(request.dag_id);
   if (!details.ok()) {
     if (details.status().code() == StatusCode::kNotFound) {
@@ -60,10 +59,9 @@ StatusOr<NewBackfill> SchedulerService::PlanBackfill(const BackfillRequest& requ
   }
   if (!dry_run) {
     if (const size_t size = request.dag_run_conf.dump().size(); size > options_.max_conf_bytes) {
-      return Status::InvalidArgument("dag_run_conf is " + std::to_string(size) +
-                                     " bytes of JSON; the limit is " +
-                                     std::to_string(options_.max_conf_bytes) +
-                                     " (--max-conf-bytes)");
+      return Status::InvalidArgument(
+          "dag_run_conf is " + std::to_string(size) + " bytes of JSON; the limit is " +
+          std::to_string(options_.max_conf_bytes) + " (--max-conf-bytes)");
     }
   }
   if (request.from_date > request.to_date) {

@@ -108,8 +108,8 @@ std::optional<int64_t> InsertRun(pqxx::work& tx, const scheduler::DagRun& run, i
       "    dagd_ts($7), dagd_ts($8), $9::jsonb, $10, $11)"
       " ON CONFLICT DO NOTHING RETURNING id",
       run.dag_id, run.run_id, run.version_number, Us(*run.logical_date), Us(*run.queued_at),
-      Us(*run.data_interval_start), Us(*run.data_interval_end), Us(*run.run_after),
-      Dump(run.conf), run.triggered_by, backfill_id);
+      Us(*run.data_interval_start), Us(*run.data_interval_end), Us(*run.run_after), Dump(run.conf),
+      run.triggered_by, backfill_id);
   if (r.empty()) return std::nullopt;
   const int64_t key = r[0][0].as<int64_t>();
   tx.exec_params(
@@ -142,16 +142,14 @@ void ReRun(pqxx::work& tx, int64_t key, const scheduler::NewBackfill& b,
     std::vector<std::string> wanted;
     for (const auto& ti : date.tis) wanted.push_back(ti.task_id);
     std::sort(wanted.begin(), wanted.end());
-    const pqxx::result have =
-        tx.exec_params("SELECT task_id FROM task_instance WHERE dag_run_id = $1 ORDER BY task_id",
-                       key);
+    const pqxx::result have = tx.exec_params(
+        "SELECT task_id FROM task_instance WHERE dag_run_id = $1 ORDER BY task_id", key);
     std::vector<std::string> stored;
     for (const auto& row : have) stored.push_back(row[0].as<std::string>());
     if (stored == wanted) {
       tx.exec_params("UPDATE task_instance SET version_number = $2 WHERE dag_run_id = $1", key,
                      b.version_number);
-      tx.exec_params("UPDATE dag_run SET version_number = $2 WHERE id = $1", key,
-                     b.version_number);
+      tx.exec_params("UPDATE dag_run SET version_number = $2 WHERE id = $1", key, b.version_number);
     }
   }
   tx.exec_params(
@@ -167,8 +165,9 @@ void RecordDate(pqxx::work& tx, int64_t backfill_id, std::optional<int64_t> run_
   tx.exec_params(
       "INSERT INTO backfill_dag_run (backfill_id, dag_run_id, exception_reason, logical_date,"
       "    sort_ordinal) VALUES ($1, $2, $3, dagd_ts($4), $5)",
-      backfill_id, run_key, reason ? std::optional<std::string>(std::string(*reason)) : std::nullopt,
-      Us(logical_date), ordinal);
+      backfill_id, run_key,
+      reason ? std::optional<std::string>(std::string(*reason)) : std::nullopt, Us(logical_date),
+      ordinal);
 }
 
 }  // namespace
@@ -241,16 +240,16 @@ StatusOr<std::vector<std::pair<TimePoint, RunState>>> PgStateStore::RunStatesAt(
   us.reserve(logical_dates.size());
   for (TimePoint t : logical_dates) us.push_back(Us(t));
   return pool_->Run<pg::SnapshotRead>(
-      [&](pg::SnapshotRead& tx)
-          -> StatusOr<std::vector<std::pair<TimePoint, RunState>>> {
+      [&](pg::SnapshotRead& tx) -> StatusOr<std::vector<std::pair<TimePoint, RunState>>> {
         const pqxx::result r = tx.exec_params(
             "SELECT dagd_us(logical_date), state FROM dag_run WHERE dag_id = $1"
             " AND logical_date IN (SELECT dagd_ts(u) FROM unnest($2::bigint[]) AS u)",
             dag_id, BigintArray(us));
         std::vector<std::pair<TimePoint, RunState>> out;
         for (const auto& row : r) {
-          out.emplace_back(TimeAt(row[0]), scheduler::ParseRunState(row[1].as<std::string>())
-                                               .value_or(RunState::kRunning));
+          out.emplace_back(
+              TimeAt(row[0]),
+              scheduler::ParseRunState(row[1].as<std::string>()).value_or(RunState::kRunning));
         }
         return out;
       });
@@ -334,8 +333,7 @@ StatusOr<std::vector<BackfillGate>> PgStateStore::ListBackfillGates(const std::s
         dag_id);
     std::vector<BackfillGate> out;
     for (const auto& row : r) {
-      out.push_back({row[0].as<int64_t>(), row[1].as<bool>(), row[2].as<bool>(),
-                     row[3].as<int>()});
+      out.push_back({row[0].as<int64_t>(), row[1].as<bool>(), row[2].as<bool>(), row[3].as<int>()});
     }
     return out;
   });

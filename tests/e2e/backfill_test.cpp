@@ -35,8 +35,8 @@ Json BackfillRuns(const Daemon& d, const std::string& dag_id) {
 }
 
 int CountState(const Json& runs, const std::string& state) {
-  return static_cast<int>(std::count_if(runs.begin(), runs.end(),
-                                        [&](const Json& r) { return r["state"] == state; }));
+  return static_cast<int>(
+      std::count_if(runs.begin(), runs.end(), [&](const Json& r) { return r["state"] == state; }));
 }
 
 TEST(Backfill, CreatesOneRunPerDateAndRunsThemOldestFirstWithinMaxActiveRuns) {
@@ -46,8 +46,8 @@ TEST(Backfill, CreatesOneRunPerDateAndRunsThemOldestFirstWithinMaxActiveRuns) {
     "tasks": [{"task_id": "t", "operator": "bash", "bash_command": "sleep 0.5"}]})");
   Daemon d(dags.path().string());
   d.Start();
-  const Json body = Body("daily", "2026-01-01T00:00:00Z", "2026-01-05T00:00:00Z",
-                         {{"max_active_runs", 2}});
+  const Json body =
+      Body("daily", "2026-01-01T00:00:00Z", "2026-01-05T00:00:00Z", {{"max_active_runs", 2}});
 
   HttpResponse dry = HttpPostJson(d.Url("/api/v2/backfills/dry_run"), body.dump());
   ASSERT_EQ(dry.status, 200) << dry.body;
@@ -123,8 +123,9 @@ TEST(Backfill, PauseHoldsRunsCancelFailsTheQueuedOnesAndFailedIsReprocessed) {
                          Body("nope", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z").dump())
                 .status,
             404);
-  HttpResponse manual = HttpPostJson(
-      d.Url("/api/v2/backfills"), Body("manual", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z").dump());
+  HttpResponse manual =
+      HttpPostJson(d.Url("/api/v2/backfills"),
+                   Body("manual", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z").dump());
   EXPECT_EQ(manual.status, 422) << manual.body;
   EXPECT_NE(manual.body.find("non-periodic schedule"), std::string::npos) << manual.body;
   HttpResponse extra = HttpPostJson(
@@ -163,15 +164,17 @@ TEST(Backfill, PauseHoldsRunsCancelFailsTheQueuedOnesAndFailedIsReprocessed) {
   const Json quick = Body("quick", "2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z");
   ASSERT_EQ(HttpPostJson(d.Url("/api/v2/backfills"), quick.dump()).status, 200);
   ASSERT_TRUE(WaitUntil([&] { return CountState(BackfillRuns(d, "quick"), "success") == 3; }, 30s));
-  ASSERT_TRUE(WaitUntil([&] {
-    return GetJson(d.Url("/api/v2/backfills?dag_id=quick"))["backfills"][0]["completed_at"]
-               .is_string();
-  }, 30s));
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return GetJson(d.Url("/api/v2/backfills?dag_id=quick"))["backfills"][0]["completed_at"]
+            .is_string();
+      },
+      30s));
   const std::string failed_run = "backfill__2026-01-02T00:00:00+00:00";
-  ASSERT_EQ(HttpPatchJson(d.Url("/api/v2/dags/quick/dagRuns/" + failed_run),
-                          R"({"state": "failed"})")
-                .status,
-            200);
+  ASSERT_EQ(
+      HttpPatchJson(d.Url("/api/v2/dags/quick/dagRuns/" + failed_run), R"({"state": "failed"})")
+          .status,
+      200);
   Json reprocess = quick;
   reprocess["reprocess_behavior"] = "failed";
   HttpResponse dry = HttpPostJson(d.Url("/api/v2/backfills/dry_run"), reprocess.dump());

@@ -96,18 +96,19 @@ TEST_F(PgBackfillsTest, EachDateGetsANewRunAReRunOrTheReasonItHasNone) {
   EXPECT_EQ(created->reprocess_behavior, ReprocessBehavior::kFailed);
   EXPECT_EQ(created->max_active_runs, 2);
   EXPECT_FALSE(created->completed_at.has_value());
-  const std::string fresh =
-      db_.Query("SELECT id FROM dag_run WHERE run_id = 'backfill__4'").at(0);
+  const std::string fresh = db_.Query("SELECT id FROM dag_run WHERE run_id = 'backfill__4'").at(0);
   EXPECT_EQ(Outcomes(created->id),
             (std::vector<std::string>{"1:-:already exists", "2:" + std::to_string(failed) + ":-",
                                       "3:-:in flight", "4:" + fresh + ":-"}));
   // The failed run is run again: queued, owned by the backfill, its tasks back to none with
   // their tries kept (the next one is try 2).
   EXPECT_EQ(db_.Query("SELECT state || run_type || triggered_by || backfill_id || conf::text"
-                      " FROM dag_run WHERE id = " + std::to_string(failed)),
+                      " FROM dag_run WHERE id = " +
+                      std::to_string(failed)),
             std::vector<std::string>{"queuedbackfillbackfill" + id + R"({"k": "v"})"});
   EXPECT_EQ(db_.Query("SELECT DISTINCT coalesce(state, 'none') || try_number || max_tries"
-                      " FROM task_instance WHERE dag_run_id = " + std::to_string(failed)),
+                      " FROM task_instance WHERE dag_run_id = " +
+                      std::to_string(failed)),
             std::vector<std::string>{"none11"});
   EXPECT_EQ(db_.Query("SELECT state || coalesce(backfill_id::text, '-') FROM dag_run WHERE id = " +
                       std::to_string(succeeded)),

@@ -141,7 +141,8 @@ TEST_F(BackfillRoutesTest, BadBodiesAre422NamingTheField) {
   ASSERT_EQ(r.status, 422) << r.body;
   EXPECT_EQ(Body(r)["detail"][0]["type"], "extra_forbidden");
   EXPECT_EQ(Body(r)["detail"][0]["loc"], Json({"body", "partition"}));
-  r = Call("POST", "/api/v2/backfills", R"({"dag_id": "etl", "from_date": "2026-01-01T00:00:00Z"})");
+  r = Call("POST", "/api/v2/backfills",
+           R"({"dag_id": "etl", "from_date": "2026-01-01T00:00:00Z"})");
   ASSERT_EQ(r.status, 422) << r.body;
   EXPECT_EQ(Body(r)["detail"][0]["loc"], Json({"body", "to_date"}));
   r = Call("POST", "/api/v2/backfills", std::string(kBody) + R"(, "reprocess_behavior": "all"})");

@@ -60,7 +60,7 @@ struct BackfillGate {
 // A new backfill and, in sort order, one entry per logical date: the run to create when the
 // date has none (NewTimetableRun, backfill_id left 0) with its task instances.
 struct NewBackfill {
-  BackfillRecord backfill;  // id, created_at, updated_at, completed_at are the store's
+  BackfillRecord backfill;            // id, created_at, updated_at, completed_at are the store's
   bool run_on_latest_version = true;  // a re-run moves to `version_number` when its tasks match
   int version_number = 0;             // the DAG's latest version
   struct Date {

@@ -279,12 +279,8 @@ Response ListEventLogs(scheduler::Service& service, const RouterOptions& options
 Response GetEventLog(scheduler::Service& service, const RouterOptions&, const Call& c) {
   Errors errors;
   c.query.CheckSupported({}, errors);
-  auto id = ParseInt(c.params[0]);
-  if (!id) {
-    errors.Add("int_parsing", {"path", "event_log_id"},
-               "Input should be a valid integer, unable to parse string as an integer",
-               c.params[0]);
-  }
+  auto id = PathInt(c.params[0], "event_log_id", errors, std::numeric_limits<int64_t>::min(),
+                    /*wide=*/true);
   if (!errors.empty()) return errors.ToResponse();
   auto entry = service.GetAudit(*id);
   if (!entry.ok()) return ErrorResponse(entry.status());

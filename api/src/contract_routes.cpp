@@ -341,13 +341,7 @@ Response ListDagVersions(Service& service, const RouterOptions& options, const C
 Response GetDagVersion(Service& service, const RouterOptions&, const Call& c) {
   Errors errors;
   c.query.CheckSupported({}, errors);
-  auto number = ParseInt(c.params[1]);
-  if (!number || *number > std::numeric_limits<int>::max() ||
-      *number < std::numeric_limits<int>::min()) {
-    errors.Add("int_parsing", {"path", "version_number"},
-               "Input should be a valid integer, unable to parse string as an integer",
-               c.params[1]);
-  }
+  auto number = PathInt(c.params[1], "version_number", errors);
   if (!errors.empty()) return errors.ToResponse();
   auto version = service.GetDagVersion(c.params[0], static_cast<int>(*number));
   if (!version.ok()) return ErrorResponse(version.status());

@@ -350,9 +350,9 @@ class Api {
 
   Response GetTry(const Call& c) {
     if (auto refused = Unsupported(c, {})) return *refused;
-    Response error;
-    auto n = ParsePathInt(c.params[3], "try_number", error);
-    if (!n) return error;
+    Errors errors;
+    auto n = PathInt(c.params[3], "try_number", errors, 1);
+    if (!n) return errors.ToResponse();
     auto ti = service_.GetTaskInstance(c.params[0], c.params[1], c.params[2]);
     if (!ti.ok()) return ErrorResponse(ti.status());
     auto tries = service_.ListTries(c.params[0], c.params[1], c.params[2]);
@@ -369,11 +369,11 @@ class Api {
     if (auto refused = Unsupported(c, {"full_content", "map_index", "token", "follow"})) {
       return *refused;
     }
-    Response error;
-    auto n = ParsePathInt(c.params[3], "try_number", error);
-    if (!n) return error;
+    Errors errors;
+    auto n = PathInt(c.params[3], "try_number", errors, 1);
+    if (!n) return errors.ToResponse();
     return ServeTaskLog(service_, options_.streams, c.req, c.query,
-                        TryId{c.params[0], c.params[1], c.params[2], *n});
+                        TryId{c.params[0], c.params[1], c.params[2], static_cast<int>(*n)});
   }
 
   // Why the task instance is not running (Airflow's task instance dependencies). dagd maps no
@@ -388,14 +388,9 @@ class Api {
 
   Response GetDependenciesByMapIndex(const Call& c) {
     if (auto refused = Unsupported(c, {})) return *refused;
-    auto v = ParseInt(c.params[3]);
-    if (!v || *v > std::numeric_limits<int>::max() || *v < std::numeric_limits<int>::min()) {
-      Errors errors;
-      errors.Add("int_parsing", {"path", "map_index"},
-                 "Input should be a valid integer, unable to parse string as an integer",
-                 c.params[3]);
-      return errors.ToResponse();
-    }
+    Errors errors;
+    auto v = PathInt(c.params[3], "map_index", errors);
+    if (!v) return errors.ToResponse();
     return Dependencies(c, static_cast<int>(*v));
   }
 
@@ -462,24 +457,6 @@ class Api {
     c.query.CheckSupported(supported, errors);
     if (errors.empty()) return std::nullopt;
     return errors.ToResponse();
-  }
-
-  // A positive integer path parameter; on failure `error` holds the 422.
-  static std::optional<int> ParsePathInt(const std::string& text, const char* name,
-                                         Response& error) {
-    auto v = ParseInt(text);
-    Errors errors;
-    if (!v || *v > std::numeric_limits<int>::max() || *v < std::numeric_limits<int>::min()) {
-      errors.Add("int_parsing", {"path", name},
-                 "Input should be a valid integer, unable to parse string as an integer", text);
-    } else if (*v < 1) {
-      errors.Add("greater_than", {"path", name}, "Input should be greater than 0", text,
-                 {{"gt", 0}});
-    } else {
-      return static_cast<int>(*v);
-    }
-    error = errors.ToResponse();
-    return std::nullopt;
   }
 
   Service& service_;

@@ -82,6 +82,25 @@ std::optional<int64_t> ParseInt(std::string_view s) {
   return v;
 }
 
+std::optional<int64_t> PathInt(const std::string& text, const char* name, Errors& errors,
+                               int64_t minimum, bool wide) {
+  const std::optional<int64_t> v = ParseInt(text);
+  const bool in_type = v && (wide || (*v >= std::numeric_limits<int>::min() &&
+                                      *v <= std::numeric_limits<int>::max()));
+  if (!in_type) {
+    errors.Add("int_parsing", {"path", name},
+               "Input should be a valid integer, unable to parse string as an integer", text);
+    return std::nullopt;
+  }
+  if (*v < minimum) {
+    errors.Add("greater_than", {"path", name},
+               "Input should be greater than " + std::to_string(minimum - 1), text,
+               {{"gt", minimum - 1}});
+    return std::nullopt;
+  }
+  return v;
+}
+
 Query::Query(std::string_view raw) {
   if (raw.empty()) return;
   for (std::string_view pair : Split(raw, '&')) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <limits>
 #include <optional>
 #include <set>
 #include <string>
@@ -39,6 +40,12 @@ class Errors {
 
 // A decimal integer with an optional sign; nullopt unless the whole of `s` is one.
 std::optional<int64_t> ParseInt(std::string_view s);
+
+// An integer path parameter `name` (an int, or any int64 when `wide`) of at least `minimum`;
+// nullopt with Pydantic's int_parsing or greater_than error added to `errors` otherwise.
+std::optional<int64_t> PathInt(const std::string& text, const char* name, Errors& errors,
+                               int64_t minimum = std::numeric_limits<int>::min(),
+                               bool wide = false);
 
 // The query string, decoded; names may repeat.
 class Query {

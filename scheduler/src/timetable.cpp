@@ -149,6 +149,12 @@ std::optional<RunSlot> Timetable::NextTrigger(std::optional<TimePoint> last, Tim
     }
   } else {
     next = AlignPrev(now);
+    // A delta keeps its phase: the latest anchor + k·delta at or before now, anchored at the
+    // last run or else start_date. (Airflow re-anchors at now, which makes a delta schedule
+    // drift by the scheduler's latency at every run.)
+    if (const auto anchor = last ? last : start; kind_ == Kind::kDelta && anchor && *anchor <= now) {
+      next = *anchor + ((now - *anchor) / delta_) * delta_;
+    }
     if (last) {
       next = Later(next, Fire(*last));
     } else if (!start) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <stdexcept>
@@ -68,13 +69,16 @@ inline DagPtr MakeFanOutDag(const std::string& dag_id, int n) {
   return ParseOrThrow(json + "]}");
 }
 
+// Each call gets its own logical date, one second after the previous call's (from kT0): a DAG
+// has one run per logical date.
 inline DagRun MakeRun(const std::string& dag_id, const std::string& run_id, int version = 1) {
+  static std::atomic<int> calls{0};
   DagRun run;
   run.dag_id = dag_id;
   run.run_id = run_id;
   run.version_number = version;
   run.state = RunState::kQueued;
-  run.logical_date = kT0;
+  run.logical_date = kT0 + std::chrono::seconds(calls++);
   run.queued_at = kT0;
   run.data_interval_start = kT0 - std::chrono::hours(1);
   run.data_interval_end = kT0;

@@ -189,9 +189,21 @@ TEST(DeltaTimetable, TriggerRunsFromStartDateEveryDelta) {
   auto start = At("2026-01-01T00:00:00Z");
   EXPECT_EQ(Show(tt->NextAfter(kNone, now, true, start, kNone)), Point("2026-01-01T00:00:00Z"));
   EXPECT_EQ(Show(tt->NextAfter(start, now, true, start, kNone)), Point("2026-01-01T01:00:00Z"));
-  // Without catchup a late DAG runs now, then every delta from there (as Airflow).
-  EXPECT_EQ(Show(tt->NextAfter(start, now, false, start, kNone)), Point("2026-01-01T03:30:00Z"));
-  EXPECT_EQ(Show(tt->NextAfter(now, now, false, start, kNone)), Point("2026-01-01T04:30:00Z"));
+  // Without catchup a late DAG runs the latest missed time in phase with its last run (or
+  // start_date), then every delta from there.
+  EXPECT_EQ(Show(tt->NextAfter(start, now, false, start, kNone)), Point("2026-01-01T03:00:00Z"));
+  EXPECT_EQ(Show(tt->NextAfter(kNone, now, false, start, kNone)), Point("2026-01-01T03:00:00Z"));
+  const TimePoint three = At("2026-01-01T03:00:00Z");
+  EXPECT_EQ(Show(tt->NextAfter(three, now, false, start, kNone)), Point("2026-01-01T04:00:00Z"));
+  // A round that comes a little late does not move the schedule.
+  EXPECT_EQ(Show(tt->NextAfter(three, At("2026-01-01T04:00:00.005Z"), false, start, kNone)),
+            Point("2026-01-01T04:00:00Z"));
+}
+
+TEST(DeltaTimetable, WithoutStartDateOrCatchupTheFirstRunIsOneDeltaFromNow) {
+  auto tt = Make("30m");
+  TimePoint now = At("2026-01-01T03:30:00Z");
+  EXPECT_EQ(Show(tt->NextAfter(kNone, now, false, kNone, kNone)), Point("2026-01-01T04:00:00Z"));
 }
 
 TEST(DeltaTimetable, DataIntervalCoversTheDeltaBeforeItsRun) {

@@ -162,14 +162,14 @@ class Scheduler::Loop {
   std::unordered_map<std::string, std::pair<int64_t, size_t>> ti_index_;  // ti id → run, task
   std::unordered_map<std::string, DagState> dag_states_;                  // by dag_id
   std::set<int64_t> dirty_;            // runs to decide at the next step
-  // A backfill's run ended, or the heartbeat passed: complete the backfills whose runs all ended.
-  bool complete_backfills_ = false;
   std::set<std::string> dirty_dags_;   // DAGs whose queued runs may start
   std::set<int64_t> stale_;            // runs to (re)load before they are decided again
   std::map<int64_t, std::vector<TaskEvent>> held_;  // task events of stale runs, by run key
   std::multimap<TimePoint, std::pair<int64_t, size_t>> timers_;  // (run, task or kAdmission)
   std::unordered_set<std::string> in_flight_;  // ti ids handed to the executor, not finished
   std::vector<TaskEvent> deferred_;  // task events for the next step (their ti is in the batch)
+  // A backfill's run ended, or the heartbeat passed: complete the backfills whose runs all ended.
+  bool complete_backfills_ = false;
   int64_t watermark_ = 0;                      // the last event seq read
   bool initialized_ = false;                   // Initialize succeeded
   // The store subscription; kept when a later step of Initialize fails and it is retried.

@@ -124,4 +124,18 @@ Response Unpause(Service& service, const RouterOptions& options, const Call& c);
 Response Cancel(Service& service, const RouterOptions& options, const Call& c);
 
 }  // namespace backfills
+
+// Clearing (clear_routes.cpp).
+namespace clears {
+
+using scheduler::Service;
+
+// POST /dags/{dag_id}/clearTaskInstances: ClearTaskInstancesBody →
+// TaskInstanceCollectionResponse (the task instances cleared, or that would be).
+Response ClearTaskInstances(Service& service, const RouterOptions& options, const Call& c);
+// POST /dags/{dag_id}/dagRuns/{dag_run_id}/clear: DAGRunClearBody → with dry_run the
+// TaskInstanceCollectionResponse, otherwise the run as a DAGRunResponse.
+Response ClearRun(Service& service, const RouterOptions& options, const Call& c);
+
+}  // namespace clears
 }  // namespace dagd::api

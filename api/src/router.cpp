@@ -321,6 +321,11 @@ class Api {
   Response UnpauseBackfill(const Call& c) { return backfills::Unpause(service_, options_, c); }
   Response CancelBackfill(const Call& c) { return backfills::Cancel(service_, options_, c); }
 
+  Response ClearTaskInstances(const Call& c) {
+    return clears::ClearTaskInstances(service_, options_, c);
+  }
+  Response ClearRun(const Call& c) { return clears::ClearRun(service_, options_, c); }
+
   Response ListTaskInstances(const Call& c) {
     return contract::ListTaskInstances(service_, options_, c);
   }
@@ -593,6 +598,18 @@ const std::vector<Route>& Routes() {
        "unpause_backfill"},
       {{"backfills", "{}", "cancel"}, "PUT", &Api::CancelBackfill, kUser, "cancel backfills",
        "cancel_backfill"},
+      {{"dags", "{}", "clearTaskInstances"},
+       "POST",
+       &Api::ClearTaskInstances,
+       kUser,
+       "clear task instances",
+       "post_clear_task_instances"},
+      {{"dags", "{}", "dagRuns", "{}", "clear"},
+       "POST",
+       &Api::ClearRun,
+       kUser,
+       "clear DAG runs",
+       "clear_dag_run"},
   };
   return kRoutes;
 }

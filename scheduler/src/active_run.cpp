@@ -2,7 +2,10 @@
 
 namespace dagd::scheduler {
 
-bool HoldsSlot(TaskState s) { return s == TaskState::kQueued || s == TaskState::kRunning; }
+// A restarting task instance's try still runs until it is stopped.
+bool HoldsSlot(TaskState s) {
+  return s == TaskState::kQueued || s == TaskState::kRunning || s == TaskState::kRestarting;
+}
 
 ActiveRun::ActiveRun(DagRun run, DagPtr dag, std::vector<TaskInstance> tis)
     : run_(std::move(run)),

@@ -214,6 +214,16 @@ TaskInstance SucceedWithoutWorker(TaskInstance ti, TimePoint now) {
   return ti;
 }
 
+TaskInstance Restart(TaskInstance ti, const TaskSpec& task, TimePoint at) {
+  ti.state = TaskState::kUpForRetry;
+  ti.max_tries = ti.try_number + task.retries;
+  ti.next_retry_at = at;
+  ti.end_date = at;
+  if (!ti.start_date) ti.start_date = at;
+  ti.duration = Seconds(*ti.start_date, at);
+  return ti;
+}
+
 TaskInstance RecoverOrphan(TaskInstance ti, TimePoint now) {
   ti.state = TaskState::kUpForRetry;
   ti.max_tries += 1;

@@ -93,9 +93,15 @@ StatusOr<std::optional<ActiveRun>> Scheduler::Loop::FromRows(RunRows rows) {
 }
 
 bool Scheduler::Loop::IsOrphan(const TaskInstance& ti, const std::vector<TaskEvent>& held) const {
-  if (ti.state != TaskState::kQueued && ti.state != TaskState::kRunning) return false;
+  if (ti.state != TaskState::kQueued && ti.state != TaskState::kRunning &&
+      ti.state != TaskState::kRestarting) {
+    return false;
+  }
   if (ti.owner_epoch != epoch_) return true;  // queued by a process that is gone
-  if (in_flight_.count(ti.id) != 0) return false;
+  if (auto flying = in_flight_.find(ti.id);
+      flying != in_flight_.end() && flying->second == ti.try_number) {
+    return false;
+  }
   // Its try ended here but the result is not committed yet: it is applied after the reload.
   return std::none_of(held.begin(), held.end(), [&](const TaskEvent& e) {
     return e.ti_id == ti.id && e.try_number == ti.try_number;
@@ -109,7 +115,8 @@ Status Scheduler::Loop::StopOrphans(const ActiveRun& active) {
   const auto held = held_.find(active.run().id);
   const std::vector<TaskEvent> none;
   for (const TaskInstance& ti : active.tis()) {
-    if (ti.state != TaskState::kRunning || !ti.process) continue;
+    const bool running = ti.state == TaskState::kRunning || ti.state == TaskState::kRestarting;
+    if (!running || !ti.process) continue;
     if (!IsOrphan(ti, held == held_.end() ? none : held->second)) continue;
     if (ti.hostname != options_.hostname) {
       Log()->warn(
@@ -183,7 +190,20 @@ void Scheduler::Loop::Account(const ActiveRun& active, int delta) {
 
 void Scheduler::Loop::Insert(ActiveRun active, TimePoint now, Batch& batch) {
   const int64_t key = active.run().id;
-  if (auto old = runs_.find(key); old != runs_.end()) Account(old->second, -1);
+  if (auto old = runs_.find(key); old != runs_.end()) {
+    Account(old->second, -1);
+    if (old->second.run().version_number != active.run().version_number) {
+      // Moved to another DAG version (a clear with run_on_latest_version): the task instances
+      // of tasks it no longer has are out of the cache; what they still run is stopped.
+      std::set<std::string> kept;
+      for (const TaskInstance& ti : active.tis()) kept.insert(ti.id);
+      for (const TaskInstance& ti : old->second.tis()) {
+        if (kept.count(ti.id) != 0) continue;
+        StopTry(ti, "its task is not in the run's new DAG version");
+        ti_index_.erase(ti.id);
+      }
+    }
+  }
   Account(active, +1);
   for (size_t i = 0; i < active.size(); ++i) ti_index_[active.ti(i).id] = {key, i};
   if (active.run().state == RunState::kQueued) {
@@ -199,11 +219,22 @@ void Scheduler::Loop::Insert(ActiveRun active, TimePoint now, Batch& batch) {
   }
   for (size_t i = 0; i < cached.size(); ++i) {
     const TaskInstance& ti = cached.ti(i);
-    // A try whose task instance another writer finished (a user marked it) is stopped.
+    // A try whose task instance another writer finished (a user marked it) or cleared is
+    // stopped; a cleared one runs again once its try is over (ApplyTaskEvent, or below).
     if (IsFinished(ti.state)) {
       StopTry(ti, "its task instance was marked " + std::string(ToString(ti.state)));
+    } else if (ti.state == TaskState::kRestarting || !IsTryInProgress(ti.state)) {
+      StopTry(ti, "its task instance was cleared");
     }
     if (!IsOrphan(ti, held)) continue;
+    if (ti.state == TaskState::kRestarting) {
+      Log()->info("task cleared while running, its try is over, running it again dag={} run={} "
+                  "task={} try={}",
+                  ti.dag_id, ti.run_id, ti.task_id, ti.try_number);
+      SetTi(cached, i, Restart(ti, cached.dag().tasks[i], now), TiTransition::Kind::kFinish,
+            batch);
+      continue;
+    }
     Log()->warn("task recovered: no live try owns it dag={} run={} task={} try={} state={}",
                 ti.dag_id, ti.run_id, ti.task_id, ti.try_number, ToString(ti.state));
     SetTi(cached, i, RecoverOrphan(ti, now), TiTransition::Kind::kFinish, batch);
@@ -225,11 +256,13 @@ void Scheduler::Loop::Remove(int64_t key) {
 }
 
 void Scheduler::Loop::StopTry(const TaskInstance& ti, const std::string& why) {
-  if (in_flight_.count(ti.id) == 0) return;
+  auto flying = in_flight_.find(ti.id);
+  if (flying == in_flight_.end()) return;
+  const int try_number = flying->second;
   Log()->info("stopping a try: {} dag={} run={} task={} try={}", why, ti.dag_id, ti.run_id,
-              ti.task_id, ti.try_number);
+              ti.task_id, try_number);
   // A try that had not started is dropped without events: nothing will report it.
-  if (!executor_.CancelTry(ti.id, ti.try_number)) in_flight_.erase(ti.id);
+  if (!executor_.CancelTry(ti.id, try_number)) in_flight_.erase(ti.id);
 }
 
 void Scheduler::Loop::MarkStale(int64_t key, std::vector<TaskEvent> events) {

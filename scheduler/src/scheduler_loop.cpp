@@ -413,7 +413,10 @@ void Scheduler::Loop::SetRun(ActiveRun& active, RunState state, TimePoint now, B
 }
 
 void Scheduler::Loop::ApplyTaskEvent(TaskEvent event, Batch& batch) {
-  if (event.kind == TaskEvent::Kind::kFinished) in_flight_.erase(event.ti_id);
+  if (event.kind == TaskEvent::Kind::kFinished) {
+    auto flying = in_flight_.find(event.ti_id);
+    if (flying != in_flight_.end() && flying->second == event.try_number) in_flight_.erase(flying);
+  }
   auto where = ti_index_.find(event.ti_id);
   if (where == ti_index_.end()) return;  // its run is over: a late or duplicate event
   auto [key, index] = where->second;
@@ -436,6 +439,13 @@ void Scheduler::Loop::ApplyTaskEvent(TaskEvent event, Batch& batch) {
   if (event.kind == TaskEvent::Kind::kStarted) {
     if (ti.state != TaskState::kQueued) return;
     SetTi(active, index, MarkRunning(ti, event), TiTransition::Kind::kStart, batch);
+  } else if (ti.state == TaskState::kRestarting) {
+    // Its task instance was cleared while the try ran: whatever the try's outcome, the task
+    // runs again.
+    Log()->info("task cleared while running, running it again dag={} run={} task={} try={}",
+                ti.dag_id, ti.run_id, ti.task_id, ti.try_number);
+    SetTi(active, index, Restart(ti, active.dag().tasks[index], event.at),
+          TiTransition::Kind::kFinish, batch);
   } else {
     if (ti.state != TaskState::kQueued && ti.state != TaskState::kRunning) return;
     TaskInstance after = Finish(ti, active.dag().tasks[index], event.outcome, event.at);
@@ -686,7 +696,7 @@ void Scheduler::Loop::Submit(const ActiveRun& active, size_t task_index) {
   assignment.max_tries = ti.max_tries;
   assignment.log_path =
       TryLogPath(options_.logs_root, ti.dag_id, ti.run_id, ti.task_id, ti.try_number);
-  in_flight_.insert(ti.id);
+  in_flight_[ti.id] = ti.try_number;
   std::weak_ptr<Inbox> weak = inbox_;
   executor_.Submit(std::move(assignment), [weak](TaskEvent event) {
     auto inbox = weak.lock();

@@ -166,7 +166,9 @@ class Scheduler::Loop {
   std::set<int64_t> stale_;            // runs to (re)load before they are decided again
   std::map<int64_t, std::vector<TaskEvent>> held_;  // task events of stale runs, by run key
   std::multimap<TimePoint, std::pair<int64_t, size_t>> timers_;  // (run, task or kAdmission)
-  std::unordered_set<std::string> in_flight_;  // ti ids handed to the executor, not finished
+  // ti id → the try number handed to the executor and not finished. By try: a try stopped for
+  // a cleared task instance may report after the next try was submitted.
+  std::unordered_map<std::string, int> in_flight_;
   std::vector<TaskEvent> deferred_;  // task events for the next step (their ti is in the batch)
   // A backfill's run ended, or the heartbeat passed: complete the backfills whose runs all ended.
   bool complete_backfills_ = false;

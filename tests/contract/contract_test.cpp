@@ -81,6 +81,10 @@ class Exchanges {
                     std::map<std::string, std::string> headers = {}) {
     return Keep(method, path, expected_status, "", std::move(headers), true);
   }
+  Json SendDagdOnly(const std::string& method, const std::string& path, int expected_status,
+                    const std::string& body) {
+    return Keep(method, path, expected_status, body, {}, true);
+  }
 
   Json& list() { return list_; }
 
@@ -228,6 +232,22 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ex.Send("PATCH", run + "/taskInstances/a", 422,
           R"({"new_state": "failed", "include_past": true})");
   ex.Send("PATCH", run + "/taskInstances/zz", 404, R"({"new_state": "failed"})");
+
+  // Clearing: dry runs and refusals (contract_1 keeps its states); the real clears select
+  // nothing (only_failed, and nothing failed), so they change nothing either.
+  const std::string clear = "/api/v2/dags/example_chain/clearTaskInstances";
+  ex.Send("POST", clear, 200, R"({"dag_run_id": "contract_1", "only_failed": false})");
+  ex.Send("POST", clear, 200, R"({"dag_run_id": "contract_1", "dry_run": false})");
+  ex.SendDagdOnly("POST", clear, 400, R"({"dag_run_id": "contract_1", "include_past": true})");
+  ex.Send("POST", clear, 422, R"({"bogus": 1})");
+  ex.Send("POST", clear, 422, R"({"task_ids": [["a", 2]]})");
+  ex.Send("POST", clear, 404, R"({"dag_run_id": "nope"})");
+  ex.Send("POST", "/api/v2/dags/nope/clearTaskInstances", 404, "{}");
+  ex.Send("POST", run + "/clear", 200, "{}");
+  ex.Send("POST", run + "/clear", 422, R"({"task_ids": ["a"]})");
+  ex.Send("POST", "/api/v2/dags/example_chain/dagRuns/nope/clear", 404, "{}");
+  ex.Send("POST", "/api/v2/dags/example_retry/dagRuns/contract_retry/clear", 200,
+          R"({"dry_run": false, "only_failed": true})");
 
   ex.Send("GET", run + "/taskInstances", 200);
   ex.Send("GET", "/api/v2/dags/~/dagRuns/~/taskInstances?state=success&limit=3", 200);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the contract validator (validate.mjs) and its npm packages (exact versions of package-lock.json) into
-# DIR/node_modules, with `npm ci`; does nothing when DIR already holds this lock's packages.
+# Installs the contract checkers (validate.mjs, cron_compare.mjs) and their npm packages (exact
+# versions of package-lock.json) into DIR/node_modules, with `npm ci`; does nothing when DIR
+# already holds this lock's packages.
 # usage: tests/contract/install.sh DIR
 # Needs node and npm (Debian: nodejs npm; deploy/install-deps.sh installs them).
 set -euo pipefail
@@ -13,7 +14,7 @@ for tool in node npm; do
   fi
 done
 mkdir -p "$dir"
-cp "$here/validate.mjs" "$dir/"
+cp "$here/validate.mjs" "$here/cron_compare.mjs" "$dir/"
 stamp="$dir/node_modules/.dagd-lock"
 if [[ -f $stamp ]] && cmp -s "$stamp" "$here/package-lock.json"; then
   exit 0
@@ -26,13 +27,14 @@ fi
 for attempt in 1 2 3; do
   if (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error); then
     cp "$here/package-lock.json" "$stamp"
-    echo "contract/install.sh: validator packages installed in $dir"
+    echo "contract/install.sh: checker packages installed in $dir"
     exit 0
   fi
   echo "contract/install.sh: npm ci failed (attempt $attempt of 3)" >&2
   sleep $((attempt * 5))
 done
-# 77: ctest reports this test as skipped, and the contract test skips its schema checks.
+# 77: ctest reports this test as skipped; the contract test skips its schema checks and the cron
+# comparison skips.
 echo "contract/install.sh: SKIPPED: the npm registry could not be reached; the OpenAPI schema" \
-  "checks of the contract test will not run on this machine" >&2
+  "checks of the contract test and the cron comparison will not run on this machine" >&2
 exit 77

@@ -105,6 +105,10 @@ class ForwardingStateStore : public scheduler::StateStore {
       scheduler::TimePoint now) override {
     return inner_.PatchTaskInstances(d, r, patch, now);
   }
+  StatusOr<std::vector<scheduler::TaskInstance>> ClearTaskInstances(
+      const scheduler::TaskInstanceClear& clear, scheduler::TimePoint now) override {
+    return inner_.ClearTaskInstances(clear, now);
+  }
   StatusOr<scheduler::ApplyResult> Apply(const scheduler::Transition& t) override {
     return inner_.Apply(t);
   }

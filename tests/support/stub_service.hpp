@@ -50,6 +50,10 @@ class StubService : public scheduler::Service {
       const scheduler::TaskInstanceMark&) override {
     return Status::NotFound("no such task instance");
   }
+  StatusOr<std::vector<scheduler::TaskInstance>> ClearTaskInstances(
+      const std::string& dag_id, const scheduler::ClearRequest&) override {
+    return Status::NotFound("DAG with dag_id: '" + dag_id + "' not found");
+  }
   StatusOr<scheduler::DagUpload> UploadDag(const std::string& dag_id, std::string_view) override {
     return Status::FailedPrecondition("uploads of '" + dag_id + "' are not stubbed");
   }

@@ -291,5 +291,22 @@ TEST(Decisions, AStartedTryRecordsItsProcessGroupAndTheNextTryStartsWithoutIt) {
   EXPECT_EQ(next.process, std::nullopt);
 }
 
+TEST(Decisions, ATryClearedWhileRunningEndsUpForRetryAtOnceWithItsFullRetries) {
+  TaskSpec task;
+  task.retries = 2;
+  task.retry_delay = 300s;
+  TaskInstance ti;
+  ti.state = TaskState::kRestarting;
+  ti.try_number = 3;
+  ti.max_tries = 2;  // its retries were used up before the clear
+  ti.start_date = kNow - 4s;
+  TaskInstance restarted = Restart(ti, task, kNow);
+  EXPECT_EQ(restarted.state, TaskState::kUpForRetry);
+  EXPECT_EQ(restarted.next_retry_at, kNow) << "no retry delay: the user asked for a rerun";
+  EXPECT_EQ(restarted.max_tries, 3 + 2);
+  EXPECT_EQ(restarted.duration, 4.0);
+  EXPECT_EQ(Queue(restarted, kNow).try_number, 4);
+}
+
 }  // namespace
 }  // namespace dagd::scheduler

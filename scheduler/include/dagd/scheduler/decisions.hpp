@@ -85,6 +85,10 @@ TaskInstance Finish(TaskInstance ti, const TaskSpec& task, const TaskOutcome& ou
 TaskInstance MarkUnrunnable(TaskInstance ti, TaskState state, TimePoint now);
 // An `empty` task's try, done by the scheduler itself: a new try number, success, no duration.
 TaskInstance SucceedWithoutWorker(TaskInstance ti, TimePoint now);
+// The end of a try whose task instance was cleared while it ran (restarting): up_for_retry at
+// once with the task's full retries again (max_tries = try_number + retries), as Airflow's clear
+// gives them, whatever the stopped try's outcome.
+TaskInstance Restart(TaskInstance ti, const TaskSpec& task, TimePoint at);
 // A try found queued or running that no live process of this scheduler owns (its process was
 // stopped, crashed, or fenced off): up_for_retry at once, without using a retry.
 TaskInstance RecoverOrphan(TaskInstance ti, TimePoint now);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -149,6 +150,30 @@ struct TaskInstancePatch {
   bool dry_run = false;
 };
 
+// A user's clear of task instances (POST .../clearTaskInstances, .../dagRuns/{id}/clear,
+// StateStore::ClearTaskInstances), as Airflow's clear_task_instances.
+struct TaskInstanceClear {
+  std::string dag_id;
+  std::optional<std::string> run_id;  // only this run; otherwise runs by logical date:
+  std::optional<TimePoint> start_date;  // logical_date >= start_date (none: no lower bound)
+  std::optional<TimePoint> end_date;    // logical_date <= end_date (none: no upper bound)
+  std::optional<std::vector<std::string>> task_ids;  // nullopt: every task
+  bool only_failed = false;   // only failed and upstream_failed ones
+  bool only_running = false;  // only running ones (with only_failed: either)
+  bool reset_dag_runs = true;  // a finished run of a cleared task instance goes back to queued
+  bool prevent_running_task = false;  // failed_precondition, nothing written, if one runs
+  bool dry_run = false;  // writes nothing: returns what would be cleared
+  // (version_number, task_id) → the task's retries in that version: a cleared task instance
+  // gets max_tries = try_number + retries; one not listed keeps max(max_tries, try_number).
+  std::map<std::pair<int, std::string>, int> retries;
+  // run_on_latest_version: the runs of the cleared task instances move to this version of the
+  // DAG, whose tasks are `latest_tasks`: instances of the tasks it adds are created (no state),
+  // those of the tasks it lacks are removed, and the cleared ones take their task's settings
+  // (and retries) from it.
+  std::optional<int> latest_version;
+  std::vector<TaskSpec> latest_tasks;
+};
+
 // The single source of truth. Every method is one transaction; implementations are thread-safe.
 // Errors: unavailable (database unreachable or busy: retry later), aborted (conflict: retry),
 // not_found / already_exists / invalid_argument as documented, internal otherwise.
@@ -245,6 +270,15 @@ class StateStore {
   virtual StatusOr<std::vector<TaskInstance>> PatchTaskInstances(const std::string& dag_id,
                                                                  const std::string& run_id,
                                                                  const TaskInstancePatch& patch,
+                                                                 TimePoint now) = 0;
+
+  // --- Clearing: a user's write (pg_clear.cpp) ---
+  // One transaction: locks the selected runs' rows, then sets the selected running task
+  // instances to restarting (the scheduler stops their tries and runs them again) and the
+  // others to none with max_tries raised (TaskInstanceClear::retries), and finished runs back
+  // to queued (reset_dag_runs). Returns the selected task instances as stored afterwards
+  // (dry_run: as they are), by run then task id. not_found for an unknown DAG or run_id.
+  virtual StatusOr<std::vector<TaskInstance>> ClearTaskInstances(const TaskInstanceClear& clear,
                                                                  TimePoint now) = 0;
 
   // Writes `t` in one commit as this process's epoch (see ApplyResult for conflicts). At most

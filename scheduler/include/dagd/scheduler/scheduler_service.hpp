@@ -62,6 +62,8 @@ class SchedulerService final : public Service {
                                                         const std::string& run_id,
                                                         const std::string& task_id,
                                                         const TaskInstanceMark& mark) override;
+  StatusOr<std::vector<TaskInstance>> ClearTaskInstances(const std::string& dag_id,
+                                                         const ClearRequest& request) override;
   StatusOr<DagUpload> UploadDag(const std::string& dag_id, std::string_view document) override;
   Status DeleteDag(const std::string& dag_id) override;
   StatusOr<EventBounds> EventLogBounds() override;

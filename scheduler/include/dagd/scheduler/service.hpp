@@ -46,6 +46,25 @@ struct TaskInstanceMark {
   bool dry_run = false;             // TaskInstancePatch::dry_run
 };
 
+// POST /dags/{dag_id}/clearTaskInstances (ClearTaskInstancesBody) and, with a run id and no
+// task ids, POST .../dagRuns/{dag_run_id}/clear.
+struct ClearRequest {
+  std::optional<std::string> dag_run_id;
+  std::optional<TimePoint> start_date;  // on the runs' logical_date, inclusive
+  std::optional<TimePoint> end_date;
+  std::optional<std::vector<std::string>> task_ids;  // nullopt: every task
+  bool only_failed = true;
+  bool only_running = false;
+  bool reset_dag_runs = true;
+  bool prevent_running_task = false;
+  bool include_upstream = false;    // the named tasks' upstream tasks, transitively
+  bool include_downstream = false;  // and downstream ones
+  bool include_past = false;        // with dag_run_id: the runs of earlier logical dates too
+  bool include_future = false;      // and of later ones
+  bool run_on_latest_version = false;  // TaskInstanceClear::latest_version
+  bool dry_run = true;
+};
+
 struct DagDetails {
   DagRecord record;
   DagPtr dag;  // the latest version's document, parsed
@@ -187,6 +206,16 @@ class Service {
                                                                 const std::string& run_id,
                                                                 const std::string& task_id,
                                                                 const TaskInstanceMark& mark) = 0;
+
+  // --- Clearing (StateStore::ClearTaskInstances) ---
+  // The task instances cleared (or, dry_run, that would be): upstream/downstream relatives from
+  // the run's DAG version (with dag_run_id) or the latest one. not_found for an unknown DAG or
+  // run ("Dag Run id x not found in dag y"); invalid_argument for include_past/include_future
+  // on a run without a logical date; failed_precondition with prevent_running_task when a
+  // selected task instance is running. A try the scheduler runs for a cleared task instance
+  // is stopped, and the task runs again with a new try number.
+  virtual StatusOr<std::vector<TaskInstance>> ClearTaskInstances(const std::string& dag_id,
+                                                                 const ClearRequest& request) = 0;
 
   // --- DAG upload (dagd's extension) ---
   // Validates `document` exactly as a file of the DAGs folder is validated (ParseDag with the

@@ -130,6 +130,9 @@ class PgStateStore final : public scheduler::StateStore {
       const std::string& dag_id, const std::string& run_id,
       const scheduler::TaskInstancePatch& patch, scheduler::TimePoint now) override;
 
+  StatusOr<std::vector<scheduler::TaskInstance>> ClearTaskInstances(
+      const scheduler::TaskInstanceClear& clear, scheduler::TimePoint now) override;
+
   StatusOr<scheduler::ApplyResult> Apply(const scheduler::Transition& t) override;
 
   StatusOr<std::vector<scheduler::EventRecord>> ReadEvents(int64_t after_seq, int limit) override;

@@ -6,7 +6,7 @@ usage: api/openapi/generate.py [--check]
 
 Airflow's operations that dagd serves are copied with only the parameters dagd accepts (plus
 the query parameters dagd adds to them), the request-body fields it does not support removed,
-and the responses dagd may add; dagd's own operations are added verbatim. Components keep Airflow's names and definitions; only those the
+the response properties dagd adds (extra_properties) added, and the responses dagd may add; dagd's own operations are added verbatim. Components keep Airflow's names and definitions; only those the
 operations reach are kept. Needs Python 3 and PyYAML (Debian: python3-yaml); developers run it
 after changing dagd.yaml, and commit the result (the build embeds the JSON, no Python needed).
 """
@@ -102,6 +102,12 @@ def generate():
             if field not in schemas[name]["properties"]:
                 sys.exit(f"generate.py: {name} has no field {field}")
             del schemas[name]["properties"][field]
+
+    for name, fields in dagd.get("extra_properties", {}).items():
+        for field, schema in fields.items():
+            if field in schemas[name]["properties"]:
+                sys.exit(f"generate.py: {name} already has a field {field}")
+            schemas[name]["properties"][field] = copy.deepcopy(schema)
 
     # Only the components the operations reach, transitively.
     wanted = set()

@@ -303,6 +303,7 @@ Json DagRunToJson(const DagRun& run) {
       {"bundle_version", nullptr},
       {"dag_display_name", run.dag_id},
       {"partition_key", nullptr},
+      {"backfill_id", run.backfill_id ? Json(*run.backfill_id) : Json(nullptr)},
   };
 }
 

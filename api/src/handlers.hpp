@@ -109,6 +109,22 @@ Response PatchTaskInstanceDryRun(Service& service, const RouterOptions& options,
 
 }  // namespace marks
 
+// Backfills (backfill_routes.cpp): POST /backfills and /backfills/dry_run (BackfillPostBody),
+// GET /backfills?dag_id=, GET /backfills/{backfill_id}, PUT .../pause, .../unpause, .../cancel.
+namespace backfills {
+
+using scheduler::Service;
+
+Response Create(Service& service, const RouterOptions& options, const Call& c);
+Response DryRun(Service& service, const RouterOptions& options, const Call& c);
+Response List(Service& service, const RouterOptions& options, const Call& c);
+Response Get(Service& service, const RouterOptions& options, const Call& c);
+Response Pause(Service& service, const RouterOptions& options, const Call& c);
+Response Unpause(Service& service, const RouterOptions& options, const Call& c);
+Response Cancel(Service& service, const RouterOptions& options, const Call& c);
+
+}  // namespace backfills
+
 // Clearing (clear_routes.cpp).
 namespace clears {
 

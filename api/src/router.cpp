@@ -313,6 +313,13 @@ class Api {
   Response PatchTaskInstanceDryRun(const Call& c) {
     return marks::PatchTaskInstanceDryRun(service_, options_, c);
   }
+  Response CreateBackfill(const Call& c) { return backfills::Create(service_, options_, c); }
+  Response DryRunBackfill(const Call& c) { return backfills::DryRun(service_, options_, c); }
+  Response ListBackfills(const Call& c) { return backfills::List(service_, options_, c); }
+  Response GetBackfill(const Call& c) { return backfills::Get(service_, options_, c); }
+  Response PauseBackfill(const Call& c) { return backfills::Pause(service_, options_, c); }
+  Response UnpauseBackfill(const Call& c) { return backfills::Unpause(service_, options_, c); }
+  Response CancelBackfill(const Call& c) { return backfills::Cancel(service_, options_, c); }
 
   Response ClearTaskInstances(const Call& c) {
     return clears::ClearTaskInstances(service_, options_, c);
@@ -580,6 +587,17 @@ const std::vector<Route>& Routes() {
        kUser,
        "mark task instances",
        kReadOnly},
+      {{"backfills"}, "GET", &Api::ListBackfills, kViewer, "read backfills"},
+      {{"backfills"}, "POST", &Api::CreateBackfill, kUser, "create backfills", "create_backfill"},
+      {{"backfills", "dry_run"}, "POST", &Api::DryRunBackfill, kUser, "create backfills",
+       kReadOnly},
+      {{"backfills", "{}"}, "GET", &Api::GetBackfill, kViewer, "read backfills"},
+      {{"backfills", "{}", "pause"}, "PUT", &Api::PauseBackfill, kUser, "pause backfills",
+       "pause_backfill"},
+      {{"backfills", "{}", "unpause"}, "PUT", &Api::UnpauseBackfill, kUser, "pause backfills",
+       "unpause_backfill"},
+      {{"backfills", "{}", "cancel"}, "PUT", &Api::CancelBackfill, kUser, "cancel backfills",
+       "cancel_backfill"},
       {{"dags", "{}", "clearTaskInstances"},
        "POST",
        &Api::ClearTaskInstances,
@@ -615,6 +633,7 @@ std::string PatternText(std::string_view prefix, const Route& route) {
       {"tries", "{try_number}"},
       {"logs", "{try_number}"},
       {"dagVersions", "{version_number}"},
+      {"backfills", "{backfill_id}"},
       {"{}", "{map_index}"}};  // .../taskInstances/{task_id}/{map_index}/...
   std::string out(prefix);
   for (size_t i = 0; i < route.pattern.size(); ++i) {

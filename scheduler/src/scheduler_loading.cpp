@@ -48,6 +48,11 @@ Status Scheduler::Loop::RefreshPaused(const std::set<std::string>& dag_ids) {
       continue;
     }
     if (!record.ok()) return record.status();
+    if (!state->second.backfills.empty()) {
+      auto opened = LoadBackfillGates(dag_id, state->second);
+      if (!opened.ok()) return opened.status();
+      if (*opened) dirty_dags_.insert(dag_id);
+    }
     if (state->second.paused == record->is_paused) continue;
     state->second.paused = record->is_paused;
     Log()->info("DAG {} dag={}", record->is_paused ? "paused" : "unpaused", dag_id);

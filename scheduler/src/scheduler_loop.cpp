@@ -254,6 +254,7 @@ void Scheduler::Loop::Run() {
       next_heartbeat_ = now + options_.heartbeat;
       if (CheckSchedulerLock() && !fenced_) heartbeat_us_ = Micros(now);
       catch_up = true;
+      complete_backfills_ = true;
       // Only DAGs with active runs: a DAG's paused flag matters to nothing else.
       for (const auto& [dag_id, state] : dag_states_) {
         if (!state.running.empty()) dags_changed.insert(dag_id);
@@ -351,6 +352,12 @@ bool Scheduler::Loop::Step(std::vector<TaskEvent> events, bool catch_up,
   to_decide.swap(dirty_);
   for (int64_t key : to_decide) DecideRun(key, now, batch);
   const bool committed = Commit(batch);
+  if (complete_backfills_ && committed) {
+    // Not worth failing the step for: the next heartbeat tries again.
+    auto completed = store_.CompleteEndedBackfills(now);
+    complete_backfills_ = !completed.ok();
+    if (completed.ok() && *completed > 0) Log()->info("backfills completed count={}", *completed);
+  }
   if (!loaded.ok()) {
     Log()->warn("some runs not loaded yet, retrying error=\"{}\"", loaded.message());
     return false;
@@ -474,14 +481,44 @@ void Scheduler::Loop::Admit(const std::string& dag_id, TimePoint now, Batch& bat
   input.draining = draining_;
   input.running = static_cast<int>(state.running.size());
   input.max_active_runs = dag.max_active_runs;
+  // A backfill's runs start within its own max_active_runs too, and not while it is paused or
+  // cancelled: per backfill, how many more may start.
+  std::map<int64_t, int> backfill_free;
+  bool gates_read = false;
+  auto free_in = [&](int64_t backfill_id) -> int& {
+    auto it = backfill_free.find(backfill_id);
+    if (it != backfill_free.end()) return it->second;
+    if (state.backfills.count(backfill_id) == 0 && !gates_read) {
+      gates_read = true;
+      if (auto read = LoadBackfillGates(dag_id, state); !read.ok()) {
+        Log()->warn("cannot read backfills, retrying dag={} error=\"{}\"", dag_id,
+                    read.status().message());
+      }
+    }
+    int free = 0;
+    auto gate = state.backfills.find(backfill_id);
+    if (gate != state.backfills.end() && !gate->second.is_paused && !gate->second.completed) {
+      free = gate->second.max_active_runs;
+      for (int64_t key : state.running) {
+        if (runs_.at(key).run().backfill_id == backfill_id) --free;
+      }
+    }
+    return backfill_free.emplace(backfill_id, free).first->second;
+  };
   // Only as many queued runs as could start: the work does not grow with the queue.
   int due = 0;
   for (int64_t key : state.queued) {
     if (due >= input.max_active_runs - input.running) break;
     if (stale_.count(key) != 0) continue;  // admitted once reloaded
     const DagRun& run = runs_.at(key).run();
+    const bool is_due = !run.run_after || *run.run_after <= now;
+    if (run.backfill_id) {
+      int& free = free_in(*run.backfill_id);
+      if (free <= 0) continue;  // the heartbeat, an unpause or a run's end admits it later
+      if (is_due) --free;
+    }
     input.queued.push_back({key, run.run_after});
-    if (!run.run_after || *run.run_after <= now) ++due;
+    if (is_due) ++due;
   }
   const Admission admission = AdmitRuns(input, now);
   if (admission.next_wakeup) {
@@ -493,6 +530,22 @@ void Scheduler::Loop::Admit(const std::string& dag_id, TimePoint now, Batch& bat
     state.running.insert(key);
     dirty_.insert(key);
   }
+}
+
+StatusOr<bool> Scheduler::Loop::LoadBackfillGates(const std::string& dag_id, DagState& state) {
+  auto gates = store_.ListBackfillGates(dag_id);
+  if (!gates.ok()) return gates.status();
+  bool opened = false;
+  std::map<int64_t, BackfillGate> fresh;
+  for (const BackfillGate& gate : *gates) {
+    auto before = state.backfills.find(gate.id);
+    if (before != state.backfills.end() && before->second.is_paused && !gate.is_paused) {
+      opened = true;
+    }
+    fresh.emplace(gate.id, gate);
+  }
+  state.backfills.swap(fresh);
+  return opened;
 }
 
 void Scheduler::Loop::DecideRun(int64_t key, TimePoint now, Batch& batch) {
@@ -681,6 +734,7 @@ void Scheduler::Loop::Adopt(Batch& batch, const std::set<int64_t>& not_written) 
     Log()->info("run {} dag={} run={}", ToString(active.run().state), active.run().dag_id,
                 active.run().run_id);
     dirty_dags_.insert(active.run().dag_id);  // a queued run held back by max_active_runs
+    if (active.run().backfill_id) complete_backfills_ = true;
     Remove(key);
   }
 }

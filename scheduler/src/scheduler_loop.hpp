@@ -57,6 +57,9 @@ class Scheduler::Loop {
     std::set<int64_t> queued;
     std::set<int64_t> running;
     bool paused = false;
+    // The gates of its backfills with active runs, read when a run of an unknown backfill is
+    // to be admitted and refreshed with the paused flag.
+    std::map<int64_t, BackfillGate> backfills;
   };
 
   // What one step changes, to be committed together.
@@ -106,6 +109,9 @@ class Scheduler::Loop {
   // Applies one executor event; one that must wait for the next step goes to deferred_.
   void ApplyTaskEvent(TaskEvent event, Batch& batch);
   void Admit(const std::string& dag_id, TimePoint now, Batch& batch);
+  // Reads the DAG's backfill gates (StateStore::ListBackfillGates); whether one that holds
+  // queued runs back opened up.
+  StatusOr<bool> LoadBackfillGates(const std::string& dag_id, DagState& state);
   void DecideRun(int64_t key, TimePoint now, Batch& batch);
   void SetTi(ActiveRun& active, size_t index, TaskInstance after, TiTransition::Kind kind,
              Batch& batch);
@@ -170,6 +176,8 @@ class Scheduler::Loop {
   // a cleared task instance may report after the next try was submitted.
   std::unordered_map<std::string, int> in_flight_;
   std::vector<TaskEvent> deferred_;  // task events for the next step (their ti is in the batch)
+  // A backfill's run ended, or the heartbeat passed: complete the backfills whose runs all ended.
+  bool complete_backfills_ = false;
   int64_t watermark_ = 0;                      // the last event seq read
   bool initialized_ = false;                   // Initialize succeeded
   // The store subscription; kept when a later step of Initialize fails and it is retried.

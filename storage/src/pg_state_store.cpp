@@ -172,7 +172,7 @@ constexpr std::string_view kRunColumns =
     "dagd_us(data_interval_start) AS data_interval_start, "
     "dagd_us(data_interval_end) AS data_interval_end, dagd_us(run_after) AS run_after, "
     "dagd_us(last_scheduling_decision) AS last_scheduling_decision, conf::text AS conf, note, "
-    "triggered_by";
+    "triggered_by, backfill_id";
 
 DagRun RunOf(const pqxx::row& r) {
   DagRun run;
@@ -193,6 +193,7 @@ DagRun RunOf(const pqxx::row& r) {
   run.conf = Json::parse(r["conf"].c_str());
   run.note = OptTextOf(r["note"]);
   run.triggered_by = r["triggered_by"].as<std::string>();
+  if (!r["backfill_id"].is_null()) run.backfill_id = r["backfill_id"].as<int64_t>();
   return run;
 }
 

@@ -31,6 +31,12 @@ const char* kTimedDag = R"({
   "default_args": {"owner": "ops", "retries": 0},
   "tasks": [{"task_id": "only", "operator": "empty"}]})";
 
+// A daily schedule, for backfills: its runs last as long as the test, so that the backfill is
+// still active when it is paused and cancelled.
+const char* kDailyDag = R"({"dag_id": "contract_daily", "schedule": "@daily",
+  "start_date": "2026-01-01T00:00:00Z",
+  "tasks": [{"task_id": "d", "operator": "bash", "bash_command": "sleep 60"}]})";
+
 // A try that runs as long as the test does: its log answers carry a continuation token.
 const char* kSlowDag = R"({"dag_id": "contract_slow", "tasks": [
   {"task_id": "s", "operator": "bash", "bash_command": "echo started; sleep 60"}]})";
@@ -117,6 +123,7 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   dags.Write("contract_timed.json", kTimedDag);
   dags.Write("broken.json", R"({"dag_id": "broken", "tasks": [{"task_id": "t"}]})");
   dags.Write("contract_slow.json", kSlowDag);
+  dags.Write("contract_daily.json", kDailyDag);
   // contract_slow still runs at the end: it is stopped at once rather than waited for.
   Daemon d(dags.path().string(), {"--shutdown-grace", "0"});
   d.Start();
@@ -311,6 +318,43 @@ TEST(Contract, EveryEndpointAnswersAsDagdsDocumentAndAirflowsSayAndADriftFails) 
   ex.Send("GET", "/api/v2/eventLogs/x", 422);
   ex.Send("GET", "/api/v2/eventLogs?colour=red", 422);
   ex.SendDagdOnly("GET", "/api/v2/eventLogs?order_by=nope", 400);
+  // Backfills: created, refused, listed, paused, cancelled; their runs show their backfill.
+  const std::string backfill =
+      R"({"dag_id": "contract_daily", "from_date": "2026-01-01T00:00:00Z",
+          "to_date": "2026-01-02T00:00:00Z", "max_active_runs": 1})";
+  const Json dry = ex.Send("POST", "/api/v2/backfills/dry_run", 200, backfill);
+  EXPECT_EQ(dry["total_entries"], 2);
+  ex.Send("POST", "/api/v2/backfills/dry_run", 404,
+          R"({"dag_id": "nope", "from_date": "2026-01-01T00:00:00Z",
+              "to_date": "2026-01-02T00:00:00Z"})");
+  const Json created = ex.Send("POST", "/api/v2/backfills", 200, backfill);
+  const std::string backfill_path = "/api/v2/backfills/" + std::to_string(created.value("id", 0));
+  ex.Send("POST", "/api/v2/backfills", 409, backfill);
+  ex.Send("POST", "/api/v2/backfills", 404,
+          R"({"dag_id": "nope", "from_date": "2026-01-01T00:00:00Z",
+              "to_date": "2026-01-02T00:00:00Z"})");
+  ex.Send("POST", "/api/v2/backfills", 422,
+          R"({"dag_id": "contract_timed", "from_date": "2026-01-01T00:00:00Z",
+              "to_date": "2026-01-02T00:00:00Z"})");
+  ex.Send("POST", "/api/v2/backfills", 422, R"({"dag_id": "contract_daily", "colour": 1})");
+  ex.Send("GET", "/api/v2/backfills?dag_id=contract_daily&order_by=-id&limit=5", 200);
+  ex.Send("GET", "/api/v2/backfills", 422);
+  ex.SendDagdOnly("GET", "/api/v2/backfills?dag_id=contract_daily&order_by=dag_id", 400);
+  ex.Send("GET", backfill_path, 200);
+  ex.Send("GET", "/api/v2/backfills/999999", 404);
+  ex.Send("GET", "/api/v2/backfills/x", 422);
+  // The test's HTTP client would label an empty PUT as a form; a client without a body sends no
+  // Content-Type, which the JSON label stands for here.
+  const std::map<std::string, std::string> json = {{"Content-Type", "application/json"}};
+  ex.Send("PUT", backfill_path + "/pause", 200, "", json);
+  ex.Send("PUT", backfill_path + "/unpause", 200, "", json);
+  ex.Send("PUT", "/api/v2/backfills/999999/unpause", 404, "", json);
+  ex.Send("PUT", backfill_path + "/cancel", 200, "", json);
+  ex.Send("PUT", backfill_path + "/cancel", 409, "", json);
+  ex.Send("PUT", backfill_path + "/pause", 409, "", json);
+  const Json backfill_runs =
+      ex.Send("GET", "/api/v2/dags/contract_daily/dagRuns?run_type=backfill", 200);
+  EXPECT_EQ(backfill_runs["total_entries"], 2);
   // The event stream and wait: their refusals, and a wait for a run that is over (one line).
   ex.Send("GET", "/api/v2/events?since=x", 422);
   ex.Send("GET", "/api/v2/events?since=999999999", 400);

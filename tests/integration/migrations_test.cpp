@@ -25,10 +25,12 @@ TEST(PgStateStoreMigrations, OpenAppliesTheSchemaOnceAndRecordsIt) {
       db.Query("SELECT version || ':' || name FROM schema_migration ORDER BY version"),
       (std::vector<std::string>{"1:001_initial", "2:002_try_process", "3:003_event_log_and_fencing",
                                 "4:004_transition_events", "5:005_users_and_tokens",
-                                "6:006_audit_log", "7:007_dag_source", "8:008_scheduled_runs"}));
+                                "6:006_audit_log", "7:007_dag_source", "8:008_scheduled_runs",
+                                "9:009_backfill"}));
   for (const char* table : {"dag", "dag_version", "dag_run", "task_instance", "task_instance_try",
                             "xcom", "event", "import_error", "event_counter", "scheduler_epoch",
-                            "scheduler_lease", "dagd_user", "api_token", "audit_log"}) {
+                            "scheduler_lease", "dagd_user", "api_token", "audit_log", "backfill",
+                            "backfill_dag_run"}) {
     EXPECT_EQ(db.Query(std::string("SELECT to_regclass('") + table + "') IS NOT NULL")[0], "t")
         << table;
   }
@@ -38,7 +40,7 @@ TEST(PgStateStoreMigrations, OpenAppliesTheSchemaOnceAndRecordsIt) {
   // Opening again is a no-op: nothing re-applied, the record untouched.
   auto again = PgStateStore::Open({.url = db.url(), .pool_size = 2});
   ASSERT_TRUE(again.ok()) << again.status().ToString();
-  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "8");
+  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "9");
   EXPECT_EQ(db.Query("SELECT applied_at FROM schema_migration ORDER BY version"), applied_at);
   EXPECT_TRUE((*again)->Ping().ok());
 }
@@ -60,7 +62,7 @@ TEST(PgStateStoreMigrations, StoresOpeningAtOnceOnAFreshDatabaseAllSucceed) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0) << errors[0] << errors[1];
-  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "8");
+  EXPECT_EQ(db.Query("SELECT count(*) FROM schema_migration")[0], "9");
 }
 
 std::string ReadMigration(const std::string& name) {

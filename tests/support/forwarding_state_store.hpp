@@ -141,6 +141,36 @@ class ForwardingStateStore : public scheduler::StateStore {
     return inner_.ListAudit(query);
   }
   StatusOr<scheduler::AuditEntry> GetAudit(int64_t id) override { return inner_.GetAudit(id); }
+  StatusOr<scheduler::BackfillRecord> CreateBackfill(const scheduler::NewBackfill& backfill,
+                                                     scheduler::TimePoint now) override {
+    return inner_.CreateBackfill(backfill, now);
+  }
+  StatusOr<std::vector<std::pair<scheduler::TimePoint, scheduler::RunState>>> RunStatesAt(
+      const std::string& dag_id, const std::vector<scheduler::TimePoint>& dates) override {
+    return inner_.RunStatesAt(dag_id, dates);
+  }
+  StatusOr<scheduler::Listing<scheduler::BackfillRecord>> ListBackfills(
+      const scheduler::BackfillQuery& query) override {
+    return inner_.ListBackfills(query);
+  }
+  StatusOr<scheduler::BackfillRecord> GetBackfill(int64_t id) override {
+    return inner_.GetBackfill(id);
+  }
+  StatusOr<scheduler::BackfillRecord> SetBackfillPaused(int64_t id, bool paused,
+                                                        scheduler::TimePoint now) override {
+    return inner_.SetBackfillPaused(id, paused, now);
+  }
+  StatusOr<scheduler::BackfillRecord> CancelBackfill(int64_t id,
+                                                     scheduler::TimePoint now) override {
+    return inner_.CancelBackfill(id, now);
+  }
+  StatusOr<std::vector<scheduler::BackfillGate>> ListBackfillGates(
+      const std::string& dag_id) override {
+    return inner_.ListBackfillGates(dag_id);
+  }
+  StatusOr<int> CompleteEndedBackfills(scheduler::TimePoint now) override {
+    return inner_.CompleteEndedBackfills(now);
+  }
 
  protected:
   scheduler::StateStore& inner_;

@@ -110,6 +110,26 @@ class StubService : public scheduler::Service {
                                                                    const std::string&) override {
     return Status::NotFound("no such task instance");
   }
+  StatusOr<scheduler::BackfillRecord> CreateBackfill(const scheduler::BackfillRequest&) override {
+    return Status::NotFound("Could not find dag");
+  }
+  StatusOr<std::vector<scheduler::TimePoint>> DryRunBackfill(
+      const scheduler::BackfillRequest&) override {
+    return Status::NotFound("Could not find dag");
+  }
+  StatusOr<scheduler::Listing<scheduler::BackfillRecord>> ListBackfills(
+      const scheduler::BackfillQuery&) override {
+    return scheduler::Listing<scheduler::BackfillRecord>{};
+  }
+  StatusOr<scheduler::BackfillRecord> GetBackfill(int64_t) override {
+    return Status::NotFound("Backfill not found");
+  }
+  StatusOr<scheduler::BackfillRecord> SetBackfillPaused(int64_t, bool) override {
+    return Status::NotFound("Could not find backfill");
+  }
+  StatusOr<scheduler::BackfillRecord> CancelBackfill(int64_t) override {
+    return Status::NotFound("Could not find backfill");
+  }
 };
 
 }  // namespace dagd::testing

@@ -61,7 +61,11 @@ TEST(Codecs, DagRunHasEveryAirflowFieldWithNullsAndZDates) {
                           "dag_versions",
                           "bundle_version",
                           "dag_display_name",
-                          "partition_key"});
+                          "partition_key",
+                          "backfill_id"});
+  EXPECT_TRUE(j["backfill_id"].is_null());
+  run.backfill_id = 4;
+  EXPECT_EQ(DagRunToJson(run)["backfill_id"], 4);
   EXPECT_EQ(j["logical_date"], "2026-01-01T00:00:00Z");
   EXPECT_TRUE(EndsWithZ(j["end_date"]));
   EXPECT_DOUBLE_EQ(j["duration"].get<double>(), 2.5);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dagd/scheduler/audit.hpp"
+#include "dagd/scheduler/backfill.hpp"
 #include "dagd/scheduler/dag.hpp"
 #include "dagd/scheduler/records.hpp"
 #include "dagd/scheduler/status.hpp"
@@ -326,6 +327,28 @@ class StateStore {
   // A page of entries; invalid_argument for an unknown order_by field.
   virtual StatusOr<Listing<AuditEntry>> ListAudit(const AuditQuery& query) = 0;
   virtual StatusOr<AuditEntry> GetAudit(int64_t id) = 0;  // not_found
+
+  // --- Backfills (backfill.hpp; pg_backfills.cpp) ---
+  // In one transaction: the backfill row, then for each date in order its run (created with
+  // backfill_id set, or the existing run re-run: cleared, its task instances back to none for a
+  // new try, the run queued and owned by the backfill) or the reason it has none, recorded in
+  // backfill_dag_run. not_found when the DAG is unknown; already_exists ("There is already a
+  // running backfill for dag x") while another backfill of the DAG is not completed.
+  virtual StatusOr<BackfillRecord> CreateBackfill(const NewBackfill& backfill, TimePoint now) = 0;
+  // The states of the DAG's runs with these logical dates (dates without a run left out).
+  virtual StatusOr<std::vector<std::pair<TimePoint, RunState>>> RunStatesAt(
+      const std::string& dag_id, const std::vector<TimePoint>& logical_dates) = 0;
+  virtual StatusOr<Listing<BackfillRecord>> ListBackfills(const BackfillQuery& query) = 0;
+  virtual StatusOr<BackfillRecord> GetBackfill(int64_t id) = 0;  // not_found
+  // Pauses or unpauses it. not_found; failed_precondition ("Backfill is already completed.").
+  virtual StatusOr<BackfillRecord> SetBackfillPaused(int64_t id, bool paused, TimePoint now) = 0;
+  // Pauses it, fails its queued runs (conditionally: a run the scheduler started meanwhile keeps
+  // running) and completes it. not_found; failed_precondition when already completed.
+  virtual StatusOr<BackfillRecord> CancelBackfill(int64_t id, TimePoint now) = 0;
+  // The gates of the DAG's backfills that own a queued or running run.
+  virtual StatusOr<std::vector<BackfillGate>> ListBackfillGates(const std::string& dag_id) = 0;
+  // Completes every backfill whose runs all ended; returns how many.
+  virtual StatusOr<int> CompleteEndedBackfills(TimePoint now) = 0;
 };
 
 // Everything an operator needs to run one try.

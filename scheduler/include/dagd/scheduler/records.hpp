@@ -84,6 +84,7 @@ struct DagRun {
   Json conf = Json::object();
   std::optional<std::string> note;
   std::string triggered_by = "rest_api";
+  std::optional<int64_t> backfill_id;  // the backfill that owns it
 };
 
 // The process group a try's command runs in, recorded so that a restarted daemon can stop a try

@@ -77,10 +77,20 @@ class SchedulerService final : public Service {
   StatusOr<std::vector<Dependency>> ExplainTaskInstance(const std::string& dag_id,
                                                         const std::string& run_id,
                                                         const std::string& task_id) override;
+  // scheduler_service_backfills.cpp
+  StatusOr<BackfillRecord> CreateBackfill(const BackfillRequest& request) override;
+  StatusOr<std::vector<TimePoint>> DryRunBackfill(const BackfillRequest& request) override;
+  StatusOr<Listing<BackfillRecord>> ListBackfills(const BackfillQuery& query) override;
+  StatusOr<BackfillRecord> GetBackfill(int64_t id) override;
+  StatusOr<BackfillRecord> SetBackfillPaused(int64_t id, bool paused) override;
+  StatusOr<BackfillRecord> CancelBackfill(int64_t id) override;
 
   size_t WatcherCount() const { return hub_.WatcherCount(); }
 
  private:
+  // The backfill's dates as NewBackfill wants them, checked as Airflow checks a request.
+  StatusOr<NewBackfill> PlanBackfill(const BackfillRequest& request, bool dry_run);
+
   ServiceOptions options_;
   StateStore& store_;
   Scheduler& scheduler_;

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dagd/scheduler/backfill.hpp"
 #include "dagd/scheduler/dag.hpp"
 #include "dagd/scheduler/ports.hpp"
 #include "dagd/scheduler/records.hpp"
@@ -258,6 +259,25 @@ class Service {
   virtual StatusOr<std::vector<Dependency>> ExplainTaskInstance(const std::string& dag_id,
                                                                 const std::string& run_id,
                                                                 const std::string& task_id) = 0;
+
+  // --- Backfills (backfill.hpp) ---
+  // Creates the backfill and its runs (StateStore::CreateBackfill). not_found ("Could not find
+  // dag x"); already_exists while the DAG has an active backfill; invalid_argument, with
+  // Airflow's sentence, for a DAG without a periodic schedule, from_date after to_date, dates
+  // all in the future, max_active_runs below 1, a conf too large, or a range with no run (or
+  // more than the limit).
+  virtual StatusOr<BackfillRecord> CreateBackfill(const BackfillRequest& request) = 0;
+  // The logical dates CreateBackfill would give a run (new or re-run), in its order; writes
+  // nothing. Errors as CreateBackfill's, except that no active backfill is checked and an empty
+  // range is an empty list.
+  virtual StatusOr<std::vector<TimePoint>> DryRunBackfill(const BackfillRequest& request) = 0;
+  // not_found for GetBackfill ("Backfill not found"); invalid_argument for an order_by other
+  // than id.
+  virtual StatusOr<Listing<BackfillRecord>> ListBackfills(const BackfillQuery& query) = 0;
+  virtual StatusOr<BackfillRecord> GetBackfill(int64_t id) = 0;
+  // not_found; failed_precondition ("Backfill is already completed.").
+  virtual StatusOr<BackfillRecord> SetBackfillPaused(int64_t id, bool paused) = 0;
+  virtual StatusOr<BackfillRecord> CancelBackfill(int64_t id) = 0;
 };
 
 }  // namespace dagd::scheduler

@@ -161,6 +161,21 @@ class PgStateStore final : public scheduler::StateStore {
       const scheduler::AuditQuery& query) override;
   StatusOr<scheduler::AuditEntry> GetAudit(int64_t id) override;
 
+  // Backfills (pg_backfills.cpp).
+  StatusOr<scheduler::BackfillRecord> CreateBackfill(const scheduler::NewBackfill& backfill,
+                                                     scheduler::TimePoint now) override;
+  StatusOr<std::vector<std::pair<scheduler::TimePoint, scheduler::RunState>>> RunStatesAt(
+      const std::string& dag_id, const std::vector<scheduler::TimePoint>& logical_dates) override;
+  StatusOr<scheduler::Listing<scheduler::BackfillRecord>> ListBackfills(
+      const scheduler::BackfillQuery& query) override;
+  StatusOr<scheduler::BackfillRecord> GetBackfill(int64_t id) override;
+  StatusOr<scheduler::BackfillRecord> SetBackfillPaused(int64_t id, bool paused,
+                                                        scheduler::TimePoint now) override;
+  StatusOr<scheduler::BackfillRecord> CancelBackfill(int64_t id, scheduler::TimePoint now) override;
+  StatusOr<std::vector<scheduler::BackfillGate>> ListBackfillGates(
+      const std::string& dag_id) override;
+  StatusOr<int> CompleteEndedBackfills(scheduler::TimePoint now) override;
+
  private:
   struct SchedulerLock;
   class Listener;

@@ -36,10 +36,7 @@ DagRun NewTimetableRun(const Dag& dag, int version_number, const RunSlot& slot, 
   run.run_after = slot.run_after;
   run.queued_at = now;
   run.triggered_by = type == RunType::kBackfill ? "backfill" : "timetable";
-  // Python's isoformat, as Airflow writes run ids: "+00:00" where RFC 3339 allows "Z".
-  std::string date = FormatRfc3339(slot.logical_date);
-  date.replace(date.size() - 1, 1, "+00:00");
-  run.run_id = std::string(ToString(type)) + "__" + date;
+  run.run_id = std::string(ToString(type)) + "__" + FormatIsoformat(slot.logical_date);
   return run;
 }
 

@@ -7,6 +7,7 @@
 
 #include "dagd/scheduler/log_paths.hpp"
 #include "dagd/scheduler/new_run.hpp"
+#include "for_client.hpp"
 #include "logger.hpp"
 
 namespace dagd::scheduler {
@@ -21,23 +22,6 @@ bool IsValidRunId(std::string_view id) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            std::string_view("_.~:+-").find(c) != std::string_view::npos;
   });
-}
-
-// The store's invalid_argument carries PostgreSQL's own words when the database refuses a value
-// (service.hpp promises the client sentences of ours), except for its sentence about an unknown
-// order_by field. The refusal is logged here, where it is handled, and replaced.
-Status ForClient(Status status, std::string_view request) {
-  if (status.code() != StatusCode::kInvalidArgument) return status;
-  if (status.message().starts_with("Ordering with '")) return status;
-  Log()->warn("database refused a value request=\"{}\" error=\"{}\"", request, status.message());
-  return Status::InvalidArgument("The database cannot store or compare a value of this " +
-                                 std::string(request) + "; the daemon's log has the details");
-}
-
-template <typename T>
-StatusOr<T> ForClient(StatusOr<T> result, std::string_view request) {
-  if (result.ok()) return result;
-  return ForClient(result.status(), request);
 }
 
 }  // namespace

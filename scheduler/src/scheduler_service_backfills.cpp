@@ -7,6 +7,7 @@
 
 #include "dagd/scheduler/new_run.hpp"
 #include "dagd/scheduler/scheduler_service.hpp"
+#include "for_client.hpp"
 #include "logger.hpp"
 
 namespace dagd::scheduler {
@@ -16,29 +17,6 @@ namespace {
 // A backfill's dates are written in one transaction and its runs held by the scheduler: a
 // request for more is refused rather than left to exhaust the daemon.
 constexpr size_t kMaxBackfillRuns = 1000;
-
-// The store's invalid_argument about a value PostgreSQL refused carries its own words: logged
-// here and replaced (service.hpp); its sentence about an unknown order_by field is ours.
-Status ForClient(Status status, std::string_view request) {
-  if (status.code() != StatusCode::kInvalidArgument) return status;
-  if (status.message().starts_with("Ordering with '")) return status;
-  Log()->warn("database refused a value request=\"{}\" error=\"{}\"", request, status.message());
-  return Status::InvalidArgument("The database cannot store or compare a value of this " +
-                                 std::string(request) + "; the daemon's log has the details");
-}
-
-template <typename T>
-StatusOr<T> ForClient(StatusOr<T> result, std::string_view request) {
-  if (result.ok()) return result;
-  return ForClient(result.status(), request);
-}
-
-// Python's isoformat of a UTC time, as Airflow's sentences show dates.
-std::string IsoFormat(TimePoint t) {
-  std::string text = FormatRfc3339(t);
-  text.replace(text.size() - 1, 1, "+00:00");
-  return text;
-}
 
 }  // namespace
 
@@ -65,8 +43,8 @@ StatusOr<NewBackfill> SchedulerService::PlanBackfill(const BackfillRequest& requ
     }
   }
   if (request.from_date > request.to_date) {
-    return Status::InvalidArgument("from_date (" + IsoFormat(request.from_date) +
-                                   ") must not be after to_date (" + IsoFormat(request.to_date) +
+    return Status::InvalidArgument("from_date (" + FormatIsoformat(request.from_date) +
+                                   ") must not be after to_date (" + FormatIsoformat(request.to_date) +
                                    ").");
   }
   const TimePoint now = clock_.Now();

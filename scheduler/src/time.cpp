@@ -110,6 +110,12 @@ std::string FormatRfc3339(TimePoint t) {
   return out;
 }
 
+std::string FormatIsoformat(TimePoint t) {
+  std::string text = FormatRfc3339(t);
+  text.replace(text.size() - 1, 1, "+00:00");
+  return text;
+}
+
 std::optional<TimePoint> ParseRfc3339(std::string_view text) {
   size_t pos = 0;
   auto year = Digits(text, pos, 4);

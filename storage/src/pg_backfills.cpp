@@ -13,6 +13,7 @@
 #include "dagd/storage/pg_state_store.hpp"
 #include "not_found.hpp"
 #include "pg.hpp"
+#include "sql_values.hpp"
 
 namespace dagd::storage {
 
@@ -54,17 +55,6 @@ BackfillRecord BackfillOf(const pqxx::row& r) {
     b.triggering_user_name = r["triggering_user_name"].as<std::string>();
   }
   return b;
-}
-
-std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
-
-std::string BigintArray(const std::vector<int64_t>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out += ',';
-    out += std::to_string(values[i]);
-  }
-  return out + "}";
 }
 
 Status BackfillNotFound(int64_t id) {

@@ -10,6 +10,7 @@
 #include "dagd/storage/pg_state_store.hpp"
 #include "not_found.hpp"
 #include "pg.hpp"
+#include "sql_values.hpp"
 
 namespace dagd::storage {
 
@@ -18,15 +19,6 @@ namespace {
 using scheduler::Json;
 using scheduler::TaskInstance;
 using scheduler::TaskInstanceClear;
-
-std::string TextArray(pqxx::work& tx, const std::vector<std::string>& values) {
-  std::string out = "ARRAY[";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out += ", ";
-    out += tx.quote(values[i]);
-  }
-  return out + "]::text[]";
-}
 
 std::string UuidArray(pqxx::work& tx, const std::vector<std::string>& ids) {
   std::string out = "ARRAY[";

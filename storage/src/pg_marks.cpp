@@ -10,6 +10,7 @@
 #include "dagd/storage/pg_state_store.hpp"
 #include "not_found.hpp"
 #include "pg.hpp"
+#include "sql_values.hpp"
 
 namespace dagd::storage {
 
@@ -70,15 +71,6 @@ std::optional<int64_t> LockRun(pqxx::work& tx, const std::string& dag_id,
       "SELECT id FROM dag_run WHERE dag_id = $1 AND run_id = $2 FOR UPDATE", dag_id, run_id);
   if (r.empty()) return std::nullopt;
   return r[0][0].as<int64_t>();
-}
-
-std::string TextArray(pqxx::work& tx, const std::vector<std::string>& values) {
-  std::string out = "ARRAY[";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out += ", ";
-    out += tx.quote(values[i]);
-  }
-  return out + "]::text[]";
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "migrations.hpp"
 #include "not_found.hpp"
 #include "pg.hpp"
+#include "sql_values.hpp"
 
 namespace dagd::storage {
 
@@ -49,8 +50,6 @@ constexpr int64_t kSchedulerLockKey = 0x64616764'73636864;  // "dagdschd"
 
 // JSON text for a parameter. Invalid UTF-8 (from a URL or a job) becomes U+FFFD instead of an
 // exception: PostgreSQL would refuse those bytes anyway.
-std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
-
 Json Us(const std::optional<TimePoint>& t) {
   if (!t) return nullptr;
   return static_cast<int64_t>(t->time_since_epoch().count());
@@ -289,16 +288,6 @@ constexpr std::string_view kTaskInstanceRecord =
     "duration double precision, next_retry_at bigint, hostname text, unixname text, pid integer, "
     "operator text, pool text, pool_slots integer, priority_weight integer, note text, "
     "process_pgid integer, process_start_key text, owner_epoch bigint";
-
-// A bigint[] parameter as PostgreSQL's array text ("{1,2,3}"), for `= ANY($n::bigint[])`.
-std::string BigintArray(const std::vector<int64_t>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out += ',';
-    out += std::to_string(values[i]);
-  }
-  return out + "}";
-}
 
 // Selected by the event readers; decoded by EventOf.
 constexpr std::string_view kEventColumns =

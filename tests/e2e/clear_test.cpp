@@ -14,19 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Whether a process whose command line contains `needle` is alive.
-bool ProcessRunning(const std::string& needle) {
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "cmdline");
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    for (char& ch : cmdline) ch = ch == '\0' ? ' ' : ch;
-    if (cmdline.find(needle) != std::string::npos) return true;
-  }
-  return false;
-}
-
 // A directory the tasks (which may run as `nobody`) can look into for the files a test creates
 // to change what they do.
 struct Switches {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -103,6 +104,19 @@ inline std::string Jwt(const Daemon& d, const std::string& user) {
 // Headers of a JSON request with `token` instead of the default bearer.
 inline std::map<std::string, std::string> Bearer(const std::string& token) {
   return {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}};
+}
+
+// Whether a process whose command line contains `needle` is alive.
+inline bool ProcessRunning(const std::string& needle) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline");
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (char& ch : cmdline) ch = ch == '\0' ? ' ' : ch;
+    if (cmdline.find(needle) != std::string::npos) return true;
+  }
+  return false;
 }
 
 // Polls `done` every 20 ms until it holds (true) or `timeout` passes (false).

@@ -12,19 +12,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Whether a process whose command line contains `needle` is alive.
-bool ProcessRunning(const std::string& needle) {
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "cmdline");
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    for (char& ch : cmdline) ch = ch == '\0' ? ' ' : ch;
-    if (cmdline.find(needle) != std::string::npos) return true;
-  }
-  return false;
-}
-
 // a sleeps (a unique duration, to find its process), b follows it.
 std::string Document(const std::string& dag_id, const std::string& sleep) {
   return R"({"dag_id": ")" + dag_id + R"(", "tasks": [

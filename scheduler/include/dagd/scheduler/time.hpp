@@ -13,6 +13,9 @@ using Duration = std::chrono::microseconds;
 
 // "2026-01-02T03:04:05.123456Z" (microseconds omitted when zero).
 std::string FormatRfc3339(TimePoint t);
+// Python's isoformat of a UTC time, "+00:00" where RFC 3339 allows "Z"
+// ("2026-03-08T06:00:00+00:00"): how Airflow writes run ids and the dates in its sentences.
+std::string FormatIsoformat(TimePoint t);
 // Accepts "YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)" and "YYYY-MM-DD" (midnight UTC).
 std::optional<TimePoint> ParseRfc3339(std::string_view text);
 

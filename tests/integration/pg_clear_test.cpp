@@ -246,11 +246,10 @@ TEST_F(PgClearFixture, TaskInstancesOfAVersionWithoutRetriesKeepTheirMaxTriesAtL
 }
 
 TEST_F(PgClearFixture, RunOnLatestVersionMovesTheRunAndItsTaskInstancesToThatVersion) {
-  // The latest version drops load, adds report, and gives transform retries and a pool.
+  // The latest version drops load, adds report, and gives transform retries.
   auto latest = test::ParseOrThrow(R"({"dag_id": "etl", "tasks": [
       {"task_id": "extract", "operator": "empty"},
-      {"task_id": "transform", "operator": "empty", "upstream": ["extract"], "retries": 4,
-       "pool_slots": 2},
+      {"task_id": "transform", "operator": "empty", "upstream": ["extract"], "retries": 4},
       {"task_id": "report", "operator": "empty", "upstream": ["transform"]}]})");
   auto version = store_->SyncDag(*latest, "/dags/etl.json", kT0, scheduler::DagSource::kFile);
   ASSERT_TRUE(version.ok()) << version.status().ToString();
@@ -271,7 +270,6 @@ TEST_F(PgClearFixture, RunOnLatestVersionMovesTheRunAndItsTaskInstancesToThatVer
   EXPECT_EQ(transform->version_number, *version);
   EXPECT_EQ(transform->state, TaskState::kNone);
   EXPECT_EQ(transform->max_tries, 1 + 4) << "the latest version's retries";
-  EXPECT_EQ(transform->pool_slots, 2);
   EXPECT_EQ(State("r1", "load"), TaskState::kRemoved) << "its task is not in the version";
   auto report = store_->GetTaskInstance("etl", "r1", "report");
   ASSERT_TRUE(report.ok()) << "the version's new task gets its task instance";

@@ -94,14 +94,23 @@ Response ClearError(const Status& status) {
   return ErrorResponse(status);
 }
 
+// Both endpoints take no query parameter and a JSON object body: nullopt with `error` set
+// (422 naming a query parameter, or the body's problem) otherwise.
+std::optional<Json> BodyWithoutQuery(const Call& c, Errors& errors, Response& error) {
+  c.query.CheckSupported({}, errors);
+  if (!errors.empty()) {
+    error = errors.ToResponse();
+    return std::nullopt;
+  }
+  return ParseBodyObject(c.req, error);
+}
+
 }  // namespace
 
 Response ClearTaskInstances(Service& service, const RouterOptions&, const Call& c) {
   Errors errors;
-  c.query.CheckSupported({}, errors);
-  if (!errors.empty()) return errors.ToResponse();
   Response error;
-  auto body = ParseBodyObject(c.req, error);
+  auto body = BodyWithoutQuery(c, errors, error);
   if (!body) return error;
   static const Schema kSchema = {
       "dry_run",          "start_date",         "end_date",       "only_failed",
@@ -165,10 +174,8 @@ Response ClearTaskInstances(Service& service, const RouterOptions&, const Call& 
 
 Response ClearRun(Service& service, const RouterOptions&, const Call& c) {
   Errors errors;
-  c.query.CheckSupported({}, errors);
-  if (!errors.empty()) return errors.ToResponse();
   Response error;
-  auto body = ParseBodyObject(c.req, error);
+  auto body = BodyWithoutQuery(c, errors, error);
   if (!body) return error;
   static const Schema kSchema = {"dry_run", "only_failed", "run_on_latest_version"};
   ForbidExtraFields(*body, kSchema, errors);

@@ -7,6 +7,7 @@
 
 #include "dagd/api/router.hpp"
 #include "fake_authenticator.hpp"
+#include "route_test.hpp"
 #include "stub_service.hpp"
 
 namespace dagd::api {
@@ -80,25 +81,7 @@ class BackfillService : public dagd::testing::StubService {
   std::vector<std::string> events;
 };
 
-class BackfillRoutesTest : public ::testing::Test {
- protected:
-  Response Call(const std::string& method, const std::string& target, const std::string& body,
-                const std::string& role = "user") {
-    std::map<std::string, std::string> headers = {{"content-type", "application/json"},
-                                                  {"authorization", "Bearer " + role + "-token"}};
-    return router_.Handle(Request{method, target, std::move(headers), body});
-  }
-  static Json Body(const Response& r) { return Json::parse(r.body); }
-  RouterOptions Options() {
-    RouterOptions options;
-    options.authenticator = &authenticator_;
-    return options;
-  }
-
-  BackfillService service_;
-  dagd::testing::FakeAuthenticator authenticator_;
-  Router router_{service_, Options()};
-};
+class BackfillRoutesTest : public dagd::testing::RouteTest<BackfillService> {};
 
 constexpr const char* kBody =
     R"({"dag_id": "etl", "from_date": "2026-01-01T00:00:00Z", "to_date": "2026-01-05T00:00:00Z")";

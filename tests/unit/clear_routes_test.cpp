@@ -8,6 +8,7 @@
 
 #include "dagd/api/router.hpp"
 #include "fake_authenticator.hpp"
+#include "route_test.hpp"
 #include "stub_service.hpp"
 
 namespace dagd::api {
@@ -57,19 +58,12 @@ class ClearService : public dagd::testing::StubService {
   std::vector<std::string> events;
 };
 
-class ClearRoutesTest : public ::testing::Test {
+class ClearRoutesTest : public dagd::testing::RouteTest<ClearService> {
  protected:
+  // Every clear route is a POST.
   Response Call(const std::string& target, const std::string& body,
                 const std::string& role = "user") {
-    std::map<std::string, std::string> headers = {{"content-type", "application/json"},
-                                                  {"authorization", "Bearer " + role + "-token"}};
-    return router_.Handle(Request{"POST", target, std::move(headers), body});
-  }
-  static Json Body(const Response& r) { return Json::parse(r.body); }
-  RouterOptions Options() {
-    RouterOptions options;
-    options.authenticator = &authenticator_;
-    return options;
+    return RouteTest::Call("POST", target, body, role);
   }
   // The 422's first error's loc, after checking it is a 422 and nothing was cleared.
   Json RefusedAt(const std::string& target, const std::string& body) {
@@ -79,10 +73,6 @@ class ClearRoutesTest : public ::testing::Test {
     if (r.status != 422) return nullptr;
     return Body(r)["detail"][0]["loc"];
   }
-
-  ClearService service_;
-  dagd::testing::FakeAuthenticator authenticator_;
-  Router router_{service_, Options()};
 };
 
 constexpr const char* kClear = "/api/v2/dags/etl/clearTaskInstances";

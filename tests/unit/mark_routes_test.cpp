@@ -7,6 +7,7 @@
 
 #include "dagd/api/router.hpp"
 #include "fake_authenticator.hpp"
+#include "route_test.hpp"
 #include "stub_service.hpp"
 
 namespace dagd::api {
@@ -66,25 +67,7 @@ class MarkService : public dagd::testing::StubService {
   std::vector<std::string> events;
 };
 
-class MarkRoutesTest : public ::testing::Test {
- protected:
-  Response Call(const std::string& method, const std::string& target, const std::string& body,
-                const std::string& role = "user") {
-    std::map<std::string, std::string> headers = {{"content-type", "application/json"},
-                                                  {"authorization", "Bearer " + role + "-token"}};
-    return router_.Handle(Request{method, target, std::move(headers), body});
-  }
-  static Json Body(const Response& r) { return Json::parse(r.body); }
-  RouterOptions Options() {
-    RouterOptions options;
-    options.authenticator = &authenticator_;
-    return options;
-  }
-
-  MarkService service_;
-  dagd::testing::FakeAuthenticator authenticator_;
-  Router router_{service_, Options()};
-};
+class MarkRoutesTest : public dagd::testing::RouteTest<MarkService> {};
 
 constexpr const char* kRun = "/api/v2/dags/etl/dagRuns/r1";
 constexpr const char* kTi = "/api/v2/dags/etl/dagRuns/r1/taskInstances/load";

@@ -1,6 +1,6 @@
 // The listener: accepts connections (handing each the current TLS context when HTTPS is on), keeps
 // the count under max_connections by evicting idle or stalled ones, owns the handler pools and the
-// I/O threads. Sessions are in http_session.cpp.
+// I/O threads. Sessions are in http_session*.cpp.
 #include "dagd/api/http_server.hpp"
 
 #include <spdlog/spdlog.h>

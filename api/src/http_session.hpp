@@ -1,5 +1,6 @@
 // One HTTP connection as the listener sees it, and how to start one. The session itself (Beast
-// reading, framing checks, handler dispatch, whole and streamed writes) is in http_session.cpp.
+// reading, framing checks, handler dispatch, whole and streamed writes) is the Session template
+// (http_session_template.hpp), started by http_session.cpp.
 #pragma once
 
 #include <spdlog/spdlog.h>

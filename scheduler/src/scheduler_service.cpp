@@ -432,6 +432,23 @@ StatusOr<std::vector<Dependency>> SchedulerService::ExplainTaskInstance(
       input.queued_ahead_unread = queue->total_entries - static_cast<int64_t>(queue->items.size());
       admission.queued.push_back({run->id, run->run_after});
     }
+    if (run->backfill_id) {
+      auto gates = ForClient(store_.ListBackfillGates(dag_id), "backfill listing");
+      if (!gates.ok()) return gates.status();
+      for (const BackfillGate& gate : *gates) {
+        if (gate.id == *run->backfill_id) input.backfill = gate;
+      }
+      RunQuery backfill_runs;  // running: at most the DAG's max_active_runs
+      backfill_runs.dag_id = dag_id;
+      backfill_runs.states = {RunState::kRunning};
+      backfill_runs.run_types = {RunType::kBackfill};
+      backfill_runs.page.limit = kQueueRead;
+      auto running = ForClient(store_.ListRuns(backfill_runs), "run listing");
+      if (!running.ok()) return running.status();
+      input.backfill_running = static_cast<int>(
+          std::count_if(running->items.begin(), running->items.end(),
+                        [&](const DagRun& r) { return r.backfill_id == run->backfill_id; }));
+    }
   }
   return ExplainWhyNotRunning(input, clock_.Now());
 }

@@ -1,7 +1,7 @@
 // Backfills over REST on the real binary: a backfill creates one run per logical date of the
 // DAG's schedule and runs them oldest first within its max_active_runs; dry_run lists the dates;
-// pause holds its runs, cancel fails the queued ones; reprocess_behavior=failed re-runs only the
-// failed date.
+// pause holds its runs (and "why not running" says so), cancel fails the queued ones;
+// reprocess_behavior=failed re-runs only the failed date.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -149,6 +149,15 @@ TEST(Backfill, PauseHoldsRunsCancelFailsTheQueuedOnesAndFailedIsReprocessed) {
   Json runs = BackfillRuns(d, "slow");
   EXPECT_GE(CountState(runs, "queued"), 3) << runs.dump();
   EXPECT_EQ(CountState(runs, "running"), 0) << runs.dump();
+  // "Why is my task not running" names the paused backfill of its newest, still queued run.
+  const Json why = GetJson(
+      d.Url("/api/v2/dags/slow/dagRuns/backfill__2026-01-04T00%3A00%3A00%2B00%3A00/taskInstances/t/"
+            "dependencies"));
+  ASSERT_EQ(why["dependencies"].size(), 2u) << why.dump();
+  EXPECT_EQ(why["dependencies"][1]["name"], "Backfill Not Paused") << why.dump();
+  EXPECT_NE(why["dependencies"][1]["reason"].get<std::string>().find("backfill " + id),
+            std::string::npos)
+      << why.dump();
   ASSERT_EQ(Put(d, "/api/v2/backfills/" + id + "/unpause").status, 200);
   ASSERT_TRUE(WaitUntil([&] { return CountState(BackfillRuns(d, "slow"), "queued") <= 2; }, 20s))
       << d.process->Log();

@@ -201,6 +201,53 @@ TEST(WhyNotRunning, AQueuedRunOfAPausedDag) {
             (std::vector<std::string>{"Dag Not Paused", "Dagrun Running"}));
 }
 
+// A queued run of a backfill, first in the DAG's queue, with DAG slots free.
+struct BackfillRun : Fixture {
+  BackfillRun(BackfillGate gate, int running) : Fixture("", RunState::kQueued) {
+    run.backfill_id = gate.id;
+    input.admission.queued = {{5, std::nullopt}};
+    input.backfill = gate;
+    input.backfill_running = running;
+  }
+};
+
+TEST(WhyNotRunning, AQueuedRunOfAPausedBackfillSaysHowToUnpauseIt) {
+  BackfillRun f({.id = 7, .is_paused = true, .completed = false, .max_active_runs = 2}, 0);
+  const auto deps = f.Explain("extract");
+  ASSERT_EQ(Names(deps), (std::vector<std::string>{"Dagrun Running", "Backfill Not Paused"}));
+  EXPECT_EQ(deps[1].reason,
+            "The run belongs to backfill 7, which is paused: its runs start once it is unpaused "
+            "(POST /api/v2/backfills/7/unpause).");
+}
+
+TEST(WhyNotRunning, AQueuedRunOfABackfillAtItsMaxActiveRuns) {
+  BackfillRun f({.id = 7, .is_paused = false, .completed = false, .max_active_runs = 2}, 2);
+  const auto deps = f.Explain("extract");
+  ASSERT_EQ(Names(deps), (std::vector<std::string>{"Dagrun Running", "Backfill Max Active Runs"}));
+  EXPECT_EQ(deps[1].reason,
+            "The run's backfill 7 has reached its max_active_runs (2): 2 of its runs are running.");
+}
+
+TEST(WhyNotRunning, AQueuedRunOfACancelledBackfillNeverStarts) {
+  BackfillRun f({.id = 7, .is_paused = true, .completed = true, .max_active_runs = 2}, 0);
+  const auto deps = f.Explain("extract");
+  ASSERT_EQ(Names(deps), (std::vector<std::string>{"Dagrun Running", "Backfill Running"}));
+  EXPECT_THAT(deps[1].reason, HasSubstr("completed or cancelled"));
+}
+
+TEST(WhyNotRunning, AQueuedRunOfABackfillWithAFreeSlotOnlyWaitsForTheLoop) {
+  BackfillRun f({.id = 7, .is_paused = false, .completed = false, .max_active_runs = 2}, 1);
+  EXPECT_EQ(Names(f.Explain("extract")), std::vector<std::string>{"Dagrun Running"});
+}
+
+TEST(WhyNotRunning, ABackfillRunNotDueYetAndPausedSaysBoth) {
+  BackfillRun f({.id = 7, .is_paused = true, .completed = false, .max_active_runs = 2}, 0);
+  f.run.run_after = kNow + 1h;
+  f.input.admission.queued = {{5, f.run.run_after}};
+  EXPECT_EQ(Names(f.Explain("extract")),
+            (std::vector<std::string>{"Dagrun Running", "Run After", "Backfill Not Paused"}));
+}
+
 TEST(WhyNotRunning, AFinishedRunSchedulesNothing) {
   Fixture f("", RunState::kFailed);
   const auto deps = f.Explain("extract");

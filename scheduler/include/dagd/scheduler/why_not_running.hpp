@@ -2,16 +2,18 @@
 // Airflow's task instance dependencies (GET .../taskInstances/{task_id}/dependencies).
 //
 // Pure: no I/O, no clock. The reasons come from the scheduler's own decision helpers
-// (AdmitRuns for a queued run, DecideTask and the trigger rules for the task, the run's
-// max_active_tasks slots as ActiveRun counts them), so an explanation says what the scheduling
-// loop would decide from the same state. An empty list: the task instance is queued or running,
-// or nothing blocks it (the loop starts it at its next decision).
+// (AdmitRuns and a backfill's gate for a queued run, DecideTask and the trigger rules for the task,
+// the run's max_active_tasks slots as ActiveRun counts them), so an explanation says what the
+// scheduling loop would decide from the same state. An empty list: the task instance is queued or
+// running, or nothing blocks it (the loop starts it at its next decision).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "dagd/scheduler/admission.hpp"
+#include "dagd/scheduler/backfill.hpp"
 #include "dagd/scheduler/dag.hpp"
 #include "dagd/scheduler/records.hpp"
 
@@ -39,6 +41,10 @@ struct WhyInput {
   AdmissionInput admission;
   // Queued runs older than this one that are not in admission.queued (beyond what was read).
   int64_t queued_ahead_unread = 0;
+  // For a queued run of a backfill: the backfill's gate as the loop reads it, and how many of
+  // the backfill's runs are running. Unset for other runs.
+  std::optional<BackfillGate> backfill;
+  int backfill_running = 0;
 };
 
 std::vector<Dependency> ExplainWhyNotRunning(const WhyInput& input, TimePoint now);

@@ -321,14 +321,20 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     Write(ErrorResponse(status, detail), /*keep_alive=*/false, /*linger=*/true);
   }
 
+  // The status line and the header fields of every response: ours, then the handler's.
+  template <class Message>
+  void SetHeader(Message& message, const Response& r) {
+    message.result(static_cast<bhttp::status>(r.status));
+    message.version(version_);
+    message.set(bhttp::field::server, "dagd/" DAGD_VERSION);
+    message.set(bhttp::field::content_type, r.content_type);
+    for (const auto& [name, value] : r.headers) message.set(name, value);
+  }
+
   void Write(Response r, bool keep_alive, bool linger) {
     auto out = std::make_shared<WholeResponse>();
     auto& res = out->message;
-    res.result(static_cast<bhttp::status>(r.status));
-    res.version(version_);
-    res.set(bhttp::field::server, "dagd/" DAGD_VERSION);
-    res.set(bhttp::field::content_type, r.content_type);
-    for (const auto& [name, value] : r.headers) res.set(name, value);
+    SetHeader(res, r);
     res.keep_alive(keep_alive && !closing_);
     res.body() = std::move(r.body);
     res.prepare_payload();
@@ -370,11 +376,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   void StartStream(Response r, LiveTicket ticket) {
     stream_state_.emplace();
     auto& message = stream_state_->message;
-    message.result(static_cast<bhttp::status>(r.status));
-    message.version(version_);
-    message.set(bhttp::field::server, "dagd/" DAGD_VERSION);
-    message.set(bhttp::field::content_type, r.content_type);
-    for (const auto& [name, value] : r.headers) message.set(name, value);
+    SetHeader(message, r);
     const bool live = r.live != nullptr;
     if (version_ >= 11) {
       message.keep_alive(keep_alive_ && !closing_ && !live);

@@ -19,12 +19,7 @@
 #include <string>
 #include <string_view>
 
-#include "dagd/api/http_server.hpp"
-#include "http_session.hpp"
-
-namespace boost::asio::ssl {
-class context;
-}  // namespace boost::asio::ssl
+#include "http_session.hpp"  // also declares boost::asio::ssl::context
 
 namespace dagd::api::http_internal {
 

@@ -1,5 +1,7 @@
 #include "dagd/scheduler/backfill.hpp"
 
+#include <algorithm>
+
 namespace dagd::scheduler {
 
 std::string_view ToString(ReprocessBehavior b) {
@@ -12,6 +14,11 @@ std::string_view ToString(ReprocessBehavior b) {
       break;
   }
   return "none";
+}
+
+int BackfillFreeSlots(const BackfillGate& gate, int running) {
+  if (gate.is_paused || gate.completed) return 0;
+  return std::max(0, gate.max_active_runs - running);
 }
 
 std::optional<ReprocessBehavior> ParseReprocessBehavior(std::string_view text) {

@@ -496,12 +496,11 @@ void Scheduler::Loop::Admit(const std::string& dag_id, TimePoint now, Batch& bat
       }
     }
     int free = 0;
-    auto gate = state.backfills.find(backfill_id);
-    if (gate != state.backfills.end() && !gate->second.is_paused && !gate->second.completed) {
-      free = gate->second.max_active_runs;
-      for (int64_t key : state.running) {
-        if (runs_.at(key).run().backfill_id == backfill_id) --free;
-      }
+    if (auto gate = state.backfills.find(backfill_id); gate != state.backfills.end()) {
+      const auto running = std::count_if(
+          state.running.begin(), state.running.end(),
+          [&](int64_t key) { return runs_.at(key).run().backfill_id == backfill_id; });
+      free = BackfillFreeSlots(gate->second, static_cast<int>(running));
     }
     return backfill_free.emplace(backfill_id, free).first->second;
   };

@@ -405,9 +405,12 @@ StatusOr<std::vector<Dependency>> SchedulerService::ExplainTaskInstance(
       runs.page.order_by = {std::move(order_by)};
       return ForClient(store_.ListRuns(runs), "run listing");
     };
-    auto counted = list_runs(RunState::kRunning, 1, "id");
-    if (!counted.ok()) return counted.status();
-    admission.running = static_cast<int>(counted->total_entries);
+    // The queue ahead of this run and the running runs, read up to a bound: what lies beyond is
+    // counted, not read. Running runs are at most max_active_runs (other writers aside).
+    constexpr int kQueueRead = 1000;
+    auto running = list_runs(RunState::kRunning, kQueueRead, "id");
+    if (!running.ok()) return running.status();
+    admission.running = static_cast<int>(running->total_entries);
     auto last = list_runs(RunState::kQueued, 1, "-id");
     if (!last.ok()) return last.status();
     admission.max_active_runs = (*dag)->max_active_runs;
@@ -416,8 +419,6 @@ StatusOr<std::vector<Dependency>> SchedulerService::ExplainTaskInstance(
       if (!newest_dag.ok()) return newest_dag.status();
       admission.max_active_runs = (*newest_dag)->max_active_runs;
     }
-    // The queue ahead of this run, read up to a bound: what lies beyond is counted, not read.
-    constexpr int kQueueRead = 1000;
     auto queue = list_runs(RunState::kQueued, kQueueRead, "id");
     if (!queue.ok()) return queue.status();
     bool found = false;
@@ -438,13 +439,6 @@ StatusOr<std::vector<Dependency>> SchedulerService::ExplainTaskInstance(
       for (const BackfillGate& gate : *gates) {
         if (gate.id == *run->backfill_id) input.backfill = gate;
       }
-      RunQuery backfill_runs;  // running: at most the DAG's max_active_runs
-      backfill_runs.dag_id = dag_id;
-      backfill_runs.states = {RunState::kRunning};
-      backfill_runs.run_types = {RunType::kBackfill};
-      backfill_runs.page.limit = kQueueRead;
-      auto running = ForClient(store_.ListRuns(backfill_runs), "run listing");
-      if (!running.ok()) return running.status();
       input.backfill_running = static_cast<int>(
           std::count_if(running->items.begin(), running->items.end(),
                         [&](const DagRun& r) { return r.backfill_id == run->backfill_id; }));

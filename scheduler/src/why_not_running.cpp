@@ -78,31 +78,27 @@ Dependency TriggerRuleDependency(const WhyInput& in, RuleVerdict verdict) {
   return {"Trigger Rule", reason};
 }
 
-// Whether the run's backfill keeps it from starting, as the loop's admission gates backfill
-// runs: not while the backfill is paused or over, and within its own max_active_runs.
+// Whether the run's backfill keeps it from starting (BackfillFreeSlots, as the loop admits), and
+// if so why.
 bool BackfillHolds(const BackfillGate& gate, int running, std::vector<Dependency>& out) {
+  if (BackfillFreeSlots(gate, running) > 0) return false;
   const std::string backfill = "backfill " + std::to_string(gate.id);
   if (gate.completed) {
     out.push_back({"Backfill Running", "The run belongs to " + backfill +
                                            ", which is completed or cancelled: its queued runs "
                                            "do not start."});
-    return true;
-  }
-  if (gate.is_paused) {
+  } else if (gate.is_paused) {
     out.push_back({"Backfill Not Paused", "The run belongs to " + backfill +
                                               ", which is paused: its runs start once it is "
                                               "unpaused (POST /api/v2/backfills/" +
                                               std::to_string(gate.id) + "/unpause)."});
-    return true;
-  }
-  if (running >= gate.max_active_runs) {
+  } else {
     out.push_back({"Backfill Max Active Runs",
                    "The run's " + backfill + " has reached its max_active_runs (" +
                        std::to_string(gate.max_active_runs) +
                        "): " + Plural(running, "of its runs is", "of its runs are") + " running."});
-    return true;
   }
-  return false;
+  return true;
 }
 
 // Why a queued run has not started, from the scheduler's own admission of the DAG's queued runs.

@@ -57,6 +57,11 @@ struct BackfillGate {
   int max_active_runs = 10;
 };
 
+// How many more of a backfill's runs may start, `running` of them running: none while it is
+// paused or over, else what its own max_active_runs leaves (never below 0). The loop admits by
+// it and "why not running" explains by it.
+int BackfillFreeSlots(const BackfillGate& gate, int running);
+
 // A new backfill and, in sort order, one entry per logical date: the run to create when the
 // date has none (NewTimetableRun, backfill_id left 0) with its task instances.
 struct NewBackfill {

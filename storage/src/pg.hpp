@@ -40,6 +40,11 @@ Status MapCurrentException();
 std::unique_ptr<pqxx::connection> Connect(const PgOptions& options,
                                           const std::string& application_name = "");
 
+// The task instances that `id_array` (a uuid[] SQL expression) names, as the API shows them,
+// ordered by DAG, run and task. Read in `tx`, so a writer answers with its own changes as it
+// made them, before the scheduler, woken by the commit, moves them on.
+std::vector<scheduler::TaskInstance> TaskInstancesIn(pqxx::work& tx, const std::string& id_array);
+
 inline const Status& StatusOf(const Status& s) { return s; }
 template <typename T>
 const Status& StatusOf(const StatusOr<T>& s) {

@@ -3,7 +3,6 @@
 // clear and a mark, of one run serialize), selects the task instances again under that lock and
 // changes them: the event triggers log every state change, and the scheduler's next commit for
 // a changed row expects its old state, is rejected, and the scheduler reloads the run.
-#include <set>
 #include <string>
 #include <vector>
 
@@ -62,8 +61,7 @@ pqxx::result SelectTaskInstances(pqxx::work& tx, const TaskInstanceClear& clear,
   for (size_t i = 0; i < runs.size(); ++i) keys += (i > 0 ? ", " : "") + std::to_string(runs[i]);
   keys += "]::bigint[]";
   std::string sql =
-      "SELECT id::text, task_id, run_id, state FROM task_instance WHERE dag_run_id = ANY(" +
-      keys + ")";
+      "SELECT id::text, state FROM task_instance WHERE dag_run_id = ANY(" + keys + ")";
   if (clear.task_ids) sql += " AND task_id = ANY(" + TextArray(tx, *clear.task_ids) + ")";
   // Airflow's dag.clear: only_failed adds failed and upstream_failed, only_running adds
   // running; with both, either.
@@ -136,30 +134,24 @@ void MoveToLatestVersion(pqxx::work& tx, const TaskInstanceClear& clear, const s
 StatusOr<std::vector<TaskInstance>> PgStateStore::ClearTaskInstances(
     const TaskInstanceClear& clear, scheduler::TimePoint now) {
   const int64_t now_us = now.time_since_epoch().count();
-  struct Selected {
-    std::vector<std::string> ids;
-    std::set<std::string> task_ids;
-    std::set<std::string> run_ids;
-  };
-  auto selected = pool_->Run([&](pqxx::work& tx) -> StatusOr<Selected> {
+  return pool_->Run([&](pqxx::work& tx) -> StatusOr<std::vector<TaskInstance>> {
     auto runs = SelectRuns(tx, clear, !clear.dry_run);
     if (!runs.ok()) return runs.status();
-    Selected out;
-    if (runs->empty()) return out;
+    if (runs->empty()) return std::vector<TaskInstance>();
     const pqxx::result tis = SelectTaskInstances(tx, clear, *runs);
+    if (tis.empty()) return std::vector<TaskInstance>();
+    std::vector<std::string> selected;
     bool running = false;
     for (const auto& row : tis) {
-      out.ids.push_back(row[0].as<std::string>());
-      out.task_ids.insert(row[1].as<std::string>());
-      out.run_ids.insert(row[2].as<std::string>());
-      running = running || (!row[3].is_null() && row[3].as<std::string>() == "running");
+      selected.push_back(row[0].as<std::string>());
+      running = running || (!row[1].is_null() && row[1].as<std::string>() == "running");
     }
-    if (clear.dry_run || out.ids.empty()) return out;
+    const std::string ids = UuidArray(tx, selected);
+    if (clear.dry_run) return pg::TaskInstancesIn(tx, ids);
     if (clear.prevent_running_task && running) {
       return Status::FailedPrecondition(
           "Cannot clear task instances while they are running: prevent_running_task is set");
     }
-    const std::string ids = UuidArray(tx, out.ids);
     // A running try is stopped by the scheduler, which then runs the task again (restarting);
     // every other selected task instance waits to be scheduled anew, with its full retries.
     tx.exec("UPDATE task_instance SET state = 'restarting' WHERE id = ANY(" + ids +
@@ -190,24 +182,8 @@ StatusOr<std::vector<TaskInstance>> PgStateStore::ClearTaskInstances(
               ids + ")) AND state IN ('success', 'failed')",
           now_us);
     }
-    return out;
+    return pg::TaskInstancesIn(tx, ids);
   });
-  if (!selected.ok()) return selected.status();
-  if (selected->ids.empty()) return std::vector<TaskInstance>();
-  // One read of them all: the cross product of their runs and tasks, narrowed to the selected.
-  scheduler::TaskInstanceQuery query;
-  query.dag_id = clear.dag_id;
-  query.run_ids.assign(selected->run_ids.begin(), selected->run_ids.end());
-  query.task_ids.assign(selected->task_ids.begin(), selected->task_ids.end());
-  query.page.limit = static_cast<int>(query.run_ids.size() * query.task_ids.size());
-  auto listed = ListTaskInstances(query);
-  if (!listed.ok()) return listed.status();
-  const std::set<std::string> ids(selected->ids.begin(), selected->ids.end());
-  std::vector<TaskInstance> out;
-  for (TaskInstance& ti : listed->items) {
-    if (ids.count(ti.id) != 0) out.push_back(std::move(ti));
-  }
-  return out;
 }
 
 }  // namespace dagd::storage

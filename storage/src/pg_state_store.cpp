@@ -496,6 +496,16 @@ std::vector<std::pair<std::string, std::string>> PreparedStatements();
 
 }  // namespace
 
+std::vector<TaskInstance> pg::TaskInstancesIn(pqxx::work& tx, const std::string& id_array) {
+  const pqxx::result r = tx.exec(
+      "SELECT " + WithVersionCreatedAt(kTaskInstanceColumns, "task_instance") +
+      " FROM task_instance WHERE id = ANY(" + id_array + ") ORDER BY dag_id, dag_run_id, task_id");
+  std::vector<TaskInstance> out;
+  out.reserve(r.size());
+  for (const auto& row : r) out.push_back(TaskInstanceWithVersionOf(row));
+  return out;
+}
+
 // --- Lifecycle -----------------------------------------------------------------------------------
 
 // The scheduler lock's connection lives outside the pool: the pool discards and reopens
